@@ -1,0 +1,5 @@
+{
+  "targets": [
+    { "target_name": "vmdn_seek", "sources": ["native/seek.c"] }
+  ]
+}

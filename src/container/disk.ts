@@ -1,0 +1,51 @@
+/**
+ * The one random-access disk interface every container format implements.
+ * Offsets and sizes are byte counts as JS numbers (exact up to 2^53).
+ */
+export interface Extent {
+  /** Offset in the virtual disk. */
+  readonly offset: number;
+  readonly length: number;
+  /**
+   * 'data': allocated, may hold non-zero bytes.
+   * 'zero': allocated or marked as reading zeros (qcow2 zero clusters).
+   * Regions not covered by any extent are holes and read as zeros.
+   */
+  readonly kind: 'data' | 'zero';
+}
+
+export interface Disk {
+  /** Short format name: 'raw', 'qcow2', ... */
+  readonly format: string;
+  readonly virtualSize: number;
+  /** Natural allocation granularity (qcow2 cluster size, 4096 for raw). */
+  readonly clusterSize: number;
+  /** Allocated extents in ascending, non-overlapping order, adjacent extents of a kind merged. */
+  extents(signal?: AbortSignal): AsyncIterable<Extent>;
+  /** Read exactly `length` bytes at `offset` (holes read as zeros); must stay within virtualSize. */
+  read(offset: number, length: number): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
+
+/** Bytes covered by 'data' extents. */
+export async function allocatedBytes(disk: Disk): Promise<number> {
+  let n = 0;
+  for await (const e of disk.extents()) if (e.kind === 'data') n += e.length;
+  return n;
+}
+
+/** Stream a disk's whole virtual content in blocks (for tests and comparison). */
+export async function* readAll(disk: Disk, blockSize = 4 << 20): AsyncIterable<Uint8Array> {
+  for (let off = 0; off < disk.virtualSize; off += blockSize) {
+    yield await disk.read(off, Math.min(blockSize, disk.virtualSize - off));
+  }
+}
+
+export interface DiskWriter {
+  /** Write data at a virtual offset. Callers write in ascending offset order. */
+  write(offset: number, data: Uint8Array): Promise<void>;
+  /** Finish the file (metadata, truncation) and atomically move it into place. */
+  finish(): Promise<void>;
+  /** Abandon: remove temporary output. */
+  abort(): Promise<void>;
+}

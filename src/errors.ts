@@ -1,0 +1,61 @@
+/**
+ * Typed errors with a stable `code`. Every failure the user can cause maps to
+ * one of these; the CLI maps codes to exit statuses and (later) the HTTP layer
+ * to status codes, both from the single table below.
+ */
+export const ERROR_CODES = {
+  // input images
+  E_FORMAT: { exit: 3, http: 422, summary: 'invalid or corrupt image' },
+  E_UNSUPPORTED: { exit: 3, http: 422, summary: 'unsupported image feature' },
+  E_TRUNCATED: { exit: 3, http: 422, summary: 'image file is truncated' },
+  E_BACKING: { exit: 3, http: 422, summary: 'bad backing file chain' },
+  // store
+  E_NOT_FOUND: { exit: 4, http: 404, summary: 'not found' },
+  E_CORRUPT_OBJECT: { exit: 5, http: 502, summary: 'object failed hash verification' },
+  E_STORE: { exit: 5, http: 500, summary: 'store error' },
+  E_MANIFEST: { exit: 5, http: 500, summary: 'invalid manifest' },
+  // usage
+  E_USAGE: { exit: 2, http: 400, summary: 'invalid arguments' },
+  E_IO: { exit: 6, http: 500, summary: 'I/O error' },
+  E_ABORTED: { exit: 130, http: 499, summary: 'operation aborted' },
+  E_INTERNAL: { exit: 70, http: 500, summary: 'internal error' },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class VmdnError extends Error {
+  readonly code: ErrorCode;
+  readonly data: Record<string, unknown>;
+  constructor(code: ErrorCode, message: string, data: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'VmdnError';
+    this.code = code;
+    this.data = data;
+  }
+  get exitCode(): number {
+    return ERROR_CODES[this.code].exit;
+  }
+  get httpStatus(): number {
+    return ERROR_CODES[this.code].http;
+  }
+  toJSON(): Record<string, unknown> {
+    return { code: this.code, message: this.message, ...this.data };
+  }
+}
+
+/** Normalise anything thrown into a VmdnError (unknown failures become E_INTERNAL / E_IO). */
+export function asVmdnError(err: unknown): VmdnError {
+  if (err instanceof VmdnError) return err;
+  const e = err as NodeJS.ErrnoException;
+  if (e && typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code)) {
+    if (e.code === 'ENOENT') return new VmdnError('E_NOT_FOUND', e.message, { errno: e.code }, { cause: err });
+    return new VmdnError('E_IO', e.message, { errno: e.code }, { cause: err });
+  }
+  if (e && e.name === 'AbortError') return new VmdnError('E_ABORTED', 'operation aborted', {}, { cause: err });
+  return new VmdnError('E_INTERNAL', e?.message ?? String(err), {}, { cause: err });
+}
+
+/** Throw E_FORMAT unless `cond` holds; keeps parsers' bound checks one line each. */
+export function check(cond: unknown, code: ErrorCode, message: string, data: Record<string, unknown> = {}): asserts cond {
+  if (!cond) throw new VmdnError(code, message, data);
+}
