@@ -100,3 +100,22 @@ export function encodeCompressedEntry(hostOffset: number, byteLength: number, cl
   const extra = BigInt(lastSector - firstSector);
   return L2_COMPRESSED_FLAG | (extra << x) | BigInt(hostOffset);
 }
+
+// ---- Reader limits and extra constants (added by the qcow2 reader) ----
+
+/** qemu's own cap: a 32 MiB L1 table (4 Mi entries); anything larger is corrupt or hostile. */
+export const MAX_L1_ENTRIES = (32 << 20) / 8;
+/** qemu's cap on the refcount table (8 MiB). */
+export const MAX_REFTABLE_BYTES = 8 << 20;
+/** qemu's cap on internal snapshots. */
+export const MAX_SNAPSHOTS = 65536;
+/** L1/L2 offsets are 56-bit; a larger host offset is a format error, not a truncation. */
+export const MAX_HOST_OFFSET = 2 ** 56;
+/** Extended L2 entries need at least 16 KiB clusters (512-byte subclusters). */
+export const EXTENDED_L2_MIN_CLUSTER_BITS = 14;
+/** qemu stores the backing format in a 16-byte buffer (15 chars + NUL). */
+export const MAX_BACKING_FORMAT_NAME = 15;
+/** Size of one feature name table entry. */
+export const FEATURE_NAME_ENTRY_SIZE = 48;
+/** Extended L2 entry: bit 0 of the descriptor is reserved too (no zero flag). */
+export const L2_EXT_RESERVED_MASK = 0x3f000000000001ffn;
