@@ -1,0 +1,58 @@
+/**
+ * Worker thread for the CPU-heavy half of object I/O: zstd (de)compression and
+ * hash verification, plus the file write/read itself so the bytes never travel
+ * back to the main thread on import. See codec-pool.ts.
+ */
+import { parentPort } from 'node:worker_threads';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { encodeObject, decodeObject } from './codec.js';
+import { asVmdnError } from '../errors.js';
+
+export type CodecRequest =
+  | { op: 'put'; id: number; digest: string; data: Uint8Array; objPath: string; tmpDir: string; level: number }
+  | { op: 'get'; id: number; digest: string; objPath: string; source: string }
+  | { op: 'verify'; id: number; digest: string; objPath: string; source: string };
+
+export type CodecResponse =
+  | { id: number; ok: true; storedSize?: number; size?: number; data?: Uint8Array }
+  | { id: number; ok: false; error: { code: string; message: string; data: Record<string, unknown> } };
+
+/** Write via temp file + rename so a killed process never leaves a partial object under its final name. */
+export async function writeAtomic(finalPath: string, tmpDir: string, bytes: Uint8Array): Promise<void> {
+  const tmp = path.join(tmpDir, `${path.basename(finalPath)}.${process.pid}.${randomBytes(4).toString('hex')}`);
+  await fs.writeFile(tmp, bytes);
+  try {
+    await fs.rename(tmp, finalPath);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    await fs.mkdir(path.dirname(finalPath), { recursive: true });
+    await fs.rename(tmp, finalPath);
+  }
+}
+
+async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: ArrayBuffer[] }> {
+  if (req.op === 'put') {
+    const enc = encodeObject(req.data, req.level);
+    await writeAtomic(req.objPath, req.tmpDir, enc);
+    return { id: req.id, ok: true, storedSize: enc.length, size: req.data.length };
+  }
+  const enc = await fs.readFile(req.objPath);
+  const data = decodeObject(req.digest, enc, req.source);
+  if (req.op === 'verify') return { id: req.id, ok: true, size: data.length, storedSize: enc.length };
+  // copy into a transferable buffer of its own (zstd output may share a pool)
+  const out = new Uint8Array(data.length);
+  out.set(data);
+  return { id: req.id, ok: true, data: out, size: data.length, storedSize: enc.length, transfer: [out.buffer] };
+}
+
+parentPort?.on('message', (req: CodecRequest) => {
+  handle(req).then(
+    ({ transfer, ...res }) => parentPort!.postMessage(res, transfer ?? []),
+    (err) => {
+      const e = asVmdnError(err);
+      parentPort!.postMessage({ id: req.id, ok: false, error: { code: e.code, message: e.message, data: e.data } });
+    },
+  );
+});

@@ -1,0 +1,202 @@
+/**
+ * The embedded default backend: objects as zstd files in a directory
+ * (objects/ab/abcdef...), an SQLite index beside them, temp files in tmp/.
+ */
+import fs from 'node:fs/promises';
+import fss from 'node:fs';
+import path from 'node:path';
+import { CodecPool } from './codec-pool.js';
+import { decodeObject, encodeObject, ZSTD_LEVEL } from './codec.js';
+import { writeAtomic } from './codec-worker.js';
+import { sha256, assertDigest, isDigest, type Digest } from './digest.js';
+import { StoreIndex } from './sqlite-index.js';
+import type { ObjectStat, PrunableStore, PutResult, ReadOptions } from './types.js';
+import { VmdnError } from '../errors.js';
+
+export interface LocalStoreOptions {
+  /** Codec worker threads; 0 runs (de)compression on the calling thread. */
+  workers?: number;
+  level?: number;
+}
+
+export class LocalStore implements PrunableStore {
+  readonly index: StoreIndex;
+  private pool: CodecPool | null = null;
+  private readonly inflight = new Map<Digest, Promise<PutResult>>();
+  private readonly level: number;
+
+  private constructor(readonly dir: string, private readonly opts: LocalStoreOptions) {
+    this.index = new StoreIndex(path.join(dir, 'index.db'));
+    this.level = opts.level ?? ZSTD_LEVEL;
+  }
+
+  static async open(dir: string, opts: LocalStoreOptions = {}): Promise<LocalStore> {
+    try {
+      await fs.mkdir(path.join(dir, 'objects'), { recursive: true });
+      await fs.mkdir(path.join(dir, 'tmp'), { recursive: true });
+    } catch (err) {
+      throw new VmdnError('E_STORE', `cannot create store at ${dir}: ${(err as Error).message}`, { dir }, { cause: err });
+    }
+    return new LocalStore(dir, opts);
+  }
+
+  get tmpDir(): string {
+    return path.join(this.dir, 'tmp');
+  }
+
+  objectPath(digest: Digest): string {
+    return path.join(this.dir, 'objects', digest.slice(0, 2), digest);
+  }
+
+  private codec(): CodecPool | null {
+    if (this.pool === null && (this.opts.workers ?? 2) > 0) this.pool = new CodecPool(this.opts.workers ?? 2);
+    return this.pool;
+  }
+
+  async has(digest: Digest): Promise<boolean> {
+    return this.index.getObject(digest) !== undefined;
+  }
+
+  async stat(digest: Digest): Promise<ObjectStat | undefined> {
+    return this.index.getObject(digest);
+  }
+
+  async get(digest: Digest, opts: ReadOptions = {}): Promise<Uint8Array> {
+    assertDigest(digest);
+    opts.signal?.throwIfAborted();
+    const pool = this.codec();
+    try {
+      if (pool) return (await pool.run({ op: 'get', digest, objPath: this.objectPath(digest), source: this.dir })).data!;
+      return decodeObject(digest, await fs.readFile(this.objectPath(digest)), this.dir);
+    } catch (err) {
+      throw this.notFound(err, digest);
+    }
+  }
+
+  async getEncoded(digest: Digest, opts: ReadOptions = {}): Promise<Uint8Array> {
+    assertDigest(digest);
+    opts.signal?.throwIfAborted();
+    try {
+      return await fs.readFile(this.objectPath(digest));
+    } catch (err) {
+      throw this.notFound(err, digest);
+    }
+  }
+
+  private notFound(err: unknown, digest: Digest): unknown {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as VmdnError).data?.errno === 'ENOENT') {
+      return new VmdnError('E_NOT_FOUND', `object ${digest} not in store ${this.dir}`, { digest });
+    }
+    return err;
+  }
+
+  put(data: Uint8Array, opts: { digest?: Digest } & ReadOptions = {}): Promise<PutResult> {
+    const digest = opts.digest ?? sha256(data);
+    const known = this.index.getObject(digest);
+    if (known) return Promise.resolve({ ...known, added: false });
+    const running = this.inflight.get(digest);
+    if (running) return running.then((r) => ({ ...r, added: false }));
+    const p = this.write(digest, data).finally(() => this.inflight.delete(digest));
+    this.inflight.set(digest, p);
+    return p;
+  }
+
+  private async write(digest: Digest, data: Uint8Array): Promise<PutResult> {
+    const objPath = this.objectPath(digest);
+    const pool = this.codec();
+    let storedSize: number;
+    if (pool) {
+      // copy: the caller's buffer may be a view into a larger read buffer we must not transfer
+      const copy = new Uint8Array(data.length);
+      copy.set(data);
+      storedSize = (await pool.run({ op: 'put', digest, data: copy, objPath, tmpDir: this.tmpDir, level: this.level }, [copy.buffer])).storedSize!;
+    } else {
+      const enc = encodeObject(data, this.level);
+      await writeAtomic(objPath, this.tmpDir, enc);
+      storedSize = enc.length;
+    }
+    const stat = { digest, size: data.length, storedSize };
+    this.index.addObject(stat);
+    return { ...stat, added: true };
+  }
+
+  async putEncoded(digest: Digest, encoded: Uint8Array): Promise<PutResult> {
+    assertDigest(digest);
+    const known = this.index.getObject(digest);
+    if (known) return { ...known, added: false };
+    const data = decodeObject(digest, encoded, 'upload');
+    await writeAtomic(this.objectPath(digest), this.tmpDir, encoded);
+    const stat = { digest, size: data.length, storedSize: encoded.length };
+    this.index.addObject(stat);
+    return { ...stat, added: true };
+  }
+
+  async delete(digest: Digest): Promise<void> {
+    assertDigest(digest);
+    this.index.deleteObject(digest);
+    await fs.rm(this.objectPath(digest), { force: true });
+  }
+
+  async *list(): AsyncIterable<ObjectStat> {
+    yield* this.index.listObjects();
+  }
+
+  /** Object files actually on disk (the index may lag behind after a crash). */
+  async *objectFiles(): AsyncIterable<{ digest: Digest; path: string }> {
+    const root = path.join(this.dir, 'objects');
+    for (const sub of (await fs.readdir(root)).sort()) {
+      const dir = path.join(root, sub);
+      let names: string[];
+      try {
+        names = await fs.readdir(dir);
+      } catch {
+        continue;
+      }
+      for (const n of names.sort()) yield { digest: n, path: path.join(dir, n) };
+    }
+  }
+
+  /** Re-hash one object file in a worker; resolves to its sizes or throws E_CORRUPT_OBJECT. */
+  async verifyObject(digest: Digest): Promise<{ size: number; storedSize: number }> {
+    if (!isDigest(digest)) throw new VmdnError('E_CORRUPT_OBJECT', `stray file ${digest} in objects/`, { digest });
+    const pool = this.codec();
+    if (pool) {
+      const r = await pool.run({ op: 'verify', digest, objPath: this.objectPath(digest), source: this.dir });
+      return { size: r.size!, storedSize: r.storedSize! };
+    }
+    const enc = await fs.readFile(this.objectPath(digest));
+    return { size: decodeObject(digest, enc, this.dir).length, storedSize: enc.length };
+  }
+
+  /** Remove temp files left by processes that no longer run (killed imports). */
+  async cleanTmp(): Promise<number> {
+    let n = 0;
+    for (const name of await fs.readdir(this.tmpDir)) {
+      const pid = Number(name.split('.').at(-2));
+      if (Number.isInteger(pid) && pid !== process.pid && isAlive(pid)) continue;
+      if (pid === process.pid) continue;
+      await fs.rm(path.join(this.tmpDir, name), { force: true });
+      n++;
+    }
+    return n;
+  }
+
+  async close(): Promise<void> {
+    await this.pool?.close();
+    this.pool = null;
+    this.index.close();
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export function storeExists(dir: string): boolean {
+  return fss.existsSync(path.join(dir, 'index.db'));
+}

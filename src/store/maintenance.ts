@@ -1,0 +1,117 @@
+/** Store upkeep: garbage collection, full verification and totals. */
+import type { LocalStore } from './local-store.js';
+import type { Digest } from './digest.js';
+import { decodeManifest } from '../strategy/manifest.js';
+import { asVmdnError } from '../errors.js';
+import type { OnProgress } from '../util/progress.js';
+
+export interface GcResult {
+  removedObjects: number;
+  freedBytes: number;
+  removedTmpFiles: number;
+}
+
+/** Delete every object no named image needs, and temp files of dead processes. */
+export async function collectGarbage(store: LocalStore, opts: { dryRun?: boolean } = {}): Promise<GcResult> {
+  const live = store.index.liveDigests();
+  const res: GcResult = { removedObjects: 0, freedBytes: 0, removedTmpFiles: 0 };
+  for await (const f of store.objectFiles()) {
+    if (live.has(f.digest)) continue;
+    res.removedObjects++;
+    res.freedBytes += store.index.getObject(f.digest)?.storedSize ?? 0;
+    if (!opts.dryRun) await store.delete(f.digest).catch(() => {});
+  }
+  // index rows whose files vanished
+  for (const o of store.index.listObjects()) if (!live.has(o.digest) && !opts.dryRun) store.index.deleteObject(o.digest);
+  if (!opts.dryRun) res.removedTmpFiles = await store.cleanTmp();
+  return res;
+}
+
+export interface VerifyProblem {
+  digest: Digest;
+  problem: 'corrupt' | 'missing' | 'unindexed' | 'bad-manifest';
+  detail: string;
+  image?: string;
+}
+
+export interface VerifyResult {
+  objectsChecked: number;
+  bytesChecked: number;
+  imagesChecked: number;
+  problems: VerifyProblem[];
+}
+
+/** Re-hash every object file, and check every image's manifest and references. */
+export async function verifyStore(store: LocalStore, opts: { signal?: AbortSignal; onProgress?: OnProgress; concurrency?: number } = {}): Promise<VerifyResult> {
+  const res: VerifyResult = { objectsChecked: 0, bytesChecked: 0, imagesChecked: 0, problems: [] };
+  const indexed = new Map(store.index.listObjects().map((o) => [o.digest, o]));
+  const onDisk = new Set<Digest>();
+  const total = indexed.size;
+  const running = new Set<Promise<void>>();
+  for await (const f of store.objectFiles()) {
+    opts.signal?.throwIfAborted();
+    onDisk.add(f.digest);
+    const p = store.verifyObject(f.digest).then(
+      (r) => {
+        res.objectsChecked++;
+        res.bytesChecked += r.size;
+        if (!indexed.has(f.digest)) res.problems.push({ digest: f.digest, problem: 'unindexed', detail: 'valid object file missing from the index (left by an interrupted import; gc removes it)' });
+        opts.onProgress?.({ phase: 'verify', done: res.objectsChecked, total, unit: 'objects' });
+      },
+      (err) => {
+        res.objectsChecked++;
+        res.problems.push({ digest: f.digest, problem: 'corrupt', detail: asVmdnError(err).message });
+      },
+    );
+    running.add(p);
+    p.finally(() => running.delete(p));
+    if (running.size >= (opts.concurrency ?? 16)) await Promise.race(running);
+  }
+  await Promise.all(running);
+  for (const d of indexed.keys()) if (!onDisk.has(d)) res.problems.push({ digest: d, problem: 'missing', detail: 'indexed object has no file' });
+  for (const img of store.index.listImages()) {
+    const ref = `${img.name}:${img.tag}`;
+    res.imagesChecked++;
+    if (!onDisk.has(img.manifest)) {
+      res.problems.push({ digest: img.manifest, problem: 'missing', detail: 'manifest object missing', image: ref });
+      continue;
+    }
+    try {
+      const m = decodeManifest(await store.get(img.manifest));
+      for (const [, , d] of m.chunks) {
+        if (!onDisk.has(d)) res.problems.push({ digest: d, problem: 'missing', detail: 'chunk referenced by image is missing', image: ref });
+      }
+    } catch (err) {
+      res.problems.push({ digest: img.manifest, problem: 'bad-manifest', detail: asVmdnError(err).message, image: ref });
+    }
+  }
+  // one line per missing digest is enough
+  const seen = new Set<string>();
+  res.problems = res.problems.filter((p) => !seen.has(p.digest + p.problem) && seen.add(p.digest + p.problem));
+  return res;
+}
+
+export interface StoreStats {
+  images: number;
+  objects: number;
+  /** Uncompressed bytes of all objects. */
+  objectBytes: number;
+  /** Bytes on disk (compressed). */
+  storedBytes: number;
+  /** Sum of the images' non-zero data, what a naive store would keep uncompressed. */
+  logicalBytes: number;
+  virtualBytes: number;
+}
+
+export function storeStats(store: LocalStore): StoreStats {
+  const t = store.index.totals();
+  const imgs = store.index.listImages();
+  return {
+    images: imgs.length,
+    objects: t.objects,
+    objectBytes: t.size,
+    storedBytes: t.stored,
+    logicalBytes: imgs.reduce((n, i) => n + i.dataSize, 0),
+    virtualBytes: imgs.reduce((n, i) => n + i.virtualSize, 0),
+  };
+}

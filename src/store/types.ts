@@ -1,0 +1,48 @@
+/**
+ * Object stores, layered by capability so that backends and caches can wrap
+ * each other: a remote HTTP store is only Readable, a local directory is
+ * Prunable, a cache is a Writable in front of a Readable.
+ *
+ * Objects are immutable, addressed by the SHA-256 of their uncompressed bytes
+ * and kept zstd-compressed ("encoded"). Every read verifies the hash.
+ */
+import type { Digest } from './digest.js';
+
+export interface ObjectStat {
+  digest: Digest;
+  /** Uncompressed size. */
+  size: number;
+  /** Encoded (compressed) size as stored and served. */
+  storedSize: number;
+}
+
+export interface ReadOptions {
+  signal?: AbortSignal;
+}
+
+export interface ReadableStore {
+  has(digest: Digest): Promise<boolean>;
+  stat(digest: Digest): Promise<ObjectStat | undefined>;
+  /** Uncompressed bytes, verified against the digest (E_CORRUPT_OBJECT otherwise; E_NOT_FOUND if absent). */
+  get(digest: Digest, opts?: ReadOptions): Promise<Uint8Array>;
+  /** Encoded bytes as stored (what an origin serves); not decoded, so callers verify on use. */
+  getEncoded(digest: Digest, opts?: ReadOptions): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
+
+export interface PutResult extends ObjectStat {
+  /** False when the object was already present (nothing written). */
+  added: boolean;
+}
+
+export interface WritableStore extends ReadableStore {
+  /** Store uncompressed bytes; `digest`, when the caller already hashed, is trusted only by the local importer path. */
+  put(data: Uint8Array, opts?: { digest?: Digest } & ReadOptions): Promise<PutResult>;
+  /** Store already-encoded bytes (a pull-through cache); decoded and verified before it is kept. */
+  putEncoded(digest: Digest, encoded: Uint8Array, opts?: ReadOptions): Promise<PutResult>;
+}
+
+export interface PrunableStore extends WritableStore {
+  delete(digest: Digest): Promise<void>;
+  list(): AsyncIterable<ObjectStat>;
+}

@@ -1,0 +1,182 @@
+/**
+ * Chunks strategy, import side: split a virtual disk's allocated data into
+ * content-addressed chunks, skipping holes and long zero runs, and store each
+ * distinct chunk once. The result is a bit-exact manifest.
+ */
+import type { Disk } from '../container/disk.js';
+import type { WritableStore } from '../store/types.js';
+import { sha256, type Digest } from '../store/digest.js';
+import { createChunker, formatChunkerSpec, type ChunkerParams } from './chunker.js';
+import { MANIFEST_KIND, MANIFEST_VERSION, type ChunkEntry, type Manifest } from './manifest.js';
+import { throttle, type OnProgress } from '../util/progress.js';
+import { isZero, zeroRuns } from '../util/zero.js';
+
+export interface ChunkImportOptions {
+  chunker: ChunkerParams;
+  signal?: AbortSignal;
+  onProgress?: OnProgress;
+  /** Zero runs at least this long (bytes, multiple of 4 KiB) split data and are not stored. */
+  zeroCut?: number;
+  readBlock?: number;
+  maxInflight?: number;
+  /** Called for each object this import newly added to the store. */
+  onAdded?: (digest: Digest) => void;
+}
+
+export interface ChunkImportStats {
+  allocated: number;
+  dataBytes: number;
+  chunks: number;
+  distinctChunks: number;
+  newObjects: number;
+  newBytes: number;
+  newStoredBytes: number;
+}
+
+const DEFAULT_ZERO_CUT = 64 * 1024;
+const DEFAULT_READ_BLOCK = 4 * 1024 * 1024;
+
+/** Contiguous allocated regions [start, end), adjacent data extents merged. */
+export async function dataRegions(disk: Disk, signal?: AbortSignal): Promise<Array<[number, number]>> {
+  const out: Array<[number, number]> = [];
+  for await (const e of disk.extents(signal)) {
+    if (e.kind !== 'data') continue;
+    const last = out.at(-1);
+    if (last && last[1] === e.offset) last[1] += e.length;
+    else out.push([e.offset, e.offset + e.length]);
+  }
+  return out;
+}
+
+export async function importChunks(disk: Disk, store: WritableStore, opts: ChunkImportOptions): Promise<{ manifest: Manifest; stats: ChunkImportStats }> {
+  const { signal } = opts;
+  const zeroCut = opts.zeroCut ?? DEFAULT_ZERO_CUT;
+  const readBlock = opts.readBlock ?? DEFAULT_READ_BLOCK;
+  const maxInflight = opts.maxInflight ?? 64;
+  const chunker = createChunker(opts.chunker);
+  const fixed = opts.chunker.kind === 'fixed' ? opts.chunker.avg : 0;
+  const progress = throttle(opts.onProgress);
+
+  const regions = await dataRegions(disk, signal);
+  const allocated = regions.reduce((n, [s, e]) => n + e - s, 0);
+  const stats: ChunkImportStats = { allocated, dataBytes: 0, chunks: 0, distinctChunks: 0, newObjects: 0, newBytes: 0, newStoredBytes: 0 };
+  const entries: ChunkEntry[] = [];
+  const seen = new Set<Digest>();
+  const inflight = new Set<Promise<void>>();
+  let firstError: unknown;
+
+  const emit = async (offset: number, chunk: Uint8Array): Promise<void> => {
+    if (isZero(chunk)) return;
+    const digest = sha256(chunk);
+    entries.push([offset, chunk.length, digest]);
+    stats.chunks++;
+    stats.dataBytes += chunk.length;
+    if (seen.has(digest)) return;
+    seen.add(digest);
+    stats.distinctChunks++;
+    const p = store.put(chunk, { digest, signal }).then(
+      (r) => {
+        if (r.added) {
+          opts.onAdded?.(r.digest);
+          stats.newObjects++;
+          stats.newBytes += r.size;
+          stats.newStoredBytes += r.storedSize;
+        }
+      },
+      (err) => {
+        firstError ??= err;
+      },
+    );
+    inflight.add(p);
+    p.finally(() => inflight.delete(p));
+    if (inflight.size >= maxInflight) await Promise.race(inflight);
+    if (firstError) throw firstError;
+  };
+
+  // Pending data not yet cut into chunks: `carry` starts at virtual offset `carryOff`.
+  let carry: Uint8Array = new Uint8Array(0);
+  let carryOff = 0;
+  let pendingZeros = 0; // zero bytes seen after the carry, not yet known to be a long run
+
+  const cut = async (final: boolean): Promise<void> => {
+    let pos = 0;
+    while (pos < carry.length) {
+      const rest = carry.subarray(pos);
+      let n: number;
+      if (fixed) {
+        // fixed chunks stay aligned to absolute multiples of their size
+        const want = fixed - ((carryOff + pos) % fixed);
+        n = rest.length >= want ? want : final ? rest.length : 0;
+      } else {
+        n = chunker.next(rest, final);
+      }
+      if (n === 0) break;
+      await emit(carryOff + pos, rest.subarray(0, n));
+      pos += n;
+    }
+    carry = pos === carry.length ? new Uint8Array(0) : carry.slice(pos);
+    carryOff += pos;
+  };
+  const append = (offset: number, data: Uint8Array): void => {
+    if (carry.length === 0) {
+      // leading short zeros need not be stored: the run starts at the data
+      carryOff = offset;
+      carry = data;
+    } else {
+      carry = concat(carry, pendingZeros, data);
+    }
+    pendingZeros = 0;
+  };
+
+  let done = 0;
+  for (const [start, end] of regions) {
+    // a gap between regions ends the current run
+    await cut(true);
+    pendingZeros = 0;
+    let next = disk.read(start, Math.min(readBlock, end - start));
+    for (let off = start; off < end; ) {
+      signal?.throwIfAborted();
+      const block = await next;
+      const nextOff = off + block.length;
+      if (nextOff < end) next = disk.read(nextOff, Math.min(readBlock, end - nextOff)); // read-ahead
+      for (const run of zeroRuns(block)) {
+        if (run.zero) {
+          pendingZeros += run.length;
+          if (pendingZeros >= zeroCut && carry.length > 0) await cut(true);
+          continue;
+        }
+        if (pendingZeros >= zeroCut) {
+          await cut(true);
+          pendingZeros = 0;
+        }
+        append(off + run.start, block.subarray(run.start, run.start + run.length));
+        await cut(false);
+      }
+      off = nextOff;
+      done += block.length;
+      progress?.({ phase: 'import', done, total: allocated, unit: 'bytes' });
+    }
+  }
+  await cut(true);
+  await Promise.all(inflight);
+  if (firstError) throw firstError;
+
+  const manifest: Manifest = {
+    kind: MANIFEST_KIND,
+    version: MANIFEST_VERSION,
+    virtualSize: disk.virtualSize,
+    source: { format: disk.format, clusterSize: disk.clusterSize },
+    chunker: formatChunkerSpec(opts.chunker),
+    allocated,
+    chunks: entries,
+  };
+  return { manifest, stats };
+}
+
+/** carry + `zeros` zero bytes + data, in one new buffer. */
+function concat(carry: Uint8Array, zeros: number, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(carry.length + zeros + data.length);
+  out.set(carry, 0);
+  out.set(data, carry.length + zeros);
+  return out;
+}

@@ -1,0 +1,90 @@
+/**
+ * The manifest, format "vmdn.manifest" version 1 (docs/format.md): how to
+ * rebuild a virtual disk bit for bit from content-addressed chunks. It is
+ * itself stored as an object, so an image's identity is its manifest digest.
+ * Manifests carry no names or timestamps: identical disks share one manifest.
+ */
+import { VmdnError } from '../errors.js';
+import { isDigest, type Digest } from '../store/digest.js';
+
+export const MANIFEST_KIND = 'vmdn.manifest';
+export const MANIFEST_VERSION = 1;
+export const MAX_CHUNK = 16 * 1024 * 1024;
+/** Bound on entries so a hostile manifest cannot make us loop for hours. */
+export const MAX_ENTRIES = 64 * 1024 * 1024;
+
+/** A chunk placed at a virtual offset: [offset, length, digest]. */
+export type ChunkEntry = [offset: number, length: number, digest: Digest];
+
+export interface Manifest {
+  kind: typeof MANIFEST_KIND;
+  version: typeof MANIFEST_VERSION;
+  virtualSize: number;
+  /** The container the image was imported from, so export can default to it. */
+  source: { format: string; clusterSize: number };
+  /** Chunker spec, e.g. "cdc:16k:64k:256k" or "fixed:64k" (see strategy/chunker.ts). */
+  chunker: string;
+  /** Bytes the source had allocated (data extents), before zero detection. */
+  allocated: number;
+  /** Ascending, non-overlapping; every byte not covered reads as zero. */
+  chunks: ChunkEntry[];
+}
+
+export function encodeManifest(m: Manifest): Uint8Array {
+  validateManifest(m);
+  // chunk entries one per line: readable, diffable, and still compact
+  const head = JSON.stringify({ ...m, chunks: undefined });
+  const body = m.chunks.map((c) => JSON.stringify(c)).join(',\n');
+  return new TextEncoder().encode(`${head.slice(0, -1)},"chunks":[\n${body}\n]}\n`);
+}
+
+export function decodeManifest(bytes: Uint8Array, source = 'store'): Manifest {
+  let m: unknown;
+  try {
+    m = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch (err) {
+    throw new VmdnError('E_MANIFEST', `manifest from ${source} is not valid JSON`, { source }, { cause: err });
+  }
+  validateManifest(m as Manifest, source);
+  return m as Manifest;
+}
+
+function bad(msg: string, source: string): never {
+  throw new VmdnError('E_MANIFEST', `manifest from ${source}: ${msg}`, { source });
+}
+
+const isSize = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
+
+export function validateManifest(m: Manifest, source = 'caller'): void {
+  if (!m || typeof m !== 'object') bad('not an object', source);
+  if (m.kind !== MANIFEST_KIND) bad(`kind is ${JSON.stringify(m.kind)}, expected ${MANIFEST_KIND}`, source);
+  if (m.version !== MANIFEST_VERSION) bad(`version ${m.version} not supported (this vmdn reads ${MANIFEST_VERSION})`, source);
+  if (!isSize(m.virtualSize) || m.virtualSize > 2 ** 50) bad('virtualSize out of range', source);
+  if (!isSize(m.allocated) || m.allocated > m.virtualSize) bad('allocated out of range', source);
+  if (!m.source || typeof m.source.format !== 'string' || !isSize(m.source.clusterSize)) bad('bad source', source);
+  if (typeof m.chunker !== 'string') bad('bad chunker', source);
+  if (!Array.isArray(m.chunks) || m.chunks.length > MAX_ENTRIES) bad('bad chunk list', source);
+  let end = 0;
+  for (const c of m.chunks) {
+    if (!Array.isArray(c) || c.length !== 3) bad('chunk entry is not [offset, length, digest]', source);
+    const [o, l, d] = c;
+    if (!isSize(o) || !isSize(l) || l === 0 || l > MAX_CHUNK) bad(`chunk at ${o}: bad offset/length`, source);
+    if (o < end) bad(`chunk at ${o} overlaps or is out of order`, source);
+    if (o + l > m.virtualSize) bad(`chunk at ${o} extends past virtualSize`, source);
+    if (!isDigest(d)) bad(`chunk at ${o}: bad digest`, source);
+    end = o + l;
+  }
+}
+
+/** Distinct chunk digests with their lengths. */
+export function uniqueChunks(m: Manifest): Map<Digest, number> {
+  const out = new Map<Digest, number>();
+  for (const [, l, d] of m.chunks) out.set(d, l);
+  return out;
+}
+
+export function dataBytes(m: Manifest): number {
+  let n = 0;
+  for (const c of m.chunks) n += c[1];
+  return n;
+}
