@@ -1,0 +1,90 @@
+/**
+ * Raw image writer. Sequential writes are gathered into large batches and
+ * written with positioned writes; all-zero 4 KiB blocks are skipped so the
+ * output stays sparse (the file starts empty and no byte is written twice,
+ * so skipping zeros never leaves stale data behind).
+ */
+import type { DiskWriter } from './disk.js';
+import { VmdnError, asVmdnError } from '../errors.js';
+import { Batcher, TempFile, asBuffer, checkVirtualSize, checkWrite, isZero } from './writer-file.js';
+
+const BLOCK = 4096;
+const BATCH = 8 << 20;
+/** Raw files have no format limit of their own; stay within exact JS integers. */
+const MAX_RAW_SIZE = Number.MAX_SAFE_INTEGER;
+
+export async function createRawWriter(outPath: string, virtualSize: number): Promise<DiskWriter> {
+  checkVirtualSize(virtualSize, MAX_RAW_SIZE);
+  return new RawWriter(await TempFile.create(outPath), virtualSize);
+}
+
+class RawWriter implements DiskWriter {
+  private readonly out: Batcher;
+  private writtenEnd = 0;
+  private state: 'open' | 'finishing' | 'done' | 'aborted' = 'open';
+
+  constructor(
+    private readonly file: TempFile,
+    private readonly virtualSize: number,
+  ) {
+    this.out = new Batcher(BATCH, 0, (buf, len, start) => this.writeNonZero(buf, len, start));
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    if (this.state !== 'open') throw new VmdnError('E_USAGE', `write after ${this.state}`);
+    this.writtenEnd = checkWrite(offset, data.length, this.writtenEnd, this.virtualSize);
+    if (data.length === 0) return;
+    const src = asBuffer(data);
+    const out = this.out;
+    // A gap ends the batch: its bytes must stay a hole, not be copied as zeros.
+    if (out.len > 0 && offset !== out.end) await out.flush();
+    if (out.len === 0) out.start = offset;
+    let done = 0;
+    while (done < src.length) {
+      const n = Math.min(src.length - done, out.size - out.len);
+      src.copy(out.buf, out.len, done, done + n);
+      out.len += n;
+      done += n;
+      if (out.len === out.size) await out.flush();
+    }
+  }
+
+  /** Write `buf[0, len)` at `start`, skipping zero blocks (4 KiB blocks of the file, clipped to the batch). */
+  private async writeNonZero(buf: Buffer, len: number, start: number): Promise<void> {
+    let runStart = -1;
+    let i = 0;
+    while (i < len) {
+      const blockEnd = Math.min(len, (Math.floor((start + i) / BLOCK) + 1) * BLOCK - start);
+      const zero = isZero(buf, i, blockEnd);
+      if (!zero && runStart < 0) runStart = i;
+      if (zero && runStart >= 0) {
+        await this.file.writeAt(buf, runStart, i - runStart, start + runStart);
+        runStart = -1;
+      }
+      i = blockEnd;
+    }
+    if (runStart >= 0) await this.file.writeAt(buf, runStart, len - runStart, start + runStart);
+  }
+
+  async finish(): Promise<void> {
+    if (this.state !== 'open') throw new VmdnError('E_USAGE', `finish after ${this.state}`);
+    this.state = 'finishing';
+    try {
+      await this.out.drain();
+      await this.file.fh.truncate(this.virtualSize);
+      await this.file.commit();
+      this.state = 'done';
+    } catch (err) {
+      this.state = 'aborted';
+      await this.file.discard().catch(() => undefined);
+      throw asVmdnError(err);
+    }
+  }
+
+  async abort(): Promise<void> {
+    if (this.state === 'done' || this.state === 'aborted') return;
+    this.state = 'aborted';
+    await this.out.settle();
+    await this.file.discard();
+  }
+}
