@@ -1,0 +1,29 @@
+#!/usr/bin/env node
+// Makes sure the Debian tools vmdn's tests, demo and benchmark use are installed.
+// Idempotent: installs only what is missing, with apt-get, when run as root;
+// otherwise prints the apt-get command to run and exits 1.
+//   node scripts/ensure-debian-tools.mjs [demo|test|bench]   (default: test)
+import { execFileSync, spawnSync } from 'node:child_process';
+
+const NEEDS = {
+  demo: { mke2fs: 'e2fsprogs' },
+  test: { mke2fs: 'e2fsprogs', 'qemu-img': 'qemu-utils', 'qemu-io': 'qemu-utils', sfdisk: 'fdisk' },
+  bench: { mke2fs: 'e2fsprogs', 'qemu-img': 'qemu-utils', casync: 'casync', rsync: 'rsync', time: 'time' },
+};
+const profile = process.argv[2] ?? 'test';
+const want = NEEDS[profile];
+if (!want) {
+  console.error(`usage: ensure-debian-tools.mjs [${Object.keys(NEEDS).join('|')}]`);
+  process.exit(2);
+}
+const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd} || test -x /usr/bin/${cmd} || test -x /usr/sbin/${cmd} || test -x /sbin/${cmd}`], { stdio: 'ignore' }).status === 0;
+const missing = [...new Set(Object.entries(want).filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg))];
+if (missing.length === 0) process.exit(0);
+if (process.getuid?.() !== 0) {
+  console.error(`vmdn needs these Debian packages for "${profile}": ${missing.join(' ')}\n  sudo apt-get install -y ${missing.join(' ')}`);
+  process.exit(1);
+}
+console.error(`[vmdn] installing ${missing.join(' ')} ...`);
+const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
+execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { stdio: 'inherit', env });
