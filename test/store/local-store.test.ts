@@ -1,0 +1,66 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { LocalStore } from '../../src/store/local-store.js';
+import { frameContentSize, encodeObject, decodeObject } from '../../src/store/codec.js';
+import { sha256 } from '../../src/store/digest.js';
+import { VmdnError } from '../../src/errors.js';
+import { storeSuite } from './store-suite.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { prng } from '../helpers/images.js';
+
+for (const workers of [0, 2]) {
+  storeSuite(`LocalStore (workers=${workers})`, async () => {
+    const t = tmpDir();
+    const store = await LocalStore.open(t.dir, { workers });
+    return { store, cleanup: async () => { await store.close(); t.cleanup(); } };
+  });
+}
+
+describe('LocalStore on disk', () => {
+  it('detects a corrupted object file on read and in verifyObject', async () => {
+    const t = tmpDir();
+    const store = await LocalStore.open(t.dir, { workers: 0 });
+    try {
+      const { digest } = await store.put(prng(21, 40_000));
+      const file = store.objectPath(digest);
+      const bytes = fs.readFileSync(file);
+      bytes[bytes.length - 5] ^= 0xff;
+      fs.writeFileSync(file, bytes);
+      await assert.rejects(store.get(digest), (e: VmdnError) => e.code === 'E_CORRUPT_OBJECT');
+      await assert.rejects(store.verifyObject(digest), (e: VmdnError) => e.code === 'E_CORRUPT_OBJECT');
+    } finally {
+      await store.close();
+      t.cleanup();
+    }
+  });
+
+  it('leaves no temp files after writes', async () => {
+    const t = tmpDir();
+    const store = await LocalStore.open(t.dir, { workers: 2 });
+    try {
+      await Promise.all(Array.from({ length: 20 }, (_, i) => store.put(prng(100 + i, 10_000))));
+      assert.deepEqual(fs.readdirSync(store.tmpDir), []);
+    } finally {
+      await store.close();
+      t.cleanup();
+    }
+  });
+});
+
+describe('codec', () => {
+  it('reads the declared content size from the zstd frame header', () => {
+    for (const n of [0, 1, 255, 256, 65_791, 65_792, 1 << 20]) {
+      assert.equal(frameContentSize(encodeObject(Buffer.alloc(n, 1))), n);
+    }
+  });
+  it('refuses frames that claim more than the object size limit', () => {
+    const enc = Buffer.from(encodeObject(Buffer.alloc(1 << 20, 1)));
+    // rewrite the 4-byte frame content size to 1 GiB (header: magic, FHD=0x80|..., FCS at byte 5 or 6)
+    const fhd = enc[4]!;
+    const at = 5 + (((fhd >> 5) & 1) ? 0 : 1);
+    assert.equal(fhd >> 6, 2);
+    enc.writeUInt32LE(1 << 30, at);
+    assert.throws(() => decodeObject(sha256(Buffer.alloc(1 << 20, 1)), enc), (e: VmdnError) => e.code === 'E_CORRUPT_OBJECT');
+  });
+});
