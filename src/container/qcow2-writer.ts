@@ -27,6 +27,10 @@ const SECTOR = 512;
 /** COPIED flag as the high 32-bit half of an entry, to build L2 entries without BigInt. */
 const COPIED_HI = 0x80000000;
 
+/**
+ * Create a qcow2 writer for a disk of `virtualSize` bytes. Writes must stay
+ * within virtualSize; the image header records it rounded up to 512 bytes.
+ */
 export async function createQcow2Writer(outPath: string, virtualSize: number, opts: Qcow2WriterOptions = {}): Promise<DiskWriter> {
   const clusterBits = opts.clusterBits ?? 16;
   if (!Number.isInteger(clusterBits) || clusterBits < MIN_CLUSTER_BITS || clusterBits > MAX_CLUSTER_BITS) {
@@ -44,6 +48,7 @@ class Qcow2Writer implements DiskWriter {
   private readonly cs: number;
   private readonly l2Entries: number;
   private readonly l1Size: number;
+  private readonly headerSize: number;
   private readonly compressor: ClusterCompressor | null;
   /** L2 tables in on-disk (big-endian) form, created when a slot gets its first cluster. */
   private readonly l2 = new Map<number, Buffer>();
@@ -64,7 +69,10 @@ class Qcow2Writer implements DiskWriter {
   ) {
     this.cs = 2 ** clusterBits;
     this.l2Entries = this.cs / 8;
-    this.l1Size = Math.ceil(Math.ceil(virtualSize / this.cs) / this.l2Entries);
+    // qemu drops a partial last sector (total_sectors = size / 512), so the header
+    // carries the size rounded up to 512, as qemu-img convert does; the tail reads as zeros.
+    this.headerSize = Math.ceil(virtualSize / SECTOR) * SECTOR;
+    this.l1Size = Math.ceil(Math.ceil(this.headerSize / this.cs) / this.l2Entries);
     this.compressor = compress ? makeClusterCompressor(compress, this.cs) : null;
     this.pend = Buffer.alloc(this.cs);
     this.refs[0] = 1; // header cluster
@@ -216,7 +224,7 @@ class Qcow2Writer implements DiskWriter {
     const rc = buildRefcounts(m, plan);
     await this.file.writeAt(rc, 0, rc.length, plan.refblockOffset);
     // Header last: until it is written, the temp file is not a valid image.
-    const header = buildHeader(this.virtualSize, this.clusterBits, this.l1Size, plan, this.compress);
+    const header = buildHeader(this.headerSize, this.clusterBits, this.l1Size, plan, this.compress);
     await this.file.writeAt(header, 0, header.length, 0);
   }
 
