@@ -46,9 +46,12 @@ export async function openBacking(
     throw backingError(parent, `backing file ${file} ${code === 'ENOENT' ? 'does not exist' : `cannot be opened (${code})`}`, { backing: file }, err);
   }
   if (below.includes(real)) throw backingError(parent, `backing chain loops back to ${real}`, { backing: file });
+  const st = await fs.stat(real);
+  if (!st.isFile() && !st.isBlockDevice()) throw backingError(parent, `backing file ${file} is not a regular file`, { backing: file });
 
-  const fmt = format ?? (await probeFormat(file));
+  let fmt = format;
   try {
+    fmt ??= await probeFormat(file);
     if (fmt === 'qcow2') return await openQcow2(file, { chain: below });
     if (fmt === 'raw') return await RawDisk.open(file);
   } catch (err) {
