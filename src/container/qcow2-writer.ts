@@ -24,6 +24,8 @@ const BATCH = 8 << 20;
 /** Metadata is written in pieces of about this size. */
 const META_CHUNK = 8 << 20;
 const SECTOR = 512;
+/** qemu refuses images whose L1 table exceeds 32 MiB (QCOW_MAX_L1_SIZE). */
+const MAX_L1_BYTES = 32 << 20;
 /** COPIED flag as the high 32-bit half of an entry, to build L2 entries without BigInt. */
 const COPIED_HI = 0x80000000;
 
@@ -41,6 +43,10 @@ export async function createQcow2Writer(outPath: string, virtualSize: number, op
     throw new VmdnError('E_USAGE', `unknown compression ${String(compress)}`);
   }
   checkVirtualSize(virtualSize, MAX_VIRTUAL_SIZE);
+  const l1Bytes = Math.ceil(virtualSize / 2 ** clusterBits / 2 ** (clusterBits - 3)) * 8;
+  if (l1Bytes > MAX_L1_BYTES) {
+    throw new VmdnError('E_USAGE', `virtual size ${virtualSize} needs a ${l1Bytes}-byte L1 table (qemu's limit is ${MAX_L1_BYTES}); use larger clusters`);
+  }
   return new Qcow2Writer(await TempFile.create(outPath), virtualSize, clusterBits, compress);
 }
 
@@ -59,6 +65,7 @@ class Qcow2Writer implements DiskWriter {
   private pendIndex = -1;
   private readonly pend: Buffer;
   private writtenEnd = 0;
+  private busy = false;
   private state: 'open' | 'finishing' | 'done' | 'aborted' = 'open';
 
   constructor(
@@ -82,8 +89,18 @@ class Qcow2Writer implements DiskWriter {
 
   async write(offset: number, data: Uint8Array): Promise<void> {
     if (this.state !== 'open') throw new VmdnError('E_USAGE', `write after ${this.state}`);
+    // Writes share the pending-cluster buffer and the batch: they must not interleave.
+    if (this.busy) throw new VmdnError('E_USAGE', 'concurrent write: await each write() before the next');
     this.writtenEnd = checkWrite(offset, data.length, this.writtenEnd, this.virtualSize);
-    const src = asBuffer(data);
+    this.busy = true;
+    try {
+      await this.writeClusters(offset, asBuffer(data));
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async writeClusters(offset: number, src: Buffer): Promise<void> {
     const cs = this.cs;
     let pos = offset;
     let i = 0;
@@ -186,6 +203,7 @@ class Qcow2Writer implements DiskWriter {
 
   async finish(): Promise<void> {
     if (this.state !== 'open') throw new VmdnError('E_USAGE', `finish after ${this.state}`);
+    if (this.busy) throw new VmdnError('E_USAGE', 'finish() while a write() is still in progress');
     this.state = 'finishing';
     try {
       if (this.pendIndex >= 0) await this.emitPending();

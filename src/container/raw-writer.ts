@@ -21,6 +21,7 @@ export async function createRawWriter(outPath: string, virtualSize: number): Pro
 class RawWriter implements DiskWriter {
   private readonly out: Batcher;
   private writtenEnd = 0;
+  private busy = false;
   private state: 'open' | 'finishing' | 'done' | 'aborted' = 'open';
 
   constructor(
@@ -32,9 +33,19 @@ class RawWriter implements DiskWriter {
 
   async write(offset: number, data: Uint8Array): Promise<void> {
     if (this.state !== 'open') throw new VmdnError('E_USAGE', `write after ${this.state}`);
+    // Writes share the batch buffer: they must not interleave.
+    if (this.busy) throw new VmdnError('E_USAGE', 'concurrent write: await each write() before the next');
     this.writtenEnd = checkWrite(offset, data.length, this.writtenEnd, this.virtualSize);
     if (data.length === 0) return;
-    const src = asBuffer(data);
+    this.busy = true;
+    try {
+      await this.gather(offset, asBuffer(data));
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async gather(offset: number, src: Buffer): Promise<void> {
     const out = this.out;
     // A gap ends the batch: its bytes must stay a hole, not be copied as zeros.
     if (out.len > 0 && offset !== out.end) await out.flush();
@@ -68,6 +79,7 @@ class RawWriter implements DiskWriter {
 
   async finish(): Promise<void> {
     if (this.state !== 'open') throw new VmdnError('E_USAGE', `finish after ${this.state}`);
+    if (this.busy) throw new VmdnError('E_USAGE', 'finish() while a write() is still in progress');
     this.state = 'finishing';
     try {
       await this.out.drain();

@@ -245,6 +245,23 @@ test('qcow2 spanning several L2 tables (1 GiB+ virtual, data near the end)', asy
   }
 });
 
+test('qcow2 with a 64 TiB virtual size allocates only what is written', async () => {
+  const size = 64 * 2 ** 40;
+  const out = path.join(dir, 'huge.qcow2');
+  const w = await createQcow2Writer(out, size, { compress: 'zstd' });
+  await w.write(0, new Uint8Array(4096).fill(0x11));
+  await w.write(size - 8192, new Uint8Array(4096).fill(0x5a));
+  await w.finish();
+  await assertQcow2Clean(out);
+  assert.ok((await fs.stat(out)).size < 4 * MiB);
+  // Too big for a sparse raw source on common filesystems: verify with qemu-io patterns instead.
+  const cmds = ['read -P 0x11 0 4096', 'read -P 0 4096 61440', `read -P 0x5a ${size - 8192} 4096`, `read -P 0 ${size - 4096} 4096`];
+  const r = await run('qemu-io', ['-f', 'qcow2', ...cmds.flatMap((c) => ['-c', c]), out]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.doesNotMatch(r.stdout + r.stderr, /fail|error|mismatch/i);
+  assert.equal((r.stdout.match(/^read /gm) ?? []).length, cmds.length, r.stdout);
+});
+
 const isUsage = (e: unknown): boolean => e instanceof VmdnError && e.code === 'E_USAGE';
 
 test('abort() leaves no files', async () => {
@@ -279,6 +296,9 @@ test('out-of-order, overlapping and past-the-end writes throw E_USAGE', async ()
     await assert.rejects(w.write(MiB - 10, new Uint8Array(11)), isUsage);
     await assert.rejects(w.write(MiB + 1, new Uint8Array(0)), isUsage);
     await assert.rejects(w.write(-1, new Uint8Array(1)), isUsage);
+    const inFlight = w.write(2000, new Uint8Array(70_000));
+    await assert.rejects(w.write(80_000, new Uint8Array(10)), isUsage, 'concurrent write');
+    await inFlight;
     await w.write(MiB - 10, new Uint8Array(10).fill(2)); // still usable after rejected writes
     await w.abort();
     await assert.rejects(w.write(MiB, new Uint8Array(0)), isUsage);
@@ -286,5 +306,7 @@ test('out-of-order, overlapping and past-the-end writes throw E_USAGE', async ()
   await assert.rejects(createQcow2Writer(path.join(dir, 'bad.qcow2'), MiB, { clusterBits: 22 }), isUsage);
   await assert.rejects(createQcow2Writer(path.join(dir, 'bad.qcow2'), -1, {}), isUsage);
   await assert.rejects(createRawWriter(path.join(dir, 'bad.raw'), 1.5), isUsage);
+  // 64 TiB with 512-byte clusters would need a 16 GiB L1 table; qemu caps L1 at 32 MiB
+  await assert.rejects(createQcow2Writer(path.join(dir, 'bad.qcow2'), 64 * 2 ** 40, { clusterBits: 9 }), isUsage);
   assert.deepEqual((await fs.readdir(dir)).filter((f) => f.startsWith('usage') || f.startsWith('bad')), []);
 });
