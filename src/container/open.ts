@@ -3,6 +3,7 @@ import type { Disk } from './disk.js';
 import { RawDisk } from './raw.js';
 import { Qcow2Disk } from './qcow2.js';
 import { probeFormat, type ReadableFormat } from './probe.js';
+import { asVmdnError } from '../errors.js';
 
 export { probeFormat };
 export type { ReadableFormat };
@@ -13,6 +14,12 @@ export interface OpenDiskOptions {
 }
 
 export async function openDisk(path: string, opts: OpenDiskOptions = {}): Promise<Disk> {
-  const format = opts.format ?? (await probeFormat(path));
-  return format === 'qcow2' ? Qcow2Disk.open(path) : RawDisk.open(path);
+  try {
+    const format = opts.format ?? (await probeFormat(path));
+    return format === 'qcow2' ? await Qcow2Disk.open(path) : await RawDisk.open(path);
+  } catch (err) {
+    // File system errors (ENOENT, EACCES, ...) become E_NOT_FOUND / E_IO; anything else passes through untouched.
+    if (typeof (err as NodeJS.ErrnoException)?.errno === 'number') throw asVmdnError(err);
+    throw err;
+  }
 }

@@ -121,7 +121,10 @@ export async function expectCode(file: string, code: ErrorCode, open: (f: string
     for await (const _ of disk.extents()) { /* walk */ }
     for (let off = 0; off < disk.virtualSize; off += 4 * MiB) await disk.read(off, Math.min(4 * MiB, disk.virtualSize - off));
   } catch (err) {
-    if (err instanceof VmdnError && err.code === code) return;
+    if (err instanceof VmdnError && err.code === code) {
+      if (process.env.VMDN_TEST_VERBOSE) console.log(`${path.basename(file)}: ${err.code}: ${err.message}`);
+      return;
+    }
     assert.fail(`${path.basename(file)}: expected ${code}, got ${err instanceof VmdnError ? `${err.code}: ${err.message}` : String((err as Error)?.stack ?? err)}`);
   } finally {
     await disk?.close();
