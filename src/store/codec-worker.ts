@@ -9,14 +9,21 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { encodeObject, decodeObject } from './codec.js';
 import { asVmdnError } from '../errors.js';
+import { sha256 } from './digest.js';
+
+/** objects/ab/abcdef...: two-hex-digit fan-out keeps directories small. */
+export function objectPath(objectsDir: string, digest: string): string {
+  return path.join(objectsDir, digest.slice(0, 2), digest);
+}
 
 export type CodecRequest =
-  | { op: 'put'; id: number; digest: string; data: Uint8Array; objPath: string; tmpDir: string; level: number }
+  /** Hash (unless `digest` is given), then compress and write unless the object file already exists. */
+  | { op: 'put'; id: number; digest?: string; data: Uint8Array; objectsDir: string; tmpDir: string; level: number }
   | { op: 'get'; id: number; digest: string; objPath: string; source: string }
   | { op: 'verify'; id: number; digest: string; objPath: string; source: string };
 
 export type CodecResponse =
-  | { id: number; ok: true; storedSize?: number; size?: number; data?: Uint8Array }
+  | { id: number; ok: true; digest?: string; added?: boolean; storedSize?: number; size?: number; data?: Uint8Array }
   | { id: number; ok: false; error: { code: string; message: string; data: Record<string, unknown> } };
 
 /** Write via temp file + rename so a killed process never leaves a partial object under its final name. */
@@ -34,9 +41,14 @@ export async function writeAtomic(finalPath: string, tmpDir: string, bytes: Uint
 
 async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: ArrayBuffer[] }> {
   if (req.op === 'put') {
+    const digest = req.digest ?? sha256(req.data);
+    const objPath = objectPath(req.objectsDir, digest);
+    // the object file is the truth: an earlier (maybe killed) run may have written it already
+    const existing = await fs.stat(objPath).catch(() => null);
+    if (existing) return { id: req.id, ok: true, digest, added: false, storedSize: existing.size, size: req.data.length };
     const enc = encodeObject(req.data, req.level);
-    await writeAtomic(req.objPath, req.tmpDir, enc);
-    return { id: req.id, ok: true, storedSize: enc.length, size: req.data.length };
+    await writeAtomic(objPath, req.tmpDir, enc);
+    return { id: req.id, ok: true, digest, added: true, storedSize: enc.length, size: req.data.length };
   }
   const enc = await fs.readFile(req.objPath);
   const data = decodeObject(req.digest, enc, req.source);

@@ -7,7 +7,7 @@ import fss from 'node:fs';
 import path from 'node:path';
 import { CodecPool } from './codec-pool.js';
 import { decodeObject, encodeObject, ZSTD_LEVEL } from './codec.js';
-import { writeAtomic } from './codec-worker.js';
+import { objectPath, writeAtomic } from './codec-worker.js';
 import { sha256, assertDigest, isDigest, type Digest } from './digest.js';
 import { StoreIndex } from './sqlite-index.js';
 import type { ObjectStat, PrunableStore, PutResult, ReadOptions } from './types.js';
@@ -44,8 +44,12 @@ export class LocalStore implements PrunableStore {
     return path.join(this.dir, 'tmp');
   }
 
+  get objectsDir(): string {
+    return path.join(this.dir, 'objects');
+  }
+
   objectPath(digest: Digest): string {
-    return path.join(this.dir, 'objects', digest.slice(0, 2), digest);
+    return objectPath(this.objectsDir, digest);
   }
 
   private codec(): CodecPool | null {
@@ -91,33 +95,39 @@ export class LocalStore implements PrunableStore {
   }
 
   put(data: Uint8Array, opts: { digest?: Digest } & ReadOptions = {}): Promise<PutResult> {
+    const pool = this.codec();
+    // with workers, hashing happens there too: SHA-256 is the import's most expensive step
+    if (pool && !opts.digest) return this.record(this.writeInWorker(pool, data));
     const digest = opts.digest ?? sha256(data);
     const known = this.index.getObject(digest);
     if (known) return Promise.resolve({ ...known, added: false });
     const running = this.inflight.get(digest);
     if (running) return running.then((r) => ({ ...r, added: false }));
-    const p = this.write(digest, data).finally(() => this.inflight.delete(digest));
+    const p = this.record(pool ? this.writeInWorker(pool, data, digest) : this.writeHere(digest, data)).finally(() => this.inflight.delete(digest));
     this.inflight.set(digest, p);
     return p;
   }
 
-  private async write(digest: Digest, data: Uint8Array): Promise<PutResult> {
-    const objPath = this.objectPath(digest);
-    const pool = this.codec();
-    let storedSize: number;
-    if (pool) {
-      // copy: the caller's buffer may be a view into a larger read buffer we must not transfer
-      const copy = new Uint8Array(data.length);
-      copy.set(data);
-      storedSize = (await pool.run({ op: 'put', digest, data: copy, objPath, tmpDir: this.tmpDir, level: this.level }, [copy.buffer])).storedSize!;
-    } else {
-      const enc = encodeObject(data, this.level);
-      await writeAtomic(objPath, this.tmpDir, enc);
-      storedSize = enc.length;
-    }
-    const stat = { digest, size: data.length, storedSize };
-    this.index.addObject(stat);
-    return { ...stat, added: true };
+  private async writeInWorker(pool: CodecPool, data: Uint8Array, digest?: Digest): Promise<PutResult> {
+    // copy: the caller's buffer may be a view into a larger read buffer we must not transfer
+    const copy = new Uint8Array(data.length);
+    copy.set(data);
+    const r = await pool.run({ op: 'put', digest, data: copy, objectsDir: this.objectsDir, tmpDir: this.tmpDir, level: this.level }, [copy.buffer]);
+    return { digest: r.digest!, size: r.size!, storedSize: r.storedSize!, added: r.added! };
+  }
+
+  private async writeHere(digest: Digest, data: Uint8Array): Promise<PutResult> {
+    const enc = encodeObject(data, this.level);
+    await writeAtomic(this.objectPath(digest), this.tmpDir, enc);
+    return { digest, size: data.length, storedSize: enc.length, added: true };
+  }
+
+  /** Index the object; of two racing writers of one object only the first reports it added. */
+  private async record(p: Promise<PutResult>): Promise<PutResult> {
+    const r = await p;
+    if (this.index.getObject(r.digest)) return { ...r, added: false };
+    this.index.addObject({ digest: r.digest, size: r.size, storedSize: r.storedSize });
+    return r;
   }
 
   async putEncoded(digest: Digest, encoded: Uint8Array): Promise<PutResult> {

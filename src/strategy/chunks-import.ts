@@ -5,7 +5,7 @@
  */
 import type { Disk } from '../container/disk.js';
 import type { WritableStore } from '../store/types.js';
-import { sha256, type Digest } from '../store/digest.js';
+import type { Digest } from '../store/digest.js';
 import { createChunker, formatChunkerSpec, type ChunkerParams } from './chunker.js';
 import { MANIFEST_KIND, MANIFEST_VERSION, type ChunkEntry, type Manifest } from './manifest.js';
 import { throttle, type OnProgress } from '../util/progress.js';
@@ -61,21 +61,19 @@ export async function importChunks(disk: Disk, store: WritableStore, opts: Chunk
   const allocated = regions.reduce((n, [s, e]) => n + e - s, 0);
   const stats: ChunkImportStats = { allocated, dataBytes: 0, chunks: 0, distinctChunks: 0, newObjects: 0, newBytes: 0, newStoredBytes: 0 };
   const entries: ChunkEntry[] = [];
-  const seen = new Set<Digest>();
   const inflight = new Set<Promise<void>>();
   let firstError: unknown;
 
   const emit = async (offset: number, chunk: Uint8Array): Promise<void> => {
     if (isZero(chunk)) return;
-    const digest = sha256(chunk);
-    entries.push([offset, chunk.length, digest]);
+    const entry: ChunkEntry = [offset, chunk.length, ''];
+    entries.push(entry);
     stats.chunks++;
     stats.dataBytes += chunk.length;
-    if (seen.has(digest)) return;
-    seen.add(digest);
-    stats.distinctChunks++;
-    const p = store.put(chunk, { digest, signal }).then(
+    // the store hashes (in its workers when it has them) and fills in the digest
+    const p = store.put(chunk, { signal }).then(
       (r) => {
+        entry[2] = r.digest;
         if (r.added) {
           opts.onAdded?.(r.digest);
           stats.newObjects++;
@@ -139,18 +137,22 @@ export async function importChunks(disk: Disk, store: WritableStore, opts: Chunk
       const block = await next;
       const nextOff = off + block.length;
       if (nextOff < end) next = disk.read(nextOff, Math.min(readBlock, end - nextOff)); // read-ahead
-      for (const run of zeroRuns(block)) {
+      const runs = [...zeroRuns(block)];
+      for (let i = 0; i < runs.length; i++) {
+        const run = runs[i]!;
         if (run.zero) {
           pendingZeros += run.length;
           if (pendingZeros >= zeroCut && carry.length > 0) await cut(true);
           continue;
         }
-        if (pendingZeros >= zeroCut) {
-          await cut(true);
-          pendingZeros = 0;
-        }
-        append(off + run.start, block.subarray(run.start, run.start + run.length));
+        if (pendingZeros >= zeroCut) pendingZeros = 0;
+        // take following short zero runs and data in one slice: they are contiguous in the block
+        let endRun = i;
+        while (endRun + 2 < runs.length && runs[endRun + 1]!.length < zeroCut) endRun += 2;
+        const last = runs[endRun]!;
+        append(off + run.start, block.subarray(run.start, last.start + last.length));
         await cut(false);
+        i = endRun;
       }
       off = nextOff;
       done += block.length;
@@ -160,6 +162,7 @@ export async function importChunks(disk: Disk, store: WritableStore, opts: Chunk
   await cut(true);
   await Promise.all(inflight);
   if (firstError) throw firstError;
+  stats.distinctChunks = new Set(entries.map((e) => e[2])).size;
 
   const manifest: Manifest = {
     kind: MANIFEST_KIND,
