@@ -74,7 +74,7 @@ export class Qcow2Disk implements Disk {
       if (run.kind === 'data' || run.kind === 'compressed') m.add(run.start, run.length, 'data');
       else if (run.kind === 'zero') m.add(run.start, run.length, 'zero');
       else if (this.backing) {
-        for (const e of await this.backingIn(run.start, run.start + run.length)) m.add(e.offset, e.length, e.kind);
+        for (const e of await this.backingIn(run.start, run.start + run.length, signal)) m.add(e.offset, e.length, e.kind);
       }
       yield* m.done.splice(0);
     }
@@ -83,9 +83,9 @@ export class Qcow2Disk implements Disk {
   }
 
   /** Backing extents clipped to [start, end). */
-  private async backingIn(start: number, end: number): Promise<Extent[]> {
+  private async backingIn(start: number, end: number, signal?: AbortSignal): Promise<Extent[]> {
     const b = this.backing!;
-    this.backingExtents ??= await collect(b.extents());
+    this.backingExtents ??= await collect(b.extents(signal));
     const list = this.backingExtents;
     end = Math.min(end, b.virtualSize);
     // First extent ending after `start`.

@@ -43,6 +43,15 @@ before(async () => {
   await add('512-byte clusters', await convert('c512.qcow2', '-o', 'cluster_size=512'), (d) => assert.equal(d.clusterSize, 512));
   await add('2 MiB compressed clusters', await convert('c2m.qcow2', '-c', '-o', 'cluster_size=2M'));
 
+  // Internal snapshot: the active L1 shares L2 tables and clusters with the snapshot's until written.
+  const snap = await convert('snap.qcow2');
+  await qemuImg('snapshot', '-c', 'before', snap);
+  await qemuIo(snap, 'write -P 0x66 3M 100k', 'write -z 40M 1M', 'discard 10M 64k');
+  await add('internal snapshot, then writes', snap);
+  await qemuImg('create', '-f', 'qcow2', '-o', 'preallocation=metadata', at('prealloc.qcow2'), '32M');
+  await qemuIo(at('prealloc.qcow2'), 'write -P 0x12 5M 3k');
+  await add('preallocation=metadata', at('prealloc.qcow2'));
+
   // Extended L2: partial subcluster writes in data and in holes, zero writes in both.
   const ext = await convert('extl2.qcow2', '-o', 'extended_l2=on');
   await qemuIo(ext, 'write -P 0x55 3078k 4k', 'write -P 0xaa 20482k 2k', 'write -z 41000k 16k', 'write -z 30M 4k', 'write -P 0x11 63M 70k');
@@ -86,7 +95,7 @@ after(() => t.cleanup());
 
 describe('qcow2 reader vs qemu-img', () => {
   const names = ['v3', 'v2 (compat=0.10)', 'deflate-compressed', 'zstd-compressed', '512-byte clusters', '2 MiB compressed clusters',
-    'extended L2', 'extended L2 over backing', '3-level backing chain (raw base, relative names)', 'backing format probed'];
+    'internal snapshot, then writes', 'preallocation=metadata', 'extended L2', 'extended L2 over backing', '3-level backing chain (raw base, relative names)', 'backing format probed'];
   for (const name of names) {
     it(`${name}: content and extents`, async () => {
       const f = fixtures.get(name)!;
@@ -98,6 +107,7 @@ describe('qcow2 reader vs qemu-img', () => {
         await assertSameContent(disk, f.ref);
         const ext = await assertExtents(disk, f.ref);
         assert.ok(ext.some((e) => e.kind === 'data'));
+        if (process.env.VMDN_TEST_VERBOSE) console.log(name, ext.length, 'extents');
       } finally {
         await disk.close();
       }
