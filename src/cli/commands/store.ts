@@ -1,0 +1,124 @@
+/** Store commands: import, export, images, rm, gc, verify, stats. */
+import { Option, type Command } from 'commander';
+import { parseImageRef } from '../../store/image-name.js';
+import { exportImageFile, importImageFile } from '../../strategy/image-ops.js';
+import { DEFAULT_CHUNKER_SPEC } from '../../strategy/defaults.js';
+import { parseChunkerSpec } from '../../strategy/chunker.js';
+import { collectGarbage, storeStats, verifyStore } from '../../store/maintenance.js';
+import { humanBytes, printJson, progressBar, table, type GlobalOptions } from '../output.js';
+import { withStore } from '../store-dir.js';
+import { action, common } from '../program.js';
+import { VmdnError } from '../../errors.js';
+
+export function registerStoreCommands(program: Command): void {
+  common(program.command('import'))
+    .description('import a disk image (qcow2 or raw) into the store under a name')
+    .argument('<image>', 'image file')
+    .requiredOption('-n, --name <name[:tag]>', 'name to store it under')
+    .addOption(new Option('--chunker <spec>', 'chunking: cdc[:min:avg:max] or fixed[:size], e.g. cdc:16k:64k:256k, fixed:64k').default(DEFAULT_CHUNKER_SPEC))
+    .action(action(async (image: string, o: GlobalOptions & { name: string; chunker: string }) => {
+      const ref = parseImageRef(o.name);
+      const chunker = parseChunkerSpec(o.chunker);
+      const bar = progressBar(o, 'import');
+      const t0 = Date.now();
+      const r = await withStore(o.store, (s) => importImageFile(s, image, ref, { chunker, onProgress: bar.onProgress })).finally(bar.stop);
+      const seconds = (Date.now() - t0) / 1000;
+      if (o.json) return printJson({ ...r, seconds });
+      const s = r.stats;
+      console.log(`imported ${r.ref} (manifest ${r.manifest.slice(0, 12)}) in ${seconds.toFixed(1)} s`);
+      console.log(`  allocated ${humanBytes(s.allocated)}, data ${humanBytes(s.dataBytes)} in ${s.chunks} chunks (${s.distinctChunks} distinct)`);
+      console.log(`  new objects ${s.newObjects}: ${humanBytes(s.newBytes)} -> ${humanBytes(s.newStoredBytes)} stored; the rest was already in the store`);
+    }));
+
+  common(program.command('export'))
+    .description('rebuild a stored image as a file, bit for bit')
+    .argument('<name[:tag]>', 'image name')
+    .argument('<out>', 'output file (.raw/.img or .qcow2)')
+    .addOption(new Option('--format <format>', 'output format (default: from the extension)').choices(['raw', 'qcow2']))
+    .addOption(new Option('--compress <algo>', 'compress qcow2 clusters').choices(['zstd', 'deflate']))
+    .action(action(async (name: string, out: string, o: GlobalOptions & { format?: string; compress?: 'zstd' | 'deflate' }) => {
+      const ref = parseImageRef(name);
+      const bar = progressBar(o, 'export');
+      const t0 = Date.now();
+      const r = await withStore(o.store, (s) => exportImageFile(s, ref, out, { format: o.format, compress: o.compress, onProgress: bar.onProgress })).finally(bar.stop);
+      const seconds = (Date.now() - t0) / 1000;
+      if (o.json) return printJson({ ...r, seconds });
+      console.log(`exported ${r.ref} to ${r.out} (${r.format}, ${humanBytes(r.virtualSize)} virtual, ${humanBytes(r.bytesWritten)} data) in ${seconds.toFixed(1)} s`);
+    }));
+
+  common(program.command('images'))
+    .description('list stored images: virtual size, allocated, non-zero data, stored (compressed) and unique bytes')
+    .action(action(async (o: GlobalOptions) => withStore(o.store, async (s) => {
+      const rows = s.index.listImages().map((i) => ({
+        ref: `${i.name}:${i.tag}`,
+        manifest: i.manifest,
+        format: i.format,
+        created: i.created,
+        virtualBytes: i.virtualSize,
+        allocatedBytes: i.allocatedSize,
+        dataBytes: i.dataSize,
+        storedBytes: s.index.manifestStoredBytes(i.manifest),
+        uniqueBytes: s.index.uniqueStoredBytes(i.manifest),
+      }));
+      if (o.json) return printJson({ images: rows });
+      if (rows.length === 0) return void console.log('no images (vmdn import IMAGE --name NAME to add one)');
+      console.log(table(['IMAGE', 'VIRTUAL', 'ALLOCATED', 'DATA', 'STORED', 'UNIQUE', 'MANIFEST'],
+        rows.map((r) => [r.ref, humanBytes(r.virtualBytes), humanBytes(r.allocatedBytes), humanBytes(r.dataBytes), humanBytes(r.storedBytes), humanBytes(r.uniqueBytes), r.manifest.slice(0, 12)])));
+      console.log('\nSTORED: compressed bytes of the objects the image needs; UNIQUE: of those, the ones no other image shares (what rm + gc would free).');
+    })));
+
+  common(program.command('rm'))
+    .description('remove image names (objects stay until gc)')
+    .argument('<name[:tag]...>', 'images to remove')
+    .action(action(async (names: string[], o: GlobalOptions) => withStore(o.store, async (s) => {
+      const refs = names.map(parseImageRef);
+      const missing = refs.filter((r) => !s.index.getImage(r.name, r.tag));
+      if (missing.length) throw new VmdnError('E_NOT_FOUND', `no image ${missing.map((r) => `${r.name}:${r.tag}`).join(', ')}`, {});
+      for (const r of refs) s.index.removeImage(r.name, r.tag);
+      const removed = refs.map((r) => `${r.name}:${r.tag}`);
+      if (o.json) return printJson({ removed });
+      console.log(`removed ${removed.join(', ')}; run "vmdn gc" to free unshared objects`);
+    })));
+
+  common(program.command('gc'))
+    .description('delete objects no image needs, and temp files left by interrupted runs')
+    .option('--dry-run', 'only report what would be removed')
+    .action(action(async (o: GlobalOptions & { dryRun?: boolean }) => withStore(o.store, async (s) => {
+      const r = await collectGarbage(s, { dryRun: o.dryRun });
+      if (o.json) return printJson(r);
+      console.log(`${o.dryRun ? 'would remove' : 'removed'} ${r.removedObjects} objects (${humanBytes(r.freedBytes)}) and ${r.removedTmpFiles} temp files`);
+    })));
+
+  common(program.command('verify'))
+    .description('re-hash every object and check every image can be rebuilt; exits 5 if anything is wrong')
+    .action(action(async (o: GlobalOptions) => withStore(o.store, async (s) => {
+      const bar = progressBar(o, 'verify');
+      const r = await verifyStore(s, { onProgress: bar.onProgress }).finally(bar.stop);
+      const bad = r.problems.filter((p) => p.problem !== 'unindexed');
+      if (o.json) printJson({ ok: bad.length === 0, ...r });
+      else {
+        console.log(`checked ${r.objectsChecked} objects (${humanBytes(r.bytesChecked)}) and ${r.imagesChecked} images`);
+        for (const p of r.problems) console.log(`  ${p.problem.padEnd(12)} ${p.digest.slice(0, 16)}${p.image ? ` (${p.image})` : ''}: ${p.detail}`);
+        console.log(bad.length === 0 ? 'store OK' : `${bad.length} problems`);
+      }
+      return bad.length === 0 ? 0 : 5;
+    })));
+
+  common(program.command('stats'))
+    .description('store totals and what dedup and compression saved')
+    .action(action(async (o: GlobalOptions) => withStore(o.store, async (s) => {
+      const st = storeStats(s);
+      const out = { store: s.dir, ...st, dedupRatio: st.objectBytes ? st.logicalBytes / st.objectBytes : 1, totalRatio: st.storedBytes ? st.logicalBytes / st.storedBytes : 1 };
+      if (o.json) return printJson(out);
+      console.log(table(['', 'VALUE'], [
+        ['store', s.dir],
+        ['images', st.images],
+        ['objects', st.objects],
+        ['virtual size of all images', humanBytes(st.virtualBytes)],
+        ['non-zero data of all images', humanBytes(st.logicalBytes)],
+        ['after dedup', humanBytes(st.objectBytes)],
+        ['on disk (zstd)', humanBytes(st.storedBytes)],
+        ['saved', `${(out.totalRatio).toFixed(2)}x`],
+      ]));
+    })));
+}

@@ -1,0 +1,50 @@
+/**
+ * The vmdn program object and what every command shares: the common options
+ * (--store, --json, --no-progress) and the action wrapper that turns errors
+ * into messages and exit codes (through reportError, the one place for that).
+ * Command groups live in ./commands/ and register themselves on `program`.
+ */
+import { Command } from 'commander';
+import { reportError, type GlobalOptions } from './output.js';
+
+export const program = new Command();
+program
+  .name('vmdn')
+  .description('Virtual Machine Delivery Network: store VM disk images as content-addressed chunks and rebuild them bit for bit.')
+  .version('0.1.0')
+  .showSuggestionAfterError()
+  // usage errors exit 2 like every other E_USAGE, help and --version exit 0
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
+  .addHelpText('after', `
+Store: --store DIR, else $VMDN_STORE, else ~/.local/share/vmdn (created on first use).
+Images are named NAME[:TAG]; TAG defaults to "latest".
+
+Examples:
+  vmdn import debian.qcow2 --name debian:12      import a qcow2 or raw image
+  vmdn images                                    what is stored, and what each image alone costs
+  vmdn export debian:12 out.raw                  rebuild it bit for bit (format from the extension)
+  vmdn export debian:12 out.qcow2 --compress zstd
+  vmdn rm debian:12 && vmdn gc                   forget a name, then free its unshared objects
+  vmdn verify                                    re-hash every object
+
+Exit status: 0 ok, 2 usage, 3 bad input image, 4 not found, 5 store damaged/corrupt object, 6 I/O.`);
+
+export const common = (c: Command) =>
+  c.option('--store <dir>', 'store directory').option('--json', 'print one JSON document on stdout').option('--no-progress', 'no progress bar even on a terminal');
+
+export function action<A extends unknown[]>(fn: (...args: A) => Promise<number | void>) {
+  return async (...args: A) => {
+    const opts = args[args.length - 2] as GlobalOptions;
+    const ac = new AbortController();
+    const onSig = () => ac.abort();
+    process.once('SIGINT', onSig);
+    try {
+      process.exitCode = (await fn(...args)) ?? 0;
+    } catch (err) {
+      process.exitCode = reportError(err, !!opts?.json);
+    } finally {
+      process.off('SIGINT', onSig);
+    }
+  };
+}
+
