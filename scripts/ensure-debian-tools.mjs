@@ -7,8 +7,11 @@ import { execFileSync, spawnSync } from 'node:child_process';
 
 const NEEDS = {
   demo: { mke2fs: 'e2fsprogs' },
-  test: { mke2fs: 'e2fsprogs', 'qemu-img': 'qemu-utils', 'qemu-io': 'qemu-utils', sfdisk: 'fdisk' },
-  bench: { mke2fs: 'e2fsprogs', 'qemu-img': 'qemu-utils', casync: 'casync', rsync: 'rsync', time: 'time' },
+  test: {
+    mke2fs: 'e2fsprogs', debugfs: 'e2fsprogs', 'qemu-img': 'qemu-utils', 'qemu-io': 'qemu-utils', 'qemu-nbd': 'qemu-utils',
+    sfdisk: 'fdisk', nginx: 'nginx', curl: 'curl', mdir: 'mtools', 'mkfs.vfat': 'dosfstools', 'dpkg-query': 'dpkg',
+  },
+  bench: { mke2fs: 'e2fsprogs', 'qemu-img': 'qemu-utils', casync: 'casync', rsync: 'rsync', time: 'time', nginx: 'nginx', curl: 'curl' },
 };
 const profile = process.argv[2] ?? 'test';
 const want = NEEDS[profile];
