@@ -19,6 +19,10 @@ export const ERROR_CODES = {
   E_IO: { exit: 6, http: 500, summary: 'I/O error' },
   E_ABORTED: { exit: 130, http: 499, summary: 'operation aborted' },
   E_INTERNAL: { exit: 70, http: 500, summary: 'internal error' },
+  // network delivery
+  E_AUTH: { exit: 7, http: 401, summary: 'missing or invalid token' },
+  E_UNREACHABLE: { exit: 8, http: 502, summary: 'upstream unreachable' },
+  E_INCOMPLETE: { exit: 4, http: 409, summary: 'referenced objects are missing' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -6,8 +6,10 @@
 import { program } from './program.js';
 import { reportError } from './output.js';
 import { registerStoreCommands } from './commands/store.js';
+import { registerNetCommands } from './commands/net.js';
 
 registerStoreCommands(program);
+registerNetCommands(program);
 
 program.parseAsync(process.argv).catch((err) => {
   process.exitCode = reportError(err, process.argv.includes('--json'));

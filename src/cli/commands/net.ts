@@ -1,0 +1,162 @@
+/** Network delivery commands: serve (origin), edge (pull-through cache), push, pull. */
+import fs from 'node:fs';
+import { Option, type Command } from 'commander';
+import { LocalStore } from '../../store/local-store.js';
+import { parseImageRef } from '../../store/image-name.js';
+import { importImageFile } from '../../strategy/image-ops.js';
+import { parseChunkerSpec } from '../../strategy/chunker.js';
+import { DEFAULT_CHUNKER_SPEC } from '../../strategy/defaults.js';
+import { Origin } from '../../net/origin.js';
+import { DEFAULT_POLICY, Edge } from '../../net/edge.js';
+import { POLICIES, type PolicyName } from '../../net/eviction.js';
+import { parseListen } from '../../net/http-api.js';
+import { pullImage } from '../../net/pull.js';
+import { pushImage } from '../../net/push.js';
+import { humanBytes, printJson, progressBar, type GlobalOptions } from '../output.js';
+import { resolveStoreDir, withStore } from '../store-dir.js';
+import { action, common } from '../program.js';
+import { VmdnError } from '../../errors.js';
+import type { OnProgress } from '../../util/progress.js';
+
+/** 10G, 512M, 1.5GiB, 4096 (binary units). */
+export function parseSize(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(s.trim());
+  if (!m) throw new VmdnError('E_USAGE', `invalid size "${s}" (e.g. 512M, 10G)`);
+  const mult = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  return Math.floor(Number(m[1]) * mult);
+}
+
+/** --token-file wins over VMDN_TOKEN; surrounding whitespace (a trailing newline) is not part of it. */
+function readToken(file?: string): string | undefined {
+  if (file) {
+    try {
+      return fs.readFileSync(file, 'utf8').trim() || undefined;
+    } catch (err) {
+      throw new VmdnError('E_USAGE', `cannot read token file ${file}: ${(err as Error).message}`);
+    }
+  }
+  return process.env.VMDN_TOKEN?.trim() || undefined;
+}
+
+/** Run until SIGINT/SIGTERM, then close. */
+function untilSignal(close: () => Promise<void>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      close().then(resolve, reject);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
+
+/** One bar per phase (download objects, then write bytes): their units differ. */
+function phasedBar(o: GlobalOptions, label: string): { onProgress: OnProgress; stop: () => void } {
+  let cur: ReturnType<typeof progressBar> | undefined;
+  let phase = '';
+  return {
+    onProgress: (e) => {
+      if (e.phase !== phase) {
+        cur?.stop();
+        phase = e.phase;
+        cur = progressBar(o, `${label} ${e.phase === 'fetch' ? 'objects' : 'write'}`);
+      }
+      cur?.onProgress?.(e);
+    },
+    stop: () => cur?.stop(),
+  };
+}
+
+const intOpt = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new VmdnError('E_USAGE', `expected a positive integer, got "${v}"`);
+  return n;
+};
+
+export function registerNetCommands(program: Command): void {
+  common(program.command('serve'))
+    .description('serve the store over HTTP as an origin (uploads need a bearer token)')
+    .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8480')
+    .option('--token-file <file>', 'bearer token accepted for uploads (else $VMDN_TOKEN; none: read-only)')
+    .action(action(async (o: GlobalOptions & { listen: string; tokenFile?: string }) => {
+      const { host, port } = parseListen(o.listen);
+      const token = readToken(o.tokenFile);
+      const store = await LocalStore.open(resolveStoreDir(o.store));
+      const origin = new Origin(store, { token });
+      const url = await origin.listen(host, port);
+      if (o.json) printJson({ role: 'origin', url, store: store.dir, uploads: !!token });
+      else console.log(`vmdn origin serving ${store.dir} at ${url} (uploads ${token ? 'enabled' : 'disabled'})`);
+      await untilSignal(async () => {
+        await origin.close();
+        await store.close();
+      });
+    }));
+
+  common(program.command('edge'))
+    .description('run a pull-through cache in front of an origin or another edge')
+    .requiredOption('--upstream <url>', 'origin or edge to fetch from')
+    .requiredOption('--cache <dir>', 'cache directory')
+    .requiredOption('--max-size <size>', 'cache budget, e.g. 10G')
+    .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8481')
+    .addOption(new Option('--policy <policy>', 'eviction policy').choices([...POLICIES]).default(DEFAULT_POLICY))
+    .action(action(async (o: GlobalOptions & { upstream: string; cache: string; maxSize: string; listen: string; policy: PolicyName }) => {
+      const { host, port } = parseListen(o.listen);
+      const edge = await Edge.open({ upstream: o.upstream, cacheDir: o.cache, maxSize: parseSize(o.maxSize), policy: o.policy });
+      const url = await edge.listen(host, port);
+      if (o.json) printJson({ role: 'edge', url, upstream: o.upstream, cache: o.cache, maxBytes: parseSize(o.maxSize), policy: o.policy });
+      else console.log(`vmdn edge at ${url}, upstream ${o.upstream}, cache ${o.cache} (${humanBytes(parseSize(o.maxSize))}, ${o.policy})`);
+      await untilSignal(() => edge.close());
+    }));
+
+  common(program.command('push'))
+    .description('upload a stored image (or an image file, imported first) to an origin; sends only objects it lacks')
+    .argument('<image>', 'local image name[:tag], or an image file')
+    .argument('<url>', 'origin URL')
+    .requiredOption('-n, --name <name[:tag]>', 'name at the origin')
+    .option('--token-file <file>', 'bearer token (else $VMDN_TOKEN)')
+    .option('--concurrency <n>', 'parallel uploads', intOpt, 8)
+    .action(action(async (image: string, url: string, o: GlobalOptions & { name: string; tokenFile?: string; concurrency: number }) => {
+      const remote = parseImageRef(o.name);
+      const token = readToken(o.tokenFile);
+      const bar = progressBar(o, 'push');
+      const r = await withStore(o.store, async (s) => {
+        let local = remote;
+        if (fs.existsSync(image) && fs.statSync(image).isFile()) {
+          await importImageFile(s, image, remote, { chunker: parseChunkerSpec(DEFAULT_CHUNKER_SPEC) });
+        } else local = parseImageRef(image);
+        return pushImage(s, { url, token, local, remote, concurrency: o.concurrency, onProgress: bar.onProgress });
+      }).finally(bar.stop);
+      if (o.json) return printJson(r);
+      console.log(`pushed ${r.ref} (manifest ${r.manifest.slice(0, 12)}) to ${url}: sent ${r.objectsSent} of ${r.objects} objects, ${humanBytes(r.bytesSent)}, in ${r.seconds.toFixed(1)} s`);
+    }));
+
+  common(program.command('pull'))
+    .description('download an image from an origin or edge and write it as a file, bit for bit')
+    .argument('<url>', 'origin or edge URL')
+    .argument('<name[:tag]>', 'image name')
+    .argument('<out>', 'output file (.raw/.img or .qcow2)')
+    .option('--cache <dir>', 'object cache (default: the store); finished objects survive an interrupted pull')
+    .option('--seed <image...>', 'local image files to take matching chunks from')
+    .addOption(new Option('--format <format>', 'output format (default: from the extension)').choices(['raw', 'qcow2']))
+    .option('--concurrency <n>', 'parallel downloads', intOpt, 16)
+    .option('--retries <n>', 'attempts per request when the server is unreachable', intOpt, 5)
+    .action(action(async (url: string, name: string, out: string, o: GlobalOptions & { cache?: string; seed?: string[]; format?: string; concurrency: number; retries: number }) => {
+      const ref = parseImageRef(name);
+      const cache = await LocalStore.open(o.cache ?? resolveStoreDir(o.store));
+      const bar = phasedBar(o, 'pull');
+      try {
+        const r = await pullImage({
+          url, ref, out, format: o.format, cache, seeds: o.seed, concurrency: o.concurrency,
+          http: { retries: o.retries }, onProgress: bar.onProgress,
+        }).finally(bar.stop);
+        if (o.json) return printJson(r);
+        const ob = r.objects;
+        console.log(`pulled ${r.ref} to ${r.out} (${r.format}, ${humanBytes(r.virtualSize)} virtual) in ${r.seconds.toFixed(1)} s`);
+        console.log(`  downloaded ${humanBytes(r.bytesDownloaded)} for ${humanBytes(r.imageStoredBytes)} of objects (${humanBytes(r.imageDataBytes)} data)`);
+        console.log(`  objects: ${ob.total} total, ${ob.cached} already cached, ${ob.seeded} from seeds, ${ob.downloaded} downloaded`);
+      } finally {
+        await cache.close();
+      }
+    }));
+}

@@ -1,0 +1,211 @@
+/**
+ * A remote vmdn server (origin or edge) as a ReadableStore. Every object is
+ * decoded and hashed before it is returned; one that fails is discarded and
+ * fetched again with `Cache-Control: no-cache` so caches on the way go back to
+ * their source. Connection failures and 5xx answers are retried with
+ * exponential backoff; connections are kept alive and reused.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { decodeObject } from '../store/codec.js';
+import type { Digest } from '../store/digest.js';
+import { formatImageRef, type ImageRef } from '../store/image-name.js';
+import type { ObjectStat, ReadableStore, ReadOptions } from '../store/types.js';
+import { VmdnError, type ErrorCode, ERROR_CODES } from '../errors.js';
+import { objectUrlPath, refPath } from './http-api.js';
+
+export interface HttpStoreOptions {
+  /** Attempts per request on connection errors / 5xx before E_UNREACHABLE. */
+  retries?: number;
+  /** First backoff delay; doubles each attempt (with jitter) up to maxBackoffMs. */
+  backoffMs?: number;
+  maxBackoffMs?: number;
+  /** Fetches of one object that fail verification before E_CORRUPT_OBJECT. */
+  verifyAttempts?: number;
+  /** Parallel keep-alive connections. */
+  connections?: number;
+  timeoutMs?: number;
+  token?: string;
+}
+
+export interface HttpStoreStats {
+  requests: number;
+  objectsFetched: number;
+  bytesFetched: number;
+  retries: number;
+  corrupt: number;
+}
+
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => { clearTimeout(t); reject(signal.reason); }, { once: true });
+  });
+
+export class HttpStore implements ReadableStore {
+  readonly base: string;
+  readonly stats: HttpStoreStats = { requests: 0, objectsFetched: 0, bytesFetched: 0, retries: 0, corrupt: 0 };
+  private readonly agent: http.Agent;
+  private readonly o: Required<Omit<HttpStoreOptions, 'token'>> & { token?: string };
+
+  constructor(url: string, opts: HttpStoreOptions = {}) {
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      throw new VmdnError('E_USAGE', `invalid URL "${url}"`);
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new VmdnError('E_USAGE', `unsupported URL scheme ${u.protocol} (use http or https)`);
+    this.base = u.href.replace(/\/+$/, '');
+    this.o = { retries: 5, backoffMs: 200, maxBackoffMs: 5000, verifyAttempts: 3, connections: 16, timeoutMs: 60_000, ...opts };
+    const Agent = u.protocol === 'https:' ? https.Agent : http.Agent;
+    this.agent = new Agent({ keepAlive: true, maxSockets: this.o.connections, keepAliveMsecs: 10_000 });
+  }
+
+  /** One HTTP exchange, no retries. */
+  private once(method: string, path: string, headers: http.OutgoingHttpHeaders, body: Uint8Array | undefined, signal?: AbortSignal): Promise<Reply> {
+    const mod = this.base.startsWith('https:') ? https : http;
+    return new Promise((resolve, reject) => {
+      const req = mod.request(this.base + path, { method, headers, agent: this.agent, signal }, (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (b: Buffer) => parts.push(b));
+        res.on('error', reject);
+        res.on('end', () => {
+          const buf = Buffer.concat(parts);
+          const want = res.headers['content-length'];
+          // a cut connection can look like a short but complete body
+          if (method !== 'HEAD' && want !== undefined && Number(want) !== buf.length && res.statusCode !== 304) {
+            reject(Object.assign(new Error(`short body: ${buf.length} of ${want} bytes`), { code: 'ECONNRESET' }));
+          } else resolve({ status: res.statusCode ?? 0, headers: res.headers, body: buf });
+        });
+      });
+      req.setTimeout(this.o.timeoutMs, () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  /** A request with retries on connection failures and 5xx; 4xx answers become typed errors. */
+  async request(method: string, path: string, opts: { headers?: http.OutgoingHttpHeaders; body?: Uint8Array; signal?: AbortSignal; auth?: boolean } = {}): Promise<Reply> {
+    const headers: http.OutgoingHttpHeaders = { ...opts.headers };
+    if (opts.auth && this.o.token) headers.authorization = `Bearer ${this.o.token}`;
+    if (opts.body) headers['content-length'] = opts.body.length;
+    let last: unknown;
+    for (let attempt = 0; attempt < this.o.retries; attempt++) {
+      if (attempt > 0) {
+        this.stats.retries++;
+        const delay = Math.min(this.o.maxBackoffMs, this.o.backoffMs * 2 ** (attempt - 1));
+        await sleep(delay / 2 + Math.random() * delay / 2, opts.signal);
+      }
+      opts.signal?.throwIfAborted();
+      this.stats.requests++;
+      try {
+        const r = await this.once(method, path, headers, opts.body, opts.signal);
+        if (r.status >= 500 && r.status !== 501) {
+          last = new Error(`HTTP ${r.status}${errorText(r)}`);
+          continue;
+        }
+        if (r.status >= 400) throw remoteError(r, `${method} ${this.base}${path}`);
+        return r;
+      } catch (err) {
+        if (err instanceof VmdnError || opts.signal?.aborted) throw err;
+        last = err;
+      }
+    }
+    const msg = (last as Error)?.message ?? String(last);
+    throw new VmdnError('E_UNREACHABLE', `${this.base} unreachable after ${this.o.retries} attempts: ${msg}`, { url: this.base, attempts: this.o.retries }, { cause: last });
+  }
+
+  /** Fetch, decode and verify; a failing copy is refetched past caches, then reported naming the source. */
+  async fetchVerified(digest: Digest, opts: ReadOptions & { noCache?: boolean } = {}): Promise<{ encoded: Uint8Array; data: Uint8Array }> {
+    let last: VmdnError | undefined;
+    for (let attempt = 0; attempt < this.o.verifyAttempts; attempt++) {
+      const headers = attempt > 0 || opts.noCache ? { 'cache-control': 'no-cache', pragma: 'no-cache' } : {};
+      const r = await this.request('GET', objectUrlPath(digest), { headers, signal: opts.signal });
+      this.stats.objectsFetched++;
+      this.stats.bytesFetched += r.body.length;
+      try {
+        return { encoded: r.body, data: decodeObject(digest, r.body, this.base) };
+      } catch (err) {
+        if (!(err instanceof VmdnError) || err.code !== 'E_CORRUPT_OBJECT') throw err;
+        this.stats.corrupt++;
+        last = err;
+      }
+    }
+    throw new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} from ${this.base} failed verification ${this.o.verifyAttempts} times: ${last?.message}`, { digest, source: this.base });
+  }
+
+  async has(digest: Digest): Promise<boolean> {
+    return (await this.stat(digest)) !== undefined;
+  }
+
+  async stat(digest: Digest): Promise<ObjectStat | undefined> {
+    try {
+      const r = await this.request('HEAD', objectUrlPath(digest));
+      const stored = Number(r.headers['content-length'] ?? 0);
+      // the uncompressed size is not on the wire without a GET; -1 says "unknown"
+      return { digest, size: -1, storedSize: stored };
+    } catch (err) {
+      if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') return undefined;
+      throw err;
+    }
+  }
+
+  async get(digest: Digest, opts?: ReadOptions): Promise<Uint8Array> {
+    return (await this.fetchVerified(digest, opts)).data;
+  }
+
+  async getEncoded(digest: Digest, opts?: ReadOptions): Promise<Uint8Array> {
+    return (await this.fetchVerified(digest, opts)).encoded;
+  }
+
+  /** name:tag -> manifest digest. */
+  async resolve(ref: ImageRef, signal?: AbortSignal): Promise<Digest> {
+    try {
+      const r = await this.request('GET', refPath(ref), { signal });
+      return (JSON.parse(r.body.toString('utf8')) as { manifest: Digest }).manifest;
+    } catch (err) {
+      if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') {
+        throw new VmdnError('E_NOT_FOUND', `no image ${formatImageRef(ref)} at ${this.base}`, { ref: formatImageRef(ref), url: this.base });
+      }
+      throw err;
+    }
+  }
+
+  async listImages(): Promise<Array<Record<string, unknown>>> {
+    const r = await this.request('GET', '/v1/images');
+    return (JSON.parse(r.body.toString('utf8')) as { images: Array<Record<string, unknown>> }).images;
+  }
+
+  async close(): Promise<void> {
+    this.agent.destroy();
+  }
+}
+
+function errorText(r: Reply): string {
+  try {
+    return `: ${(JSON.parse(r.body.toString('utf8')) as { error: { message: string } }).error.message}`;
+  } catch {
+    return '';
+  }
+}
+
+/** Rebuild the server's typed error (its code travels in the JSON body). */
+function remoteError(r: Reply, what: string): VmdnError {
+  let code: ErrorCode = r.status === 404 ? 'E_NOT_FOUND' : r.status === 401 || r.status === 403 ? 'E_AUTH' : 'E_USAGE';
+  let message = `${what}: HTTP ${r.status}`;
+  try {
+    const e = (JSON.parse(r.body.toString('utf8')) as { error: { code: string; message: string } }).error;
+    if (e.code in ERROR_CODES) code = e.code as ErrorCode;
+    message = `${what}: ${e.message}`;
+  } catch {
+    /* not one of ours (e.g. a proxy's HTML page) */
+  }
+  return new VmdnError(code, message, { status: r.status });
+}

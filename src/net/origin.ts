@@ -1,0 +1,137 @@
+/**
+ * The origin: serves a LocalStore over HTTP (docs/http-api.md) and accepts
+ * authenticated uploads. Object bodies stream from disk; uploads are decoded
+ * and re-hashed before they are stored, and a name is only given to a
+ * manifest whose every object is present.
+ */
+import http from 'node:http';
+import type { LocalStore } from '../store/local-store.js';
+import { assertDigest, type Digest } from '../store/digest.js';
+import { formatImageRef } from '../store/image-name.js';
+import { decodeManifest, dataBytes, uniqueChunks } from '../strategy/manifest.js';
+import { VmdnError } from '../errors.js';
+import {
+  closeServer, isDigestList, listen, prometheus, readBody, readJson, REF_CACHE_CONTROL, requireToken, route, sendError, sendJson, serveObjectFile,
+} from './http-api.js';
+
+export interface OriginOptions {
+  /** Bearer token for uploads; without one the origin is read-only. */
+  token?: string;
+  /** Called for every object GET/HEAD (tests count upstream traffic with it). */
+  onObjectRequest?: (digest: Digest, method: string) => void;
+}
+
+export interface OriginStats {
+  requests: number;
+  objectRequests: number;
+  objectBytesServed: number;
+  objectsUploaded: number;
+  bytesUploaded: number;
+  authFailures: number;
+}
+
+export class Origin {
+  readonly server: http.Server;
+  readonly stats: OriginStats = { requests: 0, objectRequests: 0, objectBytesServed: 0, objectsUploaded: 0, bytesUploaded: 0, authFailures: 0 };
+  url = '';
+
+  constructor(readonly store: LocalStore, private readonly opts: OriginOptions = {}) {
+    this.server = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
+      this.handle(req, res).catch((err) => sendError(res, err));
+    });
+  }
+
+  async listen(host = '127.0.0.1', port = 0): Promise<string> {
+    this.url = await listen(this.server, host, port);
+    return this.url;
+  }
+
+  close(): Promise<void> {
+    return closeServer(this.server);
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    this.stats.requests++;
+    const url = new URL(req.url ?? '/', 'http://x');
+    const r = route(url.pathname);
+    const m = req.method ?? 'GET';
+    const read = m === 'GET' || m === 'HEAD';
+    if (!r) throw new VmdnError('E_NOT_FOUND', `no such endpoint ${url.pathname}`);
+    if (r.kind === 'object' && read) {
+      this.stats.objectRequests++;
+      this.opts.onObjectRequest?.(r.digest, m);
+      if (!this.store.index.getObject(r.digest)) throw new VmdnError('E_NOT_FOUND', `object ${r.digest} not at this origin`, { digest: r.digest });
+      const n = await serveObjectFile(req, res, r.digest, this.store.objectPath(r.digest)).catch((err) => {
+        throw (err as NodeJS.ErrnoException).code === 'ENOENT' ? new VmdnError('E_NOT_FOUND', `object ${r.digest} not at this origin`) : err;
+      });
+      this.stats.objectBytesServed += n;
+      return;
+    }
+    if (r.kind === 'object' && m === 'PUT') return this.putObject(req, res, r.digest);
+    if (r.kind === 'images' && read) {
+      const images = this.store.index.listImages().map((i) => ({ ref: `${i.name}:${i.tag}`, ...i }));
+      return sendJson(res, 200, { images }, REF_CACHE_CONTROL);
+    }
+    if (r.kind === 'ref' && read) {
+      const row = this.store.index.getImage(r.ref.name, r.ref.tag);
+      if (!row) throw new VmdnError('E_NOT_FOUND', `no image ${formatImageRef(r.ref)} at this origin`, { ref: formatImageRef(r.ref) });
+      return sendJson(res, 200, { ref: formatImageRef(r.ref), manifest: row.manifest, virtualSize: row.virtualSize, dataSize: row.dataSize }, REF_CACHE_CONTROL);
+    }
+    if (r.kind === 'ref' && m === 'PUT') return this.putImage(req, res, r.ref);
+    if (r.kind === 'missing' && m === 'POST') {
+      this.auth(req);
+      const body = await readJson<{ digests?: unknown }>(req, 16 << 20);
+      if (!isDigestList(body.digests)) throw new VmdnError('E_USAGE', 'body must be {"digests": [up to 100000 digests]}');
+      return sendJson(res, 200, { missing: body.digests.filter((d) => !this.store.index.getObject(d)) });
+    }
+    if (r.kind === 'stats' && read) return sendJson(res, 200, { role: 'origin', ...this.stats, ...this.store.index.totals() });
+    if (r.kind === 'metrics' && read) {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'cache-control': 'no-store' });
+      res.end(prometheus('vmdn_origin', { requestsTotal: this.stats.requests, objectRequestsTotal: this.stats.objectRequests, bytesServedTotal: this.stats.objectBytesServed, objectsUploadedTotal: this.stats.objectsUploaded }));
+      return;
+    }
+    if (r.kind === 'health' && read) return sendJson(res, 200, { ok: true });
+    throw new VmdnError('E_USAGE', `${m} not allowed on ${url.pathname}`);
+  }
+
+  private auth(req: http.IncomingMessage): void {
+    try {
+      requireToken(req, this.opts.token);
+    } catch (err) {
+      this.stats.authFailures++;
+      // drain the upload so the client sees the 401 rather than a reset
+      req.resume();
+      throw err;
+    }
+  }
+
+  private async putObject(req: http.IncomingMessage, res: http.ServerResponse, digest: Digest): Promise<void> {
+    this.auth(req);
+    const body = await readBody(req);
+    // putEncoded decodes and re-hashes: a wrong or damaged upload is refused (E_CORRUPT_OBJECT)
+    const r = await this.store.putEncoded(digest, body).catch((err) => {
+      throw err instanceof VmdnError && err.code === 'E_CORRUPT_OBJECT' ? new VmdnError('E_USAGE', `upload of ${digest.slice(0, 12)} does not match its digest`, { digest }) : err;
+    });
+    if (r.added) {
+      this.stats.objectsUploaded++;
+      this.stats.bytesUploaded += body.length;
+    }
+    sendJson(res, r.added ? 201 : 200, r);
+  }
+
+  private async putImage(req: http.IncomingMessage, res: http.ServerResponse, ref: { name: string; tag: string }): Promise<void> {
+    this.auth(req);
+    const body = await readJson<{ manifest?: unknown }>(req, 4096);
+    const digest = assertDigest(body.manifest, 'manifest digest');
+    if (!this.store.index.getObject(digest)) throw new VmdnError('E_INCOMPLETE', `manifest ${digest.slice(0, 12)} not uploaded`, { digest });
+    const manifest = decodeManifest(await this.store.get(digest), `upload ${digest.slice(0, 12)}`);
+    const chunks = uniqueChunks(manifest);
+    const missing = [...chunks.keys()].filter((d) => !this.store.index.getObject(d));
+    if (missing.length) throw new VmdnError('E_INCOMPLETE', `manifest references ${missing.length} objects not uploaded`, { missing: missing.slice(0, 10) });
+    this.store.index.putImage({
+      ...ref, manifest: digest, created: new Date().toISOString(), virtualSize: manifest.virtualSize,
+      allocatedSize: manifest.allocated, dataSize: dataBytes(manifest), format: manifest.source.format,
+    }, [...chunks.keys(), digest]);
+    sendJson(res, 201, { ref: formatImageRef(ref), manifest: digest });
+  }
+}

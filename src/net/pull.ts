@@ -1,0 +1,168 @@
+/**
+ * Pull an image from a vmdn server into a file: resolve the name, fetch the
+ * manifest, take every chunk the local cache already holds, cut seed images
+ * with the manifest's chunker and take the chunks that match (as casync's
+ * seeds do), download the rest in parallel over keep-alive connections into
+ * the cache (each verified, each kept by atomic rename, so an interrupted pull
+ * resumes where it stopped), then assemble the image from the cache.
+ */
+import { openDisk } from '../container/open.js';
+import type { LocalStore } from '../store/local-store.js';
+import { sha256, type Digest } from '../store/digest.js';
+import { formatImageRef, type ImageRef } from '../store/image-name.js';
+import type { PutResult, WritableStore } from '../store/types.js';
+import { importChunks } from '../strategy/chunks-import.js';
+import { assembleChunks } from '../strategy/chunks-export.js';
+import { parseChunkerSpec } from '../strategy/chunker.js';
+import { dataBytes, decodeManifest, uniqueChunks, type Manifest } from '../strategy/manifest.js';
+import { formatFromPath, openWriter, type OutputFormat } from '../strategy/image-ops.js';
+import type { OnProgress } from '../util/progress.js';
+import { throttle } from '../util/progress.js';
+import { CachingStore } from './caching-store.js';
+import { HttpStore, type HttpStoreOptions } from './http-store.js';
+import { VmdnError } from '../errors.js';
+
+export interface PullOptions {
+  url: string;
+  ref: ImageRef;
+  /** Output file; omitted: only fill the cache (and name the image there). */
+  out?: string;
+  format?: string;
+  cache: LocalStore;
+  seeds?: string[];
+  /** Parallel object downloads. */
+  concurrency?: number;
+  http?: HttpStoreOptions;
+  signal?: AbortSignal;
+  onProgress?: OnProgress;
+}
+
+export interface PullResult {
+  ref: string;
+  manifest: Digest;
+  out?: string;
+  format?: OutputFormat;
+  virtualSize: number;
+  /** Bytes of non-zero data in the image, and compressed bytes of all its distinct objects. */
+  imageDataBytes: number;
+  imageStoredBytes: number;
+  objects: { total: number; cached: number; seeded: number; downloaded: number };
+  /** Encoded bytes received over the network (objects and manifest, including refetches). */
+  bytesDownloaded: number;
+  bytesSeeded: number;
+  corruptRefetched: number;
+  seconds: number;
+}
+
+export async function pullImage(o: PullOptions): Promise<PullResult> {
+  const t0 = Date.now();
+  const remote = new HttpStore(o.url, o.http);
+  const store = await CachingStore.open(o.cache, remote);
+  try {
+    const digest = await remote.resolve(o.ref, o.signal);
+    const manifest = decodeManifest(await store.get(digest, { signal: o.signal }), `${o.url} ${digest.slice(0, 12)}`);
+    const chunks = uniqueChunks(manifest);
+    const missing = new Set([...chunks.keys()].filter((d) => !o.cache.index.getObject(d)));
+    const cached = chunks.size - missing.size;
+    let seeded = 0;
+    let bytesSeeded = 0;
+    for (const seed of o.seeds ?? []) {
+      if (missing.size === 0) break;
+      const r = await takeFromSeed(seed, manifest, o.cache, missing, o.signal);
+      seeded += r.objects;
+      bytesSeeded += r.bytes;
+    }
+    const toFetch = [...missing];
+    await download(toFetch, store, o);
+    // name it in the cache too: the cache is a full store, `vmdn export` works offline afterwards
+    o.cache.index.putImage({
+      ...o.ref, manifest: digest, created: new Date().toISOString(), virtualSize: manifest.virtualSize,
+      allocatedSize: manifest.allocated, dataSize: dataBytes(manifest), format: manifest.source.format,
+    }, [...chunks.keys(), digest]);
+    let format: OutputFormat | undefined;
+    if (o.out) {
+      format = outputFormat(o.out, o.format, manifest);
+      const writer = await openWriter(o.out, manifest.virtualSize, format);
+      // every object is local now: assemble from the cache itself (its codec workers decode)
+      await assembleChunks(manifest, o.cache, writer, { signal: o.signal, onProgress: o.onProgress });
+    }
+    let imageStoredBytes = 0;
+    for (const d of chunks.keys()) imageStoredBytes += o.cache.index.getObject(d)?.storedSize ?? 0;
+    return {
+      ref: formatImageRef(o.ref), manifest: digest, out: o.out, format, virtualSize: manifest.virtualSize,
+      imageDataBytes: dataBytes(manifest), imageStoredBytes,
+      objects: { total: chunks.size, cached, seeded, downloaded: toFetch.length },
+      bytesDownloaded: remote.stats.bytesFetched, bytesSeeded, corruptRefetched: remote.stats.corrupt,
+      seconds: (Date.now() - t0) / 1000,
+    };
+  } finally {
+    // the cache belongs to the caller; only the connections are ours
+    await remote.close();
+  }
+}
+
+function outputFormat(out: string, explicit: string | undefined, m: Manifest): OutputFormat {
+  try {
+    return formatFromPath(out, explicit);
+  } catch (err) {
+    if (explicit || !(err instanceof VmdnError) || err.code !== 'E_USAGE') throw err;
+    return m.source.format === 'qcow2' ? 'qcow2' : 'raw';
+  }
+}
+
+/** Parallel downloads into the cache; the HttpStore keeps `concurrency` keep-alive connections busy. */
+async function download(digests: Digest[], store: CachingStore, o: PullOptions): Promise<void> {
+  const total = digests.length;
+  const progress = throttle(o.onProgress);
+  let next = 0;
+  let done = 0;
+  const worker = async () => {
+    while (next < digests.length) {
+      o.signal?.throwIfAborted();
+      await store.fill(digests[next++]!, { signal: o.signal });
+      progress?.({ phase: 'fetch', done: ++done, total, unit: 'objects' });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(total, o.concurrency ?? 16) }, worker));
+}
+
+/**
+ * Cut a seed image with the manifest's chunker; chunks whose digest the
+ * manifest needs and the cache lacks are stored, everything else is only
+ * hashed. Stops early once nothing is missing.
+ */
+async function takeFromSeed(file: string, m: Manifest, cache: LocalStore, missing: Set<Digest>, signal?: AbortSignal): Promise<{ objects: number; bytes: number }> {
+  const disk = await openDisk(file);
+  const ac = new AbortController();
+  const onAbort = () => ac.abort(signal?.reason);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  let objects = 0;
+  let bytes = 0;
+  const sink: WritableStore = {
+    async put(data: Uint8Array): Promise<PutResult> {
+      const digest = sha256(data);
+      if (!missing.has(digest)) return { digest, size: data.length, storedSize: 0, added: false };
+      missing.delete(digest);
+      const r = await cache.put(data, { digest });
+      objects++;
+      bytes += data.length;
+      if (missing.size === 0) ac.abort();
+      return r;
+    },
+    putEncoded: () => Promise.reject(new Error('unused')),
+    has: async () => false,
+    stat: async () => undefined,
+    get: () => Promise.reject(new Error('unused')),
+    getEncoded: () => Promise.reject(new Error('unused')),
+    close: async () => {},
+  };
+  try {
+    await importChunks(disk, sink, { chunker: parseChunkerSpec(m.chunker), signal: ac.signal });
+  } catch (err) {
+    if (!ac.signal.aborted || signal?.aborted) throw err;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    await disk.close();
+  }
+  return { objects, bytes };
+}
