@@ -42,6 +42,13 @@ export async function* readAll(disk: Disk, blockSize = 4 << 20): AsyncIterable<U
 }
 
 export interface DiskWriter {
+  /**
+   * Set by writers whose output is a plain file at final offsets (raw): other
+   * threads may write data straight into this path, in any order, before
+   * finish(). Lets export decode, verify and write in worker threads without
+   * moving the bytes through the main thread.
+   */
+  readonly directTarget?: string;
   /** Write data at a virtual offset. Callers write in ascending offset order. */
   write(offset: number, data: Uint8Array): Promise<void>;
   /** Finish the file (metadata, truncation) and atomically move it into place. */

@@ -31,6 +31,10 @@ class RawWriter implements DiskWriter {
     this.out = new Batcher(BATCH, 0, (buf, len, start) => this.writeNonZero(buf, len, start));
   }
 
+  get directTarget(): string {
+    return this.file.tmpPath;
+  }
+
   async write(offset: number, data: Uint8Array): Promise<void> {
     if (this.state !== 'open') throw new VmdnError('E_USAGE', `write after ${this.state}`);
     // Writes share the batch buffer: they must not interleave.

@@ -46,6 +46,20 @@ export class CodecPool {
     });
   }
 
+  /** Run one request on every worker (e.g. to release per-worker file handles). */
+  async broadcast(req: DistributiveOmit<CodecRequest, 'id'>): Promise<void> {
+    await Promise.all(
+      this.workers.map((w, i) => {
+        const id = this.nextId++;
+        this.load[i]!++;
+        return new Promise((resolve, reject) => {
+          this.pending.set(id, { resolve, reject, worker: i });
+          w.postMessage({ ...req, id });
+        });
+      }),
+    );
+  }
+
   private settle(res: CodecResponse): void {
     const p = this.pending.get(res.id);
     if (!p) return;

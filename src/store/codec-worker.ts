@@ -20,7 +20,10 @@ export type CodecRequest =
   /** Hash (unless `digest` is given), then compress and write unless the object file already exists. */
   | { op: 'put'; id: number; digest?: string; data: Uint8Array; objectsDir: string; tmpDir: string; level: number }
   | { op: 'get'; id: number; digest: string; objPath: string; source: string }
-  | { op: 'verify'; id: number; digest: string; objPath: string; source: string };
+  | { op: 'verify'; id: number; digest: string; objPath: string; source: string }
+  /** Decode, verify and write the object into `outPath` at `offset` (sparse: all-zero 4 KiB blocks skipped). */
+  | { op: 'copy'; id: number; digest: string; objPath: string; source: string; outPath: string; offset: number }
+  | { op: 'release'; id: number; outPath: string };
 
 export type CodecResponse =
   | { id: number; ok: true; digest?: string; added?: boolean; storedSize?: number; size?: number; data?: Uint8Array }
@@ -39,6 +42,42 @@ export async function writeAtomic(finalPath: string, tmpDir: string, bytes: Uint
   }
 }
 
+const targets = new Map<string, fs.FileHandle>();
+
+async function target(outPath: string): Promise<fs.FileHandle> {
+  let fh = targets.get(outPath);
+  if (!fh) {
+    fh = await fs.open(outPath, 'r+');
+    targets.set(outPath, fh);
+  }
+  return fh;
+}
+
+const PAGE = 4096;
+const ZERO = Buffer.alloc(PAGE);
+
+/** pwrite `data` at `offset`, leaving page-aligned all-zero 4 KiB blocks as holes. */
+async function writeSparse(fh: fs.FileHandle, data: Uint8Array, offset: number): Promise<void> {
+  const buf = Buffer.from(data.buffer, data.byteOffset, data.length);
+  let runStart = -1;
+  const flush = async (end: number) => {
+    for (let p = runStart; p < end; ) {
+      const { bytesWritten } = await fh.write(buf, p, end - p, offset + p);
+      if (bytesWritten <= 0) throw new Error('short write');
+      p += bytesWritten;
+    }
+    runStart = -1;
+  };
+  for (let i = 0; i < buf.length; ) {
+    const next = Math.min(buf.length, (Math.floor((offset + i) / PAGE) + 1) * PAGE - offset);
+    const zero = next - i === PAGE && buf.compare(ZERO, 0, PAGE, i, next) === 0;
+    if (!zero && runStart < 0) runStart = i;
+    if (zero && runStart >= 0) await flush(i);
+    i = next;
+  }
+  if (runStart >= 0) await flush(buf.length);
+}
+
 async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: ArrayBuffer[] }> {
   if (req.op === 'put') {
     const digest = req.digest ?? sha256(req.data);
@@ -50,8 +89,17 @@ async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: A
     await writeAtomic(objPath, req.tmpDir, enc);
     return { id: req.id, ok: true, digest, added: true, storedSize: enc.length, size: req.data.length };
   }
+  if (req.op === 'release') {
+    await targets.get(req.outPath)?.close();
+    targets.delete(req.outPath);
+    return { id: req.id, ok: true };
+  }
   const enc = await fs.readFile(req.objPath);
   const data = decodeObject(req.digest, enc, req.source);
+  if (req.op === 'copy') {
+    await writeSparse(await target(req.outPath), data, req.offset);
+    return { id: req.id, ok: true, size: data.length, storedSize: enc.length };
+  }
   if (req.op === 'verify') return { id: req.id, ok: true, size: data.length, storedSize: enc.length };
   // copy into a transferable buffer of its own (zstd output may share a pool)
   const out = new Uint8Array(data.length);

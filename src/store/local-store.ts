@@ -87,6 +87,31 @@ export class LocalStore implements PrunableStore {
     }
   }
 
+  /**
+   * Decode, verify and write an object straight into a file at `offset`, in a
+   * worker: the fast path for raw export (see DiskWriter.directTarget).
+   * Returns the object's size. Call releaseTarget(outPath) when done.
+   */
+  async copyTo(digest: Digest, outPath: string, offset: number): Promise<number> {
+    assertDigest(digest);
+    const pool = this.codec();
+    if (!pool) throw new VmdnError('E_INTERNAL', 'copyTo needs codec workers');
+    try {
+      return (await pool.run({ op: 'copy', digest, objPath: this.objectPath(digest), source: this.dir, outPath, offset })).size!;
+    } catch (err) {
+      throw this.notFound(err, digest);
+    }
+  }
+
+  async releaseTarget(outPath: string): Promise<void> {
+    await this.pool?.broadcast({ op: 'release', outPath });
+  }
+
+  /** True when copyTo can be used. */
+  get canCopyTo(): boolean {
+    return (this.opts.workers ?? 2) > 0;
+  }
+
   private notFound(err: unknown, digest: Digest): unknown {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as VmdnError).data?.errno === 'ENOENT') {
       return new VmdnError('E_NOT_FOUND', `object ${digest} not in store ${this.dir}`, { digest });

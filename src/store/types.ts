@@ -46,3 +46,14 @@ export interface PrunableStore extends WritableStore {
   delete(digest: Digest): Promise<void>;
   list(): AsyncIterable<ObjectStat>;
 }
+
+/** Optional capability: decode, verify and write an object straight into a file (worker threads). */
+export interface CopyToFile {
+  readonly canCopyTo: boolean;
+  copyTo(digest: Digest, outPath: string, offset: number): Promise<number>;
+  releaseTarget(outPath: string): Promise<void>;
+}
+
+export function canCopyToFile(s: unknown): s is CopyToFile {
+  return typeof (s as CopyToFile).copyTo === 'function' && (s as CopyToFile).canCopyTo === true;
+}

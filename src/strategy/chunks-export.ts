@@ -4,7 +4,7 @@
  * the remote store) while writing strictly in order.
  */
 import type { DiskWriter } from '../container/disk.js';
-import type { ReadableStore } from '../store/types.js';
+import { canCopyToFile, type CopyToFile, type ReadableStore } from '../store/types.js';
 import type { Manifest } from './manifest.js';
 import { throttle, type OnProgress } from '../util/progress.js';
 import { VmdnError } from '../errors.js';
@@ -17,6 +17,7 @@ export interface AssembleOptions {
 }
 
 export async function assembleChunks(manifest: Manifest, store: ReadableStore, writer: DiskWriter, opts: AssembleOptions = {}): Promise<{ bytesWritten: number }> {
+  if (writer.directTarget && canCopyToFile(store)) return assembleDirect(manifest, store, writer, writer.directTarget, opts);
   const { signal } = opts;
   const readAhead = Math.max(1, opts.readAhead ?? 32);
   const progress = throttle(opts.onProgress);
@@ -48,6 +49,40 @@ export async function assembleChunks(manifest: Manifest, store: ReadableStore, w
     }
     await writer.finish();
   } catch (err) {
+    await writer.abort().catch(() => {});
+    throw err;
+  }
+  return { bytesWritten: done };
+}
+
+/**
+ * Fast path: workers decode, verify and pwrite each object into the output
+ * file themselves, in any order; the main thread only schedules.
+ */
+async function assembleDirect(manifest: Manifest, store: CopyToFile, writer: DiskWriter, target: string, opts: AssembleOptions): Promise<{ bytesWritten: number }> {
+  const { signal } = opts;
+  const concurrency = Math.max(1, opts.readAhead ?? 32);
+  const progress = throttle(opts.onProgress);
+  const chunks = manifest.chunks;
+  const total = chunks.reduce((n, c) => n + c[1], 0);
+  let done = 0;
+  let next = 0;
+  const worker = async () => {
+    while (next < chunks.length) {
+      signal?.throwIfAborted();
+      const [offset, length, digest] = chunks[next++]!;
+      const n = await store.copyTo(digest, target, offset);
+      if (n !== length) throw new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} has ${n} bytes, manifest says ${length}`, { digest });
+      done += length;
+      progress?.({ phase: 'export', done, total, unit: 'bytes' });
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: concurrency }, worker));
+    await store.releaseTarget(target);
+    await writer.finish();
+  } catch (err) {
+    await store.releaseTarget(target).catch(() => {});
     await writer.abort().catch(() => {});
     throw err;
   }
