@@ -137,15 +137,20 @@ it('DOS time decoding and the LFN checksum', () => {
   assert.equal(lfnChecksum(Buffer.from('ALONGF~1TEX')), lfnChecksum(Buffer.from('ALONGF~1TEX')));
 });
 
-it('probe: swap, unknown, and not-FAT', async () => {
+it('probe: ext2/3/4 by features, swap, XFS and btrfs magic, unknown', async () => {
   fs.writeFileSync(at('swap.img'), Buffer.alloc(1 << 20));
   execFileSync('mkswap', [at('swap.img')], { stdio: 'ignore' });
   fs.writeFileSync(at('zero.img'), Buffer.alloc(1 << 20));
-  for (const [f, kind] of [['swap.img', 'swap'], ['zero.img', 'unknown']] as const) {
+  // No mkfs.xfs / mkfs.btrfs here: their superblock magics placed by hand.
+  const xfs = Buffer.alloc(1 << 20); xfs.write('XFSB', 0); fs.writeFileSync(at('xfs.img'), xfs);
+  const btrfs = Buffer.alloc(1 << 20); btrfs.write('_BHRfS_M', 65536 + 64); fs.writeFileSync(at('btrfs.img'), btrfs);
+  for (const k of ['ext2', 'ext3', 'ext4']) execFileSync(`mkfs.${k}`, ['-q', at(`${k}.img`), '8M'], { stdio: 'ignore' });
+  for (const [f, kind] of [['swap.img', 'swap'], ['zero.img', 'unknown'], ['xfs.img', 'xfs'], ['btrfs.img', 'btrfs'],
+    ['ext2.img', 'ext2'], ['ext3.img', 'ext3'], ['ext4.img', 'ext4']] as const) {
     const d = await openDisk(at(f));
     const r = await probeFilesystem(d);
-    assert.equal(r.kind, kind);
-    assert.equal(r.fs, undefined);
+    assert.equal(r.kind, kind, f);
+    if (!kind.startsWith('ext')) assert.equal(r.fs, undefined);
     await d.close();
   }
 });
