@@ -52,7 +52,7 @@ export async function importChunks(disk: Disk, store: WritableStore, opts: Chunk
   const { signal } = opts;
   const zeroCut = opts.zeroCut ?? DEFAULT_ZERO_CUT;
   const readBlock = opts.readBlock ?? DEFAULT_READ_BLOCK;
-  const maxInflight = opts.maxInflight ?? 64;
+  const maxInflight = opts.maxInflight ?? 24;
   const chunker = createChunker(opts.chunker);
   const fixed = opts.chunker.kind === 'fixed' ? opts.chunker.avg : 0;
   const progress = throttle(opts.onProgress);
