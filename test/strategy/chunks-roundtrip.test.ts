@@ -92,3 +92,31 @@ describe('chunks strategy round trip', () => {
     await disk.close();
   });
 });
+
+describe('ManifestDisk', () => {
+  it('reads a stored image like the original file, at any offset and length', async () => {
+    const { ManifestDisk } = await import('../../src/strategy/manifest-disk.js');
+    const t = tmpDir();
+    const store = await LocalStore.open(path.join(t.dir, 'store'));
+    try {
+      const src = path.join(t.dir, 'src.raw');
+      sampleDisk(src, 11);
+      const disk = await RawDisk.open(src);
+      const { manifest } = await importChunks(disk, store, { chunker: parseChunkerSpec('cdc:4k:16k:64k') });
+      await disk.close();
+      const md = new ManifestDisk(manifest, store);
+      const orig = fs.readFileSync(src);
+      let x = 12345;
+      for (let i = 0; i < 300; i++) {
+        x = (x * 1103515245 + 12345) >>> 0;
+        const off = x % orig.length;
+        const len = Math.min(orig.length - off, (x >>> 7) % (3 * MiB));
+        assert.ok(Buffer.from(await md.read(off, len)).equals(orig.subarray(off, off + len)), `read ${off}+${len}`);
+      }
+      await assert.rejects(md.read(orig.length - 1, 2));
+    } finally {
+      await store.close();
+      t.cleanup();
+    }
+  });
+});
