@@ -1,0 +1,88 @@
+/** Source trees and mke2fs images for the ext4 reader tests (needs root for chown/mknod). */
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { prng } from '../helpers/images.js';
+
+export const KiB = 1024;
+export const MiB = 1024 * KiB;
+export const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+export const run = (cmd: string, args: string[]): string => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 256 << 20 });
+
+/** Xattrs set on the tree (name -> value per relative path), when setfattr exists. */
+export const XATTRS: Record<string, Record<string, string>> = {
+  'a/f1': { 'user.color': 'blue', 'trusted.t': 'x'.repeat(40) },
+  'a/big-xattr': { 'user.big': 'v'.repeat(700), 'security.sec': 'label' },
+  dir2: { 'user.dir': 'yes' },
+};
+
+/** A tree with every node type, odd modes/owners, links, sparse and fragmented files, a big directory. */
+export function makeTree(root: string, opts: { bigDir?: number; fragmented?: boolean } = {}): void {
+  const p = (...x: string[]): string => path.join(root, ...x);
+  fs.mkdirSync(p('a', 'b', 'c'), { recursive: true });
+  fs.mkdirSync(p('dir2'));
+  fs.mkdirSync(p('empty'));
+  for (const n of [0, 1, 59, 60, 61, 100, 4095, 4096, 4097, 70000]) fs.writeFileSync(p('a', `size-${n}`), prng(n + 1, n));
+  fs.writeFileSync(p('a', 'f1'), 'hello ext4\n');
+  fs.writeFileSync(p('a', 'big-xattr'), 'has a big xattr\n');
+  fs.writeFileSync(p('a', 'b', 'c', 'random'), prng(7, 3 * MiB + 123));
+  fs.writeFileSync(p('a', 'b', 'hard1'), 'linked\n');
+  fs.linkSync(p('a', 'b', 'hard1'), p('dir2', 'hard2'));
+  fs.linkSync(p('a', 'b', 'hard1'), p('hard3'));
+  fs.symlinkSync('a/f1', p('fast-link'));
+  fs.symlinkSync('/' + 'long-target/'.repeat(20) + 'end', p('slow-link'));
+  fs.symlinkSync('../../outside/of/image', p('a', 'dotdot-link'));
+  fs.writeFileSync(Buffer.concat([Buffer.from(root + '/bad-'), Buffer.from([0xff, 0xfe, 0x41])]), 'non-utf8 name\n');
+  fs.writeFileSync(p('ünïcødé ✓'), 'unicode\n');
+  // Sparse: data islands in a 40 MiB file.
+  const fd = fs.openSync(p('sparse'), 'w');
+  fs.ftruncateSync(fd, 40 * MiB);
+  fs.writeSync(fd, prng(11, 10000), 0, 10000, 5 * MiB + 17);
+  fs.writeSync(fd, prng(12, 5000), 0, 5000, 40 * MiB - 5000);
+  fs.closeSync(fd);
+  if (opts.fragmented) {
+    // Every other 4 KiB block of 64 MiB written: 8192 extents, a depth-2 extent tree.
+    const fr = fs.openSync(p('fragmented'), 'w');
+    fs.ftruncateSync(fr, 64 * MiB);
+    const blk = prng(13, 4096);
+    for (let i = 0; i < 8192; i++) {
+      blk.writeUInt32LE(i, 0);
+      fs.writeSync(fr, blk, 0, 4096, i * 8192 + 4096); // ends in data: mke2fs -O inline_data gets a trailing hole's size wrong
+    }
+    fs.closeSync(fr);
+  }
+  if (opts.bigDir) {
+    fs.mkdirSync(p('many'));
+    for (let i = 0; i < opts.bigDir; i++) fs.writeFileSync(p('many', `entry-with-a-longish-name-${String(i).padStart(6, '0')}`), String(i));
+  }
+  // Owners and special modes.
+  fs.chownSync(p('a', 'f1'), 1234, 5678);
+  fs.chownSync(p('dir2'), 70000, 80000); // needs the high 16 bits
+  fs.chmodSync(p('a', 'size-100'), 0o4755);
+  fs.chmodSync(p('empty'), 0o1777);
+  fs.chmodSync(p('a', 'size-59'), 0o2640);
+  fs.chmodSync(p('a', 'size-0'), 0o000);
+  fs.utimesSync(p('a', 'size-61'), new Date('2001-02-03T04:05:06Z'), new Date('2020-01-02T03:04:05.123Z'));
+  fs.utimesSync(p('a', 'size-1'), 4000000000, 4000000000); // past 2038: epoch bits
+  // Device nodes, FIFO, socket.
+  run('mknod', [p('chr'), 'c', '1', '3']);
+  run('mknod', [p('blk'), 'b', '8', '1']);
+  run('mknod', [p('chr-big'), 'c', '300', '70000']); // new (12:20) encoding
+  run('mkfifo', [p('fifo')]);
+  spawnSync('python3', ['-c', `import socket; s=socket.socket(socket.AF_UNIX); s.bind(${JSON.stringify(p('sock'))})`]);
+  if (has('setfattr')) {
+    for (const [rel, xs] of Object.entries(XATTRS)) for (const [k, v] of Object.entries(xs)) run('setfattr', ['-h', '-n', k, '-v', v, p(rel)]);
+  }
+}
+
+/** mke2fs -d TREE into a fresh IMG, then e2fsck -D to index large directories (htree). */
+export function mkfs(img: string, tree: string, sizeMiB: number, opts: string[]): void {
+  fs.rmSync(img, { force: true });
+  run('mke2fs', ['-q', '-F', ...opts, '-d', tree, img, `${sizeMiB}M`]);
+  const r = spawnSync('e2fsck', ['-fyD', img], { encoding: 'utf8' });
+  if ((r.status ?? 8) >= 4) throw new Error(`e2fsck failed on ${img}: ${r.stdout}${r.stderr}`);
+}
+
+export function debugfs(img: string, cmd: string): string {
+  return execFileSync('debugfs', ['-R', cmd, img], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 256 << 20 });
+}
