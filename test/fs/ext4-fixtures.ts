@@ -86,3 +86,66 @@ export function mkfs(img: string, tree: string, sizeMiB: number, opts: string[])
 export function debugfs(img: string, cmd: string): string {
   return execFileSync('debugfs', ['-R', cmd, img], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 256 << 20 });
 }
+
+/** A small 1 KiB-block ext4 (metadata_csum, 128-byte inodes so xattrs go to a block) and where its metadata lives. */
+export interface SmallImage {
+  bytes: Buffer;
+  bs: number;
+  inodeTable: [number, number];
+  /** Byte offsets of inodes, by path. */
+  inodeAt: (p: string) => number;
+  fragEtb: number;
+  dirABlock: number;
+  xattrBlock: number;
+}
+
+export function smallImage(dir: string): SmallImage {
+  const src = path.join(dir, 'small-src');
+  fs.rmSync(src, { recursive: true, force: true });
+  fs.mkdirSync(path.join(src, 'a', 'sub'), { recursive: true });
+  const fd = fs.openSync(path.join(src, 'a', 'frag'), 'w');
+  for (let i = 0; i < 20; i++) fs.writeSync(fd, prng(i + 1, 1024), 0, 1024, i * 2048); // 20 extents: depth 1
+  fs.closeSync(fd);
+  fs.writeFileSync(path.join(src, 'a', 'f'), 'small file\n');
+  fs.writeFileSync(path.join(src, 'a', 'sub', 'g'), prng(99, 5000));
+  fs.symlinkSync('f', path.join(src, 'a', 'link'));
+  fs.symlinkSync('x'.repeat(100), path.join(src, 'a', 'slow-link'));
+  if (has('setfattr')) run('setfattr', ['-n', 'user.k', '-v', 'v'.repeat(300), path.join(src, 'a', 'f')]);
+  const img = path.join(dir, 'small.img');
+  fs.rmSync(img, { force: true });
+  run('mke2fs', ['-q', '-F', '-t', 'ext4', '-b', '1024', '-I', '128', '-d', src, img, '2M']);
+  const bs = 1024;
+  const imap = (p: string): number => {
+    const m = /located at block (\d+), offset 0x([0-9a-f]+)/.exec(debugfs(img, `imap ${p}`))!;
+    return Number(m[1]) * bs + parseInt(m[2], 16);
+  };
+  const it = /Inode table at (\d+)-(\d+)/.exec(run('dumpe2fs', [img]))!;
+  const etb = /\(ETB0\):(\d+)/.exec(debugfs(img, 'stat /a/frag'))!;
+  const acl = /File ACL: (\d+)/.exec(debugfs(img, 'stat /a/f'))!;
+  return {
+    bytes: fs.readFileSync(img),
+    bs,
+    inodeTable: [Number(it[1]), Number(it[2])],
+    inodeAt: imap,
+    fragEtb: Number(etb[1]),
+    dirABlock: Number(debugfs(img, 'blocks /a').trim().split(/\s+/)[0]),
+    xattrBlock: Number(acl[1]),
+  };
+}
+
+/** An in-memory Disk over a buffer (mutated copies for bad-input and fuzz tests). */
+export function memDisk(bytes: Buffer): import('../../src/container/disk.js').Disk {
+  return {
+    format: 'mem',
+    virtualSize: bytes.length,
+    clusterSize: 4096,
+    async *extents() {
+      yield { offset: 0, length: bytes.length, kind: 'data' as const };
+    },
+    async read(offset: number, length: number) {
+      if (offset < 0 || length < 0 || offset + length > bytes.length) throw new Error(`memDisk: read out of range ${offset}+${length}`);
+      return bytes.subarray(offset, offset + length);
+    },
+    async close() {},
+  };
+}
