@@ -10,6 +10,7 @@ import { registerNetCommands } from './commands/net.js';
 
 registerStoreCommands(program);
 registerNetCommands(program);
+(await import('./commands/inspect.js')).registerInspectCommands(program); // inside images: inspect, ls, cat, diff
 
 program.parseAsync(process.argv).catch((err) => {
   process.exitCode = reportError(err, process.argv.includes('--json'));

@@ -1,0 +1,113 @@
+/** Commands that read inside images without mounting them: inspect, ls, cat, diff. */
+import { once } from 'node:events';
+import { Option, type Command } from 'commander';
+import { humanBytes, printJson, table, type GlobalOptions } from '../output.js';
+import { action, common } from '../program.js';
+import { withImage } from '../../inspect/open-image.js';
+import { listVolumes, pickVolume } from '../../inspect/volumes.js';
+import { inspectDisk } from '../../inspect/inspect.js';
+import { walkTree, type TreeEntry } from '../../inspect/tree.js';
+import { displayPath, escapeBytes, longLine } from '../../inspect/display.js';
+import { diffImages, LAYERS, type Layer } from '../../inspect/diff.js';
+import { printDiff } from './inspect-diff-text.js';
+import { resolvePath } from '../../os/fs-read.js';
+import { VmdnError } from '../../errors.js';
+
+const partitionOption = () => new Option('--partition <n>', 'partition number (0: a filesystem on the whole disk)').argParser((v) => {
+  if (!/^\d+$/.test(v)) throw new VmdnError('E_USAGE', `--partition: not a partition number: ${v}`);
+  return Number(v);
+});
+
+/** Write to stdout honouring backpressure; a closed reader (| head) ends the output quietly. */
+async function writeOut(b: Uint8Array | string): Promise<boolean> {
+  if (process.stdout.destroyed) return false;
+  try {
+    if (!process.stdout.write(b)) await Promise.race([once(process.stdout, 'drain'), once(process.stdout, 'close')]);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EPIPE') return false;
+    throw err;
+  }
+  return !process.stdout.destroyed;
+}
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+});
+
+export function registerInspectCommands(program: Command): void {
+  common(program.command('inspect'))
+    .description('partitions, filesystems, OS and packages of an image file or stored image')
+    .argument('<image>', 'image file (raw/qcow2) or stored NAME[:TAG]')
+    .action(action(async (image: string, o: GlobalOptions) => withImage(image, o.store, async (img) => {
+      const r = await inspectDisk(img.disk);
+      if (o.json) return printJson({ image: img.label, source: img.source, ...r });
+      console.log(`${img.label}: ${humanBytes(r.virtualSize)}, partition table ${r.scheme}${r.diskId ? ` (${r.diskId})` : ''}`);
+      if (r.partitions.length) {
+        console.log('\n' + table(['#', 'START', 'SECTORS', 'SIZE', 'TYPE', 'NAME', 'UUID'],
+          r.partitions.map((p) => [String(p.index), p.start, p.size, humanBytes(p.length), p.typeName, escapeBytes(Buffer.from(p.name)), p.uuid ?? ''])));
+      }
+      console.log('\n' + table(['#', 'FS', 'UUID', 'LABEL', 'SIZE', 'USED'],
+        r.filesystems.map((f) => [String(f.index), f.kind, f.uuid ?? '', escapeBytes(Buffer.from(f.label ?? '')), f.totalBytes !== undefined ? humanBytes(f.totalBytes) : f.note ?? '', f.usedBytes !== undefined ? humanBytes(f.usedBytes) : ''])));
+      if (r.os) {
+        const esc = (s: string | null) => (s === null ? '-' : escapeBytes(Buffer.from(s)));
+        console.log(`\nOS (partition ${r.os.partition}): ${esc(r.os.prettyName)} [ID=${esc(r.os.id)} VERSION_ID=${esc(r.os.versionId)}], hostname ${esc(r.os.hostname)}`);
+        console.log(`packages: ${r.os.packageManager ?? 'none found'}${r.os.packageManager ? `, ${r.os.packageCount} installed (--json lists them)` : ''}`);
+      } else console.log('\nno operating system found');
+      for (const w of [...r.warnings, ...(r.os?.warnings ?? [])]) console.log(`warning: ${escapeBytes(Buffer.from(w))}`);
+    })));
+
+  common(program.command('ls'))
+    .description('list files inside an image (read directly, nothing is mounted)')
+    .argument('<image>', 'image file (raw/qcow2) or stored NAME[:TAG]')
+    .argument('[path]', 'path inside the image', '/')
+    .option('-l, --long', 'mode, links, owner, size and mtime (UTC) like ls -l')
+    .option('-R, --recursive', 'list subdirectories recursively')
+    .option('--hash', 'add the SHA-256 of each regular file\'s contents')
+    .addOption(partitionOption())
+    .action(action(async (image: string, p: string, o: GlobalOptions & { long?: boolean; recursive?: boolean; hash?: boolean; partition?: number }) => withImage(image, o.store, async (img) => {
+      const vol = await pickVolume(await listVolumes(img.disk), o.partition);
+      const walk = walkTree(vol.fs, p, { recursive: o.recursive, hash: o.hash, xattrs: !!o.json });
+      if (o.json) {
+        const entries: TreeEntry[] = [];
+        for await (const e of walk) entries.push(e);
+        // Compact: a recursive listing of a whole system is tens of thousands of entries.
+        await writeOut(JSON.stringify({ image: img.label, partition: vol.index, path: p, entries }) + '\n');
+        return;
+      }
+      for await (const e of walk) {
+        // Full paths when recursing (like virt-ls -R), names otherwise.
+        const name = o.recursive ? displayPath(e) : escapeBytes(lastComponent(e));
+        const line = o.long ? longLine(e, name) : o.hash && e.sha256 ? `${e.sha256}  ${name}` : name;
+        if (!(await writeOut(line + (e.error ? `  [${e.error}]` : '') + '\n'))) return;
+      }
+    })));
+
+  common(program.command('cat'))
+    .description('write a file from inside an image to stdout (raw bytes)')
+    .argument('<image>', 'image file (raw/qcow2) or stored NAME[:TAG]')
+    .argument('<path>', 'path of a regular file inside the image (symlinks are followed inside the image)')
+    .addOption(partitionOption())
+    .action(action(async (image: string, p: string, o: GlobalOptions & { partition?: number }) => withImage(image, o.store, async (img) => {
+      const vol = await pickVolume(await listVolumes(img.disk), o.partition);
+      const node = await resolvePath(vol.fs, p);
+      if (node.type === 'dir') throw new VmdnError('E_USAGE', `${p}: is a directory (use vmdn ls)`, { path: p, type: node.type });
+      if (node.type !== 'file') throw new VmdnError('E_UNSUPPORTED', `${p}: not a regular file (${node.type})`, { path: p, type: node.type });
+      for await (const b of vol.fs.readFile(node)) if (!(await writeOut(b))) return;
+    })));
+
+  common(program.command('diff'))
+    .description('what differs between two images (files or stored names) at one layer; exits 0 whenever the comparison ran')
+    .argument('<a>', 'image A (file or NAME[:TAG])')
+    .argument('<b>', 'image B (file or NAME[:TAG])')
+    .addOption(new Option('--layer <layer>', 'disk: partition table and differing MiB ranges; blocks: used blocks per filesystem; files: added/removed/changed paths; packages: added/removed/upgraded').choices([...LAYERS]).default('files'))
+    .addOption(partitionOption())
+    .action(action(async (a: string, b: string, o: GlobalOptions & { layer: Layer; partition?: number }) => withImage(a, o.store, (ia) => withImage(b, o.store, async (ib) => {
+      const r = await diffImages(ia, ib, o.layer, { partition: o.partition });
+      if (o.json) return printJson({ a: ia.label, b: ib.label, ...r });
+      await writeOut(printDiff(r).join('\n') + '\n');
+    }))));
+}
+
+function lastComponent(e: TreeEntry): Uint8Array {
+  const bytes = e.pathB64 ? Buffer.from(e.pathB64, 'base64') : Buffer.from(e.path);
+  return bytes.subarray(bytes.lastIndexOf(0x2f) + 1);
+}

@@ -1,0 +1,81 @@
+/**
+ * An IMAGE argument as a Disk: an existing file is opened by content (raw or
+ * qcow2); anything else is taken as NAME[:TAG] in the local store and read
+ * through its manifest, so every inspect command works on both alike.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Disk } from '../container/disk.js';
+import { openDisk } from '../container/open.js';
+import { LocalStore } from '../store/local-store.js';
+import { parseImageRef, formatImageRef } from '../store/image-name.js';
+import { resolveImage } from '../strategy/image-ops.js';
+import { ManifestDisk } from '../strategy/manifest-disk.js';
+import type { Manifest } from '../strategy/manifest.js';
+import { resolveStoreDir } from '../cli/store-dir.js';
+import { VmdnError } from '../errors.js';
+
+export interface OpenedImage {
+  disk: Disk;
+  /** What the user named, for messages and output. */
+  label: string;
+  source: 'file' | 'store';
+  /** Stored images only: lets diff compare chunk digests instead of bytes. */
+  manifest?: Manifest;
+  close(): Promise<void>;
+}
+
+function isFile(p: string): boolean {
+  try {
+    const st = fs.statSync(p);
+    return st.isFile() || st.isBlockDevice();
+  } catch {
+    return false;
+  }
+}
+
+export async function openImage(arg: string, storeDir?: string): Promise<OpenedImage> {
+  if (isFile(arg)) {
+    const disk = await openDisk(arg);
+    return { disk, label: arg, source: 'file', close: () => disk.close() };
+  }
+  let ref;
+  try {
+    ref = parseImageRef(arg);
+  } catch {
+    throw new VmdnError('E_NOT_FOUND', `${arg}: no such image file, and not a valid image name`, { image: arg });
+  }
+  const dir = resolveStoreDir(storeDir);
+  // Opening a store creates it; a look-up must not leave an empty store behind.
+  if (!fs.existsSync(path.join(dir, 'index.db'))) {
+    throw new VmdnError('E_NOT_FOUND', `${arg}: no such image file, and no store at ${dir}`, { image: arg, store: dir });
+  }
+  const store = await LocalStore.open(dir);
+  try {
+    const { manifest } = await resolveImage(store, ref);
+    const disk = new ManifestDisk(manifest, store);
+    return {
+      disk, label: formatImageRef(ref), source: 'store', manifest,
+      close: async () => {
+        await disk.close();
+        await store.close();
+      },
+    };
+  } catch (err) {
+    await store.close();
+    if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') {
+      throw new VmdnError('E_NOT_FOUND', `${arg}: no such image file, and no image ${formatImageRef(ref)} in store ${dir}`, { image: arg, store: dir });
+    }
+    throw err;
+  }
+}
+
+/** Open, run, always close. */
+export async function withImage<T>(arg: string, storeDir: string | undefined, fn: (img: OpenedImage) => Promise<T>): Promise<T> {
+  const img = await openImage(arg, storeDir);
+  try {
+    return await fn(img);
+  } finally {
+    await img.close();
+  }
+}
