@@ -11,48 +11,53 @@ interface Segment {
   length: number;
 }
 
-/** Cover [0, size) with data and zero segments of at most MAX_READ bytes, merging physically adjacent runs. */
-export function planSegments(runs: Run[], bs: number, size: number): Segment[] {
-  const segs: Segment[] = [];
-  const add = (dev: number, length: number): void => {
-    while (length > 0) {
-      const last = segs[segs.length - 1];
-      const contiguous = last && (dev < 0 ? last.dev < 0 : last.dev >= 0 && last.dev + last.length === dev);
-      const room = contiguous ? MAX_READ - last.length : 0;
-      if (room > 0) {
-        const n = Math.min(room, length);
-        last.length += n;
-        length -= n;
-        if (dev >= 0) dev += n;
-        continue;
-      }
-      const n = Math.min(MAX_READ, length);
-      segs.push({ dev, length: n });
-      length -= n;
-      if (dev >= 0) dev += n;
-    }
-  };
+/** Runs and the holes between them, as pieces of at most MAX_READ bytes (lazily: a corrupt size may be 2^53). */
+function* pieces(runs: Run[], bs: number, size: number): Generator<Segment> {
+  function* span(dev: number, length: number): Generator<Segment> {
+    for (let done = 0; done < length; done += MAX_READ) yield { dev: dev < 0 ? -1 : dev + done, length: Math.min(MAX_READ, length - done) };
+  }
   let pos = 0;
   for (const r of runs) {
     const start = r.logical * bs;
     if (start >= size) break;
-    if (start > pos) add(-1, start - pos);
+    if (start > pos) yield* span(-1, start - pos);
     const len = Math.min(r.length * bs, size - start);
-    add(r.uninit ? -1 : r.physical * bs, len);
+    yield* span(r.uninit ? -1 : r.physical * bs, len);
     pos = start + len;
   }
-  if (pos < size) add(-1, size - pos);
-  return segs;
+  if (pos < size) yield* span(-1, size - pos);
+}
+
+/** Cover [0, size) with data and zero segments of at most MAX_READ bytes, merging physically adjacent runs. */
+export function* planSegments(runs: Run[], bs: number, size: number): Generator<Segment> {
+  let cur: Segment | undefined;
+  for (const p of pieces(runs, bs, size)) {
+    if (cur && (p.dev < 0 ? cur.dev < 0 : cur.dev >= 0 && cur.dev + cur.length === p.dev)) {
+      const n = Math.min(MAX_READ - cur.length, p.length);
+      cur.length += n;
+      if (n === p.length) continue;
+      yield cur;
+      cur = { dev: p.dev < 0 ? -1 : p.dev + n, length: p.length - n };
+      continue;
+    }
+    if (cur) yield cur;
+    cur = { ...p };
+  }
+  if (cur) yield cur;
 }
 
 /** Yield the segments in order, reading the next one while the consumer handles the current. */
-export async function* streamSegments(io: Ext4Io, segs: Segment[], signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+export async function* streamSegments(io: Ext4Io, segs: Iterator<Segment>, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
   const fetch = (s: Segment): Promise<Uint8Array> => (s.dev < 0 ? Promise.resolve(new Uint8Array(s.length)) : io.disk.read(s.dev, s.length));
-  let pending: Promise<Uint8Array> | undefined = segs.length ? fetch(segs[0]) : undefined;
-  for (let i = 0; i < segs.length; i++) {
+  const next = (): Promise<Uint8Array> | undefined => {
+    const r = segs.next();
+    return r.done ? undefined : fetch(r.value);
+  };
+  let pending = next();
+  while (pending) {
     signal?.throwIfAborted();
-    const cur = await pending!;
-    pending = i + 1 < segs.length ? fetch(segs[i + 1]) : undefined;
+    const cur = await pending;
+    pending = next();
     // If the consumer stops early, the read-ahead must not become an unhandled rejection.
     pending?.catch(() => undefined);
     yield cur;

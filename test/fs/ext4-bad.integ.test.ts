@@ -6,11 +6,9 @@
 import { it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { openExt4 } from '../../src/fs/ext4.js';
-import { walkFs } from '../../src/fs/ext4-walk.js';
-import type { FileSystem } from '../../src/fs/types.js';
 import { VmdnError } from '../../src/errors.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { smallImage, memDisk, type SmallImage } from './ext4-fixtures.js';
+import { smallImage, memDisk, exercise, type SmallImage } from './ext4-fixtures.js';
 
 const t = tmpDir('vmdn-ext4-bad-');
 let img: SmallImage;
@@ -18,20 +16,6 @@ before(() => {
   img = smallImage(t.dir);
 });
 after(() => t.cleanup());
-
-/** Everything a reader user might do: walk, read all files, links, xattrs, extents, used ranges. */
-export async function exercise(fs: FileSystem, maxBytes = 64 << 20): Promise<void> {
-  for await (const { node } of walkFs(fs)) {
-    if (node.type === 'file') {
-      let n = 0;
-      for await (const b of fs.readFile(node)) if ((n += b.length) > maxBytes) break;
-      await fs.fileExtents(node);
-    }
-    if (node.type === 'symlink') await fs.readlink(node);
-    await fs.xattrs(node);
-  }
-  await fs.usedRanges();
-}
 
 const formatErr = (re: RegExp) => (e: unknown): boolean => {
   assert.ok(e instanceof VmdnError, `not a VmdnError: ${String(e)}`);

@@ -3,6 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { prng } from '../helpers/images.js';
+import { walkFs } from '../../src/fs/ext4-walk.js';
+import type { FileSystem } from '../../src/fs/types.js';
 
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
@@ -148,4 +150,18 @@ export function memDisk(bytes: Buffer): import('../../src/container/disk.js').Di
     },
     async close() {},
   };
+}
+
+/** Everything a reader user might do: walk, read all files, links, xattrs, extents, used ranges. */
+export async function exercise(fs: FileSystem, maxBytes = 64 << 20): Promise<void> {
+  for await (const { node } of walkFs(fs)) {
+    if (node.type === 'file') {
+      let n = 0;
+      for await (const b of fs.readFile(node)) if ((n += b.length) > maxBytes) break;
+      await fs.fileExtents(node);
+    }
+    if (node.type === 'symlink') await fs.readlink(node);
+    await fs.xattrs(node);
+  }
+  await fs.usedRanges();
 }
