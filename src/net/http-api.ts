@@ -6,6 +6,7 @@
  */
 import http from 'node:http';
 import fs from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { isDigest, type Digest } from '../store/digest.js';
 import { parseImageRef, type ImageRef } from '../store/image-name.js';
@@ -130,8 +131,8 @@ export async function serveObjectFile(req: http.IncomingMessage, res: http.Serve
   }
   // the open handle keeps the bytes readable even if eviction unlinks the file meanwhile
   const stream = fh.createReadStream({ start: r.start, end: r.end, autoClose: true });
-  stream.pipe(res);
-  stream.on('error', () => res.destroy());
+  // pipeline destroys the file stream (closing the handle) if the client goes away mid-body
+  pipeline(stream, res).catch(() => {});
   return r.end - r.start + 1;
 }
 

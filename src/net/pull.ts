@@ -116,14 +116,22 @@ async function download(digests: Digest[], store: CachingStore, o: PullOptions):
   const progress = throttle(o.onProgress);
   let next = 0;
   let done = 0;
+  let failed: unknown;
   const worker = async () => {
-    while (next < digests.length) {
+    while (next < digests.length && failed === undefined) {
       o.signal?.throwIfAborted();
-      await store.fill(digests[next++]!, { signal: o.signal });
+      try {
+        await store.fill(digests[next++]!, { signal: o.signal });
+      } catch (err) {
+        failed ??= err;
+        return;
+      }
       progress?.({ phase: 'fetch', done: ++done, total, unit: 'objects' });
     }
   };
+  // wait for every worker, not just the first failure: none may still write to the cache when we return
   await Promise.all(Array.from({ length: Math.min(total, o.concurrency ?? 16) }, worker));
+  if (failed !== undefined) throw failed;
 }
 
 /**
