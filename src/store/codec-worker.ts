@@ -10,6 +10,9 @@ import { randomBytes } from 'node:crypto';
 import { encodeObject, decodeObject } from './codec.js';
 import { asVmdnError } from '../errors.js';
 import { sha256 } from './digest.js';
+import { gcEvery } from '../util/gc.js';
+
+const collect = gcEvery(128 * 1024 * 1024);
 
 /** objects/ab/abcdef...: two-hex-digit fan-out keeps directories small. */
 export function objectPath(objectsDir: string, digest: string): string {
@@ -96,6 +99,7 @@ async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: A
   }
   const enc = await fs.readFile(req.objPath);
   const data = decodeObject(req.digest, enc, req.source);
+  collect(data.length);
   if (req.op === 'copy') {
     await writeSparse(await target(req.outPath), data, req.offset);
     return { id: req.id, ok: true, size: data.length, storedSize: enc.length };
@@ -108,6 +112,7 @@ async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: A
 }
 
 parentPort?.on('message', (req: CodecRequest) => {
+  if ('data' in req) collect(req.data.length);
   handle(req).then(
     ({ transfer, ...res }) => parentPort!.postMessage(res, transfer ?? []),
     (err) => {

@@ -10,6 +10,7 @@ import { createChunker, formatChunkerSpec, type ChunkerParams } from './chunker.
 import { MANIFEST_KIND, MANIFEST_VERSION, type ChunkEntry, type Manifest } from './manifest.js';
 import { throttle, type OnProgress } from '../util/progress.js';
 import { isZero, zeroRuns } from '../util/zero.js';
+import { gcEvery } from '../util/gc.js';
 
 export interface ChunkImportOptions {
   chunker: ChunkerParams;
@@ -34,7 +35,7 @@ export interface ChunkImportStats {
 }
 
 const DEFAULT_ZERO_CUT = 64 * 1024;
-const DEFAULT_READ_BLOCK = 4 * 1024 * 1024;
+const DEFAULT_READ_BLOCK = 2 * 1024 * 1024;
 
 /** Contiguous allocated regions [start, end), adjacent data extents merged. */
 export async function dataRegions(disk: Disk, signal?: AbortSignal): Promise<Array<[number, number]>> {
@@ -127,6 +128,7 @@ export async function importChunks(disk: Disk, store: WritableStore, opts: Chunk
   };
 
   let done = 0;
+  const collect = gcEvery();
   for (const [start, end] of regions) {
     // a gap between regions ends the current run
     await cut(true);
@@ -156,6 +158,7 @@ export async function importChunks(disk: Disk, store: WritableStore, opts: Chunk
       }
       off = nextOff;
       done += block.length;
+      collect(block.length);
       progress?.({ phase: 'import', done, total: allocated, unit: 'bytes' });
     }
   }
