@@ -1,0 +1,112 @@
+/** Start a real nginx (Debian package) on loopback as a caching reverse proxy in front of a vmdn server. */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+
+export const hasNginx = () => spawnSync('nginx', ['-v']).status === 0;
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * The configuration docs/http-api.md recommends: cache what the origin says
+ * is cacheable, one upstream fetch for concurrent misses (proxy_cache_lock),
+ * and go back to the origin when a client asks with Cache-Control: no-cache
+ * (what vmdn clients do after a hash failure).
+ */
+export function nginxConf(dir: string, port: number, upstream: string): string {
+  const p = (s: string) => path.join(dir, s);
+  return `${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 1;
+pid ${p('nginx.pid')};
+error_log ${p('error.log')} warn;
+events { worker_connections 1024; }
+http {
+  access_log ${p('access.log')};
+  client_body_temp_path ${p('tmp/body')};
+  proxy_temp_path ${p('tmp/proxy')};
+  fastcgi_temp_path ${p('tmp/fastcgi')};
+  uwsgi_temp_path ${p('tmp/uwsgi')};
+  scgi_temp_path ${p('tmp/scgi')};
+  proxy_cache_path ${p('cache')} levels=1:2 keys_zone=vmdn:16m max_size=8g inactive=30d use_temp_path=off;
+  map $http_cache_control $vmdn_refetch { ~*no-cache 1; default ""; }
+  upstream origin { server ${new URL(upstream).host}; keepalive 32; }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache vmdn;
+      proxy_cache_lock on;
+      proxy_cache_lock_timeout 60s;
+      proxy_cache_bypass $vmdn_refetch;
+      add_header X-Cache-Status $upstream_cache_status always;
+    }
+  }
+}
+`;
+}
+
+export interface Nginx {
+  url: string;
+  dir: string;
+  stop(): Promise<void>;
+}
+
+/** nginx -p DIR -c DIR/nginx.conf -g 'daemon off;' serving `root` files or proxying `upstream`. */
+export async function startNginx(dir: string, conf: (port: number) => string): Promise<Nginx> {
+  fs.mkdirSync(path.join(dir, 'tmp'), { recursive: true });
+  const port = await freePort();
+  fs.writeFileSync(path.join(dir, 'nginx.conf'), conf(port));
+  const child: ChildProcess = spawn('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    if (child.exitCode !== null) throw new Error(`nginx exited ${child.exitCode}: ${stderr}${fs.readFileSync(path.join(dir, 'error.log'), 'utf8')}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) break;
+    if (i > 100) throw new Error(`nginx did not start: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url,
+    dir,
+    stop: () => new Promise<void>((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill('SIGQUIT');
+    }),
+  };
+}
+
+/** A static file server config (the plain HTTP download the benchmark compares against). */
+export function nginxStaticConf(dir: string, root: string): (port: number) => string {
+  return (port) => `${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 1;
+pid ${path.join(dir, 'nginx.pid')};
+error_log ${path.join(dir, 'error.log')} warn;
+events { worker_connections 256; }
+http {
+  access_log off;
+  sendfile on;
+  client_body_temp_path ${path.join(dir, 'tmp/body')};
+  proxy_temp_path ${path.join(dir, 'tmp/proxy')};
+  fastcgi_temp_path ${path.join(dir, 'tmp/fastcgi')};
+  uwsgi_temp_path ${path.join(dir, 'tmp/uwsgi')};
+  scgi_temp_path ${path.join(dir, 'tmp/scgi')};
+  server { listen 127.0.0.1:${port}; root ${root}; }
+}
+`;
+}
