@@ -9,7 +9,7 @@ const NEEDS = {
   demo: { mke2fs: 'e2fsprogs' },
   test: {
     mke2fs: 'e2fsprogs', debugfs: 'e2fsprogs', 'qemu-img': 'qemu-utils', 'qemu-io': 'qemu-utils', 'qemu-nbd': 'qemu-utils',
-    sfdisk: 'fdisk', nginx: 'nginx', curl: 'curl', mdir: 'mtools', 'mkfs.vfat': 'dosfstools', 'dpkg-query': 'dpkg',
+    sfdisk: 'fdisk', nginx: 'nginx', curl: 'curl', mdir: 'mtools', 'mkfs.vfat': 'dosfstools', 'dpkg-query': 'dpkg', getfattr: 'attr', setfattr: 'attr',
   },
   bench: { mke2fs: 'e2fsprogs', 'qemu-img': 'qemu-utils', casync: 'casync', rsync: 'rsync', time: 'time', nginx: 'nginx', curl: 'curl' },
 };

@@ -8,6 +8,7 @@
 import Database from 'better-sqlite3';
 import type { Digest } from './digest.js';
 import type { ObjectStat } from './types.js';
+import { VmdnError } from '../errors.js';
 
 const SCHEMA_VERSION = 1;
 
@@ -39,63 +40,74 @@ export class StoreIndex {
     const v = this.db.pragma('user_version', { simple: true }) as number;
     if (v === SCHEMA_VERSION) return;
     if (v > SCHEMA_VERSION) throw new Error(`store index schema ${v} is newer than this vmdn (${SCHEMA_VERSION})`);
+    // Digests are 32-byte BLOBs and references are integer pairs: the index
+    // stays a small fraction of the chunk data (casync's .caibx is the yardstick).
     this.db.exec(`
-      CREATE TABLE IF NOT EXISTS objects (digest TEXT PRIMARY KEY, size INTEGER NOT NULL, stored_size INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS objects (id INTEGER PRIMARY KEY, digest BLOB NOT NULL UNIQUE, size INTEGER NOT NULL, stored_size INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS images (
-        name TEXT NOT NULL, tag TEXT NOT NULL, manifest TEXT NOT NULL, created TEXT NOT NULL,
+        name TEXT NOT NULL, tag TEXT NOT NULL, manifest BLOB NOT NULL, created TEXT NOT NULL,
         virtual_size INTEGER NOT NULL, allocated_size INTEGER NOT NULL, data_size INTEGER NOT NULL, format TEXT NOT NULL,
         PRIMARY KEY (name, tag)) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS manifest_refs (manifest TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (manifest, digest)) WITHOUT ROWID;
-      CREATE INDEX IF NOT EXISTS manifest_refs_digest ON manifest_refs (digest);
+      CREATE TABLE IF NOT EXISTS manifest_refs (manifest_id INTEGER NOT NULL, object_id INTEGER NOT NULL, PRIMARY KEY (manifest_id, object_id)) WITHOUT ROWID;
+      CREATE INDEX IF NOT EXISTS manifest_refs_object ON manifest_refs (object_id);
       PRAGMA user_version = ${SCHEMA_VERSION};
     `);
   }
 
   private prepare() {
     const d = this.db;
+    const live = `SELECT r.object_id AS id FROM manifest_refs r JOIN objects m ON m.id = r.manifest_id JOIN images i ON i.manifest = m.digest`;
     return {
-      getObject: d.prepare<[string], { size: number; stored_size: number }>('SELECT size, stored_size FROM objects WHERE digest = ?'),
-      addObject: d.prepare('INSERT OR REPLACE INTO objects (digest, size, stored_size) VALUES (?, ?, ?)'),
+      getObject: d.prepare<[Buffer], { size: number; stored_size: number }>('SELECT size, stored_size FROM objects WHERE digest = ?'),
+      objectId: d.prepare<[Buffer], { id: number }>('SELECT id FROM objects WHERE digest = ?'),
+      addObject: d.prepare(`INSERT INTO objects (digest, size, stored_size) VALUES (?, ?, ?)
+        ON CONFLICT (digest) DO UPDATE SET size = excluded.size, stored_size = excluded.stored_size`),
       delObject: d.prepare('DELETE FROM objects WHERE digest = ?'),
-      listObjects: d.prepare<[], { digest: string; size: number; stored_size: number }>('SELECT digest, size, stored_size FROM objects ORDER BY digest'),
+      listObjects: d.prepare<[], { digest: Buffer; size: number; stored_size: number }>('SELECT digest, size, stored_size FROM objects ORDER BY digest'),
       getImage: d.prepare<[string, string], Record<string, unknown>>('SELECT * FROM images WHERE name = ? AND tag = ?'),
       listImages: d.prepare<[], Record<string, unknown>>('SELECT * FROM images ORDER BY name, tag'),
       putImage: d.prepare(`INSERT OR REPLACE INTO images (name, tag, manifest, created, virtual_size, allocated_size, data_size, format)
         VALUES (@name, @tag, @manifest, @created, @virtualSize, @allocatedSize, @dataSize, @format)`),
       delImage: d.prepare('DELETE FROM images WHERE name = ? AND tag = ?'),
-      addRef: d.prepare('INSERT OR IGNORE INTO manifest_refs (manifest, digest) VALUES (?, ?)'),
-      hasRefs: d.prepare<[string], { n: number }>('SELECT count(*) AS n FROM manifest_refs WHERE manifest = ?'),
-      liveDigests: d.prepare<[], { digest: string }>(`SELECT DISTINCT r.digest FROM manifest_refs r JOIN images i ON i.manifest = r.manifest
-        UNION SELECT manifest FROM images`),
-      dropDeadRefs: d.prepare('DELETE FROM manifest_refs WHERE manifest NOT IN (SELECT manifest FROM images)'),
+      addRef: d.prepare('INSERT OR IGNORE INTO manifest_refs (manifest_id, object_id) VALUES (?, ?)'),
+      hasRefs: d.prepare<[number], { n: number }>('SELECT count(*) AS n FROM manifest_refs WHERE manifest_id = ?'),
+      liveDigests: d.prepare<[], { digest: Buffer }>(`SELECT o.digest FROM objects o WHERE o.id IN (${live}) UNION SELECT manifest FROM images`),
+      dropDeadRefs: d.prepare(`DELETE FROM manifest_refs WHERE manifest_id NOT IN (SELECT m.id FROM objects m JOIN images i ON i.manifest = m.digest)`),
       // bytes only this manifest references, among manifests that some image names
-      uniqueStored: d.prepare<[string, string], { n: number | null }>(`SELECT sum(o.stored_size) AS n FROM manifest_refs r JOIN objects o ON o.digest = r.digest
-        WHERE r.manifest = ? AND NOT EXISTS (SELECT 1 FROM manifest_refs r2 JOIN images i ON i.manifest = r2.manifest
-          WHERE r2.digest = r.digest AND r2.manifest <> ?)`),
-      manifestStored: d.prepare<[string], { n: number | null }>(`SELECT sum(o.stored_size) AS n FROM manifest_refs r JOIN objects o ON o.digest = r.digest WHERE r.manifest = ?`),
+      uniqueStored: d.prepare<[number, number], { n: number | null }>(`SELECT sum(o.stored_size) AS n FROM manifest_refs r JOIN objects o ON o.id = r.object_id
+        WHERE r.manifest_id = ? AND NOT EXISTS (SELECT 1 FROM manifest_refs r2 JOIN objects m ON m.id = r2.manifest_id JOIN images i ON i.manifest = m.digest
+          WHERE r2.object_id = r.object_id AND r2.manifest_id <> ?)`),
+      manifestStored: d.prepare<[number], { n: number | null }>(`SELECT sum(o.stored_size) AS n FROM manifest_refs r JOIN objects o ON o.id = r.object_id WHERE r.manifest_id = ?`),
       totals: d.prepare<[], { objects: number; size: number | null; stored: number | null }>('SELECT count(*) AS objects, sum(size) AS size, sum(stored_size) AS stored FROM objects'),
     };
   }
 
   getObject(digest: Digest): ObjectStat | undefined {
-    const r = this.st.getObject.get(digest);
+    const r = this.st.getObject.get(key(digest));
     return r ? { digest, size: r.size, storedSize: r.stored_size } : undefined;
   }
   addObject(o: ObjectStat): void {
-    this.st.addObject.run(o.digest, o.size, o.storedSize);
+    this.st.addObject.run(key(o.digest), o.size, o.storedSize);
   }
   deleteObject(digest: Digest): void {
-    this.st.delObject.run(digest);
+    this.st.delObject.run(key(digest));
   }
   listObjects(): ObjectStat[] {
-    return this.st.listObjects.all().map((r) => ({ digest: r.digest, size: r.size, storedSize: r.stored_size }));
+    return this.st.listObjects.all().map((r) => ({ digest: r.digest.toString('hex'), size: r.size, storedSize: r.stored_size }));
   }
 
-  /** Name an image: records the manifest's references and the name in one transaction. */
+  private id(digest: Digest): number {
+    const r = this.st.objectId.get(key(digest));
+    if (!r) throw new VmdnError('E_STORE', `object ${digest.slice(0, 12)} is not in the store index`, { digest });
+    return r.id;
+  }
+
+  /** Name an image: records the manifest's references and the name in one transaction. Every object must be indexed. */
   putImage(row: ImageRow, refs: Iterable<Digest>): void {
     this.db.transaction(() => {
-      if (this.st.hasRefs.get(row.manifest)!.n === 0) for (const d of refs) this.st.addRef.run(row.manifest, d);
-      this.st.putImage.run(row);
+      const m = this.id(row.manifest);
+      if (this.st.hasRefs.get(m)!.n === 0) for (const d of refs) this.st.addRef.run(m, this.id(d));
+      this.st.putImage.run({ ...row, manifest: key(row.manifest) });
     })();
   }
   getImage(name: string, tag: string): ImageRow | undefined {
@@ -114,28 +126,39 @@ export class StoreIndex {
   }
   /** Every digest some named image needs (its manifest and the manifest's objects). */
   liveDigests(): Set<Digest> {
-    return new Set(this.st.liveDigests.all().map((r) => r.digest));
+    return new Set(this.st.liveDigests.all().map((r) => r.digest.toString('hex')));
   }
   uniqueStoredBytes(manifest: Digest): number {
-    return this.st.uniqueStored.get(manifest, manifest)!.n ?? 0;
+    const m = this.id(manifest);
+    return this.st.uniqueStored.get(m, m)!.n ?? 0;
   }
   manifestStoredBytes(manifest: Digest): number {
-    return this.st.manifestStored.get(manifest)!.n ?? 0;
+    return this.st.manifestStored.get(this.id(manifest))!.n ?? 0;
   }
   totals(): { objects: number; size: number; stored: number } {
     const t = this.st.totals.get()!;
     return { objects: t.objects, size: t.size ?? 0, stored: t.stored ?? 0 };
   }
   close(): void {
+    // fold the WAL back into the main file so a closed store is one compact file
+    try {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch {
+      /* another process holds the database: it will checkpoint */
+    }
     this.db.close();
   }
+}
+
+function key(digest: Digest): Buffer {
+  return Buffer.from(digest, 'hex');
 }
 
 function toImageRow(r: Record<string, unknown>): ImageRow {
   return {
     name: r.name as string,
     tag: r.tag as string,
-    manifest: r.manifest as string,
+    manifest: (r.manifest as Buffer).toString('hex'),
     created: r.created as string,
     virtualSize: r.virtual_size as number,
     allocatedSize: r.allocated_size as number,
