@@ -15,7 +15,13 @@ import { VmdnError } from '../errors.js';
 export const LAYERS = ['disk', 'blocks', 'files', 'packages'] as const;
 export type Layer = (typeof LAYERS)[number];
 
-export interface VolumePair { index: number; kind: string; note?: string }
+export interface VolumePair {
+  index: number;
+  kind: string;
+  note?: string;
+  /** The volume exists on one side only, or holds different filesystem types: a difference in itself. */
+  mismatch?: boolean;
+}
 
 export type DiffResult =
   | { layer: 'disk'; identical: boolean; table: { header: string[]; partitions: PartitionChange[] }; virtualSize: { a: number; b: number }; bytes: RangeList & { method: string } }
@@ -30,15 +36,15 @@ export interface DiffOptions {
 }
 
 /** Volumes with a readable filesystem on both sides, and why the others are not compared. */
-function pairVolumes(a: DiskVolumes, b: DiskVolumes, only?: number): Array<{ index: number; va?: Volume; vb?: Volume; note?: string }> {
+function pairVolumes(a: DiskVolumes, b: DiskVolumes, only?: number): Array<{ index: number; va?: Volume; vb?: Volume; note?: string; mismatch?: boolean }> {
   const idx = [...new Set([...a.volumes, ...b.volumes].map((v) => v.index))].sort((x, y) => x - y).filter((i) => only === undefined || i === only);
   if (only !== undefined && idx.length === 0) throw new VmdnError('E_NOT_FOUND', `no partition ${only} on either image`, { partition: only });
   return idx.map((index) => {
     const va = a.volumes.find((v) => v.index === index), vb = b.volumes.find((v) => v.index === index);
-    if (!va) return { index, vb, note: 'only in B' };
-    if (!vb) return { index, va, note: 'only in A' };
-    if (!va.fs || !vb.fs) return { index, va, vb, note: `not compared: no readable filesystem (A: ${va.kind}, B: ${vb.kind})` };
-    if (va.fs.info.type !== vb.fs.info.type) return { index, va, vb, note: `not compared: ${va.fs.info.type} vs ${vb.fs.info.type}` };
+    if (!va) return { index, vb, note: 'only in B', mismatch: true };
+    if (!vb) return { index, va, note: 'only in A', mismatch: true };
+    if (va.kind !== vb.kind) return { index, va, vb, note: `not compared: ${va.kind} vs ${vb.kind}`, mismatch: true };
+    if (!va.fs || !vb.fs) return { index, va, vb, note: `not compared: no readable filesystem (${va.kind})` };
     return { index, va, vb };
   });
 }
@@ -58,20 +64,20 @@ export async function diffImages(a: OpenedImage, b: OpenedImage, layer: Layer, o
     case 'blocks': {
       const volumes: Array<VolumePair & { blocks?: RangeList }> = [];
       for (const p of pairVolumes(dva, dvb, opts.partition)) {
-        if (p.note) { volumes.push({ index: p.index, kind: kindOf(p), note: p.note }); continue; }
+        if (p.note) { volumes.push({ index: p.index, kind: kindOf(p), note: p.note, mismatch: p.mismatch }); continue; }
         const blocks = await diffUsedBlocks(p.va!, p.vb!, partitionDisk(a.disk, p.va!), partitionDisk(b.disk, p.vb!), signal);
         volumes.push({ index: p.index, kind: kindOf(p), blocks });
       }
-      return { layer, identical: volumes.every((v) => !v.note && v.blocks!.count === 0), volumes };
+      return { layer, identical: volumes.every((v) => !v.mismatch && (v.note !== undefined || v.blocks!.count === 0)), volumes };
     }
     case 'files': {
       const volumes: Array<VolumePair & { files?: FilesDiff }> = [];
       for (const p of pairVolumes(dva, dvb, opts.partition)) {
-        if (p.note) { volumes.push({ index: p.index, kind: kindOf(p), note: p.note }); continue; }
+        if (p.note) { volumes.push({ index: p.index, kind: kindOf(p), note: p.note, mismatch: p.mismatch }); continue; }
         volumes.push({ index: p.index, kind: kindOf(p), files: await diffFiles(p.va!.fs!, p.vb!.fs!, signal) });
       }
       const same = (f: FilesDiff) => f.added.length + f.removed.length + f.changed.length === 0;
-      return { layer, identical: volumes.every((v) => !v.note && same(v.files!)), volumes };
+      return { layer, identical: volumes.every((v) => !v.mismatch && (v.note !== undefined || same(v.files!))), volumes };
     }
     case 'packages': {
       const [ra, rb] = [await pickVolume(dva, opts.partition), await pickVolume(dvb, opts.partition)];
