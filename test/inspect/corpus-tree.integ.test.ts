@@ -66,7 +66,7 @@ it('corpus: vmdn ls -R --hash of every image equals its source tree (lstat, sha2
     // files plus the researcher's data, and compare every file's size.
     const sampled = name.startsWith('academic');
     const sample = (k: string) => !sampled || k.startsWith('/home/') || crypto.createHash('sha256').update(k).digest()[0]! < 32;
-    const host = walkHost(tree, sample);
+    const host = await walkHost(tree, sample);
     const t1 = Date.now();
     const img = new Map<string, TreeEntry>((await ls()).entries.map((e) => [keyOf(e), e]));
     // mke2fs makes lost+found itself; it is not in the source tree.

@@ -46,20 +46,29 @@ function typeOf(st: fs.BigIntStats): string {
   return 'socket';
 }
 
-function hashFile(p: Buffer): string {
-  const h = crypto.createHash('sha256');
-  const fd = fs.openSync(p, 'r');
-  const buf = Buffer.allocUnsafe(4 << 20);
-  try {
-    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
-  } finally {
-    fs.closeSync(fd);
-  }
-  return h.digest('hex');
+/** Hash many files with several reads in flight: a cold tree of small files is seek-bound, not CPU-bound. */
+async function hashAll(jobs: Array<{ abs: Buffer; e: HostEntry }>, parallel = 8): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < jobs.length) {
+      const { abs, e } = jobs[next++]!;
+      const h = crypto.createHash('sha256');
+      const fh = await fs.promises.open(abs, 'r');
+      try {
+        const buf = Buffer.allocUnsafe(1 << 20);
+        for (let n; (n = (await fh.read(buf, 0, buf.length, null)).bytesRead) > 0; ) h.update(buf.subarray(0, n));
+      } finally {
+        await fh.close();
+      }
+      e.sha256 = h.digest('hex');
+    }
+  };
+  await Promise.all(Array.from({ length: parallel }, worker));
 }
 
 /** Everything under `root` (not root itself), keyed like vmdn's entries. `hash(key)` says which files to hash. */
-export function walkHost(root: string, hash: (key: string, size: number) => boolean): Map<string, HostEntry> {
+export async function walkHost(root: string, hash: (key: string, size: number) => boolean): Promise<Map<string, HostEntry>> {
+  const jobs: Array<{ abs: Buffer; e: HostEntry }> = [];
   const out = new Map<string, HostEntry>();
   const rootB = Buffer.from(root);
   const stack: Buffer[] = [Buffer.alloc(0)];
@@ -80,11 +89,12 @@ export function walkHost(root: string, hash: (key: string, size: number) => bool
         const d = Number(st.rdev);
         e.rdev = { major: ((d >> 8) & 0xfff) | (Math.floor(d / 2 ** 32) & ~0xfff), minor: (d & 0xff) | ((d >> 12) & 0xfff00) };
       }
-      if (e.type === 'file' && hash(key, e.size)) e.sha256 = hashFile(abs);
+      if (e.type === 'file' && hash(key, e.size)) jobs.push({ abs, e });
       out.set(key, e);
       if (e.type === 'dir') stack.push(r);
     }
   }
+  await hashAll(jobs);
   return out;
 }
 
