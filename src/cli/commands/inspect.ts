@@ -18,8 +18,17 @@ const partitionOption = () => new Option('--partition <n>', 'partition number (0
   return Number(v);
 });
 
+let epipeQuiet = false;
+
 /** Write to stdout honouring backpressure; a closed reader (| head) ends the output quietly. */
 async function writeOut(b: Uint8Array | string): Promise<boolean> {
+  if (!epipeQuiet) {
+    // Only these commands stream to stdout, so only they treat a vanished reader as the end of output.
+    epipeQuiet = true;
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+    });
+  }
   if (process.stdout.destroyed) return false;
   try {
     if (!process.stdout.write(b)) await Promise.race([once(process.stdout, 'drain'), once(process.stdout, 'close')]);
@@ -29,9 +38,6 @@ async function writeOut(b: Uint8Array | string): Promise<boolean> {
   }
   return !process.stdout.destroyed;
 }
-process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-  if (err.code !== 'EPIPE') throw err;
-});
 
 export function registerInspectCommands(program: Command): void {
   common(program.command('inspect'))
