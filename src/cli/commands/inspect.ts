@@ -73,10 +73,17 @@ export function registerInspectCommands(program: Command): void {
       const vol = await pickVolume(await listVolumes(img.disk), o.partition);
       const walk = walkTree(vol.fs, p, { recursive: o.recursive, hash: o.hash, xattrs: !!o.json });
       if (o.json) {
-        const entries: TreeEntry[] = [];
-        for await (const e of walk) entries.push(e);
-        // Compact: a recursive listing of a whole system is tens of thousands of entries.
-        await writeOut(JSON.stringify({ image: img.label, partition: vol.index, path: p, entries }) + '\n');
+        // Streamed, one compact entry per line: a whole system is tens of thousands of entries,
+        // and holding them all only to print them would cost memory for nothing.
+        // The first entry is awaited before anything is written, so a bad PATH is a clean JSON error.
+        const it = walk[Symbol.asyncIterator]();
+        let r = await it.next();
+        const head = JSON.stringify({ image: img.label, partition: vol.index, path: p }).slice(0, -1);
+        if (!(await writeOut(`${head},"entries":[`))) return;
+        for (let sep = '\n'; !r.done; sep = ',\n', r = await it.next()) {
+          if (!(await writeOut(sep + JSON.stringify(r.value)))) return;
+        }
+        await writeOut('\n]}\n');
         return;
       }
       for await (const e of walk) {
