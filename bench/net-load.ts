@@ -71,11 +71,9 @@ export async function fanOut(url: string, n: number, digestsFor: (i: number) => 
     const worker = async () => {
       while (next < list.length) {
         const d = list[next++]!;
-        if (opts.verify) {
-          bytes += (await remote.fetchVerified(d)).encoded.length;
-        } else {
-          bytes += (await remote.request('GET', objectUrlPath(d))).body.length;
-        }
+        // not `bytes += await ...`: that reads `bytes` before the await and loses concurrent updates
+        const n = opts.verify ? (await remote.fetchVerified(d)).encoded.length : (await remote.request('GET', objectUrlPath(d))).body.length;
+        bytes += n;
         requests++;
       }
     };

@@ -52,6 +52,8 @@ export interface PullResult {
   bytesSeeded: number;
   corruptRefetched: number;
   seconds: number;
+  /** Wall seconds per phase: resolve + manifest, seeds, downloads, writing the image. */
+  phases: { resolve: number; seeds: number; download: number; write: number };
 }
 
 export async function pullImage(o: PullOptions): Promise<PullResult> {
@@ -61,6 +63,7 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
   try {
     const digest = await remote.resolve(o.ref, o.signal);
     const manifest = decodeManifest(await store.get(digest, { signal: o.signal }), `${o.url} ${digest.slice(0, 12)}`);
+    const lap = laps();
     const chunks = uniqueChunks(manifest);
     const missing = new Set([...chunks.keys()].filter((d) => !o.cache.index.getObject(d)));
     const cached = chunks.size - missing.size;
@@ -72,6 +75,7 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
       seeded += r.objects;
       bytesSeeded += r.bytes;
     }
+    const tSeeds = lap();
     const toFetch = [...missing];
     await download(toFetch, store, o);
     // name it in the cache too: the cache is a full store, `vmdn export` works offline afterwards
@@ -79,6 +83,7 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
       ...o.ref, manifest: digest, created: new Date().toISOString(), virtualSize: manifest.virtualSize,
       allocatedSize: manifest.allocated, dataSize: dataBytes(manifest), format: manifest.source.format,
     }, [...chunks.keys(), digest]);
+    const tDownload = lap();
     let format: OutputFormat | undefined;
     if (o.out) {
       format = outputFormat(o.out, o.format, manifest);
@@ -86,6 +91,7 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
       // every object is local now: assemble from the cache itself (its codec workers decode)
       await assembleChunks(manifest, o.cache, writer, { signal: o.signal, onProgress: o.onProgress });
     }
+    const tWrite = lap();
     let imageStoredBytes = 0;
     for (const d of chunks.keys()) imageStoredBytes += o.cache.index.getObject(d)?.storedSize ?? 0;
     return {
@@ -94,11 +100,23 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
       objects: { total: chunks.size, cached, seeded, downloaded: toFetch.length },
       bytesDownloaded: remote.stats.bytesFetched, bytesSeeded, corruptRefetched: remote.stats.corrupt,
       seconds: (Date.now() - t0) / 1000,
+      phases: { resolve: (Date.now() - t0) / 1000 - tSeeds - tDownload - tWrite, seeds: tSeeds, download: tDownload, write: tWrite },
     };
   } finally {
     // the cache belongs to the caller; only the connections are ours
     await remote.close();
   }
+}
+
+/** Seconds since the previous call (the first since creation). */
+function laps(): () => number {
+  let last = Date.now();
+  return () => {
+    const now = Date.now();
+    const s = (now - last) / 1000;
+    last = now;
+    return s;
+  };
 }
 
 function outputFormat(out: string, explicit: string | undefined, m: Manifest): OutputFormat {
