@@ -17,30 +17,59 @@ export interface VmdnDelivery {
   fullBytes: number;
 }
 
-const manifestOf = (db: Database.Database, name: string): string => {
-  const r = db.prepare<[string], { manifest: string }>("SELECT manifest FROM images WHERE name = ? AND tag = 'latest'").get(name);
-  if (!r) throw new Error(`no image ${name}:latest in the store`);
-  return r.manifest;
-};
+/**
+ * The SQL for one index layout. Two exist: the first (digests as hex TEXT,
+ * manifest_refs(manifest, digest)) and the current one (digests as 32-byte
+ * BLOBs with integer ids, manifest_refs(manifest_id, object_id)). Both keep
+ * the name user_version, so the layout is told from the columns.
+ */
+interface Layout {
+  /** image name -> the manifest's object key and stored size */
+  manifest: string;
+  /** count and stored bytes of the objects manifest ?1 references, except ?2 (itself) and those the held manifests reference */
+  lacking: (held: number) => string;
+  full: string;
+}
+
+function layout(db: Database.Database): Layout {
+  const cols = new Set(db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('manifest_refs')").all().map((c) => c.name));
+  const list = (n: number) => (n ? Array.from({ length: n }, () => '?').join(',') : 'NULL');
+  if (cols.has('manifest_id') && cols.has('object_id')) {
+    return {
+      manifest: "SELECT o.id AS k, o.stored_size AS stored FROM images i JOIN objects o ON o.digest = i.manifest WHERE i.name = ? AND i.tag = 'latest'",
+      lacking: (held) => `SELECT count(*) AS n, sum(o.stored_size) AS bytes FROM manifest_refs r JOIN objects o ON o.id = r.object_id
+        WHERE r.manifest_id = ? AND r.object_id <> ?
+          AND r.object_id NOT IN (SELECT object_id FROM manifest_refs WHERE manifest_id IN (${list(held)}))`,
+      full: 'SELECT sum(o.stored_size) AS bytes FROM manifest_refs r JOIN objects o ON o.id = r.object_id WHERE r.manifest_id = ?',
+    };
+  }
+  if (cols.has('manifest') && cols.has('digest')) {
+    return {
+      manifest: "SELECT o.digest AS k, o.stored_size AS stored FROM images i JOIN objects o ON o.digest = i.manifest WHERE i.name = ? AND i.tag = 'latest'",
+      lacking: (held) => `SELECT count(*) AS n, sum(o.stored_size) AS bytes FROM manifest_refs r JOIN objects o ON o.digest = r.digest
+        WHERE r.manifest = ? AND r.digest <> ?
+          AND r.digest NOT IN (SELECT digest FROM manifest_refs WHERE manifest IN (${list(held)}))`,
+      full: 'SELECT sum(o.stored_size) AS bytes FROM manifest_refs r JOIN objects o ON o.digest = r.digest WHERE r.manifest = ?',
+    };
+  }
+  throw new Error(`unknown index layout: manifest_refs has columns ${[...cols].join(', ')}`);
+}
 
 export function vmdnDelivery(store: string, target: string, held: string[]): VmdnDelivery {
   const db = new Database(path.join(store, 'index.db'), { fileMustExist: true });
   try {
-    const t = manifestOf(db, target);
-    const h = held.map((n) => manifestOf(db, n));
-    const heldList = h.map(() => '?').join(',') || "''";
-    // manifest_refs lists each manifest's distinct objects, the manifest itself included
-    const q = db.prepare<string[], { n: number; bytes: number | null }>(`
-      SELECT count(*) AS n, sum(o.stored_size) AS bytes
-      FROM manifest_refs r JOIN objects o ON o.digest = r.digest
-      WHERE r.manifest = ? AND r.digest <> ?
-        AND r.digest NOT IN (SELECT digest FROM manifest_refs WHERE manifest IN (${heldList}))`);
-    const lacking = q.get(t, t, ...h)!;
-    const full = db.prepare<[string], { bytes: number | null }>('SELECT sum(o.stored_size) AS bytes FROM manifest_refs r JOIN objects o ON o.digest = r.digest WHERE r.manifest = ?').get(t)!;
-    const man = db.prepare<[string], { stored_size: number }>('SELECT stored_size FROM objects WHERE digest = ?').get(t);
-    if (!man) throw new Error(`manifest ${t} of ${target} has no object row`);
+    const l = layout(db);
+    const manifestOf = (name: string) => {
+      const r = db.prepare<[string], { k: unknown; stored: number }>(l.manifest).get(name);
+      if (!r) throw new Error(`no image ${name}:latest (or its manifest object) in the store`);
+      return r;
+    };
+    const t = manifestOf(target);
+    const h = held.map((n) => manifestOf(n).k);
+    const lacking = db.prepare<unknown[], { n: number; bytes: number | null }>(l.lacking(h.length)).get(t.k, t.k, ...h)!;
+    const full = db.prepare<unknown[], { bytes: number | null }>(l.full).get(t.k)!;
     const chunkBytes = lacking.bytes ?? 0;
-    return { chunkBytes, chunks: lacking.n, manifestBytes: man.stored_size, total: chunkBytes + man.stored_size, fullBytes: full.bytes ?? 0 };
+    return { chunkBytes, chunks: lacking.n, manifestBytes: t.stored, total: chunkBytes + t.stored, fullBytes: full.bytes ?? 0 };
   } finally {
     db.close();
   }
