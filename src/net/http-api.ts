@@ -19,6 +19,8 @@ export const NO_STORE = 'no-store';
 /** Encoded objects are at most ~16 MiB; manifests of huge disks are larger but far below this. */
 export const MAX_UPLOAD = 256 * 1024 * 1024;
 export const MAX_MISSING_QUERY = 100_000;
+/** Objects up to this size are served from one read; larger ones are streamed. */
+const SMALL_OBJECT = 1 << 20;
 
 export type Route =
   | { kind: 'images' }
@@ -40,13 +42,13 @@ export function route(pathname: string): Route | undefined {
   if (obj) return { kind: 'object', digest: obj[1]! };
   if (pathname.startsWith('/v1/images/')) {
     // names may contain '/', tags may not: the tag is the last segment
-    const rest = decodeURIComponent(pathname.slice('/v1/images/'.length));
-    const i = rest.lastIndexOf('/');
-    if (i <= 0) return undefined;
     try {
+      const rest = decodeURIComponent(pathname.slice('/v1/images/'.length));
+      const i = rest.lastIndexOf('/');
+      if (i <= 0) return undefined;
       return { kind: 'ref', ref: parseImageRef(`${rest.slice(0, i)}:${rest.slice(i + 1)}`) };
     } catch {
-      return undefined;
+      return undefined; // malformed escapes or names: not a route
     }
   }
   return undefined;
@@ -123,6 +125,18 @@ export async function serveObjectFile(req: http.IncomingMessage, res: http.Serve
   } catch (err) {
     await fh.close();
     throw err;
+  }
+  if (size <= SMALL_OBJECT) {
+    // nearly every object: one read and one write beat a stream's per-chunk overhead
+    let buf: Buffer;
+    try {
+      buf = Buffer.allocUnsafe(size);
+      const { bytesRead } = await fh.read(buf, 0, size, 0);
+      buf = buf.subarray(0, bytesRead);
+    } finally {
+      await fh.close();
+    }
+    return serveObjectBuffer(req, res, digest, buf);
   }
   const r = prepareObject(req, res, digest, size);
   if (!r) {

@@ -18,6 +18,7 @@ describe('http api', () => {
     assert.equal(route('/v1/images/UPPER/x'), undefined);
     assert.equal(route('/v1/images/onlyname'), undefined);
     assert.equal(route('/'), undefined);
+    assert.equal(route('/v1/images/%E0%A4%A/x'), undefined, 'malformed escape');
   });
 
   it('parses single byte ranges like RFC 9110', () => {

@@ -10,7 +10,7 @@ import { Origin } from '../../net/origin.js';
 import { DEFAULT_POLICY, Edge } from '../../net/edge.js';
 import { POLICIES, type PolicyName } from '../../net/eviction.js';
 import { parseListen } from '../../net/http-api.js';
-import { pullImage } from '../../net/pull.js';
+import { DEFAULT_CONCURRENCY, pullImage } from '../../net/pull.js';
 import { pushImage } from '../../net/push.js';
 import { humanBytes, printJson, progressBar, type GlobalOptions } from '../output.js';
 import { resolveStoreDir, withStore } from '../store-dir.js';
@@ -139,7 +139,7 @@ export function registerNetCommands(program: Command): void {
     .option('--cache <dir>', 'object cache (default: the store); finished objects survive an interrupted pull')
     .option('--seed <image...>', 'local image files to take matching chunks from')
     .addOption(new Option('--format <format>', 'output format (default: from the extension)').choices(['raw', 'qcow2']))
-    .option('--concurrency <n>', 'parallel downloads', intOpt, 16)
+    .option('--concurrency <n>', 'parallel downloads', intOpt, DEFAULT_CONCURRENCY)
     .option('--retries <n>', 'attempts per request when the server is unreachable', intOpt, 5)
     .action(action(async (url: string, name: string, out: string, o: GlobalOptions & { cache?: string; seed?: string[]; format?: string; concurrency: number; retries: number }) => {
       const ref = parseImageRef(name);
