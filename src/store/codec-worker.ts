@@ -45,12 +45,14 @@ export async function writeAtomic(finalPath: string, tmpDir: string, bytes: Uint
   }
 }
 
-const targets = new Map<string, fs.FileHandle>();
+// one handle per output file and worker; the promise is cached so concurrent copies share it
+const targets = new Map<string, Promise<fs.FileHandle>>();
 
-async function target(outPath: string): Promise<fs.FileHandle> {
+function target(outPath: string): Promise<fs.FileHandle> {
   let fh = targets.get(outPath);
   if (!fh) {
-    fh = await fs.open(outPath, 'r+');
+    fh = fs.open(outPath, 'r+');
+    fh.catch(() => targets.delete(outPath));
     targets.set(outPath, fh);
   }
   return fh;
@@ -93,8 +95,9 @@ async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: A
     return { id: req.id, ok: true, digest, added: true, storedSize: enc.length, size: req.data.length };
   }
   if (req.op === 'release') {
-    await targets.get(req.outPath)?.close();
+    const fh = targets.get(req.outPath);
     targets.delete(req.outPath);
+    await (await fh?.catch(() => undefined))?.close();
     return { id: req.id, ok: true };
   }
   const enc = await fs.readFile(req.objPath);

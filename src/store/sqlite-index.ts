@@ -10,7 +10,8 @@ import type { Digest } from './digest.js';
 import type { ObjectStat } from './types.js';
 import { VmdnError } from '../errors.js';
 
-const SCHEMA_VERSION = 1;
+/** 2: digests as BLOBs, integer reference pairs. 1 was a pre-release layout (hex TEXT). */
+const SCHEMA_VERSION = 2;
 
 export interface ImageRow {
   name: string;
@@ -39,7 +40,8 @@ export class StoreIndex {
   private migrate(): void {
     const v = this.db.pragma('user_version', { simple: true }) as number;
     if (v === SCHEMA_VERSION) return;
-    if (v > SCHEMA_VERSION) throw new Error(`store index schema ${v} is newer than this vmdn (${SCHEMA_VERSION})`);
+    if (v > SCHEMA_VERSION) throw new VmdnError('E_STORE', `store index schema ${v} is newer than this vmdn (${SCHEMA_VERSION}): upgrade vmdn`, { schema: v });
+    if (v !== 0) throw new VmdnError('E_STORE', `store index schema ${v} is from a pre-release vmdn: import into a new store`, { schema: v });
     // Digests are 32-byte BLOBs and references are integer pairs: the index
     // stays a small fraction of the chunk data (casync's .caibx is the yardstick).
     this.db.exec(`
