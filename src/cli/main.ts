@@ -6,11 +6,12 @@
 import { program } from './program.js';
 import { reportError } from './output.js';
 import { registerStoreCommands } from './commands/store.js';
+import { registerInspectCommands } from './commands/inspect.js';
 import { registerNetCommands } from './commands/net.js';
 
 registerStoreCommands(program);
 registerNetCommands(program);
-(await import('./commands/inspect.js')).registerInspectCommands(program); // inside images: inspect, ls, cat, diff
+registerInspectCommands(program);
 
 program.parseAsync(process.argv).catch((err) => {
   process.exitCode = reportError(err, process.argv.includes('--json'));

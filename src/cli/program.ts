@@ -27,7 +27,8 @@ Examples:
   vmdn rm debian:12 && vmdn gc                   forget a name, then free its unshared objects
   vmdn verify                                    re-hash every object
 
-Exit status: 0 ok, 2 usage, 3 bad input image, 4 not found, 5 store damaged/corrupt object, 6 I/O.`);
+Exit status: 0 ok, 2 usage, 3 bad input image, 4 not found or incomplete, 5 store damaged/corrupt object,
+6 I/O, 7 upload refused (token), 8 server unreachable.`);
 
 export const common = (c: Command) =>
   c.option('--store <dir>', 'store directory').option('--json', 'print one JSON document on stdout').option('--no-progress', 'no progress bar even on a terminal');
