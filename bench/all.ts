@@ -1,0 +1,64 @@
+/**
+ * `npm run bench`: one run, one report. Runs the storage benchmark
+ * (bench/run.ts: vmdn vs casync and qemu-img; it writes latest.{json,md}),
+ * then the network benchmark (bench/net.ts) and the inside-images benchmark
+ * (bench/inspect.ts), and appends their sections to the same report.
+ *   BENCH_SECTIONS  storage,net,inspect (default all three)
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { REPO } from './net-procs.js';
+import { runNetBench } from './net.js';
+import { benchInspect } from './inspect.js';
+
+const sections = new Set((process.env.BENCH_SECTIONS ?? 'storage,net,inspect').split(',').map((s) => s.trim()));
+const resultsDir = path.join(REPO, 'bench', 'results');
+const latestJson = path.join(resultsDir, 'latest.json');
+const latestMd = path.join(resultsDir, 'latest.md');
+
+function corpus(): string {
+  const c = spawnSync('bash', [path.join(REPO, 'scripts', 'corpus.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (c.status !== 0) throw new Error('the shared corpus could not be built (scripts/corpus.sh needs root)');
+  return c.stdout.trim();
+}
+
+/** Add a section to the report the storage run wrote (or start one if it did not run). */
+function append(key: string, value: unknown, markdown: string): void {
+  fs.mkdirSync(resultsDir, { recursive: true });
+  const json = fs.existsSync(latestJson) ? JSON.parse(fs.readFileSync(latestJson, 'utf8')) : { kind: 'vmdn.bench', version: 1 };
+  json[key] = value;
+  fs.writeFileSync(`${latestJson}.tmp`, JSON.stringify(json, null, 2) + '\n');
+  fs.renameSync(`${latestJson}.tmp`, latestJson);
+  const md = fs.existsSync(latestMd) ? fs.readFileSync(latestMd, 'utf8') : '# vmdn benchmark\n';
+  fs.writeFileSync(`${latestMd}.tmp`, `${md.trimEnd()}\n\n${markdown.trim()}\n`);
+  fs.renameSync(`${latestMd}.tmp`, latestMd);
+}
+
+async function main(): Promise<void> {
+  const dir = corpus();
+  if (sections.has('storage')) {
+    const r = spawnSync(process.execPath, [path.join(REPO, 'dist', 'bench', 'run.js')], { stdio: 'inherit' });
+    if (r.status !== 0) throw new Error(`storage benchmark failed (exit ${r.status})`);
+  }
+  if (sections.has('net')) {
+    const { result, markdown } = await runNetBench({ corpusDir: dir, workDir: process.env.BENCH_NET_WORKDIR ?? '/var/tmp/vmdn-netbench', log: (s) => console.error(s) });
+    append('network', result, markdown);
+  }
+  if (sections.has('inspect')) {
+    const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdn-bench-inspect-'));
+    try {
+      const r = await benchInspect({ corpusDir: dir, repoRoot: REPO, tmpDir });
+      append('inspect', { ...r, markdown: undefined }, r.markdown);
+    } finally {
+      fs.rmSync(tmpDir, { recursive: true, force: true });
+    }
+  }
+  console.log(`report: ${latestMd}`);
+}
+
+main().catch((err) => {
+  console.error(`bench: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});
