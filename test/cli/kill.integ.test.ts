@@ -10,18 +10,10 @@ import path from 'node:path';
 import { CLI, vmdnOk, qemuCompare } from '../helpers/cli.js';
 import { writeRaw, prng } from '../helpers/images.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { mulberry32 } from '../helpers/rng.js';
 
 const MiB = 1024 * 1024;
 const SEED = Number(process.env.VMDN_KILL_SEED ?? Date.now() % 100000);
-
-function mulberry32(a: number): () => number {
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Start an import, SIGKILL it after `ms`; resolves with how it ended. */
 function importKilledAfter(store: string, image: string, ms: number): Promise<string> {

@@ -15,22 +15,11 @@ import { VmdnError } from '../../src/errors.js';
 import { writeRaw, prng } from '../helpers/images.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { MiB, qemuImg, qemuIo, headerInfo, type HeaderInfo } from './qcow2-fixtures.js';
+import { mulberry32, seedFrom } from '../helpers/rng.js';
 
-const SEED = Number(process.env.VMDN_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 32)) >>> 0;
+const SEED = seedFrom('VMDN_FUZZ_SEED');
 const CASES = Number(process.env.VMDN_FUZZ_CASES ?? 1200);
 const CASE_TIMEOUT_MS = 2000;
-
-/** mulberry32: small, seedable, good enough to pick mutations. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 const t = tmpDir('vmdn-qcow2-fuzz-');
 const at = (...p: string[]): string => path.join(t.dir, ...p);

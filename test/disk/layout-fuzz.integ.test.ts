@@ -24,21 +24,12 @@ import { sfdiskWrite } from '../helpers/sfdisk.js';
 import { mtool } from '../helpers/mtools.js';
 import { prng } from '../helpers/images.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { mulberry32, seedFrom } from '../helpers/rng.js';
 
-const SEED = Number(process.env.VMDN_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 32)) >>> 0;
+const SEED = seedFrom('VMDN_FUZZ_SEED');
 const CASE_TIMEOUT_MS = 2000;
 const MiB = 1 << 20;
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 const rnd = mulberry32(SEED);
 const int = (n: number): number => Math.floor(rnd() * n);
 

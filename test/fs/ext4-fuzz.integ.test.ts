@@ -12,21 +12,11 @@ import { openExt4 } from '../../src/fs/ext4.js';
 import { VmdnError } from '../../src/errors.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { smallImage, memDisk, exercise, type SmallImage } from './ext4-fixtures.js';
+import { mulberry32, seedFrom } from '../helpers/rng.js';
 
-const SEED = Number(process.env.VMDN_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 32)) >>> 0;
+const SEED = seedFrom('VMDN_FUZZ_SEED');
 const CASES = Number(process.env.VMDN_FUZZ_CASES ?? 1200);
 const CASE_TIMEOUT_MS = 3000;
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 const t = tmpDir('vmdn-ext4-fuzz-');
 let img: SmallImage;
