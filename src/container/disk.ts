@@ -27,20 +27,6 @@ export interface Disk {
   close(): Promise<void>;
 }
 
-/** Bytes covered by 'data' extents. */
-export async function allocatedBytes(disk: Disk): Promise<number> {
-  let n = 0;
-  for await (const e of disk.extents()) if (e.kind === 'data') n += e.length;
-  return n;
-}
-
-/** Stream a disk's whole virtual content in blocks (for tests and comparison). */
-export async function* readAll(disk: Disk, blockSize = 4 << 20): AsyncIterable<Uint8Array> {
-  for (let off = 0; off < disk.virtualSize; off += blockSize) {
-    yield await disk.read(off, Math.min(blockSize, disk.virtualSize - off));
-  }
-}
-
 export interface DiskWriter {
   /**
    * Set by writers whose output is a plain file at final offsets (raw): other

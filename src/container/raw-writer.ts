@@ -6,9 +6,8 @@
  */
 import type { DiskWriter } from './disk.js';
 import { VmdnError, asVmdnError } from '../errors.js';
-import { Batcher, TempFile, asBuffer, checkVirtualSize, checkWrite, isZero } from './writer-file.js';
+import { Batcher, TempFile, asBuffer, checkVirtualSize, checkWrite, writeSkippingZeroBlocks } from './writer-file.js';
 
-const BLOCK = 4096;
 const BATCH = 8 << 20;
 /** Raw files have no format limit of their own; stay within exact JS integers. */
 const MAX_RAW_SIZE = Number.MAX_SAFE_INTEGER;
@@ -65,20 +64,8 @@ class RawWriter implements DiskWriter {
   }
 
   /** Write `buf[0, len)` at `start`, skipping zero blocks (4 KiB blocks of the file, clipped to the batch). */
-  private async writeNonZero(buf: Buffer, len: number, start: number): Promise<void> {
-    let runStart = -1;
-    let i = 0;
-    while (i < len) {
-      const blockEnd = Math.min(len, (Math.floor((start + i) / BLOCK) + 1) * BLOCK - start);
-      const zero = isZero(buf, i, blockEnd);
-      if (!zero && runStart < 0) runStart = i;
-      if (zero && runStart >= 0) {
-        await this.file.writeAt(buf, runStart, i - runStart, start + runStart);
-        runStart = -1;
-      }
-      i = blockEnd;
-    }
-    if (runStart >= 0) await this.file.writeAt(buf, runStart, len - runStart, start + runStart);
+  private writeNonZero(buf: Buffer, len: number, start: number): Promise<void> {
+    return writeSkippingZeroBlocks((b, off, n, pos) => this.file.writeAt(b, off, n, pos), buf, len, start);
   }
 
   async finish(): Promise<void> {

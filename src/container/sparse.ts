@@ -30,10 +30,6 @@ function load(): SeekAddon | null {
   return addon;
 }
 
-export function sparseSupported(): boolean {
-  return load() !== null;
-}
-
 /** Data ranges [start, end) of an open file of `size` bytes, in order. */
 export function* dataRanges(fd: number, size: number): Generator<[number, number]> {
   const a = load();

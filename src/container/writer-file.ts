@@ -102,6 +102,35 @@ export function isZero(buf: Buffer, start: number, end: number): boolean {
   return true;
 }
 
+const SPARSE_BLOCK = 4096;
+
+/**
+ * Write `buf[0, len)` at file position `start` through `writeAt`, leaving
+ * all-zero 4 KiB blocks of the file (clipped to the range) unwritten, so a
+ * file that starts empty stays sparse. Shared by the raw writer and the
+ * codec workers' direct export path.
+ */
+export async function writeSkippingZeroBlocks(
+  writeAt: (buf: Buffer, off: number, len: number, pos: number) => Promise<void>,
+  buf: Buffer,
+  len: number,
+  start: number,
+): Promise<void> {
+  let runStart = -1;
+  let i = 0;
+  while (i < len) {
+    const blockEnd = Math.min(len, (Math.floor((start + i) / SPARSE_BLOCK) + 1) * SPARSE_BLOCK - start);
+    const zero = isZero(buf, i, blockEnd);
+    if (!zero && runStart < 0) runStart = i;
+    if (zero && runStart >= 0) {
+      await writeAt(buf, runStart, i - runStart, start + runStart);
+      runStart = -1;
+    }
+    i = blockEnd;
+  }
+  if (runStart >= 0) await writeAt(buf, runStart, len - runStart, start + runStart);
+}
+
 /** View any Uint8Array as a Buffer without copying. */
 export function asBuffer(a: Uint8Array): Buffer {
   return Buffer.isBuffer(a) ? a : Buffer.from(a.buffer, a.byteOffset, a.byteLength);

@@ -11,6 +11,7 @@ import { encodeObject, decodeObject } from './codec.js';
 import { asVmdnError } from '../errors.js';
 import { sha256 } from './digest.js';
 import { gcEvery } from '../util/gc.js';
+import { asBuffer, writeSkippingZeroBlocks } from '../container/writer-file.js';
 
 const collect = gcEvery(128 * 1024 * 1024);
 
@@ -58,29 +59,18 @@ function target(outPath: string): Promise<fs.FileHandle> {
   return fh;
 }
 
-const PAGE = 4096;
-const ZERO = Buffer.alloc(PAGE);
-
-/** pwrite `data` at `offset`, leaving page-aligned all-zero 4 KiB blocks as holes. */
+/** pwrite `data` at `offset` with the raw writer's rule: all-zero 4 KiB blocks stay holes. */
 async function writeSparse(fh: fs.FileHandle, data: Uint8Array, offset: number): Promise<void> {
-  const buf = Buffer.from(data.buffer, data.byteOffset, data.length);
-  let runStart = -1;
-  const flush = async (end: number) => {
-    for (let p = runStart; p < end; ) {
-      const { bytesWritten } = await fh.write(buf, p, end - p, offset + p);
+  const writeAt = async (buf: Buffer, off: number, len: number, pos: number) => {
+    while (len > 0) {
+      const { bytesWritten } = await fh.write(buf, off, len, pos);
       if (bytesWritten <= 0) throw new Error('short write');
-      p += bytesWritten;
+      off += bytesWritten;
+      len -= bytesWritten;
+      pos += bytesWritten;
     }
-    runStart = -1;
   };
-  for (let i = 0; i < buf.length; ) {
-    const next = Math.min(buf.length, (Math.floor((offset + i) / PAGE) + 1) * PAGE - offset);
-    const zero = next - i === PAGE && buf.compare(ZERO, 0, PAGE, i, next) === 0;
-    if (!zero && runStart < 0) runStart = i;
-    if (zero && runStart >= 0) await flush(i);
-    i = next;
-  }
-  if (runStart >= 0) await flush(buf.length);
+  await writeSkippingZeroBlocks(writeAt, asBuffer(data), data.length, offset);
 }
 
 async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: ArrayBuffer[] }> {

@@ -3,7 +3,6 @@
  * (objects/ab/abcdef...), an SQLite index beside them, temp files in tmp/.
  */
 import fs from 'node:fs/promises';
-import fss from 'node:fs';
 import path from 'node:path';
 import { CodecPool } from './codec-pool.js';
 import { decodeObject, encodeObject, ZSTD_LEVEL } from './codec.js';
@@ -230,8 +229,4 @@ function isAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
-}
-
-export function storeExists(dir: string): boolean {
-  return fss.existsSync(path.join(dir, 'index.db'));
 }
