@@ -55,6 +55,14 @@ export class InodeTable {
     this.chunkBlocks = Math.max(1, Math.floor(CHUNK_BYTES / io.bs));
   }
 
+  /** Byte offset of an inode on the device (for the files strategy's inode patcher). */
+  locate(ino: number): number {
+    const sb = this.io.sb;
+    if (!Number.isInteger(ino) || ino < 1 || ino > sb.inodesCount) throw formatError(undefined, `inode number ${ino} out of range [1, ${sb.inodesCount}]`, { ino });
+    const g = Math.floor((ino - 1) / sb.inodesPerGroup);
+    return this.gd.inodeTable[g]! * this.io.bs + ((ino - 1) % sb.inodesPerGroup) * sb.inodeSize;
+  }
+
   private async rawInode(ino: number): Promise<Uint8Array> {
     const sb = this.io.sb;
     if (!Number.isInteger(ino) || ino < 1 || ino > sb.inodesCount) throw formatError(undefined, `inode number ${ino} out of range [1, ${sb.inodesCount}]`, { ino });
@@ -125,22 +133,26 @@ export class InodeTable {
     };
   }
 
-  /** Checksum over the whole inode with both checksum fields zeroed; 16 bits unless i_checksum_hi exists. */
   private verify(ino: number, raw: Uint8Array, seed: number, lo: number, hi: number | undefined): void {
-    const z = new Uint8Array(2);
-    let c = crc32cRaw(seed, raw, 0, 0x7c);
-    c = crc32cRaw(c, z);
-    if (hi !== undefined) {
-      c = crc32cRaw(c, raw, 0x7e, 0x82);
-      c = crc32cRaw(c, z);
-      c = crc32cRaw(c, raw, 0x84, raw.length);
-    } else {
-      c = crc32cRaw(c, raw, 0x7e, raw.length);
-    }
     const stored = hi !== undefined ? (lo | (hi << 16)) >>> 0 : lo;
-    const computed = hi !== undefined ? c : c & 0xffff;
+    const computed = inodeChecksum(raw, seed, hi !== undefined);
     if (stored !== computed) this.io.warn(`ext4 inode ${ino}: checksum mismatch (stored 0x${stored.toString(16)}, computed 0x${computed.toString(16)})`);
   }
+}
+
+/** Checksum over the whole inode with both checksum fields zeroed; 16 bits unless i_checksum_hi exists. */
+export function inodeChecksum(raw: Uint8Array, seed: number, hasHi: boolean): number {
+  const z = new Uint8Array(2);
+  let c = crc32cRaw(seed, raw, 0, 0x7c);
+  c = crc32cRaw(c, z);
+  if (hasHi) {
+    c = crc32cRaw(c, raw, 0x7e, 0x82);
+    c = crc32cRaw(c, z);
+    c = crc32cRaw(c, raw, 0x84, raw.length);
+    return c >>> 0;
+  }
+  c = crc32cRaw(c, raw, 0x7e, raw.length);
+  return c & 0xffff;
 }
 
 /** Device numbers from i_block: old 8:8 encoding in word 0, new 12:20 encoding in word 1. */

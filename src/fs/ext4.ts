@@ -57,6 +57,16 @@ export class Ext4Fs implements FileSystem {
     return this.io.sb;
   }
 
+  /** Byte offset of an inode on the device. */
+  inodeOffset(ino: number): number {
+    return this.inodes.locate(ino);
+  }
+
+  /** The per-filesystem crc32c seed, when the filesystem has metadata checksums. */
+  get csumSeed(): number | undefined {
+    return this.io.sb.csumSeed;
+  }
+
   inode(ino: number): Promise<Inode> {
     return this.inodes.get(ino);
   }

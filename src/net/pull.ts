@@ -15,7 +15,7 @@ import { importChunks } from '../strategy/chunks-import.js';
 import { assembleChunks } from '../strategy/chunks-export.js';
 import { parseChunkerSpec } from '../strategy/chunker.js';
 import { dataBytes, decodeManifest, uniqueChunks, type Manifest } from '../strategy/manifest.js';
-import { formatFromPath, openWriter, type OutputFormat } from '../strategy/image-ops.js';
+import { formatFromPath, openWriter, planCuts, type OutputFormat } from '../strategy/image-ops.js';
 import type { OnProgress } from '../util/progress.js';
 import { throttle } from '../util/progress.js';
 import { CachingStore } from './caching-store.js';
@@ -187,7 +187,9 @@ async function takeFromSeed(file: string, m: Manifest, cache: LocalStore, missin
     close: async () => {},
   };
   try {
-    await importChunks(disk, sink, { chunker: parseChunkerSpec(m.chunker), signal: ac.signal });
+    // cut the seed the way the image was cut, or its file-aligned chunks would never match
+    const { layout } = await planCuts(disk, m.cuts, ac.signal);
+    await importChunks(disk, sink, { chunker: parseChunkerSpec(m.chunker), layout, signal: ac.signal });
   } catch (err) {
     if (!ac.signal.aborted || signal?.aborted) throw err;
   } finally {

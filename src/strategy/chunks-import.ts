@@ -7,10 +7,11 @@ import type { Disk } from '../container/disk.js';
 import type { WritableStore } from '../store/types.js';
 import type { Digest } from '../store/digest.js';
 import { createChunker, formatChunkerSpec, type ChunkerParams } from './chunker.js';
-import { MANIFEST_KIND, MANIFEST_VERSION, type ChunkEntry, type Manifest } from './manifest.js';
+import { MANIFEST_KIND, MANIFEST_VERSION, type ChunkEntry, type CutsBy, type Manifest } from './manifest.js';
 import { throttle, type OnProgress } from '../util/progress.js';
 import { isZero, zeroRuns } from '../util/zero.js';
 import { gcEvery } from '../util/gc.js';
+import { intersectRanges, type ChunkLayout } from './file-layout.js';
 
 export interface ChunkImportOptions {
   chunker: ChunkerParams;
@@ -20,6 +21,10 @@ export interface ChunkImportOptions {
   zeroCut?: number;
   readBlock?: number;
   maxInflight?: number;
+  /** File-aware cuts and, with sparsify, the ranges to keep (strategy/file-layout.ts). */
+  layout?: Pick<ChunkLayout, 'cuts' | 'keep'>;
+  /** Recorded in the manifest: how the layout was made, so seeds can be cut the same way. */
+  cutsBy?: CutsBy;
   /** Called for each object this import newly added to the store. */
   onAdded?: (digest: Digest) => void;
 }
@@ -36,6 +41,7 @@ export interface ChunkImportStats {
 
 const DEFAULT_ZERO_CUT = 64 * 1024;
 const DEFAULT_READ_BLOCK = 2 * 1024 * 1024;
+const READ_AHEAD = 4;
 
 /** Contiguous allocated regions [start, end), adjacent data extents merged. */
 export async function dataRegions(disk: Disk, signal?: AbortSignal): Promise<Array<[number, number]>> {
@@ -60,6 +66,9 @@ export async function importChunks(disk: Disk, store: WritableStore, opts: Chunk
 
   const regions = await dataRegions(disk, signal);
   const allocated = regions.reduce((n, [s, e]) => n + e - s, 0);
+  const kept = opts.layout?.keep ? intersectRanges(regions, opts.layout.keep) : regions;
+  const pieces = splitAt(kept, opts.layout?.cuts ?? []);
+  const total = kept.reduce((n, [s, e]) => n + e - s, 0);
   const stats: ChunkImportStats = { allocated, dataBytes: 0, chunks: 0, distinctChunks: 0, newObjects: 0, newBytes: 0, newStoredBytes: 0 };
   const entries: ChunkEntry[] = [];
   const inflight = new Set<Promise<void>>();
@@ -129,38 +138,47 @@ export async function importChunks(disk: Disk, store: WritableStore, opts: Chunk
 
   let done = 0;
   const collect = gcEvery();
-  for (const [start, end] of regions) {
-    // a gap between regions ends the current run
-    await cut(true);
-    pendingZeros = 0;
-    let next = disk.read(start, Math.min(readBlock, end - start));
-    for (let off = start; off < end; ) {
-      signal?.throwIfAborted();
-      const block = await next;
-      const nextOff = off + block.length;
-      if (nextOff < end) next = disk.read(nextOff, Math.min(readBlock, end - nextOff)); // read-ahead
-      const runs = [...zeroRuns(block)];
-      for (let i = 0; i < runs.length; i++) {
-        const run = runs[i]!;
-        if (run.zero) {
-          pendingZeros += run.length;
-          if (pendingZeros >= zeroCut && carry.length > 0) await cut(true);
-          continue;
-        }
-        if (pendingZeros >= zeroCut) pendingZeros = 0;
-        // take following short zero runs and data in one slice: they are contiguous in the block
-        let endRun = i;
-        while (endRun + 2 < runs.length && runs[endRun + 1]!.length < zeroCut) endRun += 2;
-        const last = runs[endRun]!;
-        append(off + run.start, block.subarray(run.start, last.start + last.length));
-        await cut(false);
-        i = endRun;
-      }
-      off = nextOff;
-      done += block.length;
-      collect(block.length);
-      progress?.({ phase: 'import', done, total: allocated, unit: 'bytes' });
+  // Reads run ahead across piece boundaries: with file-aware cuts a piece can be one small file.
+  const reads = readPlan(pieces, readBlock);
+  const ahead: Array<Promise<Uint8Array>> = [];
+  let r = 0;
+  const fill = (): void => {
+    while (ahead.length < READ_AHEAD && r + ahead.length < reads.length) {
+      const q = reads[r + ahead.length]!;
+      ahead.push(disk.read(q.offset, q.length));
     }
+  };
+  for (; r < reads.length; ) {
+    signal?.throwIfAborted();
+    fill();
+    const { offset: off, first } = reads[r]!;
+    const block = await ahead.shift()!;
+    r++;
+    if (first) {
+      // a gap between pieces, or a forced cut, ends the current run
+      await cut(true);
+      pendingZeros = 0;
+    }
+    const runs = [...zeroRuns(block)];
+    for (let i = 0; i < runs.length; i++) {
+      const run = runs[i]!;
+      if (run.zero) {
+        pendingZeros += run.length;
+        if (pendingZeros >= zeroCut && carry.length > 0) await cut(true);
+        continue;
+      }
+      if (pendingZeros >= zeroCut) pendingZeros = 0;
+      // take following short zero runs and data in one slice: they are contiguous in the block
+      let endRun = i;
+      while (endRun + 2 < runs.length && runs[endRun + 1]!.length < zeroCut) endRun += 2;
+      const last = runs[endRun]!;
+      append(off + run.start, block.subarray(run.start, last.start + last.length));
+      await cut(false);
+      i = endRun;
+    }
+    done += block.length;
+    collect(block.length);
+    progress?.({ phase: 'import', done, total, unit: 'bytes' });
   }
   await cut(true);
   await Promise.all(inflight);
@@ -176,6 +194,7 @@ export async function importChunks(disk: Disk, store: WritableStore, opts: Chunk
     allocated,
     chunks: entries,
   };
+  if (opts.cutsBy) manifest.cuts = opts.cutsBy;
   return { manifest, stats };
 }
 
@@ -184,5 +203,37 @@ function concat(carry: Uint8Array, zeros: number, data: Uint8Array): Uint8Array 
   const out = new Uint8Array(carry.length + zeros + data.length);
   out.set(carry, 0);
   out.set(data, carry.length + zeros);
+  return out;
+}
+
+/** Ranges split at every cut inside them (cuts ascending). */
+export function splitAt(ranges: Array<[number, number]>, cuts: number[]): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  let c = 0;
+  for (const [s, e] of ranges) {
+    let pos = s;
+    while (c < cuts.length && cuts[c]! <= pos) c++;
+    while (c < cuts.length && cuts[c]! < e) {
+      out.push([pos, cuts[c]!]);
+      pos = cuts[c]!;
+      c++;
+    }
+    out.push([pos, e]);
+  }
+  return out;
+}
+
+interface Read {
+  offset: number;
+  length: number;
+  /** First read of a piece: the chunker restarts here. */
+  first: boolean;
+}
+
+function readPlan(pieces: Array<[number, number]>, readBlock: number): Read[] {
+  const out: Read[] = [];
+  for (const [s, e] of pieces) {
+    for (let off = s; off < e; off += readBlock) out.push({ offset: off, length: Math.min(readBlock, e - off), first: off === s });
+  }
   return out;
 }

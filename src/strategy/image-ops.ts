@@ -14,7 +14,11 @@ import { sha256, type Digest } from '../store/digest.js';
 import { formatImageRef, type ImageRef } from '../store/image-name.js';
 import { importChunks, type ChunkImportStats } from './chunks-import.js';
 import { assembleChunks } from './chunks-export.js';
-import { decodeManifest, encodeManifest, uniqueChunks, type Manifest } from './manifest.js';
+import { decodeManifest, encodeManifest, uniqueChunks, type CutsBy, type Manifest } from './manifest.js';
+import { fileAwareLayout, type ChunkLayout } from './file-layout.js';
+import { importFiles } from './files-import.js';
+import { exportFiles } from './files-export.js';
+import type { Disk } from '../container/disk.js';
 import type { ChunkerParams } from './chunker.js';
 import type { OnProgress } from '../util/progress.js';
 import { VmdnError } from '../errors.js';
@@ -23,24 +27,55 @@ export interface ImportResult {
   ref: string;
   manifest: Digest;
   stats: ChunkImportStats;
+  /** What the file-aware layout understood per volume. */
+  notes: string[];
+}
+
+/** Chunk boundaries: over the disk alone, or also along file data (optionally dropping unused blocks). */
+export interface CutsOptions {
+  by: 'disk' | 'files';
+  minFile?: number;
+  sparsify?: boolean;
+}
+
+/** Files smaller than this share chunks with their neighbours: a 1 KiB object costs more than it saves. */
+export const DEFAULT_MIN_FILE = 16 * 1024;
+
+/** The layout for importChunks, and what to record in the manifest so seeds are cut alike. */
+export async function planCuts(disk: Disk, cuts: CutsOptions | CutsBy | undefined, signal?: AbortSignal): Promise<{ layout?: ChunkLayout; cutsBy?: CutsBy; notes: string[] }> {
+  if (!cuts || cuts.by === 'disk') {
+    if (cuts?.sparsify) throw new VmdnError('E_USAGE', '--sparsify needs file-aware cuts (--cuts files)');
+    return { notes: [] };
+  }
+  const cutsBy: CutsBy = { by: 'files', minFile: cuts.minFile ?? DEFAULT_MIN_FILE, sparsify: cuts.sparsify ?? false };
+  const layout = await fileAwareLayout(disk, { minFile: cutsBy.minFile, sparsify: cutsBy.sparsify, signal });
+  return { layout, cutsBy, notes: layout.notes };
 }
 
 export async function importImageFile(
   store: LocalStore,
   file: string,
   ref: ImageRef,
-  opts: { chunker: ChunkerParams; signal?: AbortSignal; onProgress?: OnProgress },
+  opts: { chunker: ChunkerParams; strategy?: 'chunks' | 'files'; cuts?: CutsOptions; signal?: AbortSignal; onProgress?: OnProgress },
 ): Promise<ImportResult> {
   const disk = await openDisk(file);
   const added: Digest[] = [];
+  // recorded so that a failure takes back out what this import added
+  const onAdded = (d: Digest) => added.push(d);
   try {
-    const { manifest, stats } = await importChunks(disk, store, {
-      chunker: opts.chunker,
-      signal: opts.signal,
-      onProgress: opts.onProgress,
-      // recorded so that a failure takes back out what this import added
-      onAdded: (d) => added.push(d),
-    });
+    let manifest: Manifest;
+    let stats: ChunkImportStats;
+    let refs: Iterable<Digest>;
+    let notes: string[];
+    if (opts.strategy === 'files') {
+      const r = await importFiles(disk, store, { chunker: opts.chunker, minFile: opts.cuts?.minFile ?? DEFAULT_MIN_FILE, signal: opts.signal, onProgress: opts.onProgress, onAdded });
+      ({ manifest, stats, refs, notes } = r);
+    } else {
+      const planned = await planCuts(disk, opts.cuts, opts.signal);
+      ({ manifest, stats } = await importChunks(disk, store, { ...planned, chunker: opts.chunker, signal: opts.signal, onProgress: opts.onProgress, onAdded }));
+      refs = uniqueChunks(manifest).keys();
+      notes = planned.notes;
+    }
     const bytes = encodeManifest(manifest);
     const digest = sha256(bytes);
     await store.put(bytes, { digest });
@@ -54,9 +89,9 @@ export async function importImageFile(
         dataSize: stats.dataBytes,
         format: manifest.source.format,
       },
-      [...uniqueChunks(manifest).keys(), digest],
+      [...refs, digest],
     );
-    return { ref: formatImageRef(ref), manifest: digest, stats };
+    return { ref: formatImageRef(ref), manifest: digest, stats, notes };
   } catch (err) {
     for (const d of added) await store.delete(d).catch(() => {});
     throw err;
@@ -101,6 +136,11 @@ export async function exportImageFile(
   const format = formatFromPath(out, opts.format);
   const { manifest } = await resolveImage(store, ref);
   const writer = await openWriter(out, manifest.virtualSize, format, opts.compress);
-  const { bytesWritten } = await assembleChunks(manifest, store, writer, { signal: opts.signal, onProgress: opts.onProgress });
+  const { bytesWritten } = manifest.filesystems?.length
+    ? await exportFiles(manifest, store, writer, { signal: opts.signal, onProgress: opts.onProgress, workDir: path.dirname(path.resolve(out)) }).catch(async (err) => {
+        await writer.abort();
+        throw err;
+      })
+    : await assembleChunks(manifest, store, writer, { signal: opts.signal, onProgress: opts.onProgress });
   return { ref: formatImageRef(ref), out, format, virtualSize: manifest.virtualSize, bytesWritten };
 }

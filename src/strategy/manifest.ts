@@ -6,6 +6,7 @@
  */
 import { VmdnError } from '../errors.js';
 import { isDigest, type Digest } from '../store/digest.js';
+import { validateExt4Params, type Ext4Params } from '../fs/ext4-params.js';
 
 export const MANIFEST_KIND = 'vmdn.manifest';
 export const MANIFEST_VERSION = 1;
@@ -28,6 +29,33 @@ export interface Manifest {
   allocated: number;
   /** Ascending, non-overlapping; every byte not covered reads as zero. */
   chunks: ChunkEntry[];
+  /** Absent: chunks were cut over the disk alone. Present: also along file data (strategy/file-layout.ts). */
+  cuts?: CutsBy;
+  /**
+   * Files strategy: filesystems rebuilt from their parameters and file tree
+   * (strategy/files-*.ts). No chunk overlaps their byte ranges.
+   */
+  filesystems?: FsRebuild[];
+}
+
+export interface FsRebuild {
+  /** Partition number (0: whole disk). */
+  index: number;
+  offset: number;
+  length: number;
+  type: 'ext4';
+  params: Ext4Params;
+  entries: number;
+  /** The tree and times texts (strategy/files-tree.ts), each cut into chunks, in order. */
+  tree: Digest[];
+  times: Digest[];
+}
+
+/** File-aware cuts: files of at least `minFile` bytes start and end chunks; `sparsify` dropped unused blocks. */
+export interface CutsBy {
+  by: 'files';
+  minFile: number;
+  sparsify: boolean;
 }
 
 export function encodeManifest(m: Manifest): Uint8Array {
@@ -63,7 +91,12 @@ export function validateManifest(m: Manifest, source = 'caller'): void {
   if (!isSize(m.allocated) || m.allocated > m.virtualSize) bad('allocated out of range', source);
   if (!m.source || typeof m.source.format !== 'string' || !isSize(m.source.clusterSize)) bad('bad source', source);
   if (typeof m.chunker !== 'string') bad('bad chunker', source);
+  if (m.cuts !== undefined) {
+    const c = m.cuts;
+    if (!c || c.by !== 'files' || !isSize(c.minFile) || c.minFile > MAX_CHUNK || typeof c.sparsify !== 'boolean') bad('bad cuts', source);
+  }
   if (!Array.isArray(m.chunks) || m.chunks.length > MAX_ENTRIES) bad('bad chunk list', source);
+  if (m.filesystems !== undefined) validateFilesystems(m, source);
   let end = 0;
   for (const c of m.chunks) {
     if (!Array.isArray(c) || c.length !== 3) bad('chunk entry is not [offset, length, digest]', source);
@@ -73,6 +106,34 @@ export function validateManifest(m: Manifest, source = 'caller'): void {
     if (o + l > m.virtualSize) bad(`chunk at ${o} extends past virtualSize`, source);
     if (!isDigest(d)) bad(`chunk at ${o}: bad digest`, source);
     end = o + l;
+  }
+}
+
+function validateFilesystems(m: Manifest, source: string): void {
+  const fss = m.filesystems!;
+  if (!Array.isArray(fss) || fss.length > 128) bad('bad filesystems list', source);
+  const ranges: Array<[number, number]> = [];
+  for (const f of fss) {
+    if (!f || typeof f !== 'object' || f.type !== 'ext4') bad('bad filesystem record', source);
+    if (!isSize(f.index) || !isSize(f.offset) || !isSize(f.length) || f.length === 0 || f.offset + f.length > m.virtualSize) bad(`filesystem ${f.index}: bad range`, source);
+    if (!isSize(f.entries) || f.entries === 0) bad(`filesystem ${f.index}: bad entry count`, source);
+    for (const list of [f.tree, f.times]) {
+      if (!Array.isArray(list) || list.length === 0 || list.length > MAX_ENTRIES || !list.every(isDigest)) bad(`filesystem ${f.index}: bad tree objects`, source);
+    }
+    try {
+      validateExt4Params(f.params, f.length);
+    } catch (err) {
+      bad(`filesystem ${f.index}: ${(err as Error).message}`, source);
+    }
+    ranges.push([f.offset, f.offset + f.length]);
+  }
+  ranges.sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < ranges.length; i++) if (ranges[i]![0] < ranges[i - 1]![1]) bad('filesystems overlap', source);
+  // chunks are ascending: one merge pass finds any chunk inside a rebuilt range
+  let r = 0;
+  for (const [o, l] of m.chunks) {
+    while (r < ranges.length && ranges[r]![1] <= o) r++;
+    if (r < ranges.length && ranges[r]![0] < o + l) bad(`chunk at ${o} overlaps a rebuilt filesystem`, source);
   }
 }
 

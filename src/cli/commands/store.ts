@@ -3,7 +3,7 @@ import { Option, type Command } from 'commander';
 import { parseImageRef } from '../../store/image-name.js';
 import { exportImageFile, importImageFile } from '../../strategy/image-ops.js';
 import { DEFAULT_CHUNKER_SPEC } from '../../strategy/defaults.js';
-import { parseChunkerSpec } from '../../strategy/chunker.js';
+import { parseChunkerSpec, parseSize } from '../../strategy/chunker.js';
 import { collectGarbage, storeStats, verifyStore } from '../../store/maintenance.js';
 import { humanBytes, printJson, progressBar, table, type GlobalOptions } from '../output.js';
 import { withStore } from '../store-dir.js';
@@ -16,18 +16,24 @@ export function registerStoreCommands(program: Command): void {
     .argument('<image>', 'image file')
     .requiredOption('-n, --name <name[:tag]>', 'name to store it under')
     .addOption(new Option('--chunker <spec>', 'chunking: cdc[:min:avg:max] or fixed[:size], e.g. cdc:16k:64k:256k, fixed:64k').default(DEFAULT_CHUNKER_SPEC))
-    .action(action(async (image: string, o: GlobalOptions & { name: string; chunker: string }) => {
+    .addOption(new Option('--strategy <name>', 'chunks: bit-exact chunks of the disk; files: ext2/3/4 filesystems recorded as parameters + file tree (rebuilt with mke2fs on export, faithful at the file layer), the rest as chunks').choices(['chunks', 'files']).default('chunks'))
+    .addOption(new Option('--cuts <by>', 'chunk boundaries: "files" also cuts along each file\'s data in readable filesystems (the same file gives the same chunks wherever it sits), "disk" cuts over the raw disk only').choices(['files', 'disk']).default('files'))
+    .addOption(new Option('--min-file <size>', 'with --cuts files: smaller files share chunks with their neighbours').default('16k'))
+    .option('--sparsify', 'drop blocks no filesystem uses (they export as zeros): faithful at the blocks layer, not bit for bit')
+    .action(action(async (image: string, o: GlobalOptions & { name: string; chunker: string; strategy: 'chunks' | 'files'; cuts: 'files' | 'disk'; minFile: string; sparsify?: boolean }) => {
       const ref = parseImageRef(o.name);
       const chunker = parseChunkerSpec(o.chunker);
+      const cuts = { by: o.cuts, minFile: parseSize(o.minFile), sparsify: o.sparsify ?? false };
       const bar = progressBar(o, 'import');
       const t0 = Date.now();
-      const r = await withStore(o.store, (s) => importImageFile(s, image, ref, { chunker, onProgress: bar.onProgress })).finally(bar.stop);
+      const r = await withStore(o.store, (s) => importImageFile(s, image, ref, { chunker, strategy: o.strategy, cuts, onProgress: bar.onProgress })).finally(bar.stop);
       const seconds = (Date.now() - t0) / 1000;
       if (o.json) return printJson({ ...r, seconds });
       const s = r.stats;
       console.log(`imported ${r.ref} (manifest ${r.manifest.slice(0, 12)}) in ${seconds.toFixed(1)} s`);
       console.log(`  allocated ${humanBytes(s.allocated)}, data ${humanBytes(s.dataBytes)} in ${s.chunks} chunks (${s.distinctChunks} distinct)`);
       console.log(`  new objects ${s.newObjects}: ${humanBytes(s.newBytes)} -> ${humanBytes(s.newStoredBytes)} stored; the rest was already in the store`);
+      for (const n of r.notes) console.log(`  ${n}`);
     }));
 
   common(program.command('export'))

@@ -1,0 +1,157 @@
+/**
+ * Files strategy, export side: rebuild each recorded ext2/3/4 filesystem
+ * (stage the tree, `mke2fs -d` with the recorded parameters, superblock
+ * fixups through debugfs, recorded times patched into the inodes), then
+ * write the disk: chunks everywhere else, the rebuilt filesystems at their
+ * offsets, in ascending order for any writer.
+ */
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import type { DiskWriter } from '../container/disk.js';
+import { RawDisk } from '../container/raw.js';
+import type { ReadableStore } from '../store/types.js';
+import type { Digest } from '../store/digest.js';
+import { openExt4 } from '../fs/ext4.js';
+import { walkFs } from '../fs/ext4-walk.js';
+import { mke2fsArgs, superblockFixups } from '../fs/ext4-params.js';
+import { patchInodeTimes, type InodeTimes } from '../fs/ext4-patch.js';
+import { assembleChunks } from './chunks-export.js';
+import { decodeTree, treeDigests, type TreeRecord } from './files-tree.js';
+import { stageTree } from './files-stage.js';
+import type { FsRebuild, Manifest } from './manifest.js';
+import { isZero } from '../util/zero.js';
+import { throttle, type OnProgress } from '../util/progress.js';
+import { VmdnError } from '../errors.js';
+
+export interface FilesExportOptions {
+  signal?: AbortSignal;
+  onProgress?: OnProgress;
+  /** Where to stage trees and build filesystem images (default: the OS temp dir). */
+  workDir?: string;
+}
+
+const BLOCK = 2 << 20;
+
+export async function loadTree(f: FsRebuild, store: ReadableStore, signal?: AbortSignal): Promise<TreeRecord[]> {
+  const text = async (ds: Digest[]) => Buffer.concat(await Promise.all(ds.map((d) => store.get(d, { signal })))).toString('utf8');
+  const records = decodeTree(await text(f.tree), await text(f.times));
+  if (records.length !== f.entries) throw new VmdnError('E_MANIFEST', `filesystem ${f.index}: tree has ${records.length} entries, manifest says ${f.entries}`);
+  return records;
+}
+
+/** Every object a manifest needs, the trees' content included. */
+export async function manifestObjects(m: Manifest, store: ReadableStore, signal?: AbortSignal): Promise<Set<Digest>> {
+  const out = new Set<Digest>(m.chunks.map((c) => c[2]));
+  for (const f of m.filesystems ?? []) {
+    for (const d of [...f.tree, ...f.times]) out.add(d);
+    for (const d of treeDigests(await loadTree(f, store, signal))) out.add(d);
+  }
+  return out;
+}
+
+export async function exportFiles(m: Manifest, store: ReadableStore, writer: DiskWriter, opts: FilesExportOptions = {}): Promise<{ bytesWritten: number }> {
+  const work = await fsp.mkdtemp(path.join(opts.workDir ?? os.tmpdir(), 'vmdn-rebuild-'));
+  const progress = throttle(opts.onProgress);
+  try {
+    const images: Array<{ f: FsRebuild; file: string }> = [];
+    for (const f of m.filesystems ?? []) {
+      const records = await loadTree(f, store, opts.signal);
+      const total = records.reduce((n, r) => n + (r.size ?? 0), 0);
+      let done = 0;
+      const file = await buildExt4(f, records, store, path.join(work, `fs${f.index}`), opts.signal, (n) => {
+        done += n;
+        progress?.({ phase: 'export', done, total, unit: 'bytes' });
+      });
+      images.push({ f, file });
+    }
+    images.sort((a, b) => a.f.offset - b.f.offset);
+    // writes must ascend: chunks below each filesystem, then the filesystem, then on
+    // assembleChunks finishes its writer: hand it one that only writes, and finish once here
+    const plain: DiskWriter = { write: (o, d) => writer.write(o, d), finish: async () => {}, abort: async () => {} };
+    let bytesWritten = 0;
+    let c = 0;
+    const chunksBefore = async (end: number) => {
+      const start = c;
+      while (c < m.chunks.length && m.chunks[c]![0] < end) c++;
+      const part = { ...m, chunks: m.chunks.slice(start, c) };
+      bytesWritten += (await assembleChunks(part, store, plain, { signal: opts.signal })).bytesWritten;
+    };
+    for (const { f, file } of images) {
+      await chunksBefore(f.offset);
+      bytesWritten += await copyImage(file, f.offset, plain, opts.signal);
+    }
+    await chunksBefore(Infinity);
+    await writer.finish();
+    return { bytesWritten };
+  } finally {
+    await fsp.rm(work, { recursive: true, force: true });
+  }
+}
+
+async function buildExt4(f: FsRebuild, records: TreeRecord[], store: ReadableStore, dir: string, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<string> {
+  if (process.getuid?.() !== 0) throw new VmdnError('E_UNSUPPORTED', 'rebuilding a filesystem needs root (ownership and device nodes are staged on the host); run as root or under fakeroot');
+  const stage = path.join(dir, 'stage');
+  const image = path.join(dir, 'fs.img');
+  await fsp.mkdir(stage, { recursive: true });
+  await stageTree(records, stage, store, { signal, onBytes });
+  const p = f.params;
+  await run('mke2fs', [...mke2fsArgs(p), '-d', stage, image, String(p.blocksCount)], signal);
+  await fsp.rm(stage, { recursive: true, force: true });
+  const fixups = superblockFixups(p);
+  if (!records.some((r) => Buffer.from(r.path).toString('latin1') === 'lost+found')) fixups.push('rmdir /lost+found');
+  await run('debugfs', ['-w', '-f', '-', image], signal, fixups.join('\n') + '\n');
+  await patchInodeTimes(image, await timesByInode(image, records));
+  return image;
+}
+
+/** Map recorded times onto the rebuilt filesystem's inode numbers, by path. */
+async function timesByInode(image: string, records: TreeRecord[]): Promise<Map<number, InodeTimes>> {
+  const byPath = new Map(records.map((r) => [Buffer.from(r.path).toString('latin1'), r] as const));
+  const disk = await RawDisk.open(image);
+  try {
+    const fs = await openExt4(disk);
+    const out = new Map<number, InodeTimes>();
+    for await (const { pathBytes, node } of walkFs(fs)) {
+      const r = byPath.get(Buffer.from(pathBytes.subarray(pathBytes.length ? 1 : 0)).toString('latin1'));
+      if (!r) throw new VmdnError('E_INTERNAL', `rebuilt filesystem has ${Buffer.from(pathBytes).toString()} that the tree does not`);
+      out.set(node.ino, r.times);
+    }
+    if (out.size === 0) throw new VmdnError('E_INTERNAL', 'rebuilt filesystem is empty');
+    return out;
+  } finally {
+    await disk.close();
+  }
+}
+
+async function copyImage(file: string, base: number, writer: DiskWriter, signal?: AbortSignal): Promise<number> {
+  const disk = await RawDisk.open(file);
+  let written = 0;
+  try {
+    for await (const e of disk.extents(signal)) {
+      if (e.kind !== 'data') continue;
+      for (let off = e.offset; off < e.offset + e.length; off += BLOCK) {
+        signal?.throwIfAborted();
+        const data = await disk.read(off, Math.min(BLOCK, e.offset + e.length - off));
+        if (isZero(data)) continue;
+        await writer.write(base + off, data);
+        written += data.length;
+      }
+    }
+  } finally {
+    await disk.close();
+  }
+  return written;
+}
+
+function run(cmd: string, args: string[], signal?: AbortSignal, input?: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'], signal });
+    let err = '';
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    child.on('error', (e) => reject(new VmdnError('E_IO', `${cmd}: ${e.message}`, { cmd }, { cause: e })));
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new VmdnError('E_IO', `${cmd} failed (exit ${code}): ${err.trim().split('\n').slice(-3).join('; ')}`, { cmd, code }))));
+    child.stdin.end(input ?? '');
+  });
+}

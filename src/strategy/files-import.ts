@@ -1,0 +1,139 @@
+/**
+ * Files strategy, import side. Every ext2/3/4 filesystem on the disk is
+ * recorded as its creation parameters plus its file tree, each file's
+ * content as chunk objects (the same objects file-aware chunking makes, so
+ * both strategies share them). Everything else -- partition table, boot
+ * regions, gaps, filesystems we cannot rebuild -- stays chunks, bit-exact.
+ */
+import type { Disk } from '../container/disk.js';
+import type { WritableStore } from '../store/types.js';
+import type { Digest } from '../store/digest.js';
+import { listVolumes } from '../inspect/volumes.js';
+import { DiskSlice } from '../disk/slice.js';
+import { walkFs } from '../fs/ext4-walk.js';
+import { Ext4Fs } from '../fs/ext4.js';
+import { ext4Params } from '../fs/ext4-params.js';
+import type { FileSystem } from '../fs/types.js';
+import { createChunker, type ChunkerParams } from './chunker.js';
+import { importChunks, type ChunkImportStats } from './chunks-import.js';
+import { FileContentDisk } from './file-content-disk.js';
+import { complement, fileAwareLayout, mergeRanges } from './file-layout.js';
+import { encodeTree, treeDigests, type TreeRecord } from './files-tree.js';
+import type { FsRebuild, Manifest } from './manifest.js';
+import { throttle, type OnProgress } from '../util/progress.js';
+import { VmdnError } from '../errors.js';
+
+const SUMMED = ['dataBytes', 'chunks', 'newObjects', 'newBytes', 'newStoredBytes'] as const;
+
+export interface FilesImportOptions {
+  chunker: ChunkerParams;
+  minFile: number;
+  signal?: AbortSignal;
+  onProgress?: OnProgress;
+  onAdded?: (digest: Digest) => void;
+}
+
+export interface FilesImportResult {
+  manifest: Manifest;
+  stats: ChunkImportStats & { files: number; fileBytes: number; treeBytes: number };
+  /** Every object the image references besides its manifest. */
+  refs: Set<Digest>;
+  notes: string[];
+}
+
+export async function importFiles(disk: Disk, store: WritableStore, opts: FilesImportOptions): Promise<FilesImportResult> {
+  const { signal } = opts;
+  const { volumes } = await listVolumes(disk);
+  const notes: string[] = [];
+  const filesystems: FsRebuild[] = [];
+  const refs = new Set<Digest>();
+  let files = 0;
+  let fileBytes = 0;
+  let treeBytes = 0;
+  const content: ChunkImportStats = { allocated: 0, dataBytes: 0, chunks: 0, distinctChunks: 0, newObjects: 0, newBytes: 0, newStoredBytes: 0 };
+  const progress = throttle(opts.onProgress);
+  const total = volumes.reduce((n, v) => n + (v.fs instanceof Ext4Fs ? v.fs.info.usedBytes : 0), 0);
+  for (const v of volumes) {
+    if (!(v.fs instanceof Ext4Fs)) {
+      notes.push(`volume ${v.index}: ${v.kind === 'error' ? `unreadable (${v.note})` : v.kind}: no rebuild for it, kept as chunks, bit-exact`);
+      continue;
+    }
+    const dev = new DiskSlice(disk, v.offset, v.length);
+    const records = await recordTree(v.fs, dev, store, opts, (s) => {
+      fileBytes += s.allocated;
+      for (const k of SUMMED) content[k] += s[k];
+      progress?.({ phase: 'import', done: fileBytes, total, unit: 'bytes' });
+    });
+    const { tree, times } = encodeTree(records);
+    const treeObjs = await putChunked(Buffer.from(tree), store, opts);
+    const timeObjs = await putChunked(Buffer.from(times), store, opts);
+    treeBytes += tree.length + times.length;
+    for (const d of [...treeObjs, ...timeObjs, ...treeDigests(records)]) refs.add(d);
+    files += records.length;
+    filesystems.push({ index: v.index, offset: v.offset, length: v.length, type: 'ext4', params: await ext4Params(v.fs, dev), entries: records.length, tree: treeObjs, times: timeObjs });
+    notes.push(`volume ${v.index}: ${v.fs.info.type}, ${records.length} entries recorded as files`);
+  }
+  // the rest of the disk: chunks, cut along files where another filesystem is readable
+  const rebuilt = new Set(filesystems.map((f) => f.index));
+  const layout = await fileAwareLayout(disk, { minFile: opts.minFile, signal, skipVolumes: rebuilt });
+  const keep = complement(mergeRanges(filesystems.map((f) => [f.offset, f.offset + f.length])), disk.virtualSize);
+  const { manifest, stats } = await importChunks(disk, store, { chunker: opts.chunker, signal, onAdded: opts.onAdded, layout: { cuts: layout.cuts, keep } });
+  for (const c of manifest.chunks) refs.add(c[2]);
+  manifest.filesystems = filesystems;
+  // one set of figures for the whole image: the rest of the disk plus file contents
+  for (const k of SUMMED) stats[k] += content[k];
+  stats.distinctChunks = refs.size;
+  return { manifest, stats: { ...stats, files, fileBytes, treeBytes }, refs, notes };
+}
+
+/** Walk one filesystem into tree records, storing each file's content as chunks. */
+async function recordTree(fs: FileSystem, dev: Disk, store: WritableStore, opts: FilesImportOptions, onFile: (s: ChunkImportStats) => void): Promise<TreeRecord[]> {
+  const records: TreeRecord[] = [];
+  const firstOfInode = new Map<number, number>();
+  for await (const { pathBytes, node } of walkFs(fs)) {
+    opts.signal?.throwIfAborted();
+    if (pathBytes.includes(0)) throw new VmdnError('E_FORMAT', 'a file name holds a NUL byte: cannot be rebuilt', { path: Buffer.from(pathBytes).toString('latin1') });
+    const r: TreeRecord = {
+      path: pathBytes.subarray(pathBytes.length ? 1 : 0),
+      type: node.type,
+      perm: node.perm,
+      uid: node.uid,
+      gid: node.gid,
+      times: { mtime: node.mtime, atime: node.atime, ctime: node.ctime, ...(node.crtime ? { crtime: node.crtime } : {}) },
+    };
+    if (node.type === 'file') {
+      const first = node.nlink > 1 ? firstOfInode.get(node.ino) : undefined;
+      if (first !== undefined) r.link = first;
+      else {
+        if (node.nlink > 1) firstOfInode.set(node.ino, records.length);
+        const content = await FileContentDisk.open(fs, node, dev);
+        const { manifest, stats } = await importChunks(content, store, { chunker: opts.chunker, signal: opts.signal, onAdded: opts.onAdded });
+        r.size = node.size;
+        r.chunks = manifest.chunks;
+        onFile(stats);
+      }
+    } else if (node.type === 'symlink') {
+      r.target = Buffer.from(await fs.readlink(node));
+    } else if (node.rdev) {
+      r.rdev = [node.rdev.major, node.rdev.minor];
+    }
+    const x = await fs.xattrs(node);
+    if (x.size) r.xattrs = x;
+    records.push(r);
+  }
+  return records;
+}
+
+/** Store a byte string as chunks (so unchanged runs of a tree dedup across images). */
+async function putChunked(bytes: Uint8Array, store: WritableStore, opts: FilesImportOptions): Promise<Digest[]> {
+  const chunker = createChunker(opts.chunker);
+  const out: Digest[] = [];
+  for (let pos = 0; pos < bytes.length; ) {
+    const n = chunker.next(bytes.subarray(pos), true);
+    const r = await store.put(bytes.subarray(pos, pos + n), { signal: opts.signal });
+    if (r.added) opts.onAdded?.(r.digest);
+    out.push(r.digest);
+    pos += n;
+  }
+  return out;
+}
