@@ -3,7 +3,8 @@
  * (bench/run.ts: vmdn vs casync and qemu-img; it writes latest.{json,md}),
  * then the network benchmark (bench/net.ts) and the inside-images benchmark
  * (bench/inspect.ts), and appends their sections to the same report.
- *   BENCH_SECTIONS  storage,net,inspect (default all three)
+ * then the file-aware dedup section (bench/files.ts).
+ *   BENCH_SECTIONS  storage,net,inspect,files (default all four)
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -12,8 +13,9 @@ import path from 'node:path';
 import { REPO } from './net-procs.js';
 import { runNetBench } from './net.js';
 import { benchInspect } from './inspect.js';
+import { benchFiles } from './files.js';
 
-const sections = new Set((process.env.BENCH_SECTIONS ?? 'storage,net,inspect').split(',').map((s) => s.trim()));
+const sections = new Set((process.env.BENCH_SECTIONS ?? 'storage,net,inspect,files').split(',').map((s) => s.trim()));
 const resultsDir = path.join(REPO, 'bench', 'results');
 const latestJson = path.join(resultsDir, 'latest.json');
 const latestMd = path.join(resultsDir, 'latest.md');
@@ -54,6 +56,10 @@ async function main(): Promise<void> {
     } finally {
       fs.rmSync(tmpDir, { recursive: true, force: true });
     }
+  }
+  if (sections.has('files')) {
+    const r = await benchFiles({ corpusDir: dir, workDir: process.env.BENCH_FILES_WORKDIR ?? '/var/tmp/vmdn-filesbench', log: (s) => console.error(`[files] ${s}`) });
+    append('files', r.result, r.markdown);
   }
   console.log(`report: ${latestMd}`);
 }

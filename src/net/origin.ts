@@ -8,7 +8,8 @@ import http from 'node:http';
 import type { LocalStore } from '../store/local-store.js';
 import { assertDigest, type Digest } from '../store/digest.js';
 import { formatImageRef } from '../store/image-name.js';
-import { decodeManifest, dataBytes, uniqueChunks } from '../strategy/manifest.js';
+import { decodeManifest, dataBytes } from '../strategy/manifest.js';
+import { manifestObjects } from '../strategy/files-export.js';
 import { VmdnError } from '../errors.js';
 import {
   closeServer, isDigestList, listen, prometheus, readBody, readJson, REF_CACHE_CONTROL, requireToken, route, sendError, sendJson, serveObjectFile,
@@ -125,8 +126,11 @@ export class Origin {
     const digest = assertDigest(body.manifest, 'manifest digest');
     if (!this.store.index.getObject(digest)) throw new VmdnError('E_INCOMPLETE', `manifest ${digest.slice(0, 12)} not uploaded`, { digest });
     const manifest = decodeManifest(await this.store.get(digest), `upload ${digest.slice(0, 12)}`);
-    const chunks = uniqueChunks(manifest);
-    const missing = [...chunks.keys()].filter((d) => !this.store.index.getObject(d));
+    const lacking = (ds: Iterable<Digest>) => [...ds].filter((d) => !this.store.index.getObject(d));
+    // file trees first: the objects they reference are only known once they are here
+    let missing = lacking((manifest.filesystems ?? []).flatMap((f) => [...f.tree, ...f.times]));
+    const chunks = missing.length ? new Set<Digest>() : await manifestObjects(manifest, this.store);
+    if (!missing.length) missing = lacking(chunks);
     if (missing.length) throw new VmdnError('E_INCOMPLETE', `manifest references ${missing.length} objects not uploaded`, { missing: missing.slice(0, 10) });
     this.store.index.putImage({
       ...ref, manifest: digest, created: new Date().toISOString(), virtualSize: manifest.virtualSize,

@@ -14,7 +14,9 @@ import type { PutResult, WritableStore } from '../store/types.js';
 import { importChunks } from '../strategy/chunks-import.js';
 import { assembleChunks } from '../strategy/chunks-export.js';
 import { parseChunkerSpec } from '../strategy/chunker.js';
-import { dataBytes, decodeManifest, uniqueChunks, type Manifest } from '../strategy/manifest.js';
+import { dataBytes, decodeManifest, type Manifest } from '../strategy/manifest.js';
+import { exportFiles, manifestObjects } from '../strategy/files-export.js';
+import path from 'node:path';
 import { formatFromPath, openWriter, planCuts, type OutputFormat } from '../strategy/image-ops.js';
 import type { OnProgress } from '../util/progress.js';
 import { throttle } from '../util/progress.js';
@@ -68,8 +70,9 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
     const digest = await remote.resolve(o.ref, o.signal);
     const manifest = decodeManifest(await store.get(digest, { signal: o.signal }), `${o.url} ${digest.slice(0, 12)}`);
     const lap = laps();
-    const chunks = uniqueChunks(manifest);
-    const missing = new Set([...chunks.keys()].filter((d) => !o.cache.index.getObject(d)));
+    // a files manifest names its tree objects; fetching those (through the cache) gives the rest
+    const chunks = await manifestObjects(manifest, store, o.signal);
+    const missing = new Set([...chunks].filter((d) => !o.cache.index.getObject(d)));
     const cached = chunks.size - missing.size;
     let seeded = 0;
     let bytesSeeded = 0;
@@ -86,18 +89,23 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
     o.cache.index.putImage({
       ...o.ref, manifest: digest, created: new Date().toISOString(), virtualSize: manifest.virtualSize,
       allocatedSize: manifest.allocated, dataSize: dataBytes(manifest), format: manifest.source.format,
-    }, [...chunks.keys(), digest]);
+    }, [...chunks, digest]);
     const tDownload = lap();
     let format: OutputFormat | undefined;
     if (o.out) {
       format = outputFormat(o.out, o.format, manifest);
       const writer = await openWriter(o.out, manifest.virtualSize, format);
       // every object is local now: assemble from the cache itself (its codec workers decode)
-      await assembleChunks(manifest, o.cache, writer, { signal: o.signal, onProgress: o.onProgress });
+      if (manifest.filesystems?.length) {
+        await exportFiles(manifest, o.cache, writer, { signal: o.signal, onProgress: o.onProgress, workDir: path.dirname(path.resolve(o.out)) }).catch(async (err) => {
+          await writer.abort();
+          throw err;
+        });
+      } else await assembleChunks(manifest, o.cache, writer, { signal: o.signal, onProgress: o.onProgress });
     }
     const tWrite = lap();
     let imageStoredBytes = 0;
-    for (const d of chunks.keys()) imageStoredBytes += o.cache.index.getObject(d)?.storedSize ?? 0;
+    for (const d of chunks) imageStoredBytes += o.cache.index.getObject(d)?.storedSize ?? 0;
     return {
       ref: formatImageRef(o.ref), manifest: digest, out: o.out, format, virtualSize: manifest.virtualSize,
       imageDataBytes: dataBytes(manifest), imageStoredBytes,
@@ -188,7 +196,9 @@ async function takeFromSeed(file: string, m: Manifest, cache: LocalStore, missin
   };
   try {
     // cut the seed the way the image was cut, or its file-aligned chunks would never match
-    const { layout } = await planCuts(disk, m.cuts, ac.signal);
+    // (a files manifest's contents are whole-file chunks: cut every file of the seed alike)
+    const cuts = m.filesystems?.length ? { by: 'files' as const, minFile: 0, sparsify: false } : m.cuts;
+    const { layout } = await planCuts(disk, cuts, ac.signal);
     await importChunks(disk, sink, { chunker: parseChunkerSpec(m.chunker), layout, signal: ac.signal });
   } catch (err) {
     if (!ac.signal.aborted || signal?.aborted) throw err;

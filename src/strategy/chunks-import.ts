@@ -25,6 +25,8 @@ export interface ChunkImportOptions {
   layout?: Pick<ChunkLayout, 'cuts' | 'keep'>;
   /** Recorded in the manifest: how the layout was made, so seeds can be cut the same way. */
   cutsBy?: CutsBy;
+  /** Shared GC pacing when many small imports run (one per file): see util/gc.ts. */
+  collect?: (bytes: number) => void;
   /** Called for each object this import newly added to the store. */
   onAdded?: (digest: Digest) => void;
 }
@@ -137,7 +139,7 @@ export async function importChunks(disk: Disk, store: WritableStore, opts: Chunk
   };
 
   let done = 0;
-  const collect = gcEvery();
+  const collect = opts.collect ?? gcEvery();
   // Reads run ahead across piece boundaries: with file-aware cuts a piece can be one small file.
   const reads = readPlan(pieces, readBlock);
   const ahead: Array<Promise<Uint8Array>> = [];

@@ -21,8 +21,10 @@ import { complement, fileAwareLayout, mergeRanges } from './file-layout.js';
 import { encodeTree, treeDigests, type TreeRecord } from './files-tree.js';
 import type { FsRebuild, Manifest } from './manifest.js';
 import { throttle, type OnProgress } from '../util/progress.js';
+import { gcEvery } from '../util/gc.js';
 import { VmdnError } from '../errors.js';
 
+const FILES_IN_FLIGHT = 8;
 const SUMMED = ['dataBytes', 'chunks', 'newObjects', 'newBytes', 'newStoredBytes'] as const;
 
 export interface FilesImportOptions {
@@ -59,11 +61,19 @@ export async function importFiles(disk: Disk, store: WritableStore, opts: FilesI
       continue;
     }
     const dev = new DiskSlice(disk, v.offset, v.length);
-    const records = await recordTree(v.fs, dev, store, opts, (s) => {
-      fileBytes += s.allocated;
-      for (const k of SUMMED) content[k] += s[k];
-      progress?.({ phase: 'import', done: fileBytes, total, unit: 'bytes' });
-    });
+    let records: TreeRecord[];
+    try {
+      records = await recordTree(v.fs, dev, store, opts, (s) => {
+        fileBytes += s.allocated;
+        for (const k of SUMMED) content[k] += s[k];
+        progress?.({ phase: 'import', done: fileBytes, total, unit: 'bytes' });
+      });
+    } catch (err) {
+      // something in this filesystem has no rebuild: keep the whole volume bit-exact instead
+      if (!(err instanceof VmdnError) || err.code !== 'E_UNSUPPORTED') throw err;
+      notes.push(`volume ${v.index}: ${err.message}: kept as chunks, bit-exact`);
+      continue;
+    }
     const { tree, times } = encodeTree(records);
     const treeObjs = await putChunked(Buffer.from(tree), store, opts);
     const timeObjs = await putChunked(Buffer.from(times), store, opts);
@@ -90,8 +100,13 @@ export async function importFiles(disk: Disk, store: WritableStore, opts: FilesI
 async function recordTree(fs: FileSystem, dev: Disk, store: WritableStore, opts: FilesImportOptions, onFile: (s: ChunkImportStats) => void): Promise<TreeRecord[]> {
   const records: TreeRecord[] = [];
   const firstOfInode = new Map<number, number>();
+  const collect = gcEvery();
+  // several files in flight: small files are dominated by latency, not bytes
+  const inflight = new Set<Promise<void>>();
+  let failed: unknown;
   for await (const { pathBytes, node } of walkFs(fs)) {
     opts.signal?.throwIfAborted();
+    if (failed) throw failed;
     if (pathBytes.includes(0)) throw new VmdnError('E_FORMAT', 'a file name holds a NUL byte: cannot be rebuilt', { path: Buffer.from(pathBytes).toString('latin1') });
     const r: TreeRecord = {
       path: pathBytes.subarray(pathBytes.length ? 1 : 0),
@@ -106,14 +121,23 @@ async function recordTree(fs: FileSystem, dev: Disk, store: WritableStore, opts:
       if (first !== undefined) r.link = first;
       else {
         if (node.nlink > 1) firstOfInode.set(node.ino, records.length);
-        const content = await FileContentDisk.open(fs, node, dev);
-        const { manifest, stats } = await importChunks(content, store, { chunker: opts.chunker, signal: opts.signal, onAdded: opts.onAdded });
         r.size = node.size;
-        r.chunks = manifest.chunks;
-        onFile(stats);
+        const p = (async () => {
+          const content = await FileContentDisk.open(fs, node, dev);
+          const { manifest, stats } = await importChunks(content, store, { chunker: opts.chunker, signal: opts.signal, onAdded: opts.onAdded, collect, maxInflight: 8 });
+          r.chunks = manifest.chunks;
+          onFile(stats);
+        })().catch((err) => {
+          failed ??= err;
+        });
+        inflight.add(p);
+        p.finally(() => inflight.delete(p));
+        if (inflight.size >= FILES_IN_FLIGHT) await Promise.race(inflight);
       }
     } else if (node.type === 'symlink') {
       r.target = Buffer.from(await fs.readlink(node));
+    } else if (node.type === 'socket') {
+      throw new VmdnError('E_UNSUPPORTED', `socket ${Buffer.from(pathBytes).toString()}: mke2fs -d cannot stage sockets`);
     } else if (node.rdev) {
       r.rdev = [node.rdev.major, node.rdev.minor];
     }
@@ -121,6 +145,8 @@ async function recordTree(fs: FileSystem, dev: Disk, store: WritableStore, opts:
     if (x.size) r.xattrs = x;
     records.push(r);
   }
+  await Promise.all(inflight);
+  if (failed) throw failed;
   return records;
 }
 

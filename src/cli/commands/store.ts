@@ -10,25 +10,39 @@ import { withStore } from '../store-dir.js';
 import { action, common } from '../program.js';
 import { VmdnError } from '../../errors.js';
 
+/**
+ * --strategy auto picks by what the copy must keep: bit-exact chunks for the
+ * disk layer, chunks without unused blocks for the blocks layer, the files
+ * strategy for the file layer (it falls back to chunks per partition where
+ * there is no rebuild, and import says so).
+ */
+function chooseStrategy(o: { strategy: 'chunks' | 'files' | 'auto'; fidelity: 'disk' | 'blocks' | 'files'; sparsify?: boolean }): { strategy: 'chunks' | 'files'; sparsify: boolean } {
+  if (o.strategy !== 'auto') return { strategy: o.strategy, sparsify: o.sparsify ?? false };
+  if (o.fidelity === 'files') return { strategy: 'files', sparsify: false };
+  return { strategy: 'chunks', sparsify: o.fidelity === 'blocks' || (o.sparsify ?? false) };
+}
+
 export function registerStoreCommands(program: Command): void {
   common(program.command('import'))
     .description('import a disk image (qcow2 or raw) into the store under a name')
     .argument('<image>', 'image file')
     .requiredOption('-n, --name <name[:tag]>', 'name to store it under')
     .addOption(new Option('--chunker <spec>', 'chunking: cdc[:min:avg:max] or fixed[:size], e.g. cdc:16k:64k:256k, fixed:64k').default(DEFAULT_CHUNKER_SPEC))
-    .addOption(new Option('--strategy <name>', 'chunks: bit-exact chunks of the disk; files: ext2/3/4 filesystems recorded as parameters + file tree (rebuilt with mke2fs on export, faithful at the file layer), the rest as chunks').choices(['chunks', 'files']).default('chunks'))
+    .addOption(new Option('--strategy <name>', 'chunks: bit-exact chunks of the disk; files: ext2/3/4 filesystems recorded as parameters + file tree (rebuilt with mke2fs on export, faithful at the file layer), the rest as chunks; auto: chosen from --fidelity').choices(['chunks', 'files', 'auto']).default('auto'))
+    .addOption(new Option('--fidelity <layer>', 'with --strategy auto, what the copy must keep: disk (bit for bit), blocks (used blocks; unused ones dropped), files (files and their metadata)').choices(['disk', 'blocks', 'files']).default('disk'))
     .addOption(new Option('--cuts <by>', 'chunk boundaries: "files" also cuts along each file\'s data in readable filesystems (the same file gives the same chunks wherever it sits), "disk" cuts over the raw disk only').choices(['files', 'disk']).default('files'))
     .addOption(new Option('--min-file <size>', 'with --cuts files: smaller files share chunks with their neighbours').default('16k'))
     .option('--sparsify', 'drop blocks no filesystem uses (they export as zeros): faithful at the blocks layer, not bit for bit')
-    .action(action(async (image: string, o: GlobalOptions & { name: string; chunker: string; strategy: 'chunks' | 'files'; cuts: 'files' | 'disk'; minFile: string; sparsify?: boolean }) => {
+    .action(action(async (image: string, o: GlobalOptions & { name: string; chunker: string; strategy: 'chunks' | 'files' | 'auto'; fidelity: 'disk' | 'blocks' | 'files'; cuts: 'files' | 'disk'; minFile: string; sparsify?: boolean }) => {
       const ref = parseImageRef(o.name);
       const chunker = parseChunkerSpec(o.chunker);
-      const cuts = { by: o.cuts, minFile: parseSize(o.minFile), sparsify: o.sparsify ?? false };
+      const choice = chooseStrategy(o);
+      const cuts = { by: o.cuts, minFile: parseSize(o.minFile), sparsify: choice.sparsify };
       const bar = progressBar(o, 'import');
       const t0 = Date.now();
-      const r = await withStore(o.store, (s) => importImageFile(s, image, ref, { chunker, strategy: o.strategy, cuts, onProgress: bar.onProgress })).finally(bar.stop);
+      const r = await withStore(o.store, (s) => importImageFile(s, image, ref, { chunker, strategy: choice.strategy, cuts, onProgress: bar.onProgress })).finally(bar.stop);
       const seconds = (Date.now() - t0) / 1000;
-      if (o.json) return printJson({ ...r, seconds });
+      if (o.json) return printJson({ ...r, strategy: choice.strategy, sparsify: choice.sparsify, seconds });
       const s = r.stats;
       console.log(`imported ${r.ref} (manifest ${r.manifest.slice(0, 12)}) in ${seconds.toFixed(1)} s`);
       console.log(`  allocated ${humanBytes(s.allocated)}, data ${humanBytes(s.dataBytes)} in ${s.chunks} chunks (${s.distinctChunks} distinct)`);
