@@ -21,13 +21,16 @@ describe('file-aware chunk cuts', () => {
   let two: string;
   before(() => {
     t = tmpDir('vmdn-file-cuts-');
-    // two filesystems holding the same 40 files; the second has 3 MiB of other data written first,
-    // so every shared file sits at another offset (and not a multiple of any chunk size away)
-    const make = (name: string, lead: number) => {
+    // Two filesystems holding the same 80 small files (16-56 KB, around the chunk size). In the
+    // second a file of its own sits between each pair, so the shared files have other neighbours
+    // and other offsets: chunks cut over the disk straddle file ends and mostly change.
+    const make = (name: string, own: boolean) => {
       const tree = path.join(t.dir, `${name}.tree`);
       fs.mkdirSync(tree);
-      if (lead) fs.writeFileSync(path.join(tree, '0-lead'), prng(99, lead));
-      for (let i = 0; i < 40; i++) fs.writeFileSync(path.join(tree, `f${i}`), prng(i + 1, 50_000 + i * 7_777));
+      for (let i = 0; i < 80; i++) {
+        fs.writeFileSync(path.join(tree, `f${String(i).padStart(2, '0')}-a`), prng(i + 1, 16_384 + ((i * 7_919) % 40_000)));
+        if (own) fs.writeFileSync(path.join(tree, `f${String(i).padStart(2, '0')}-b`), prng(1000 + i, 5_000 + ((i * 131) % 3_000)));
+      }
       const img = path.join(t.dir, `${name}.raw`);
       sparseFile(img, 64 * MiB);
       sh('mke2fs', ['-q', '-F', '-t', 'ext4', '-d', tree, img]);
@@ -37,8 +40,8 @@ describe('file-aware chunk cuts', () => {
       fs.closeSync(fd);
       return img;
     };
-    one = make('one', 0);
-    two = make('two', 3 * MiB + 12_345);
+    one = make('one', false);
+    two = make('two', true);
   });
   after(() => t.cleanup());
 
@@ -50,9 +53,9 @@ describe('file-aware chunk cuts', () => {
     };
     const byFiles = added('files');
     const byDisk = added('disk');
-    // new data in `two`: the 3 MiB lead file plus metadata; the 40 shared files (~8 MiB) must not count
-    assert.ok(byFiles < 4.5 * MiB, `file cuts added ${byFiles} bytes`);
-    assert.ok(byDisk > byFiles + 2 * MiB, `disk cuts added ${byDisk} vs file cuts ${byFiles}`);
+    // new in `two`: 80 own files (~0.5 MiB) plus metadata; the 80 shared files (~2.9 MiB) must not count
+    assert.ok(byFiles < 1.5 * MiB, `file cuts added ${byFiles} bytes`);
+    assert.ok(byDisk > byFiles + MiB, `disk cuts added ${byDisk} vs file cuts ${byFiles}`);
   });
 
   it('exports bit-identical with file cuts', () => {
