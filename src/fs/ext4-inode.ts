@@ -155,6 +155,14 @@ export function inodeChecksum(raw: Uint8Array, seed: number, hasHi: boolean): nu
   return c & 0xffff;
 }
 
+/** Recompute and store a raw inode's checksum (metadata_csum), for the files strategy's inode patchers. */
+export function writeInodeChecksum(raw: Buffer, fsSeed: number, ino: number): void {
+  const hasHi = raw.length > 128 && raw.readUInt16LE(128) >= 4;
+  const c = inodeChecksum(raw, crc32cU32(crc32cU32(fsSeed, ino), raw.readUInt32LE(0x64)), hasHi);
+  raw.writeUInt16LE(c & 0xffff, 0x7c);
+  if (hasHi) raw.writeUInt16LE(c >>> 16, 128 + 2);
+}
+
 /** Device numbers from i_block: old 8:8 encoding in word 0, new 12:20 encoding in word 1. */
 function rdev(block: Uint8Array): { major: number; minor: number } {
   const dv = new DataView(block.buffer, block.byteOffset, 8);

@@ -8,9 +8,8 @@
  */
 import fsp from 'node:fs/promises';
 import { RawDisk } from '../container/raw.js';
-import { crc32cU32 } from './ext4-crc32c.js';
 import { openExt4 } from './ext4.js';
-import { inodeChecksum } from './ext4-inode.js';
+import { writeInodeChecksum } from './ext4-inode.js';
 import type { Timestamp } from './types.js';
 
 export interface InodeTimes {
@@ -54,13 +53,7 @@ export async function patchInodeTimes(file: string, times: Map<number, InodeTime
       set(0x8, 128 + 0xc, t.atime);
       set(0xc, 128 + 0x4, t.ctime);
       if (t.crtime && has(0x14)) set(128 + 0x10, 128 + 0x14, t.crtime);
-      if (fs.csumSeed !== undefined) {
-        const seed = crc32cU32(crc32cU32(fs.csumSeed, ino), raw.readUInt32LE(0x64));
-        const hasHi = has(4);
-        const c = inodeChecksum(raw, seed, hasHi);
-        raw.writeUInt16LE(c & 0xffff, 0x7c);
-        if (hasHi) raw.writeUInt16LE(c >>> 16, 128 + 2);
-      }
+      if (fs.csumSeed !== undefined) writeInodeChecksum(raw, fs.csumSeed, ino);
       await h.write(raw, 0, raw.length, off);
     }
   } finally {

@@ -13,13 +13,14 @@ import type { DiskWriter } from '../container/disk.js';
 import { RawDisk } from '../container/raw.js';
 import type { ReadableStore } from '../store/types.js';
 import type { Digest } from '../store/digest.js';
-import { openExt4 } from '../fs/ext4.js';
+import { openExt4, type Ext4Fs } from '../fs/ext4.js';
 import { walkFs } from '../fs/ext4-walk.js';
 import { mke2fsArgs, superblockFixups } from '../fs/ext4-params.js';
 import { patchInodeTimes, type InodeTimes } from '../fs/ext4-patch.js';
 import { assembleChunks } from './chunks-export.js';
 import { decodeTree, treeDigests, type TreeRecord } from './files-tree.js';
-import { stageTree } from './files-stage.js';
+import { planStage, stageTree, type BigDirPlan } from './files-stage.js';
+import { emptyDirectory, installDirectory, type DirEntrySpec } from '../fs/ext4-bigdir.js';
 import type { FsRebuild, Manifest } from './manifest.js';
 import { isZero } from '../util/zero.js';
 import { throttle, type OnProgress } from '../util/progress.js';
@@ -95,15 +96,65 @@ async function buildExt4(f: FsRebuild, records: TreeRecord[], store: ReadableSto
   const stage = path.join(dir, 'stage');
   const image = path.join(dir, 'fs.img');
   await fsp.mkdir(stage, { recursive: true });
-  await stageTree(records, stage, store, { signal, onBytes });
   const p = f.params;
+  const plan = planStage(records, p.blockSize, p.features.includes('metadata_csum'));
+  await stageTree(records, plan, stage, store, { signal, onBytes });
   await run('mke2fs', [...mke2fsArgs(p), '-d', stage, image, String(p.blocksCount)], signal);
   await fsp.rm(stage, { recursive: true, force: true });
   const fixups = superblockFixups(p);
+  for (const b of plan.bigDirs) fixups.push(...(await finishBigDir(image, records, b)));
   if (!records.some((r) => Buffer.from(r.path).toString('latin1') === 'lost+found')) fixups.push('rmdir /lost+found');
   await run('debugfs', ['-w', '-f', '-', image], signal, fixups.join('\n') + '\n');
   await patchInodeTimes(image, await timesByInode(image, records));
   return image;
+}
+
+/** Resolve a raw path (no leading slash) to its inode, matching names byte for byte. */
+async function resolveIno(fs: Ext4Fs, p: Uint8Array): Promise<number> {
+  let node = await fs.root();
+  for (const comp of p.length ? Buffer.from(p).toString('latin1').split('/') : []) {
+    const e = (await fs.readdir(node)).find((x) => Buffer.from(x.nameBytes).toString('latin1') === comp);
+    if (!e) throw new VmdnError('E_INTERNAL', `rebuilt filesystem lacks ${Buffer.from(p).toString()}`);
+    node = await fs.stat(e.ino);
+  }
+  return node.ino;
+}
+
+/** Write a big directory in full (ext4-bigdir) and return the debugfs commands that drop its scaffolding. */
+async function finishBigDir(image: string, records: TreeRecord[], b: BigDirPlan): Promise<string[]> {
+  const disk = await RawDisk.open(image);
+  const name = (i: number) => Buffer.from(records[i]!.path.subarray(records[i]!.path.lastIndexOf(0x2f) + 1));
+  let dirIno: number, parentIno: number, reserveIno: number, holdIno: number;
+  const holdInos: number[] = [];
+  const entries: DirEntrySpec[] = [];
+  try {
+    const fs = await openExt4(disk);
+    const dirPath = records[b.dir]!.path;
+    const slash = dirPath.lastIndexOf(0x2f);
+    dirIno = await resolveIno(fs, dirPath);
+    parentIno = dirPath.length ? await resolveIno(fs, slash < 0 ? new Uint8Array(0) : dirPath.subarray(0, slash)) : dirIno;
+    reserveIno = await resolveIno(fs, Buffer.from(b.reserve));
+    holdIno = await resolveIno(fs, Buffer.from(b.hold));
+    const listing = async (ino: number) => new Map((await fs.readdir(await fs.stat(ino))).map((e) => [Buffer.from(e.nameBytes).toString('latin1'), e.ino] as const));
+    const direct = await listing(dirIno);
+    const held: Array<Map<string, number>> = [];
+    for (let k = 0; k < b.holdDirs; k++) {
+      holdInos.push(await resolveIno(fs, Buffer.from(`${b.hold}/${k}`)));
+      held.push(await listing(holdInos[k]!));
+    }
+    entries.push({ name: Buffer.from('.'), ino: dirIno, type: 'dir' }, { name: Buffer.from('..'), ino: parentIno, type: 'dir' });
+    for (const i of b.children) {
+      const k = b.parked.get(i);
+      const ino = (k === undefined ? direct : held[k]!).get(name(i).toString('latin1'));
+      if (ino === undefined) throw new VmdnError('E_INTERNAL', `rebuilt filesystem lacks ${Buffer.from(records[i]!.path).toString()}`);
+      entries.push({ name: name(i), ino, type: records[i]!.type });
+    }
+  } finally {
+    await disk.close();
+  }
+  await installDirectory(image, dirIno, reserveIno, entries);
+  for (const ino of holdInos) await emptyDirectory(image, ino, holdIno);
+  return [...holdInos.map((_, k) => `rmdir /${b.hold}/${k}`), `rmdir /${b.hold}`, `rm /${b.reserve}`];
 }
 
 /** Map recorded times onto the rebuilt filesystem's inode numbers, by path. */

@@ -13,6 +13,7 @@ import { spawnSync } from 'node:child_process';
 import type { ReadableStore } from '../store/types.js';
 import type { TreeRecord } from './files-tree.js';
 import { VmdnError } from '../errors.js';
+import { dirBlockCount } from '../fs/ext4-bigdir.js';
 
 const WRITE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
 const PARALLEL_FILES = 8;
@@ -22,27 +23,96 @@ export interface StageOptions {
   onBytes?: (n: number) => void;
 }
 
-export async function stageTree(records: TreeRecord[], stage: string, store: ReadableStore, opts: StageOptions = {}): Promise<void> {
+/** A directory with more non-directory entries than this is built by ext4-bigdir instead of mke2fs. */
+export const BIG_DIR = 3000;
+/** Entries a big directory keeps in the stage itself (so it never is an inline directory). */
+const KEPT_DIRECT = 64;
+const HOLD_FANOUT = 1000;
+
+export interface BigDirPlan {
+  /** Record index of the directory. */
+  dir: number;
+  /** Names at the stage root: the holding directory and the reserve file. */
+  hold: string;
+  reserve: string;
+  reserveBytes: number;
+  /** Children record indices, in the order the directory is written. */
+  children: number[];
+  /** Holding subdirectory of each parked child (by record index). */
+  parked: Map<number, number>;
+  holdDirs: number;
+}
+
+export interface StagePlan {
+  /** Each record's path in the stage, relative to its root (empty for the root). */
+  where: Buffer[];
+  bigDirs: BigDirPlan[];
+}
+
+const key = (b: Uint8Array) => Buffer.from(b).toString('latin1');
+
+export function planStage(records: TreeRecord[], blockSize: number, csum: boolean): StagePlan {
+  const index = new Map(records.map((r, i) => [key(r.path), i] as const));
+  const children = new Map<number, number[]>();
+  records.forEach((r, i) => {
+    if (i === 0) return;
+    const slash = r.path.lastIndexOf(0x2f);
+    const parent = index.get(key(slash < 0 ? new Uint8Array(0) : r.path.subarray(0, slash)))!;
+    (children.get(parent) ?? children.set(parent, []).get(parent)!).push(i);
+  });
+  const where = records.map((r) => Buffer.from(r.path));
+  const rootNames = new Set((children.get(0) ?? []).map((i) => key(records[i]!.path)));
+  const fresh = (base: string) => {
+    let n = base;
+    for (let k = 0; rootNames.has(n); k++) n = `${base}-${k}`;
+    rootNames.add(n);
+    return n;
+  };
+  const bigDirs: BigDirPlan[] = [];
+  for (const [dir, kids] of children) {
+    const files = kids.filter((i) => records[i]!.type !== 'dir');
+    if (files.length <= BIG_DIR) continue;
+    const plan: BigDirPlan = { dir, hold: fresh(`.vmdn-hold-${bigDirs.length}`), reserve: fresh(`.vmdn-reserve-${bigDirs.length}`), reserveBytes: 0, children: kids, parked: new Map(), holdDirs: 0 };
+    files.slice(KEPT_DIRECT).forEach((i, n) => {
+      const sub = Math.floor(n / HOLD_FANOUT);
+      plan.parked.set(i, sub);
+      const name = records[i]!.path.subarray(records[i]!.path.lastIndexOf(0x2f) + 1);
+      where[i] = Buffer.concat([Buffer.from(`${plan.hold}/${sub}/`), name]);
+      plan.holdDirs = sub + 1;
+    });
+    const nameLens = [1, 2, ...kids.map((i) => records[i]!.path.length - records[i]!.path.lastIndexOf(0x2f) - 1)];
+    plan.reserveBytes = dirBlockCount(nameLens, blockSize, csum) * blockSize;
+    bigDirs.push(plan);
+  }
+  return { where, bigDirs };
+}
+
+export async function stageTree(records: TreeRecord[], plan: StagePlan, stage: string, store: ReadableStore, opts: StageOptions = {}): Promise<void> {
   const root = Buffer.from(stage);
-  const at = (r: TreeRecord): Buffer => (r.path.length ? Buffer.concat([root, Buffer.from('/'), r.path]) : root);
-  // 1. directories, in order (parents first)
-  for (const r of records) if (r.type === 'dir' && r.path.length) await fsp.mkdir(at(r));
+  const at = (i: number): Buffer => (plan.where[i]!.length ? Buffer.concat([root, Buffer.from('/'), plan.where[i]!]) : root);
+  // 1. directories, in order (parents first), and the big directories' holding places
+  records.forEach((r, i) => r.type === 'dir' && i > 0 && fs.mkdirSync(at(i)));
+  for (const b of plan.bigDirs) {
+    for (let k = 0; k < b.holdDirs; k++) fs.mkdirSync(path.join(stage, b.hold, String(k)), { recursive: true });
+    // non-zero, so mke2fs allocates every block (a sparse file would get none)
+    await fsp.writeFile(path.join(stage, b.reserve), Buffer.alloc(b.reserveBytes, 0xff), { flag: 'wx' });
+  }
   // 2. file contents, a few at a time (each file's chunks are fetched in order)
-  const files = records.filter((r) => r.type === 'file' && r.link === undefined);
+  const files = records.map((r, i) => [r, i] as const).filter(([r]) => r.type === 'file' && r.link === undefined);
   let next = 0;
   const worker = async () => {
     while (next < files.length) {
       opts.signal?.throwIfAborted();
-      const r = files[next++]!;
-      await writeFile(at(r), r, store, opts);
+      const [r, i] = files[next++]!;
+      await writeFile(at(i), r, store, opts);
     }
   };
   await Promise.all(Array.from({ length: PARALLEL_FILES }, worker));
   // 3. links, special files
   let special = 0;
-  for (const r of records) {
-    const p = at(r);
-    if (r.type === 'file' && r.link !== undefined) await fsp.link(at(records[r.link]!), p);
+  for (const [i, r] of records.entries()) {
+    const p = at(i);
+    if (r.type === 'file' && r.link !== undefined) await fsp.link(at(r.link), p);
     else if (r.type === 'symlink') await fsp.symlink(Buffer.from(r.target!), p);
     else if (r.type === 'fifo' || r.type === 'chardev' || r.type === 'blockdev') {
       // mknod takes string arguments: make it under a plain name, then rename to the raw path
@@ -58,11 +128,11 @@ export async function stageTree(records: TreeRecord[], stage: string, store: Rea
   // 4. owners and modes, deepest first so a read-only directory is locked last
   for (let i = records.length - 1; i >= 0; i--) {
     const r = records[i]!;
-    const p = at(r);
+    const p = at(i);
     await fsp.lchown(p, r.uid, r.gid);
     if (r.type !== 'symlink') await fsp.chmod(p, r.perm);
   }
-  await setXattrs(records, stage);
+  await setXattrs(records, plan.where, stage);
 }
 
 async function writeFile(p: Buffer, r: TreeRecord, store: ReadableStore, opts: StageOptions): Promise<void> {
@@ -88,11 +158,11 @@ function quote(b: Uint8Array): string {
 }
 
 /** All xattrs in one setfattr run (one process, not one per file). */
-async function setXattrs(records: TreeRecord[], stage: string): Promise<void> {
+async function setXattrs(records: TreeRecord[], where: Buffer[], stage: string): Promise<void> {
   const lines: string[] = [];
-  for (const r of records) {
+  for (const [i, r] of records.entries()) {
     if (!r.xattrs?.size) continue;
-    lines.push(`# file: ${r.path.length ? quote(r.path) : '.'}`);
+    lines.push(`# file: ${where[i]!.length ? quote(where[i]!) : '.'}`);
     for (const [k, v] of r.xattrs) lines.push(`${quote(Buffer.from(k))}=0x${Buffer.from(v).toString('hex')}`);
     lines.push('');
   }
