@@ -10,9 +10,8 @@
  * is checked by e2fsck -fn in the tests.
  */
 import fsp from 'node:fs/promises';
-import { RawDisk } from '../container/raw.js';
 import { crc32cRaw, crc32cU32 } from './ext4-crc32c.js';
-import { openExt4 } from './ext4.js';
+import { openFsImage, type FsImage } from './ext4-image.js';
 import { writeInodeChecksum } from './ext4-inode.js';
 import type { NodeType } from './types.js';
 import { VmdnError } from '../errors.js';
@@ -86,13 +85,13 @@ const INDEX_FL = 0x1000;
  * Write `entries` as directory `dirIno`'s content into the blocks of regular
  * file `reserveIno`, then swap the two inodes' block maps.
  */
-export async function installDirectory(image: string, dirIno: number, reserveIno: number, entries: DirEntrySpec[]): Promise<void> {
-  const disk = await RawDisk.open(image);
+export async function installDirectory(img: FsImage, dirIno: number, reserveIno: number, entries: DirEntrySpec[]): Promise<void> {
+  const opened = await openFsImage(img);
   const fail = (msg: string): never => {
     throw new VmdnError('E_INTERNAL', `large directory ${dirIno}: ${msg}`);
   };
   try {
-    const fs = await openExt4(disk);
+    const fs = opened.fs;
     const bs = fs.superblock.blockSize;
     const dir = await fs.inode(dirIno);
     const reserve = await fs.inode(reserveIno);
@@ -102,16 +101,16 @@ export async function installDirectory(image: string, dirIno: number, reserveIno
     const blocks = packDirBlocks(entries, bs, seed);
     if (blocks.length * bs !== reserve.size) fail(`needs ${blocks.length} blocks, reserve has ${reserve.size / bs}`);
     const extents = await fs.fileExtents(await fs.stat(reserveIno));
-    const h = await fsp.open(image, 'r+');
+    const h = await fsp.open(img.file, 'r+');
     try {
       let i = 0;
       for (const e of extents) {
-        for (let o = 0; o < e.length; o += bs) await h.write(blocks[i++]!, 0, bs, e.deviceOffset + o);
+        for (let o = 0; o < e.length; o += bs) await h.write(blocks[i++]!, 0, bs, img.offset + e.deviceOffset + o);
       }
       if (i !== blocks.length) fail('reserve file blocks do not match its size');
       const raw = (ino: number) => {
         const b = Buffer.alloc(fs.superblock.inodeSize);
-        return h.read(b, 0, b.length, fs.inodeOffset(ino)).then(() => b);
+        return h.read(b, 0, b.length, img.offset + fs.inodeOffset(ino)).then(() => b);
       };
       const [d, r] = [await raw(dirIno), await raw(reserveIno)];
       for (const [off, len] of SWAP) {
@@ -125,13 +124,13 @@ export async function installDirectory(image: string, dirIno: number, reserveIno
       r.writeUInt32LE(((fr & ~MAP_FLAGS) | (fd & MAP_FLAGS)) >>> 0, 0x20);
       for (const [ino, b] of [[dirIno, d], [reserveIno, r]] as const) {
         if (fs.csumSeed !== undefined) writeInodeChecksum(b, fs.csumSeed, ino);
-        await h.write(b, 0, b.length, fs.inodeOffset(ino));
+        await h.write(b, 0, b.length, img.offset + fs.inodeOffset(ino));
       }
     } finally {
       await h.close();
     }
   } finally {
-    await disk.close();
+    await opened.close();
   }
 }
 
@@ -140,16 +139,16 @@ export async function installDirectory(image: string, dirIno: number, reserveIno
  * empty in place: '.' and '..' in its first block, nothing in the others, no
  * htree index. debugfs `rmdir` then frees it like any empty directory.
  */
-export async function emptyDirectory(image: string, ino: number, parentIno: number): Promise<void> {
-  const disk = await RawDisk.open(image);
+export async function emptyDirectory(img: FsImage, ino: number, parentIno: number): Promise<void> {
+  const opened = await openFsImage(img);
   try {
-    const fs = await openExt4(disk);
+    const fs = opened.fs;
     const bs = fs.superblock.blockSize;
     const node = await fs.inode(ino);
     const seed = fs.csumSeed === undefined ? undefined : crc32cU32(crc32cU32(fs.csumSeed, ino), node.generation);
     const room = bs - (seed !== undefined ? TAIL : 0);
     const extents = await fs.fileExtents(await fs.stat(ino));
-    const h = await fsp.open(image, 'r+');
+    const h = await fsp.open(img.file, 'r+');
     try {
       let first = true;
       for (const e of extents) {
@@ -177,18 +176,18 @@ export async function emptyDirectory(image: string, ino: number, parentIno: numb
             b[room + 7] = 0xde;
             b.writeUInt32LE(crc32cRaw(seed, b, 0, room) >>> 0, room + 8);
           }
-          await h.write(b, 0, bs, e.deviceOffset + o);
+          await h.write(b, 0, bs, img.offset + e.deviceOffset + o);
         }
       }
       const raw = Buffer.alloc(fs.superblock.inodeSize);
-      await h.read(raw, 0, raw.length, fs.inodeOffset(ino));
+      await h.read(raw, 0, raw.length, img.offset + fs.inodeOffset(ino));
       raw.writeUInt32LE((raw.readUInt32LE(0x20) & ~INDEX_FL) >>> 0, 0x20);
       if (fs.csumSeed !== undefined) writeInodeChecksum(raw, fs.csumSeed, ino);
-      await h.write(raw, 0, raw.length, fs.inodeOffset(ino));
+      await h.write(raw, 0, raw.length, img.offset + fs.inodeOffset(ino));
     } finally {
       await h.close();
     }
   } finally {
-    await disk.close();
+    await opened.close();
   }
 }

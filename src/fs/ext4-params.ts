@@ -97,11 +97,12 @@ export function validateExt4Params(p: Ext4Params, length: number): void {
 const uuidOfHex = (h: string) => `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 
 /** mke2fs arguments (before `-d STAGE IMAGE BLOCKS`) that recreate the filesystem's format. */
-export function mke2fsArgs(p: Ext4Params): string[] {
+export function mke2fsArgs(p: Ext4Params, offset = 0): string[] {
   const args = ['-q', '-F', '-t', p.fsType, '-O', ['none', ...p.features].join(','), '-b', String(p.blockSize), '-I', String(p.inodeSize), '-N', String(p.inodesCount), '-g', String(p.blocksPerGroup), '-U', p.uuid, '-L', p.label, '-m', '0'];
   if (p.flexBgSize) args.push('-G', String(p.flexBgSize));
   if (p.journalBlocks) args.push('-J', `size=${Math.max(1, Math.round((p.journalBlocks * p.blockSize) / 2 ** 20))}`);
-  args.push('-E', `hash_seed=${uuidOfHex(p.hashSeed)},root_owner=0:0,lazy_itable_init=0,nodiscard`);
+  // offset: make the filesystem in place, inside a disk image being written
+  args.push('-E', `hash_seed=${uuidOfHex(p.hashSeed)},root_owner=0:0,lazy_itable_init=0,nodiscard${offset ? `,offset=${offset}` : ''}`);
   return args;
 }
 

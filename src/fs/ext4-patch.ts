@@ -7,8 +7,7 @@
  * left it (e2fsck -fn checks that in the tests).
  */
 import fsp from 'node:fs/promises';
-import { RawDisk } from '../container/raw.js';
-import { openExt4 } from './ext4.js';
+import { openFsImage, type FsImage } from './ext4-image.js';
 import { writeInodeChecksum } from './ext4-inode.js';
 import type { Timestamp } from './types.js';
 
@@ -26,21 +25,17 @@ function split(t: Timestamp): { lo: number; extra: number } {
   return { lo: lo >>> 0, extra: ((t.nsec << 2) | epoch) >>> 0 };
 }
 
-/** Apply `times` (by inode number) to the filesystem in `file`. */
-export async function patchInodeTimes(file: string, times: Map<number, InodeTimes>): Promise<void> {
-  const disk = await RawDisk.open(file);
-  let fs;
-  try {
-    fs = await openExt4(disk);
-  } finally {
-    await disk.close();
-  }
+/** Apply `times` (by inode number) to the filesystem in `img`. */
+export async function patchInodeTimes(img: FsImage, times: Map<number, InodeTimes>): Promise<void> {
+  const opened = await openFsImage(img);
+  await opened.close(); // inode locations are all it needs, and they are loaded
+  const fs = opened.fs;
   const sb = fs.superblock;
-  const h = await fsp.open(file, 'r+');
+  const h = await fsp.open(img.file, 'r+');
   try {
     const raw = Buffer.alloc(sb.inodeSize);
     for (const [ino, t] of times) {
-      const off = fs.inodeOffset(ino);
+      const off = img.offset + fs.inodeOffset(ino);
       await h.read(raw, 0, raw.length, off);
       const extraIsize = sb.inodeSize > 128 ? raw.readUInt16LE(128) : 0;
       const has = (end: number) => extraIsize >= end;

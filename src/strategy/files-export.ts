@@ -13,7 +13,8 @@ import type { DiskWriter } from '../container/disk.js';
 import { RawDisk } from '../container/raw.js';
 import type { ReadableStore } from '../store/types.js';
 import type { Digest } from '../store/digest.js';
-import { openExt4, type Ext4Fs } from '../fs/ext4.js';
+import type { Ext4Fs } from '../fs/ext4.js';
+import { e2fsName, openFsImage, type FsImage } from '../fs/ext4-image.js';
 import { walkFs } from '../fs/ext4-walk.js';
 import { mke2fsArgs, superblockFixups } from '../fs/ext4-params.js';
 import { patchInodeTimes, type InodeTimes } from '../fs/ext4-patch.js';
@@ -37,7 +38,7 @@ const BLOCK = 2 << 20;
 
 export async function loadTree(f: FsRebuild, store: ReadableStore, signal?: AbortSignal): Promise<TreeRecord[]> {
   const text = async (ds: Digest[]) => Buffer.concat(await Promise.all(ds.map((d) => store.get(d, { signal })))).toString('utf8');
-  const records = decodeTree(await text(f.tree), await text(f.times));
+  const records = decodeTree(await text(f.tree), await text(f.times), f.streamBytes);
   if (records.length !== f.entries) throw new VmdnError('E_MANIFEST', `filesystem ${f.index}: tree has ${records.length} entries, manifest says ${f.entries}`);
   return records;
 }
@@ -46,7 +47,7 @@ export async function loadTree(f: FsRebuild, store: ReadableStore, signal?: Abor
 export async function manifestObjects(m: Manifest, store: ReadableStore, signal?: AbortSignal): Promise<Set<Digest>> {
   const out = new Set<Digest>(m.chunks.map((c) => c[2]));
   for (const f of m.filesystems ?? []) {
-    for (const d of [...f.tree, ...f.times]) out.add(d);
+    for (const d of [...f.tree, ...f.times, ...f.stream.map((c) => c[2])]) out.add(d);
     for (const d of treeDigests(await loadTree(f, store, signal))) out.add(d);
   }
   return out;
@@ -55,35 +56,45 @@ export async function manifestObjects(m: Manifest, store: ReadableStore, signal?
 export async function exportFiles(m: Manifest, store: ReadableStore, writer: DiskWriter, opts: FilesExportOptions = {}): Promise<{ bytesWritten: number }> {
   const work = await fsp.mkdtemp(path.join(opts.workDir ?? os.tmpdir(), 'vmdn-rebuild-'));
   const progress = throttle(opts.onProgress);
+  const fss = [...(m.filesystems ?? [])].sort((a, b) => a.offset - b.offset);
+  /** Returns the file content bytes it wrote (the filesystem's own metadata comes on top). */
+  const build = async (f: FsRebuild, img: FsImage): Promise<number> => {
+    const records = await loadTree(f, store, opts.signal);
+    const total = records.reduce((n, r) => n + (r.size ?? 0), 0);
+    let done = 0;
+    await buildExt4(f, records, store, img, path.join(work, `fs${f.index}`), opts.signal, (n) => {
+      done += n;
+      progress?.({ phase: 'export', done, total, unit: 'bytes' });
+    });
+    return total;
+  };
+  // assembleChunks finishes its writer: hand it one that only writes, and finish once here
+  const inner: DiskWriter = { directTarget: writer.directTarget, write: (o, d) => writer.write(o, d), finish: async () => {}, abort: async () => {} };
   try {
-    const images: Array<{ f: FsRebuild; file: string }> = [];
-    for (const f of m.filesystems ?? []) {
-      const records = await loadTree(f, store, opts.signal);
-      const total = records.reduce((n, r) => n + (r.size ?? 0), 0);
-      let done = 0;
-      const file = await buildExt4(f, records, store, path.join(work, `fs${f.index}`), opts.signal, (n) => {
-        done += n;
-        progress?.({ phase: 'export', done, total, unit: 'bytes' });
-      });
-      images.push({ f, file });
-    }
-    images.sort((a, b) => a.f.offset - b.f.offset);
-    // writes must ascend: chunks below each filesystem, then the filesystem, then on
-    // assembleChunks finishes its writer: hand it one that only writes, and finish once here
-    const plain: DiskWriter = { write: (o, d) => writer.write(o, d), finish: async () => {}, abort: async () => {} };
     let bytesWritten = 0;
-    let c = 0;
-    const chunksBefore = async (end: number) => {
-      const start = c;
-      while (c < m.chunks.length && m.chunks[c]![0] < end) c++;
-      const part = { ...m, chunks: m.chunks.slice(start, c) };
-      bytesWritten += (await assembleChunks(part, store, plain, { signal: opts.signal })).bytesWritten;
-    };
-    for (const { f, file } of images) {
-      await chunksBefore(f.offset);
-      bytesWritten += await copyImage(file, f.offset, plain, opts.signal);
+    if (writer.directTarget) {
+      // a plain file at final offsets: chunks first, then each filesystem made in place
+      bytesWritten += (await assembleChunks(m, store, inner, { signal: opts.signal })).bytesWritten;
+      for (const f of fss) {
+        bytesWritten += await build(f, { file: writer.directTarget, offset: f.offset, length: f.length });
+      }
+    } else {
+      // writes must ascend: chunks below each filesystem, the filesystem (built aside), and on
+      let c = 0;
+      const chunksBefore = async (end: number) => {
+        const start = c;
+        while (c < m.chunks.length && m.chunks[c]![0] < end) c++;
+        bytesWritten += (await assembleChunks({ ...m, chunks: m.chunks.slice(start, c) }, store, inner, { signal: opts.signal })).bytesWritten;
+      };
+      for (const f of fss) {
+        await chunksBefore(f.offset);
+        const file = path.join(work, `fs${f.index}.img`);
+        await build(f, { file, offset: 0, length: f.params.blocksCount * f.params.blockSize });
+        bytesWritten += await copyImage(file, f.offset, inner, opts.signal);
+        await fsp.rm(file);
+      }
+      await chunksBefore(Infinity);
     }
-    await chunksBefore(Infinity);
     await writer.finish();
     return { bytesWritten };
   } finally {
@@ -91,22 +102,20 @@ export async function exportFiles(m: Manifest, store: ReadableStore, writer: Dis
   }
 }
 
-async function buildExt4(f: FsRebuild, records: TreeRecord[], store: ReadableStore, dir: string, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<string> {
+async function buildExt4(f: FsRebuild, records: TreeRecord[], store: ReadableStore, img: FsImage, dir: string, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<void> {
   if (process.getuid?.() !== 0) throw new VmdnError('E_UNSUPPORTED', 'rebuilding a filesystem needs root (ownership and device nodes are staged on the host); run as root or under fakeroot');
   const stage = path.join(dir, 'stage');
-  const image = path.join(dir, 'fs.img');
   await fsp.mkdir(stage, { recursive: true });
   const p = f.params;
   const plan = planStage(records, p.blockSize, p.features.includes('metadata_csum'));
-  await stageTree(records, plan, stage, store, { signal, onBytes });
-  await run('mke2fs', [...mke2fsArgs(p), '-d', stage, image, String(p.blocksCount)], signal);
+  await stageTree(records, plan, stage, store, f.stream, { signal, onBytes });
+  await run('mke2fs', [...mke2fsArgs(p, img.offset), '-d', stage, img.file, String(p.blocksCount)], signal);
   await fsp.rm(stage, { recursive: true, force: true });
   const fixups = superblockFixups(p);
-  for (const b of plan.bigDirs) fixups.push(...(await finishBigDir(image, records, b)));
+  for (const b of plan.bigDirs) fixups.push(...(await finishBigDir(img, records, b)));
   if (!records.some((r) => Buffer.from(r.path).toString('latin1') === 'lost+found')) fixups.push('rmdir /lost+found');
-  await run('debugfs', ['-w', '-f', '-', image], signal, fixups.join('\n') + '\n');
-  await patchInodeTimes(image, await timesByInode(image, records));
-  return image;
+  await run('debugfs', ['-w', '-f', '-', e2fsName(img)], signal, fixups.join('\n') + '\n');
+  await patchInodeTimes(img, await timesByInode(img, records));
 }
 
 /** Resolve a raw path (no leading slash) to its inode, matching names byte for byte. */
@@ -121,14 +130,14 @@ async function resolveIno(fs: Ext4Fs, p: Uint8Array): Promise<number> {
 }
 
 /** Write a big directory in full (ext4-bigdir) and return the debugfs commands that drop its scaffolding. */
-async function finishBigDir(image: string, records: TreeRecord[], b: BigDirPlan): Promise<string[]> {
-  const disk = await RawDisk.open(image);
+async function finishBigDir(img: FsImage, records: TreeRecord[], b: BigDirPlan): Promise<string[]> {
+  const opened = await openFsImage(img);
   const name = (i: number) => Buffer.from(records[i]!.path.subarray(records[i]!.path.lastIndexOf(0x2f) + 1));
   let dirIno: number, parentIno: number, reserveIno: number, holdIno: number;
   const holdInos: number[] = [];
   const entries: DirEntrySpec[] = [];
   try {
-    const fs = await openExt4(disk);
+    const fs = opened.fs;
     const dirPath = records[b.dir]!.path;
     const slash = dirPath.lastIndexOf(0x2f);
     dirIno = await resolveIno(fs, dirPath);
@@ -150,19 +159,19 @@ async function finishBigDir(image: string, records: TreeRecord[], b: BigDirPlan)
       entries.push({ name: name(i), ino, type: records[i]!.type });
     }
   } finally {
-    await disk.close();
+    await opened.close();
   }
-  await installDirectory(image, dirIno, reserveIno, entries);
-  for (const ino of holdInos) await emptyDirectory(image, ino, holdIno);
+  await installDirectory(img, dirIno, reserveIno, entries);
+  for (const ino of holdInos) await emptyDirectory(img, ino, holdIno);
   return [...holdInos.map((_, k) => `rmdir /${b.hold}/${k}`), `rmdir /${b.hold}`, `rm /${b.reserve}`];
 }
 
 /** Map recorded times onto the rebuilt filesystem's inode numbers, by path. */
-async function timesByInode(image: string, records: TreeRecord[]): Promise<Map<number, InodeTimes>> {
+async function timesByInode(img: FsImage, records: TreeRecord[]): Promise<Map<number, InodeTimes>> {
   const byPath = new Map(records.map((r) => [Buffer.from(r.path).toString('latin1'), r] as const));
-  const disk = await RawDisk.open(image);
+  const opened = await openFsImage(img);
   try {
-    const fs = await openExt4(disk);
+    const fs = opened.fs;
     const out = new Map<number, InodeTimes>();
     for await (const { pathBytes, node } of walkFs(fs)) {
       const r = byPath.get(Buffer.from(pathBytes.subarray(pathBytes.length ? 1 : 0)).toString('latin1'));
@@ -172,7 +181,7 @@ async function timesByInode(image: string, records: TreeRecord[]): Promise<Map<n
     if (out.size === 0) throw new VmdnError('E_INTERNAL', 'rebuilt filesystem is empty');
     return out;
   } finally {
-    await disk.close();
+    await opened.close();
   }
 }
 

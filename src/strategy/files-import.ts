@@ -17,6 +17,7 @@ import type { FileSystem } from '../fs/types.js';
 import { createChunker, type ChunkerParams } from './chunker.js';
 import { importChunks, type ChunkImportStats } from './chunks-import.js';
 import { FileContentDisk } from './file-content-disk.js';
+import { StreamChunks } from './stream-chunks.js';
 import { complement, fileAwareLayout, mergeRanges } from './file-layout.js';
 import { encodeTree, treeDigests, type TreeRecord } from './files-tree.js';
 import type { FsRebuild, Manifest } from './manifest.js';
@@ -62,8 +63,13 @@ export async function importFiles(disk: Disk, store: WritableStore, opts: FilesI
     }
     const dev = new DiskSlice(disk, v.offset, v.length);
     let records: TreeRecord[];
+    const stream = new StreamChunks(opts.chunker, store, { signal, onAdded: opts.onAdded, onStored: (n, st) => {
+      content.newObjects++;
+      content.newBytes += n;
+      content.newStoredBytes += st;
+    } });
     try {
-      records = await recordTree(v.fs, dev, store, opts, (s) => {
+      records = await recordTree(v.fs, dev, store, stream, opts, (s) => {
         fileBytes += s.allocated;
         for (const k of SUMMED) content[k] += s[k];
         progress?.({ phase: 'import', done: fileBytes, total, unit: 'bytes' });
@@ -74,13 +80,15 @@ export async function importFiles(disk: Disk, store: WritableStore, opts: FilesI
       notes.push(`volume ${v.index}: ${err.message}: kept as chunks, bit-exact`);
       continue;
     }
+    const streamChunks = await stream.finish();
+    content.chunks += streamChunks.length;
     const { tree, times } = encodeTree(records);
     const treeObjs = await putChunked(Buffer.from(tree), store, opts);
     const timeObjs = await putChunked(Buffer.from(times), store, opts);
     treeBytes += tree.length + times.length;
-    for (const d of [...treeObjs, ...timeObjs, ...treeDigests(records)]) refs.add(d);
+    for (const d of [...treeObjs, ...timeObjs, ...treeDigests(records), ...streamChunks.map((c) => c[2])]) refs.add(d);
     files += records.length;
-    filesystems.push({ index: v.index, offset: v.offset, length: v.length, type: 'ext4', params: await ext4Params(v.fs, dev), entries: records.length, tree: treeObjs, times: timeObjs });
+    filesystems.push({ index: v.index, offset: v.offset, length: v.length, type: 'ext4', params: await ext4Params(v.fs, dev), entries: records.length, tree: treeObjs, times: timeObjs, streamBytes: stream.length, stream: streamChunks });
     notes.push(`volume ${v.index}: ${v.fs.info.type}, ${records.length} entries recorded as files`);
   }
   // the rest of the disk: chunks, cut along files where another filesystem is readable
@@ -97,7 +105,7 @@ export async function importFiles(disk: Disk, store: WritableStore, opts: FilesI
 }
 
 /** Walk one filesystem into tree records, storing each file's content as chunks. */
-async function recordTree(fs: FileSystem, dev: Disk, store: WritableStore, opts: FilesImportOptions, onFile: (s: ChunkImportStats) => void): Promise<TreeRecord[]> {
+async function recordTree(fs: FileSystem, dev: Disk, store: WritableStore, stream: StreamChunks, opts: FilesImportOptions, onFile: (s: ChunkImportStats) => void): Promise<TreeRecord[]> {
   const records: TreeRecord[] = [];
   const firstOfInode = new Map<number, number>();
   const collect = gcEvery();
@@ -122,6 +130,15 @@ async function recordTree(fs: FileSystem, dev: Disk, store: WritableStore, opts:
       else {
         if (node.nlink > 1) firstOfInode.set(node.ino, records.length);
         r.size = node.size;
+        if (node.size < opts.minFile) {
+          // small: into the stream, in tree order (the walk is sequential, so the stream is too)
+          r.streamOffset = stream.length;
+          const content = await FileContentDisk.open(fs, node, dev);
+          if (node.size) await stream.push(await content.read(0, node.size));
+          onFile({ allocated: node.size, dataBytes: node.size, chunks: 0, distinctChunks: 0, newObjects: 0, newBytes: 0, newStoredBytes: 0 });
+          records.push(withMeta(r, await fs.xattrs(node)));
+          continue;
+        }
         const p = (async () => {
           const content = await FileContentDisk.open(fs, node, dev);
           const { manifest, stats } = await importChunks(content, store, { chunker: opts.chunker, signal: opts.signal, onAdded: opts.onAdded, collect, maxInflight: 8 });
@@ -141,13 +158,16 @@ async function recordTree(fs: FileSystem, dev: Disk, store: WritableStore, opts:
     } else if (node.rdev) {
       r.rdev = [node.rdev.major, node.rdev.minor];
     }
-    const x = await fs.xattrs(node);
-    if (x.size) r.xattrs = x;
-    records.push(r);
+    records.push(withMeta(r, await fs.xattrs(node)));
   }
   await Promise.all(inflight);
   if (failed) throw failed;
   return records;
+}
+
+function withMeta(r: TreeRecord, x: Map<string, Uint8Array>): TreeRecord {
+  if (x.size) r.xattrs = x;
+  return r;
 }
 
 /** Store a byte string as chunks (so unchanged runs of a tree dedup across images). */

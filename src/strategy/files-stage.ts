@@ -12,6 +12,8 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import type { ReadableStore } from '../store/types.js';
 import type { TreeRecord } from './files-tree.js';
+import type { ChunkEntry } from './manifest.js';
+import { StreamReader } from './stream-chunks.js';
 import { VmdnError } from '../errors.js';
 import { dirBlockCount } from '../fs/ext4-bigdir.js';
 
@@ -87,7 +89,7 @@ export function planStage(records: TreeRecord[], blockSize: number, csum: boolea
   return { where, bigDirs };
 }
 
-export async function stageTree(records: TreeRecord[], plan: StagePlan, stage: string, store: ReadableStore, opts: StageOptions = {}): Promise<void> {
+export async function stageTree(records: TreeRecord[], plan: StagePlan, stage: string, store: ReadableStore, stream: ChunkEntry[], opts: StageOptions = {}): Promise<void> {
   const root = Buffer.from(stage);
   const at = (i: number): Buffer => (plan.where[i]!.length ? Buffer.concat([root, Buffer.from('/'), plan.where[i]!]) : root);
   // 1. directories, in order (parents first), and the big directories' holding places
@@ -97,8 +99,20 @@ export async function stageTree(records: TreeRecord[], plan: StagePlan, stage: s
     // non-zero, so mke2fs allocates every block (a sparse file would get none)
     await fsp.writeFile(path.join(stage, b.reserve), Buffer.alloc(b.reserveBytes, 0xff), { flag: 'wx' });
   }
-  // 2. file contents, a few at a time (each file's chunks are fetched in order)
-  const files = records.map((r, i) => [r, i] as const).filter(([r]) => r.type === 'file' && r.link === undefined);
+  // 2. small files from the stream, in order; then the others a few at a time
+  const small = new StreamReader(stream, store, opts.signal);
+  for (const [i, r] of records.entries()) {
+    if (r.type !== 'file' || r.streamOffset === undefined) continue;
+    opts.signal?.throwIfAborted();
+    const h = await fsp.open(at(i), WRITE_FLAGS, 0o600);
+    try {
+      if (r.size) await h.write(await small.read(r.streamOffset, r.size!), 0, r.size, 0);
+    } finally {
+      await h.close();
+    }
+    opts.onBytes?.(r.size!);
+  }
+  const files = records.map((r, i) => [r, i] as const).filter(([r]) => r.type === 'file' && r.link === undefined && r.streamOffset === undefined);
   let next = 0;
   const worker = async () => {
     while (next < files.length) {

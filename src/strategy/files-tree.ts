@@ -27,9 +27,11 @@ export interface TreeRecord {
   perm: number;
   uid: number;
   gid: number;
-  /** Regular files: size and content as [offset, length, digest] (uncovered bytes are zero). */
+  /** Regular files: size, and content as [offset, length, digest] (uncovered bytes are zero)... */
   size?: number;
   chunks?: ChunkEntry[];
+  /** ...or, for small files, where the content starts in the filesystem's small-file stream. */
+  streamOffset?: number;
   /** Regular files: index of the earlier entry this one is a hard link of. */
   link?: number;
   target?: Uint8Array;
@@ -68,7 +70,8 @@ export function encodeTree(records: TreeRecord[]): { tree: string; times: string
       if (r.link !== undefined) o.h = r.link;
       else {
         o.s = r.size;
-        o.c = r.chunks;
+        if (r.streamOffset !== undefined) o.o = r.streamOffset;
+        else o.c = r.chunks;
       }
     }
     if (r.target) {
@@ -111,7 +114,8 @@ function timestamp(v: unknown[], at: number, i: number): Timestamp {
   return { sec: sec as number, nsec: nsec as number };
 }
 
-export function decodeTree(tree: string, times: string): TreeRecord[] {
+/** `streamBytes`: length of the small-file stream the tree's `o` offsets point into. */
+export function decodeTree(tree: string, times: string, streamBytes = 0): TreeRecord[] {
   const lines = tree.split('\n');
   const tlines = times.split('\n');
   if (lines.at(-1) !== '' || tlines.at(-1) !== '') throw new VmdnError('E_MANIFEST', 'file tree: missing final newline');
@@ -121,6 +125,7 @@ export function decodeTree(tree: string, times: string): TreeRecord[] {
   if (lines.length === 0 || lines.length > MAX_TREE_ENTRIES) throw new VmdnError('E_MANIFEST', `file tree: ${lines.length} entries`);
   const types = new Map<string, NodeType>();
   const out: TreeRecord[] = [];
+  let streamEnd = 0;
   for (let i = 0; i < lines.length; i++) {
     let o: Record<string, unknown>;
     let t: unknown;
@@ -152,6 +157,12 @@ export function decodeTree(tree: string, times: string): TreeRecord[] {
       if (o.h !== undefined) {
         if (!isInt(o.h, i - 1) || out[o.h]!.type !== 'file' || out[o.h]!.link !== undefined) bad(i, 'bad hard link');
         r.link = o.h as number;
+      } else if (o.o !== undefined) {
+        // small files follow each other in the stream, in tree order
+        if (!isInt(o.s, MAX_FILE) || !isInt(o.o, streamBytes) || (o.o as number) < streamEnd || (o.o as number) + (o.s as number) > streamBytes) bad(i, 'bad stream range');
+        r.size = o.s as number;
+        r.streamOffset = o.o as number;
+        streamEnd = r.streamOffset + r.size;
       } else {
         if (!isInt(o.s, MAX_FILE) || !Array.isArray(o.c)) bad(i, 'bad size or content');
         r.size = o.s as number;

@@ -49,6 +49,12 @@ export interface FsRebuild {
   /** The tree and times texts (strategy/files-tree.ts), each cut into chunks, in order. */
   tree: Digest[];
   times: Digest[];
+  /**
+   * Small files' contents one after another (tree order), cut into chunks: [offset, length,
+   * digest] in stream coordinates, uncovered bytes zero. Compresses and dedups like an archive.
+   */
+  streamBytes: number;
+  stream: ChunkEntry[];
 }
 
 /** File-aware cuts: files of at least `minFile` bytes start and end chunks; `sparsify` dropped unused blocks. */
@@ -119,6 +125,12 @@ function validateFilesystems(m: Manifest, source: string): void {
     if (!isSize(f.entries) || f.entries === 0) bad(`filesystem ${f.index}: bad entry count`, source);
     for (const list of [f.tree, f.times]) {
       if (!Array.isArray(list) || list.length === 0 || list.length > MAX_ENTRIES || !list.every(isDigest)) bad(`filesystem ${f.index}: bad tree objects`, source);
+    }
+    if (!isSize(f.streamBytes) || f.streamBytes > 2 ** 50 || !Array.isArray(f.stream) || f.stream.length > MAX_ENTRIES) bad(`filesystem ${f.index}: bad stream`, source);
+    let end = 0;
+    for (const c of f.stream) {
+      if (!Array.isArray(c) || c.length !== 3 || !isSize(c[0]) || !isSize(c[1]) || c[1] === 0 || c[1] > MAX_CHUNK || c[0] < end || c[0] + c[1] > f.streamBytes || !isDigest(c[2])) bad(`filesystem ${f.index}: bad stream chunk`, source);
+      end = c[0] + c[1];
     }
     try {
       validateExt4Params(f.params, f.length);

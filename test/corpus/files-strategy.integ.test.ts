@@ -65,11 +65,11 @@ describe('files strategy on the shared corpus', { skip: corpus.reason }, () => {
     });
   }
 
-  it('the store verifies clean and gc keeps every file object', () => {
-    vmdnOk(store, ['gc']);
+  it('gc keeps every object the file trees reference; the store verifies clean', () => {
+    const before = vmdnOk(store, ['stats']).objects;
+    const gc = vmdnOk(store, ['gc']);
+    assert.equal(gc.removedObjects ?? gc.removed ?? 0, 0, JSON.stringify(gc));
+    assert.equal(vmdnOk(store, ['stats']).objects, before);
     assert.equal(vmdnOk(store, ['verify']).ok, true);
-    const out = path.join(t.dir, 'again.raw');
-    vmdnOk(store, ['export', 'turn', out]);
-    assert.equal(vmdnOk(store, ['diff', path.join(corpus.dir!, 'turn.raw'), out, '--layer', 'files']).identical, true);
   });
 });

@@ -21,17 +21,19 @@ const sample = (): TreeRecord[] => [
   rec('abs', 'symlink', { target: Buffer.from('/etc/shadow') }),
   rec('dev', 'chardev', { rdev: [1, 3] }),
   rec('x', 'fifo', { xattrs: new Map([['user.k', Buffer.from([0, 1, 2])]]) }),
+  rec('small', 'file', { size: 10, streamOffset: 0 }),
+  rec('small2', 'file', { size: 90, streamOffset: 10 }),
 ];
 
 const rejects = (records: TreeRecord[] | { tree: string; times: string }, why: string) => {
   const e = Array.isArray(records) ? encodeTree(records) : records;
-  assert.throws(() => decodeTree(e.tree, e.times), (err: VmdnError) => err.code === 'E_MANIFEST', why);
+  assert.throws(() => decodeTree(e.tree, e.times, 100), (err: VmdnError) => err.code === 'E_MANIFEST', why);
 };
 
 describe('files strategy: file tree records', () => {
   it('round-trips names that are not UTF-8, hard links, devices, xattrs and times', () => {
     const e = encodeTree(sample());
-    const back = decodeTree(e.tree, e.times);
+    const back = decodeTree(e.tree, e.times, 100);
     assert.deepEqual(back.map((r) => ({ ...r, path: Buffer.from(r.path), target: r.target && Buffer.from(r.target) })), sample().map((r) => ({ ...r, path: Buffer.from(r.path), target: r.target && Buffer.from(r.target) })));
   });
 
@@ -53,6 +55,8 @@ describe('files strategy: file tree records', () => {
       ['overlapping chunks', (r) => (r[2]!.chunks![1]![0] = 100)],
       ['device number', (r) => (r[6]!.rdev = [1, 2 ** 21])],
       ['mode', (r) => (r[1]!.perm = 0o17777)],
+      ['stream past its end', (r) => (r[9]!.size = 91)],
+      ['stream going backwards', (r) => (r[9]!.streamOffset = 5)],
       ['nsec', (r) => (r[1]!.times = { ...times, mtime: { sec: 1, nsec: 1e9 } })],
     ];
     for (const [why, mutate] of cases) {
@@ -75,7 +79,7 @@ describe('files strategy: file tree records', () => {
       for (let k = 1 + Math.floor(rnd() * 4); k > 0; k--) b[Math.floor(rnd() * b.length)] = Math.floor(rnd() * 256);
       const m = { ...e, [which]: b.toString('latin1') };
       try {
-        decodeTree(m.tree, m.times);
+        decodeTree(m.tree, m.times, 100);
       } catch (err) {
         assert.equal((err as VmdnError).code, 'E_MANIFEST', `seed ${seed} case ${i}: ${(err as Error).stack}`);
       }
@@ -91,7 +95,7 @@ describe('files strategy: file tree records', () => {
     const m: Manifest = {
       kind: MANIFEST_KIND, version: 1, virtualSize: 4 << 20, source: { format: 'raw', clusterSize: 4096 }, chunker: 'cdc:8k:32k:128k', allocated: 0,
       chunks: [[0, 4096, D('a')]],
-      filesystems: [{ index: 1, offset: 1 << 20, length: 1 << 20, type: 'ext4', params: params as never, entries: 1, tree: [D('b')], times: [D('c')] }],
+      filesystems: [{ index: 1, offset: 1 << 20, length: 1 << 20, type: 'ext4', params: params as never, entries: 1, tree: [D('b')], times: [D('c')], streamBytes: 100, stream: [[0, 100, D('d')]] }],
     };
     const enc = (x: unknown) => new TextEncoder().encode(JSON.stringify(x));
     assert.equal(decodeManifest(enc(m)).filesystems!.length, 1);
