@@ -50,6 +50,13 @@ export function dirBlockCount(nameLens: number[], bs: number, csum: boolean): nu
   return pack(nameLens, bs, csum).length;
 }
 
+/** The metadata_csum tail: a fake entry (inode 0, rec_len 12, type 0xde) holding crc32c of the block. */
+function seal(b: Buffer, room: number, seed: number): void {
+  b.writeUInt16LE(TAIL, room + 4);
+  b[room + 7] = 0xde;
+  b.writeUInt32LE(crc32cRaw(seed, b, 0, room) >>> 0, room + 8);
+}
+
 export function packDirBlocks(entries: DirEntrySpec[], bs: number, seed: number | undefined): Buffer[] {
   const csum = seed !== undefined;
   const room = bs - (csum ? TAIL : 0);
@@ -66,11 +73,7 @@ export function packDirBlocks(entries: DirEntrySpec[], bs: number, seed: number 
       b.set(e.name, off + 8);
       off += len;
     });
-    if (csum) {
-      b.writeUInt16LE(TAIL, room + 4);
-      b[room + 7] = 0xde;
-      b.writeUInt32LE(crc32cRaw(seed!, b, 0, room) >>> 0, room + 8);
-    }
+    if (csum) seal(b, room, seed!);
     return b;
   });
 }
@@ -171,11 +174,7 @@ export async function emptyDirectory(img: FsImage, ino: number, parentIno: numbe
           } else {
             b.writeUInt16LE(room, 4); // one unused entry spanning the block
           }
-          if (seed !== undefined) {
-            b.writeUInt16LE(TAIL, room + 4);
-            b[room + 7] = 0xde;
-            b.writeUInt32LE(crc32cRaw(seed, b, 0, room) >>> 0, room + 8);
-          }
+          if (seed !== undefined) seal(b, room, seed);
           await h.write(b, 0, bs, img.offset + e.deviceOffset + o);
         }
       }
