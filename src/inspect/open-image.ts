@@ -11,6 +11,8 @@ import { LocalStore } from '../store/local-store.js';
 import { parseImageRef, formatImageRef } from '../store/image-name.js';
 import { resolveImage } from '../strategy/image-ops.js';
 import { ManifestDisk } from '../strategy/manifest-disk.js';
+import { TreeFs } from '../strategy/tree-fs.js';
+import { loadTree } from '../strategy/files-export.js';
 import type { Manifest } from '../strategy/manifest.js';
 import { resolveStoreDir } from '../cli/store-dir.js';
 import { VmdnError } from '../errors.js';
@@ -54,6 +56,7 @@ export async function openImage(arg: string, storeDir?: string): Promise<OpenedI
   try {
     const { manifest } = await resolveImage(store, ref);
     const disk = new ManifestDisk(manifest, store);
+    for (const f of manifest.filesystems ?? []) disk.trees.set(f.offset, new TreeFs(f, await loadTree(f, store), store));
     return {
       disk, label: formatImageRef(ref), source: 'store', manifest,
       close: async () => {

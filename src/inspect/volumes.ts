@@ -27,6 +27,13 @@ export interface DiskVolumes {
   volumes: Volume[];
 }
 
+/** A disk that already knows some of its filesystems: a files-strategy image read from the store. */
+export interface KnownFilesystems {
+  knownFilesystem(offset: number): FileSystem | undefined;
+}
+
+const known = (disk: Disk, offset: number): FileSystem | undefined => (disk as Partial<KnownFilesystems>).knownFilesystem?.(offset);
+
 export async function listVolumes(disk: Disk): Promise<DiskVolumes> {
   const table = await readPartitionTable(disk);
   const parts = table.scheme === 'none'
@@ -37,6 +44,10 @@ export async function listVolumes(disk: Disk): Promise<DiskVolumes> {
     const v: Volume = { index: p.index, partition: p.partition, offset: p.offset, length: p.length, kind: 'unknown' };
     if (p.partition?.flags.includes('extended')) {
       v.note = 'extended partition (container of logical partitions)';
+    } else if (known(disk, p.offset)) {
+      v.fs = known(disk, p.offset);
+      v.kind = v.fs!.info.type as FsKind;
+      v.note = 'stored as a file tree (files strategy)';
     } else if (p.offset + p.length > disk.virtualSize) {
       v.kind = 'error';
       v.note = 'partition extends past the disk end';

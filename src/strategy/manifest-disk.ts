@@ -8,8 +8,10 @@ import type { Disk, Extent } from '../container/disk.js';
 import type { ReadableStore } from '../store/types.js';
 import type { Manifest } from './manifest.js';
 import { VmdnError } from '../errors.js';
+import type { FileSystem } from '../fs/types.js';
+import type { KnownFilesystems } from '../inspect/volumes.js';
 
-export class ManifestDisk implements Disk {
+export class ManifestDisk implements Disk, KnownFilesystems {
   readonly format = 'vmdn';
   readonly virtualSize: number;
   readonly clusterSize: number;
@@ -17,6 +19,13 @@ export class ManifestDisk implements Disk {
   private readonly starts: Float64Array;
   /** Small LRU of decoded chunks: readers touch the same metadata chunk many times. */
   private readonly cache = new Map<string, Promise<Uint8Array>>();
+
+  /** Files-strategy filesystems by disk offset (set by whoever loads their trees). */
+  readonly trees = new Map<number, FileSystem>();
+
+  knownFilesystem(offset: number): FileSystem | undefined {
+    return this.trees.get(offset);
+  }
 
   constructor(
     private readonly manifest: Manifest,

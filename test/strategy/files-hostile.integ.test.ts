@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { vmdnOk, sh } from '../helpers/cli.js';
+import { vmdn, vmdnOk, sh } from '../helpers/cli.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { e2fsckPartition, sfdiskDump, sparseFile } from '../helpers/disk-checks.js';
 
@@ -122,6 +122,10 @@ describe('files strategy: hostile tree, XFS and swap partitions', () => {
     const fsck = e2fsckPartition(out, EXT4.start, EXT4.size, t.dir);
     assert.ok(fsck.clean, fsck.out);
     for (const p of [XFS, SWAP]) assert.ok(range(out, p).equals(range(disk, p)), `partition at ${p.start} differs`);
+    // the stored image reads as its tree, without a rebuild
+    const stored = vmdnOk(store, ['diff', 'hostile', disk, '--layer', 'files']);
+    assert.equal(stored.identical, true, JSON.stringify(stored.volumes).slice(0, 2000));
+    assert.equal(vmdn(store, ['cat', 'hostile', '/a/x..y']).stdout, 'dots inside');
     const ls = vmdnOk(store, ['ls', out, '/big']);
     assert.equal((ls.entries ?? ls).length, bigDir);
   });
