@@ -6,7 +6,7 @@
  * inode checksum change, so the filesystem stays as consistent as mke2fs
  * left it (e2fsck -fn checks that in the tests).
  */
-import fsp from 'node:fs/promises';
+import fs_ from 'node:fs';
 import { openFsImage, type FsImage } from './ext4-image.js';
 import { writeInodeChecksum } from './ext4-inode.js';
 import type { Timestamp } from './types.js';
@@ -31,12 +31,12 @@ export async function patchInodeTimes(img: FsImage, times: Map<number, InodeTime
   await opened.close(); // inode locations are all it needs, and they are loaded
   const fs = opened.fs;
   const sb = fs.superblock;
-  const h = await fsp.open(img.file, 'r+');
+  const fd = fs_.openSync(img.file, 'r+');
   try {
     const raw = Buffer.alloc(sb.inodeSize);
     for (const [ino, t] of times) {
       const off = img.offset + fs.inodeOffset(ino);
-      await h.read(raw, 0, raw.length, off);
+      fs_.readSync(fd, raw, 0, raw.length, off);
       const extraIsize = sb.inodeSize > 128 ? raw.readUInt16LE(128) : 0;
       const has = (end: number) => extraIsize >= end;
       const set = (base: number, extraOff: number | undefined, v: Timestamp) => {
@@ -49,9 +49,9 @@ export async function patchInodeTimes(img: FsImage, times: Map<number, InodeTime
       set(0xc, 128 + 0x4, t.ctime);
       if (t.crtime && has(0x14)) set(128 + 0x10, 128 + 0x14, t.crtime);
       if (fs.csumSeed !== undefined) writeInodeChecksum(raw, fs.csumSeed, ino);
-      await h.write(raw, 0, raw.length, off);
+      fs_.writeSync(fd, raw, 0, raw.length, off);
     }
   } finally {
-    await h.close();
+    fs_.closeSync(fd);
   }
 }

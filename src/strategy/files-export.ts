@@ -20,7 +20,7 @@ import { mke2fsArgs, superblockFixups } from '../fs/ext4-params.js';
 import { patchInodeTimes, type InodeTimes } from '../fs/ext4-patch.js';
 import { assembleChunks } from './chunks-export.js';
 import { decodeTree, treeDigests, type TreeRecord } from './files-tree.js';
-import { planStage, stageTree, type BigDirPlan } from './files-stage.js';
+import { planStage, stageParent, stageTree, type BigDirPlan } from './files-stage.js';
 import { emptyDirectory, installDirectory, type DirEntrySpec } from '../fs/ext4-bigdir.js';
 import type { FsRebuild, Manifest } from './manifest.js';
 import { isZero } from '../util/zero.js';
@@ -104,13 +104,17 @@ export async function exportFiles(m: Manifest, store: ReadableStore, writer: Dis
 
 async function buildExt4(f: FsRebuild, records: TreeRecord[], store: ReadableStore, img: FsImage, dir: string, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<void> {
   if (process.getuid?.() !== 0) throw new VmdnError('E_UNSUPPORTED', 'rebuilding a filesystem needs root (ownership and device nodes are staged on the host); run as root or under fakeroot');
-  const stage = path.join(dir, 'stage');
-  await fsp.mkdir(stage, { recursive: true });
+  await fsp.mkdir(dir, { recursive: true });
+  const bytes = records.reduce((n, r) => n + (r.size ?? 0) + 256, 0);
+  const stage = await fsp.mkdtemp(path.join(stageParent(bytes, dir), 'vmdn-stage-'));
   const p = f.params;
   const plan = planStage(records, p.blockSize, p.features.includes('metadata_csum'));
-  await stageTree(records, plan, stage, store, f.stream, { signal, onBytes });
-  await run('mke2fs', [...mke2fsArgs(p, img.offset), '-d', stage, img.file, String(p.blocksCount)], signal);
-  await fsp.rm(stage, { recursive: true, force: true });
+  try {
+    await stageTree(records, plan, stage, store, f.stream, { signal, onBytes });
+    await run('mke2fs', [...mke2fsArgs(p, img.offset), '-d', stage, img.file, String(p.blocksCount)], signal);
+  } finally {
+    await fsp.rm(stage, { recursive: true, force: true });
+  }
   const fixups = superblockFixups(p);
   for (const b of plan.bigDirs) fixups.push(...(await finishBigDir(img, records, b)));
   if (!records.some((r) => Buffer.from(r.path).toString('latin1') === 'lost+found')) fixups.push('rmdir /lost+found');

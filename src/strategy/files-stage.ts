@@ -8,6 +8,7 @@
  */
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import type { ReadableStore } from '../store/types.js';
@@ -19,6 +20,7 @@ import { dirBlockCount } from '../fs/ext4-bigdir.js';
 
 const WRITE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
 const PARALLEL_FILES = 8;
+const CHUNKS_IN_FLIGHT = 8;
 
 export interface StageOptions {
   signal?: AbortSignal;
@@ -89,6 +91,32 @@ export function planStage(records: TreeRecord[], blockSize: number, csum: boolea
   return { where, bigDirs };
 }
 
+/**
+ * Where to stage: tmpfs when the tree fits comfortably in memory (creating
+ * tens of thousands of files on a disk filesystem is metadata-bound: 20x
+ * slower here), else `fallback`. VMDN_STAGE_DIR overrides.
+ */
+export function stageParent(bytes: number, fallback: string): string {
+  if (process.env.VMDN_STAGE_DIR) return process.env.VMDN_STAGE_DIR;
+  const shm = '/dev/shm';
+  try {
+    const st = fs.statfsSync(shm);
+    const need = bytes * 1.1 + (64 << 20);
+    if (st.bavail * st.bsize < need || os.freemem() < 2 * need) return fallback;
+    // user.* xattrs on tmpfs need Linux 6.6+: probe, since staging must keep them
+    const probe = path.join(shm, `.vmdn-xattr-probe-${process.pid}`);
+    fs.writeFileSync(probe, '');
+    try {
+      const r = spawnSync('setfattr', ['-n', 'user.vmdn', '-v', '1', probe]);
+      return r.status === 0 ? shm : fallback;
+    } finally {
+      fs.rmSync(probe, { force: true });
+    }
+  } catch {
+    return fallback;
+  }
+}
+
 export async function stageTree(records: TreeRecord[], plan: StagePlan, stage: string, store: ReadableStore, stream: ChunkEntry[], opts: StageOptions = {}): Promise<void> {
   const root = Buffer.from(stage);
   const at = (i: number): Buffer => (plan.where[i]!.length ? Buffer.concat([root, Buffer.from('/'), plan.where[i]!]) : root);
@@ -99,19 +127,25 @@ export async function stageTree(records: TreeRecord[], plan: StagePlan, stage: s
     // non-zero, so mke2fs allocates every block (a sparse file would get none)
     await fsp.writeFile(path.join(stage, b.reserve), Buffer.alloc(b.reserveBytes, 0xff), { flag: 'wx' });
   }
-  // 2. small files from the stream, in order; then the others a few at a time
+  // 2. contents: small files from the stream, in order, then the others a few at a time.
+  // Small per-file work uses synchronous calls: thousands of tiny files are syscall-bound.
   const small = new StreamReader(stream, store, opts.signal);
-  for (const [i, r] of records.entries()) {
-    if (r.type !== 'file' || r.streamOffset === undefined) continue;
-    opts.signal?.throwIfAborted();
-    const h = await fsp.open(at(i), WRITE_FLAGS, 0o600);
-    try {
-      if (r.size) await h.write(await small.read(r.streamOffset, r.size!), 0, r.size, 0);
-    } finally {
-      await h.close();
+  const smallFiles = async () => {
+    for (const [i, r] of records.entries()) {
+      if (r.type !== 'file' || r.streamOffset === undefined) continue;
+      opts.signal?.throwIfAborted();
+      const data = r.size ? await small.read(r.streamOffset, r.size!) : undefined;
+      const fd = fs.openSync(at(i), WRITE_FLAGS, 0o600);
+      try {
+        if (data) fs.writeSync(fd, data, 0, data.length, 0);
+        fs.fchownSync(fd, r.uid, r.gid);
+        fs.fchmodSync(fd, r.perm); // after chown, which clears setuid bits
+      } finally {
+        fs.closeSync(fd);
+      }
+      opts.onBytes?.(r.size!);
     }
-    opts.onBytes?.(r.size!);
-  }
+  };
   const files = records.map((r, i) => [r, i] as const).filter(([r]) => r.type === 'file' && r.link === undefined && r.streamOffset === undefined);
   let next = 0;
   const worker = async () => {
@@ -121,30 +155,36 @@ export async function stageTree(records: TreeRecord[], plan: StagePlan, stage: s
       await writeFile(at(i), r, store, opts);
     }
   };
+  // one after the other: run together they contend for the store's workers and the event loop
+  await smallFiles();
   await Promise.all(Array.from({ length: PARALLEL_FILES }, worker));
   // 3. links, special files
   let special = 0;
   for (const [i, r] of records.entries()) {
     const p = at(i);
-    if (r.type === 'file' && r.link !== undefined) await fsp.link(at(r.link), p);
-    else if (r.type === 'symlink') await fsp.symlink(Buffer.from(r.target!), p);
-    else if (r.type === 'fifo' || r.type === 'chardev' || r.type === 'blockdev') {
+    if (r.type === 'file' && r.link !== undefined) fs.linkSync(at(r.link), p);
+    else if (r.type === 'symlink') {
+      fs.symlinkSync(Buffer.from(r.target!), p);
+      fs.lchownSync(p, r.uid, r.gid);
+    } else if (r.type === 'fifo' || r.type === 'chardev' || r.type === 'blockdev') {
       // mknod takes string arguments: make it under a plain name, then rename to the raw path
       const tmp = path.join(stage, `.vmdn-special-${special++}`);
       const args = r.type === 'fifo' ? [tmp, 'p'] : [tmp, r.type === 'chardev' ? 'c' : 'b', String(r.rdev![0]), String(r.rdev![1])];
       const res = spawnSync('mknod', args, { encoding: 'utf8' });
       if (res.status !== 0) throw new VmdnError('E_IO', `mknod failed for ${Buffer.from(r.path).toString()}: ${res.stderr || res.error?.message}`);
-      await fsp.rename(tmp, p);
+      fs.renameSync(tmp, p);
+      fs.lchownSync(p, r.uid, r.gid);
+      fs.chmodSync(p, r.perm);
     } else if (r.type === 'socket') {
       throw new VmdnError('E_UNSUPPORTED', `sockets cannot be staged (${Buffer.from(r.path).toString()})`);
     }
   }
-  // 4. owners and modes, deepest first so a read-only directory is locked last
+  // 4. directories' owners and modes, deepest first so a read-only directory is locked last
   for (let i = records.length - 1; i >= 0; i--) {
     const r = records[i]!;
-    const p = at(i);
-    await fsp.lchown(p, r.uid, r.gid);
-    if (r.type !== 'symlink') await fsp.chmod(p, r.perm);
+    if (r.type !== 'dir') continue;
+    fs.lchownSync(at(i), r.uid, r.gid);
+    fs.chmodSync(at(i), r.perm);
   }
   await setXattrs(records, plan.where, stage);
 }
@@ -152,13 +192,25 @@ export async function stageTree(records: TreeRecord[], plan: StagePlan, stage: s
 async function writeFile(p: Buffer, r: TreeRecord, store: ReadableStore, opts: StageOptions): Promise<void> {
   const h = await fsp.open(p, WRITE_FLAGS, 0o600);
   try {
-    for (const [off, len, digest] of r.chunks!) {
-      const data = await store.get(digest, { signal: opts.signal });
+    // a few chunks in flight: each get decodes and verifies in the store's workers
+    const chunks = r.chunks!;
+    const window: Array<Promise<Uint8Array>> = [];
+    let n = 0;
+    for (let i = 0; i < chunks.length; i++) {
+      while (n < chunks.length && window.length < CHUNKS_IN_FLIGHT) {
+        const g = store.get(chunks[n++]![2], { signal: opts.signal });
+        g.catch(() => {}); // surfaced when awaited
+        window.push(g);
+      }
+      const data = await window.shift()!;
+      const [off, len, digest] = chunks[i]!;
       if (data.length !== len) throw new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} has ${data.length} bytes, the tree says ${len}`, { digest });
       await h.write(data, 0, len, off);
       opts.onBytes?.(len);
     }
     await h.truncate(r.size!);
+    await h.chown(r.uid, r.gid);
+    await h.chmod(r.perm);
   } finally {
     await h.close();
   }
