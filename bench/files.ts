@@ -131,7 +131,7 @@ function targets(r: FilesBench): FilesBench['targets'] {
 function render(r: FilesBench): string {
   const row = (cells: Array<string | number>) => `| ${cells.join(' | ')} |`;
   const lines = ['## File-aware dedup (section "files")', '', 'MB a target must fetch, one run, every column measured here:', ''];
-  lines.push(row(['target | held', 'file-level limit', 'casync', 'vmdn chunks (disk cuts)', 'vmdn chunks (file cuts)', 'vmdn files strategy', 'files / limit', 'file cuts / casync']));
+  lines.push(row(['target \\| held', 'file-level limit', 'casync', 'vmdn chunks (disk cuts)', 'vmdn chunks (file cuts)', 'vmdn files strategy', 'files / limit', 'file cuts / casync']));
   lines.push(row(Array(8).fill('---')));
   for (const d of r.delivery) lines.push(row([`${d.target} \\| ${d.held.join('+')}`, f1(d.limitMB), f1(d.casyncMB), f1(d.disk), f1(d.fileCuts), f1(d.files), f2(d.files / d.limitMB), f2(d.fileCuts / d.casyncMB)]));
   lines.push('', 'Import (raw input; seconds, peak RSS MB):', '');
