@@ -14,7 +14,7 @@ import { walkFs } from '../fs/ext4-walk.js';
 import { Ext4Fs } from '../fs/ext4.js';
 import { ext4Params } from '../fs/ext4-params.js';
 import type { FileSystem } from '../fs/types.js';
-import { createChunker, type ChunkerParams } from './chunker.js';
+import { createChunker, parseChunkerSpec, type ChunkerParams } from './chunker.js';
 import { importChunks, type ChunkImportStats } from './chunks-import.js';
 import { FileContentDisk } from './file-content-disk.js';
 import { StreamChunks } from './stream-chunks.js';
@@ -26,6 +26,11 @@ import { gcEvery } from '../util/gc.js';
 import { VmdnError } from '../errors.js';
 
 const FILES_IN_FLIGHT = 8;
+/**
+ * Trees and the small-file stream change by insertions here and there (a package adds a few
+ * files in many directories): smaller chunks than for file data keep each insertion cheap.
+ */
+const TREE_CHUNKER: ChunkerParams = parseChunkerSpec('cdc:2k:8k:32k');
 const SUMMED = ['dataBytes', 'chunks', 'newObjects', 'newBytes', 'newStoredBytes'] as const;
 
 export interface FilesImportOptions {
@@ -63,7 +68,7 @@ export async function importFiles(disk: Disk, store: WritableStore, opts: FilesI
     }
     const dev = new DiskSlice(disk, v.offset, v.length);
     let records: TreeRecord[];
-    const stream = new StreamChunks(opts.chunker, store, { signal, onAdded: opts.onAdded, onStored: (n, st) => {
+    const stream = new StreamChunks(TREE_CHUNKER, store, { signal, onAdded: opts.onAdded, onStored: (n, st) => {
       content.newObjects++;
       content.newBytes += n;
       content.newStoredBytes += st;
@@ -83,8 +88,8 @@ export async function importFiles(disk: Disk, store: WritableStore, opts: FilesI
     const streamChunks = await stream.finish();
     content.chunks += streamChunks.length;
     const { tree, times } = encodeTree(records);
-    const treeObjs = await putChunked(Buffer.from(tree), store, opts);
-    const timeObjs = await putChunked(Buffer.from(times), store, opts);
+    const treeObjs = await putChunked(Buffer.from(tree), store, TREE_CHUNKER, opts);
+    const timeObjs = await putChunked(Buffer.from(times), store, TREE_CHUNKER, opts);
     treeBytes += tree.length + times.length;
     for (const d of [...treeObjs, ...timeObjs, ...treeDigests(records), ...streamChunks.map((c) => c[2])]) refs.add(d);
     files += records.length;
@@ -171,8 +176,8 @@ function withMeta(r: TreeRecord, x: Map<string, Uint8Array>): TreeRecord {
 }
 
 /** Store a byte string as chunks (so unchanged runs of a tree dedup across images). */
-async function putChunked(bytes: Uint8Array, store: WritableStore, opts: FilesImportOptions): Promise<Digest[]> {
-  const chunker = createChunker(opts.chunker);
+async function putChunked(bytes: Uint8Array, store: WritableStore, params: ChunkerParams, opts: FilesImportOptions): Promise<Digest[]> {
+  const chunker = createChunker(params);
   const out: Digest[] = [];
   for (let pos = 0; pos < bytes.length; ) {
     const n = chunker.next(bytes.subarray(pos), true);

@@ -30,7 +30,11 @@ export interface TreeRecord {
   /** Regular files: size, and content as [offset, length, digest] (uncovered bytes are zero)... */
   size?: number;
   chunks?: ChunkEntry[];
-  /** ...or, for small files, where the content starts in the filesystem's small-file stream. */
+  /**
+   * ...or, for small files, where the content starts in the filesystem's small-file stream.
+   * Not written out: small files follow each other in tree order, so offsets are implied (and an
+   * inserted file does not change every later line).
+   */
   streamOffset?: number;
   /** Regular files: index of the earlier entry this one is a hard link of. */
   link?: number;
@@ -70,7 +74,7 @@ export function encodeTree(records: TreeRecord[]): { tree: string; times: string
       if (r.link !== undefined) o.h = r.link;
       else {
         o.s = r.size;
-        if (r.streamOffset !== undefined) o.o = r.streamOffset;
+        if (r.streamOffset !== undefined) o.z = 1;
         else o.c = r.chunks;
       }
     }
@@ -157,12 +161,12 @@ export function decodeTree(tree: string, times: string, streamBytes = 0): TreeRe
       if (o.h !== undefined) {
         if (!isInt(o.h, i - 1) || out[o.h]!.type !== 'file' || out[o.h]!.link !== undefined) bad(i, 'bad hard link');
         r.link = o.h as number;
-      } else if (o.o !== undefined) {
+      } else if (o.z === 1) {
         // small files follow each other in the stream, in tree order
-        if (!isInt(o.s, MAX_FILE) || !isInt(o.o, streamBytes) || (o.o as number) < streamEnd || (o.o as number) + (o.s as number) > streamBytes) bad(i, 'bad stream range');
+        if (!isInt(o.s, MAX_FILE) || streamEnd + (o.s as number) > streamBytes) bad(i, 'small file past the end of the stream');
         r.size = o.s as number;
-        r.streamOffset = o.o as number;
-        streamEnd = r.streamOffset + r.size;
+        r.streamOffset = streamEnd;
+        streamEnd += r.size;
       } else {
         if (!isInt(o.s, MAX_FILE) || !Array.isArray(o.c)) bad(i, 'bad size or content');
         r.size = o.s as number;
@@ -188,6 +192,7 @@ export function decodeTree(tree: string, times: string, streamBytes = 0): TreeRe
     }
     out.push(r);
   }
+  if (streamEnd !== streamBytes) throw new VmdnError('E_MANIFEST', `file tree: small files hold ${streamEnd} bytes, the stream ${streamBytes}`);
   return out;
 }
 
