@@ -9,7 +9,8 @@
  * reserve (now owning the directory's old blocks). Every structure it writes
  * is checked by e2fsck -fn in the tests.
  */
-import fsp from 'node:fs/promises';
+import fsp, { type FileHandle } from 'node:fs/promises';
+import type { Ext4Fs } from './ext4.js';
 import { crc32cRaw, crc32cU32 } from './ext4-crc32c.js';
 import { openFsImage, type FsImage } from './ext4-image.js';
 import { writeInodeChecksum } from './ext4-inode.js';
@@ -111,11 +112,7 @@ export async function installDirectory(img: FsImage, dirIno: number, reserveIno:
         for (let o = 0; o < e.length; o += bs) await h.write(blocks[i++]!, 0, bs, img.offset + e.deviceOffset + o);
       }
       if (i !== blocks.length) fail('reserve file blocks do not match its size');
-      const raw = (ino: number) => {
-        const b = Buffer.alloc(fs.superblock.inodeSize);
-        return h.read(b, 0, b.length, img.offset + fs.inodeOffset(ino)).then(() => b);
-      };
-      const [d, r] = [await raw(dirIno), await raw(reserveIno)];
+      const [d, r] = [await readInode(h, fs, img, dirIno), await readInode(h, fs, img, reserveIno)];
       for (const [off, len] of SWAP) {
         const tmp = Buffer.from(d.subarray(off, off + len));
         d.set(r.subarray(off, off + len), off);
@@ -125,10 +122,8 @@ export async function installDirectory(img: FsImage, dirIno: number, reserveIno:
       // the new directory is linear: no htree index flag
       d.writeUInt32LE(((fd & ~MAP_FLAGS) | (fr & MAP_FLAGS & ~INDEX_FL)) >>> 0, 0x20);
       r.writeUInt32LE(((fr & ~MAP_FLAGS) | (fd & MAP_FLAGS)) >>> 0, 0x20);
-      for (const [ino, b] of [[dirIno, d], [reserveIno, r]] as const) {
-        if (fs.csumSeed !== undefined) writeInodeChecksum(b, fs.csumSeed, ino);
-        await h.write(b, 0, b.length, img.offset + fs.inodeOffset(ino));
-      }
+      await writeInode(h, fs, img, dirIno, d);
+      await writeInode(h, fs, img, reserveIno, r);
     } finally {
       await h.close();
     }
@@ -178,15 +173,25 @@ export async function emptyDirectory(img: FsImage, ino: number, parentIno: numbe
           await h.write(b, 0, bs, img.offset + e.deviceOffset + o);
         }
       }
-      const raw = Buffer.alloc(fs.superblock.inodeSize);
-      await h.read(raw, 0, raw.length, img.offset + fs.inodeOffset(ino));
+      const raw = await readInode(h, fs, img, ino);
       raw.writeUInt32LE((raw.readUInt32LE(0x20) & ~INDEX_FL) >>> 0, 0x20);
-      if (fs.csumSeed !== undefined) writeInodeChecksum(raw, fs.csumSeed, ino);
-      await h.write(raw, 0, raw.length, img.offset + fs.inodeOffset(ino));
+      await writeInode(h, fs, img, ino, raw);
     } finally {
       await h.close();
     }
   } finally {
     await opened.close();
   }
+}
+
+async function readInode(h: FileHandle, fs: Ext4Fs, img: FsImage, ino: number): Promise<Buffer> {
+  const b = Buffer.alloc(fs.superblock.inodeSize);
+  await h.read(b, 0, b.length, img.offset + fs.inodeOffset(ino));
+  return b;
+}
+
+/** Write a raw inode back, its checksum recomputed. */
+async function writeInode(h: FileHandle, fs: Ext4Fs, img: FsImage, ino: number, b: Buffer): Promise<void> {
+  if (fs.csumSeed !== undefined) writeInodeChecksum(b, fs.csumSeed, ino);
+  await h.write(b, 0, b.length, img.offset + fs.inodeOffset(ino));
 }

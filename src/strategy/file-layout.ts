@@ -7,7 +7,7 @@
  * correctness: every byte the importer keeps is still chunked and stored.
  */
 import type { Disk } from '../container/disk.js';
-import { listVolumes } from '../inspect/volumes.js';
+import { listVolumes, type Volume } from '../inspect/volumes.js';
 import { walkFs } from '../fs/ext4-walk.js';
 import { VmdnError } from '../errors.js';
 
@@ -30,13 +30,15 @@ export interface FileLayoutOptions {
   signal?: AbortSignal;
   /** Volumes (by index) another strategy takes care of. */
   skipVolumes?: Set<number>;
+  /** The disk's volumes when the caller has listed them already. */
+  volumes?: Volume[];
 }
 
 /** A hostile filesystem could claim millions of extents: bound the work, not just the loop. */
 export const MAX_CUTS = 1 << 24;
 
 export async function fileAwareLayout(disk: Disk, opts: FileLayoutOptions): Promise<ChunkLayout> {
-  const { volumes } = await listVolumes(disk);
+  const volumes = opts.volumes ?? (await listVolumes(disk)).volumes;
   const cuts: number[] = [];
   const notes: string[] = [];
   // sparsify: keep everything outside readable filesystems, and their used blocks

@@ -19,7 +19,7 @@ import { walkFs } from '../fs/ext4-walk.js';
 import { mke2fsArgs, superblockFixups } from '../fs/ext4-params.js';
 import { patchInodeTimes, type InodeTimes } from '../fs/ext4-patch.js';
 import { assembleChunks } from './chunks-export.js';
-import { decodeTree, treeDigests, type TreeRecord } from './files-tree.js';
+import { baseName, decodeTree, pathKey, treeDigests, type TreeRecord } from './files-tree.js';
 import { planStage, stageParent, stageTree, type BigDirPlan } from './files-stage.js';
 import { emptyDirectory, installDirectory, type DirEntrySpec } from '../fs/ext4-bigdir.js';
 import type { FsRebuild, Manifest } from './manifest.js';
@@ -117,7 +117,7 @@ async function buildExt4(f: FsRebuild, records: TreeRecord[], store: ReadableSto
   }
   const fixups = superblockFixups(p);
   for (const b of plan.bigDirs) fixups.push(...(await finishBigDir(img, records, b)));
-  if (!records.some((r) => Buffer.from(r.path).toString('latin1') === 'lost+found')) fixups.push('rmdir /lost+found');
+  if (!records.some((r) => pathKey(r.path) === 'lost+found')) fixups.push('rmdir /lost+found');
   await run('debugfs', ['-w', '-f', '-', e2fsName(img)], signal, fixups.join('\n') + '\n');
   await patchInodeTimes(img, await timesByInode(img, records));
 }
@@ -125,8 +125,8 @@ async function buildExt4(f: FsRebuild, records: TreeRecord[], store: ReadableSto
 /** Resolve a raw path (no leading slash) to its inode, matching names byte for byte. */
 async function resolveIno(fs: Ext4Fs, p: Uint8Array): Promise<number> {
   let node = await fs.root();
-  for (const comp of p.length ? Buffer.from(p).toString('latin1').split('/') : []) {
-    const e = (await fs.readdir(node)).find((x) => Buffer.from(x.nameBytes).toString('latin1') === comp);
+  for (const comp of p.length ? pathKey(p).split('/') : []) {
+    const e = (await fs.readdir(node)).find((x) => pathKey(x.nameBytes) === comp);
     if (!e) throw new VmdnError('E_INTERNAL', `rebuilt filesystem lacks ${Buffer.from(p).toString()}`);
     node = await fs.stat(e.ino);
   }
@@ -136,7 +136,7 @@ async function resolveIno(fs: Ext4Fs, p: Uint8Array): Promise<number> {
 /** Write a big directory in full (ext4-bigdir) and return the debugfs commands that drop its scaffolding. */
 async function finishBigDir(img: FsImage, records: TreeRecord[], b: BigDirPlan): Promise<string[]> {
   const opened = await openFsImage(img);
-  const name = (i: number) => Buffer.from(records[i]!.path.subarray(records[i]!.path.lastIndexOf(0x2f) + 1));
+  const name = (i: number) => Buffer.from(baseName(records[i]!.path));
   let dirIno: number, parentIno: number, reserveIno: number, holdIno: number;
   const holdInos: number[] = [];
   const entries: DirEntrySpec[] = [];
@@ -148,7 +148,7 @@ async function finishBigDir(img: FsImage, records: TreeRecord[], b: BigDirPlan):
     parentIno = dirPath.length ? await resolveIno(fs, slash < 0 ? new Uint8Array(0) : dirPath.subarray(0, slash)) : dirIno;
     reserveIno = await resolveIno(fs, Buffer.from(b.reserve));
     holdIno = await resolveIno(fs, Buffer.from(b.hold));
-    const listing = async (ino: number) => new Map((await fs.readdir(await fs.stat(ino))).map((e) => [Buffer.from(e.nameBytes).toString('latin1'), e.ino] as const));
+    const listing = async (ino: number) => new Map((await fs.readdir(await fs.stat(ino))).map((e) => [pathKey(e.nameBytes), e.ino] as const));
     const direct = await listing(dirIno);
     const held: Array<Map<string, number>> = [];
     for (let k = 0; k < b.holdDirs; k++) {
@@ -158,7 +158,7 @@ async function finishBigDir(img: FsImage, records: TreeRecord[], b: BigDirPlan):
     entries.push({ name: Buffer.from('.'), ino: dirIno, type: 'dir' }, { name: Buffer.from('..'), ino: parentIno, type: 'dir' });
     for (const i of b.children) {
       const k = b.parked.get(i);
-      const ino = (k === undefined ? direct : held[k]!).get(name(i).toString('latin1'));
+      const ino = (k === undefined ? direct : held[k]!).get(pathKey(name(i)));
       if (ino === undefined) throw new VmdnError('E_INTERNAL', `rebuilt filesystem lacks ${Buffer.from(records[i]!.path).toString()}`);
       entries.push({ name: name(i), ino, type: records[i]!.type });
     }
@@ -172,13 +172,13 @@ async function finishBigDir(img: FsImage, records: TreeRecord[], b: BigDirPlan):
 
 /** Map recorded times onto the rebuilt filesystem's inode numbers, by path. */
 async function timesByInode(img: FsImage, records: TreeRecord[]): Promise<Map<number, InodeTimes>> {
-  const byPath = new Map(records.map((r) => [Buffer.from(r.path).toString('latin1'), r] as const));
+  const byPath = new Map(records.map((r) => [pathKey(r.path), r] as const));
   const opened = await openFsImage(img);
   try {
     const fs = opened.fs;
     const out = new Map<number, InodeTimes>();
     for await (const { pathBytes, node } of walkFs(fs)) {
-      const r = byPath.get(Buffer.from(pathBytes.subarray(pathBytes.length ? 1 : 0)).toString('latin1'));
+      const r = byPath.get(pathKey(pathBytes.subarray(pathBytes.length ? 1 : 0)));
       if (!r) throw new VmdnError('E_INTERNAL', `rebuilt filesystem has ${Buffer.from(pathBytes).toString()} that the tree does not`);
       out.set(node.ino, r.times);
     }

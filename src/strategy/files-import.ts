@@ -98,7 +98,7 @@ export async function importFiles(disk: Disk, store: WritableStore, opts: FilesI
   }
   // the rest of the disk: chunks, cut along files where another filesystem is readable
   const rebuilt = new Set(filesystems.map((f) => f.index));
-  const layout = await fileAwareLayout(disk, { minFile: opts.minFile, signal, skipVolumes: rebuilt });
+  const layout = await fileAwareLayout(disk, { minFile: opts.minFile, signal, skipVolumes: rebuilt, volumes });
   const keep = complement(mergeRanges(filesystems.map((f) => [f.offset, f.offset + f.length])), disk.virtualSize);
   const { manifest, stats } = await importChunks(disk, store, { chunker: opts.chunker, signal, onAdded: opts.onAdded, layout: { cuts: layout.cuts, keep } });
   for (const c of manifest.chunks) refs.add(c[2]);

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import type { ReadableStore } from '../store/types.js';
-import type { TreeRecord } from './files-tree.js';
+import { baseName, childrenOf, pathKey, type TreeRecord } from './files-tree.js';
 import type { ChunkEntry } from './manifest.js';
 import { StreamReader } from './stream-chunks.js';
 import { VmdnError } from '../errors.js';
@@ -53,19 +53,10 @@ export interface StagePlan {
   bigDirs: BigDirPlan[];
 }
 
-const key = (b: Uint8Array) => Buffer.from(b).toString('latin1');
-
 export function planStage(records: TreeRecord[], blockSize: number, csum: boolean): StagePlan {
-  const index = new Map(records.map((r, i) => [key(r.path), i] as const));
-  const children = new Map<number, number[]>();
-  records.forEach((r, i) => {
-    if (i === 0) return;
-    const slash = r.path.lastIndexOf(0x2f);
-    const parent = index.get(key(slash < 0 ? new Uint8Array(0) : r.path.subarray(0, slash)))!;
-    (children.get(parent) ?? children.set(parent, []).get(parent)!).push(i);
-  });
+  const children = childrenOf(records);
   const where = records.map((r) => Buffer.from(r.path));
-  const rootNames = new Set((children.get(0) ?? []).map((i) => key(records[i]!.path)));
+  const rootNames = new Set((children.get(0) ?? []).map((i) => pathKey(records[i]!.path)));
   const fresh = (base: string) => {
     let n = base;
     for (let k = 0; rootNames.has(n); k++) n = `${base}-${k}`;
@@ -80,11 +71,11 @@ export function planStage(records: TreeRecord[], blockSize: number, csum: boolea
     files.slice(KEPT_DIRECT).forEach((i, n) => {
       const sub = Math.floor(n / HOLD_FANOUT);
       plan.parked.set(i, sub);
-      const name = records[i]!.path.subarray(records[i]!.path.lastIndexOf(0x2f) + 1);
+      const name = baseName(records[i]!.path);
       where[i] = Buffer.concat([Buffer.from(`${plan.hold}/${sub}/`), name]);
       plan.holdDirs = sub + 1;
     });
-    const nameLens = [1, 2, ...kids.map((i) => records[i]!.path.length - records[i]!.path.lastIndexOf(0x2f) - 1)];
+    const nameLens = [1, 2, ...kids.map((i) => baseName(records[i]!.path).length)];
     plan.reserveBytes = dirBlockCount(nameLens, blockSize, csum) * blockSize;
     bigDirs.push(plan);
   }

@@ -97,7 +97,10 @@ const bad = (line: number, msg: string): never => {
   throw new VmdnError('E_MANIFEST', `file tree entry ${line}: ${msg}`, { entry: line });
 };
 const isInt = (n: unknown, max: number): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 && n <= max;
-const pathKey = (b: Uint8Array) => Buffer.from(b).toString('latin1');
+/** A path's bytes as a map key (latin1 maps bytes 1:1 to code units). */
+export const pathKey = (b: Uint8Array): string => Buffer.from(b).toString('latin1');
+/** The last component of a path. */
+export const baseName = (p: Uint8Array): Uint8Array => p.subarray(p.lastIndexOf(0x2f) + 1);
 
 /** Refuse any component a rebuild could be tricked with: empty, '.', '..', or holding NUL. */
 function checkPath(b: Uint8Array, i: number): void {
@@ -205,6 +208,19 @@ function checkChunks(c: unknown[], size: number, i: number): ChunkEntry[] {
     end = (o as number) + (l as number);
   }
   return c as ChunkEntry[];
+}
+
+/** Each directory's entries (record indices, in tree order), by the directory's record index. */
+export function childrenOf(records: TreeRecord[]): Map<number, number[]> {
+  const index = new Map(records.map((r, i) => [pathKey(r.path), i] as const));
+  const children = new Map<number, number[]>();
+  records.forEach((r, i) => {
+    if (i === 0) return;
+    const slash = r.path.lastIndexOf(0x2f);
+    const parent = index.get(pathKey(slash < 0 ? new Uint8Array(0) : r.path.subarray(0, slash)))!;
+    (children.get(parent) ?? children.set(parent, []).get(parent)!).push(i);
+  });
+  return children;
 }
 
 /** Every content digest the tree references. */

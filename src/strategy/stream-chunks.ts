@@ -104,14 +104,18 @@ export class StreamReader {
       this.loaded.push({ entry, data });
     }
     for (const { entry, data } of this.loaded) {
-      const [o, l, d] = entry;
-      if (o >= end) break;
-      if (o + l <= offset) continue;
-      const bytes = await data;
-      if (bytes.length !== l) throw new VmdnError('E_CORRUPT_OBJECT', `object ${d.slice(0, 12)} has ${bytes.length} bytes, the stream says ${l}`, { digest: d });
-      const s = Math.max(o, offset);
-      out.set(bytes.subarray(s - o, Math.min(o + l, end) - o), s - offset);
+      if (entry[0] >= end) break;
+      if (entry[0] + entry[1] > offset) copyChunkPart(out, offset, entry, await data);
     }
     return out;
   }
+}
+
+/** Copy the part of chunk `entry` (holding `bytes`) that overlaps `out`, which starts at stream `offset`. */
+export function copyChunkPart(out: Uint8Array, offset: number, entry: ChunkEntry, bytes: Uint8Array): void {
+  const [o, l, d] = entry;
+  if (bytes.length !== l) throw new VmdnError('E_CORRUPT_OBJECT', `object ${d.slice(0, 12)} has ${bytes.length} bytes, the stream says ${l}`, { digest: d });
+  const s = Math.max(o, offset);
+  const e = Math.min(o + l, offset + out.length);
+  if (e > s) out.set(bytes.subarray(s - o, e - o), s - offset);
 }

@@ -7,17 +7,16 @@
 import type { DirEntry, FileExtent, FileSystem, FsInfo, FsNode } from '../fs/types.js';
 import type { ReadableStore } from '../store/types.js';
 import type { FsRebuild } from './manifest.js';
-import type { TreeRecord } from './files-tree.js';
+import { baseName, childrenOf, type TreeRecord } from './files-tree.js';
 import { VmdnError } from '../errors.js';
+import { copyChunkPart } from './stream-chunks.js';
 
 const utf8 = new TextDecoder('utf-8', { fatal: false });
-const key = (b: Uint8Array) => Buffer.from(b).toString('latin1');
-const baseName = (p: Uint8Array) => p.subarray(p.lastIndexOf(0x2f) + 1);
 
 export class TreeFs implements FileSystem {
   readonly info: FsInfo;
   readonly warnings: string[] = [];
-  private readonly children = new Map<number, number[]>();
+  private readonly children: Map<number, number[]>;
   private readonly nlink = new Map<number, number>();
   private readonly recent = new Map<string, Promise<Uint8Array>>();
 
@@ -26,14 +25,10 @@ export class TreeFs implements FileSystem {
     private readonly records: TreeRecord[],
     private readonly store: ReadableStore,
   ) {
-    const index = new Map(records.map((r, i) => [key(r.path), i] as const));
-    records.forEach((r, i) => {
+    this.children = childrenOf(records);
+    records.forEach((_, i) => {
       const target = this.target(i);
       this.nlink.set(target, (this.nlink.get(target) ?? 0) + 1);
-      if (i === 0) return;
-      const slash = r.path.lastIndexOf(0x2f);
-      const parent = index.get(key(slash < 0 ? new Uint8Array(0) : r.path.subarray(0, slash)))!;
-      (this.children.get(parent) ?? this.children.set(parent, []).get(parent)!).push(i);
     });
     const p = f.params;
     this.info = {
@@ -123,7 +118,7 @@ export class TreeFs implements FileSystem {
       else hi = mid;
     }
     for (let i = lo; i < st.length && st[i]![0] < offset + length; i++) {
-      const [o, l, d] = st[i]!;
+      const d = st[i]![2];
       let data = this.recent.get(d);
       if (!data) {
         data = this.store.get(d, { signal });
@@ -131,10 +126,7 @@ export class TreeFs implements FileSystem {
         this.recent.set(d, data);
         if (this.recent.size > 32) this.recent.delete(this.recent.keys().next().value!);
       }
-      const bytes = await data;
-      if (bytes.length !== l) throw new VmdnError('E_CORRUPT_OBJECT', `object ${d.slice(0, 12)} has ${bytes.length} bytes, the stream says ${l}`, { digest: d });
-      const s = Math.max(o, offset);
-      out.set(bytes.subarray(s - o, Math.min(o + l, offset + length) - o), s - offset);
+      copyChunkPart(out, offset, st[i]!, await data);
     }
     return out;
   }
