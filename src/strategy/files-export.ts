@@ -24,6 +24,7 @@ import { planStage, stageParent, stageTree, type BigDirPlan } from './files-stag
 import { emptyDirectory, installDirectory, type DirEntrySpec } from '../fs/ext4-bigdir.js';
 import type { FsRebuild, Manifest } from './manifest.js';
 import { isZero } from '../util/zero.js';
+import { TreeFs } from './tree-fs.js';
 import { throttle, type OnProgress } from '../util/progress.js';
 import { VmdnError } from '../errors.js';
 
@@ -38,7 +39,7 @@ const BLOCK = 2 << 20;
 
 export async function loadTree(f: FsRebuild, store: ReadableStore, signal?: AbortSignal): Promise<TreeRecord[]> {
   const text = async (ds: Digest[]) => Buffer.concat(await Promise.all(ds.map((d) => store.get(d, { signal })))).toString('utf8');
-  const records = decodeTree(await text(f.tree), await text(f.times), f.streamBytes);
+  const records = decodeTree(await text(f.tree), await text(f.times), f.streamBytes, f.packages?.length ?? 0);
   if (records.length !== f.entries) throw new VmdnError('E_MANIFEST', `filesystem ${f.index}: tree has ${records.length} entries, manifest says ${f.entries}`);
   return records;
 }
@@ -48,6 +49,7 @@ export async function manifestObjects(m: Manifest, store: ReadableStore, signal?
   const out = new Set<Digest>(m.chunks.map((c) => c[2]));
   for (const f of m.filesystems ?? []) {
     for (const d of [...f.tree, ...f.times, ...f.stream.map((c) => c[2])]) out.add(d);
+    for (const p of f.packages ?? []) for (const d of [...p.deb, p.index]) out.add(d);
     for (const d of treeDigests(await loadTree(f, store, signal))) out.add(d);
   }
   return out;
@@ -110,7 +112,7 @@ async function buildExt4(f: FsRebuild, records: TreeRecord[], store: ReadableSto
   const p = f.params;
   const plan = planStage(records, p.blockSize, p.features.includes('metadata_csum'));
   try {
-    await stageTree(records, plan, stage, store, f.stream, { signal, onBytes });
+    await stageTree(records, plan, stage, store, f.stream, { signal, onBytes, packages: f.packages, tree: new TreeFs(f, records, store), workDir: dir });
     await run('mke2fs', [...mke2fsArgs(p, img.offset), '-d', stage, img.file, String(p.blocksCount)], signal);
   } finally {
     await fsp.rm(stage, { recursive: true, force: true });

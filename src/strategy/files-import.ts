@@ -19,7 +19,8 @@ import { importChunks, type ChunkImportStats } from './chunks-import.js';
 import { FileContentDisk } from './file-content-disk.js';
 import { StreamChunks } from './stream-chunks.js';
 import { complement, fileAwareLayout, mergeRanges } from './file-layout.js';
-import { encodeTree, treeDigests, type TreeRecord } from './files-tree.js';
+import { encodeTree, pathKey, treeDigests, type TreeRecord } from './files-tree.js';
+import type { PackageMatcher, PackagesReport } from './packages-match.js';
 import type { FsRebuild, Manifest } from './manifest.js';
 import { throttle, type OnProgress } from '../util/progress.js';
 import { gcEvery } from '../util/gc.js';
@@ -39,6 +40,8 @@ export interface FilesImportOptions {
   signal?: AbortSignal;
   onProgress?: OnProgress;
   onAdded?: (digest: Digest) => void;
+  /** Packages strategy: a matcher for a filesystem's package files (undefined: it has no package database). */
+  packages?: (fs: FileSystem) => Promise<PackageMatcher | undefined>;
 }
 
 export interface FilesImportResult {
@@ -47,6 +50,8 @@ export interface FilesImportResult {
   /** Every object the image references besides its manifest. */
   refs: Set<Digest>;
   notes: string[];
+  /** Packages strategy: per rebuilt filesystem with a package database. */
+  packages?: Array<{ index: number } & PackagesReport>;
 }
 
 export async function importFiles(disk: Disk, store: WritableStore, opts: FilesImportOptions): Promise<FilesImportResult> {
@@ -61,6 +66,7 @@ export async function importFiles(disk: Disk, store: WritableStore, opts: FilesI
   const content: ChunkImportStats = { allocated: 0, dataBytes: 0, chunks: 0, distinctChunks: 0, newObjects: 0, newBytes: 0, newStoredBytes: 0 };
   const progress = throttle(opts.onProgress);
   const total = volumes.reduce((n, v) => n + (v.fs instanceof Ext4Fs ? v.fs.info.usedBytes : 0), 0);
+  const reports: FilesImportResult['packages'] = [];
   for (const v of volumes) {
     if (!(v.fs instanceof Ext4Fs)) {
       notes.push(`volume ${v.index}: ${v.kind === 'error' ? `unreadable (${v.note})` : v.kind}: no rebuild for it, kept as chunks, bit-exact`);
@@ -73,8 +79,9 @@ export async function importFiles(disk: Disk, store: WritableStore, opts: FilesI
       content.newBytes += n;
       content.newStoredBytes += st;
     } });
+    const matcher = await opts.packages?.(v.fs);
     try {
-      records = await recordTree(v.fs, dev, store, stream, opts, (s) => {
+      records = await recordTree(v.fs, dev, store, stream, { ...opts, matcher }, (s) => {
         fileBytes += s.allocated;
         for (const k of SUMMED) content[k] += s[k];
         progress?.({ phase: 'import', done: fileBytes, total, unit: 'bytes' });
@@ -93,8 +100,16 @@ export async function importFiles(disk: Disk, store: WritableStore, opts: FilesI
     treeBytes += tree.length + times.length;
     for (const d of [...treeObjs, ...timeObjs, ...treeDigests(records), ...streamChunks.map((c) => c[2])]) refs.add(d);
     files += records.length;
-    filesystems.push({ index: v.index, offset: v.offset, length: v.length, type: 'ext4', params: await ext4Params(v.fs, dev), entries: records.length, tree: treeObjs, times: timeObjs, streamBytes: stream.length, stream: streamChunks });
+    const packages = matcher ? usedPackages(records, matcher) : undefined;
+    for (const p of packages ?? []) for (const d of [...p.deb, p.index]) refs.add(d);
+    filesystems.push({ index: v.index, offset: v.offset, length: v.length, type: 'ext4', params: await ext4Params(v.fs, dev), entries: records.length, tree: treeObjs, times: timeObjs, streamBytes: stream.length, stream: streamChunks, ...(packages ? { packages } : {}) });
     notes.push(`volume ${v.index}: ${v.fs.info.type}, ${records.length} entries recorded as files`);
+    if (matcher) {
+      const r = matcher.report;
+      reports.push({ index: v.index, ...r });
+      notes.push(`volume ${v.index}: ${r.files.package} files from ${r.used} of ${r.installed} installed packages; ${r.files.modified} modified package files, ${r.files.own + r.files.fallback} own files kept as objects`);
+      for (const m of r.missing) notes.push(`volume ${v.index}: package ${m.name} ${m.version} (${m.arch}) is not on the mirror: its files are stored with the image`);
+    }
   }
   // the rest of the disk: chunks, cut along files where another filesystem is readable
   const rebuilt = new Set(filesystems.map((f) => f.index));
@@ -106,11 +121,28 @@ export async function importFiles(disk: Disk, store: WritableStore, opts: FilesI
   // one set of figures for the whole image: the rest of the disk plus file contents
   for (const k of SUMMED) stats[k] += content[k];
   stats.distinctChunks = refs.size;
-  return { manifest, stats: { ...stats, files, fileBytes, treeBytes }, refs, notes };
+  return { manifest, stats: { ...stats, files, fileBytes, treeBytes }, refs, notes, ...(opts.packages ? { packages: reports } : {}) };
+}
+
+/** The packages the tree points at, renumbered densely (packages no file came from are left out). */
+function usedPackages(records: TreeRecord[], matcher: PackageMatcher): FsRebuild['packages'] {
+  const order = [...new Set(records.filter((r) => r.pkg !== undefined).map((r) => r.pkg!))].sort((a, b) => a - b);
+  const renumber = new Map(order.map((k, i) => [k, i]));
+  for (const r of records) if (r.pkg !== undefined) r.pkg = renumber.get(r.pkg);
+  matcher.report.used = order.length;
+  return order.map((k) => matcher.ingredients[k]!.ref);
 }
 
 /** Walk one filesystem into tree records, storing each file's content as chunks. */
-async function recordTree(fs: FileSystem, dev: Disk, store: WritableStore, stream: StreamChunks, opts: FilesImportOptions, onFile: (s: ChunkImportStats) => void): Promise<TreeRecord[]> {
+async function recordTree(fs: FileSystem, dev: Disk, store: WritableStore, stream: StreamChunks, opts: FilesImportOptions & { matcher?: PackageMatcher }, onFile: (s: ChunkImportStats) => void): Promise<TreeRecord[]> {
+  const { matcher } = opts;
+  const fromPackage = async (r: TreeRecord, content: Disk): Promise<boolean> => {
+    if (!matcher) return false;
+    r.pkg = await matcher.match(pathKey(r.path), r.size!, content);
+    if (r.pkg === undefined) return false;
+    onFile({ allocated: r.size!, dataBytes: r.size!, chunks: 0, distinctChunks: 0, newObjects: 0, newBytes: 0, newStoredBytes: 0 });
+    return true;
+  };
   const records: TreeRecord[] = [];
   const firstOfInode = new Map<number, number>();
   const collect = gcEvery();
@@ -137,8 +169,12 @@ async function recordTree(fs: FileSystem, dev: Disk, store: WritableStore, strea
         r.size = node.size;
         if (node.size < opts.minFile) {
           // small: into the stream, in tree order (the walk is sequential, so the stream is too)
-          r.streamOffset = stream.length;
           const content = await FileContentDisk.open(fs, node, dev);
+          if (await fromPackage(r, content)) {
+            records.push(withMeta(r, await fs.xattrs(node)));
+            continue;
+          }
+          r.streamOffset = stream.length;
           if (node.size) await stream.push(await content.read(0, node.size));
           onFile({ allocated: node.size, dataBytes: node.size, chunks: 0, distinctChunks: 0, newObjects: 0, newBytes: 0, newStoredBytes: 0 });
           records.push(withMeta(r, await fs.xattrs(node)));
@@ -146,6 +182,7 @@ async function recordTree(fs: FileSystem, dev: Disk, store: WritableStore, strea
         }
         const p = (async () => {
           const content = await FileContentDisk.open(fs, node, dev);
+          if (await fromPackage(r, content)) return;
           const { manifest, stats } = await importChunks(content, store, { chunker: opts.chunker, signal: opts.signal, onAdded: opts.onAdded, collect, maxInflight: 8 });
           r.chunks = manifest.chunks;
           onFile(stats);

@@ -17,6 +17,9 @@ import type { ChunkEntry } from './manifest.js';
 import { StreamReader } from './stream-chunks.js';
 import { VmdnError } from '../errors.js';
 import { dirBlockCount } from '../fs/ext4-bigdir.js';
+import type { PackageRef } from './packages-ingredients.js';
+import type { FileSystem } from '../fs/types.js';
+import { stagePackageFiles } from './packages-stage.js';
 
 const WRITE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
 const PARALLEL_FILES = 8;
@@ -25,6 +28,11 @@ const CHUNKS_IN_FLIGHT = 8;
 export interface StageOptions {
   signal?: AbortSignal;
   onBytes?: (n: number) => void;
+  /** Packages strategy: what tree entries with `pkg` are unpacked from, and where .debs are put meanwhile. */
+  packages?: PackageRef[];
+  /** The recorded tree as a filesystem (package paths are resolved through its symlinks). */
+  tree?: FileSystem;
+  workDir?: string;
 }
 
 /** A directory with more non-directory entries than this is built by ext4-bigdir instead of mke2fs. */
@@ -137,7 +145,7 @@ export async function stageTree(records: TreeRecord[], plan: StagePlan, stage: s
       opts.onBytes?.(r.size!);
     }
   };
-  const files = records.map((r, i) => [r, i] as const).filter(([r]) => r.type === 'file' && r.link === undefined && r.streamOffset === undefined);
+  const files = records.map((r, i) => [r, i] as const).filter(([r]) => r.type === 'file' && r.link === undefined && r.streamOffset === undefined && r.pkg === undefined);
   let next = 0;
   const worker = async () => {
     while (next < files.length) {
@@ -149,6 +157,10 @@ export async function stageTree(records: TreeRecord[], plan: StagePlan, stage: s
   // one after the other: run together they contend for the store's workers and the event loop
   await smallFiles();
   await Promise.all(Array.from({ length: PARALLEL_FILES }, worker));
+  if (records.some((r) => r.pkg !== undefined)) {
+    if (!opts.packages || !opts.workDir || !opts.tree) throw new VmdnError('E_INTERNAL', 'tree takes files from packages but none were given');
+    await stagePackageFiles(records, at, opts.packages, opts.tree, store, opts.workDir, opts);
+  }
   // 3. links, special files
   let special = 0;
   for (const [i, r] of records.entries()) {

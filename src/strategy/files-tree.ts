@@ -36,6 +36,8 @@ export interface TreeRecord {
    * inserted file does not change every later line).
    */
   streamOffset?: number;
+  /** ...or, packages strategy: the index (in the filesystem's `packages`) of the package holding this file at this path. */
+  pkg?: number;
   /** Regular files: index of the earlier entry this one is a hard link of. */
   link?: number;
   target?: Uint8Array;
@@ -74,7 +76,8 @@ export function encodeTree(records: TreeRecord[]): { tree: string; times: string
       if (r.link !== undefined) o.h = r.link;
       else {
         o.s = r.size;
-        if (r.streamOffset !== undefined) o.z = 1;
+        if (r.pkg !== undefined) o.k = r.pkg;
+        else if (r.streamOffset !== undefined) o.z = 1;
         else o.c = r.chunks;
       }
     }
@@ -121,8 +124,8 @@ function timestamp(v: unknown[], at: number, i: number): Timestamp {
   return { sec: sec as number, nsec: nsec as number };
 }
 
-/** `streamBytes`: length of the small-file stream the tree's `o` offsets point into. */
-export function decodeTree(tree: string, times: string, streamBytes = 0): TreeRecord[] {
+/** `streamBytes`: length of the small-file stream small files are read from; `packages`: how many packages `k` may point at. */
+export function decodeTree(tree: string, times: string, streamBytes = 0, packages = 0): TreeRecord[] {
   const lines = tree.split('\n');
   const tlines = times.split('\n');
   if (lines.at(-1) !== '' || tlines.at(-1) !== '') throw new VmdnError('E_MANIFEST', 'file tree: missing final newline');
@@ -164,6 +167,10 @@ export function decodeTree(tree: string, times: string, streamBytes = 0): TreeRe
       if (o.h !== undefined) {
         if (!isInt(o.h, i - 1) || out[o.h]!.type !== 'file' || out[o.h]!.link !== undefined) bad(i, 'bad hard link');
         r.link = o.h as number;
+      } else if (o.k !== undefined) {
+        if (!isInt(o.k, packages - 1) || !isInt(o.s, MAX_FILE) || o.s === 0) bad(i, 'bad package reference');
+        r.pkg = o.k as number;
+        r.size = o.s as number;
       } else if (o.z === 1) {
         // small files follow each other in the stream, in tree order
         if (!isInt(o.s, MAX_FILE) || streamEnd + (o.s as number) > streamBytes) bad(i, 'small file past the end of the stream');

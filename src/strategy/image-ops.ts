@@ -17,6 +17,7 @@ import { assembleChunks } from './chunks-export.js';
 import { decodeManifest, encodeManifest, uniqueChunks, type CutsBy, type Manifest } from './manifest.js';
 import { fileAwareLayout, type ChunkLayout } from './file-layout.js';
 import { importFiles } from './files-import.js';
+import { preparePackages, type PackagesOptions, type PackagesReport } from './packages-match.js';
 import { exportFiles } from './files-export.js';
 import type { Disk } from '../container/disk.js';
 import type { ChunkerParams } from './chunker.js';
@@ -29,7 +30,11 @@ export interface ImportResult {
   stats: ChunkImportStats;
   /** What the file-aware layout understood per volume. */
   notes: string[];
+  /** Packages strategy: what came from packages, per filesystem. */
+  packages?: Array<{ index: number } & PackagesReport>;
 }
+
+export type Strategy = 'chunks' | 'files' | 'packages';
 
 /** Chunk boundaries: over the disk alone, or also along file data (optionally dropping unused blocks). */
 export interface CutsOptions {
@@ -56,7 +61,7 @@ export async function importImageFile(
   store: LocalStore,
   file: string,
   ref: ImageRef,
-  opts: { chunker: ChunkerParams; strategy?: 'chunks' | 'files'; cuts?: CutsOptions; signal?: AbortSignal; onProgress?: OnProgress },
+  opts: { chunker: ChunkerParams; strategy?: Strategy; cuts?: CutsOptions; packages?: Omit<PackagesOptions, 'signal' | 'onAdded'>; signal?: AbortSignal; onProgress?: OnProgress },
 ): Promise<ImportResult> {
   const disk = await openDisk(file);
   const added: Digest[] = [];
@@ -67,9 +72,14 @@ export async function importImageFile(
     let stats: ChunkImportStats;
     let refs: Iterable<Digest>;
     let notes: string[];
-    if (opts.strategy === 'files') {
-      const r = await importFiles(disk, store, { chunker: opts.chunker, minFile: opts.cuts?.minFile ?? DEFAULT_MIN_FILE, signal: opts.signal, onProgress: opts.onProgress, onAdded });
-      ({ manifest, stats, refs, notes } = r);
+    let packages: ImportResult['packages'];
+    if (opts.strategy === 'files' || opts.strategy === 'packages') {
+      const pk = opts.strategy === 'packages' ? { fallback: 'files' as const, ...opts.packages, signal: opts.signal, onAdded } : undefined;
+      const r = await importFiles(disk, store, {
+        chunker: opts.chunker, minFile: opts.cuts?.minFile ?? DEFAULT_MIN_FILE, signal: opts.signal, onProgress: opts.onProgress, onAdded,
+        ...(pk ? { packages: (fs) => preparePackages(fs, store, pk) } : {}),
+      });
+      ({ manifest, stats, refs, notes, packages } = r);
     } else {
       const planned = await planCuts(disk, opts.cuts, opts.signal);
       ({ manifest, stats } = await importChunks(disk, store, { ...planned, chunker: opts.chunker, signal: opts.signal, onProgress: opts.onProgress, onAdded }));
@@ -91,7 +101,7 @@ export async function importImageFile(
       },
       [...refs, digest],
     );
-    return { ref: formatImageRef(ref), manifest: digest, stats, notes };
+    return { ref: formatImageRef(ref), manifest: digest, stats, notes, ...(packages ? { packages } : {}) };
   } catch (err) {
     for (const d of added) await store.delete(d).catch(() => {});
     throw err;

@@ -7,6 +7,7 @@
 import { VmdnError } from '../errors.js';
 import { isDigest, type Digest } from '../store/digest.js';
 import { validateExt4Params, type Ext4Params } from '../fs/ext4-params.js';
+import { validatePackageRef, type PackageRef } from './packages-ingredients.js';
 
 export const MANIFEST_KIND = 'vmdn.manifest';
 export const MANIFEST_VERSION = 1;
@@ -55,6 +56,11 @@ export interface FsRebuild {
    */
   streamBytes: number;
   stream: ChunkEntry[];
+  /**
+   * Packages strategy: the packages tree entries point into (`k`): each .deb as objects plus
+   * an index of its files. Their files are unpacked from the .deb on export.
+   */
+  packages?: PackageRef[];
 }
 
 /** File-aware cuts: files of at least `minFile` bytes start and end chunks; `sparsify` dropped unused blocks. */
@@ -131,6 +137,13 @@ function validateFilesystems(m: Manifest, source: string): void {
     for (const c of f.stream) {
       if (!Array.isArray(c) || c.length !== 3 || !isSize(c[0]) || !isSize(c[1]) || c[1] === 0 || c[1] > MAX_CHUNK || c[0] < end || c[0] + c[1] > f.streamBytes || !isDigest(c[2])) bad(`filesystem ${f.index}: bad stream chunk`, source);
       end = c[0] + c[1];
+    }
+    if (f.packages !== undefined) {
+      if (!Array.isArray(f.packages) || f.packages.length > 100_000) bad(`filesystem ${f.index}: bad packages list`, source);
+      for (const p of f.packages) {
+        const why = validatePackageRef(p);
+        if (why) bad(`filesystem ${f.index}: package ${JSON.stringify((p as { name?: unknown })?.name)}: ${why}`, source);
+      }
     }
     try {
       validateExt4Params(f.params, f.length);

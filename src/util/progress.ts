@@ -1,10 +1,10 @@
 /** Typed progress events for long operations; the CLI renders them, libraries only emit. */
 export interface ProgressEvent {
-  phase: 'scan' | 'import' | 'export' | 'verify' | 'gc' | 'fetch';
+  phase: 'scan' | 'import' | 'export' | 'verify' | 'gc' | 'fetch' | 'packages';
   /** Units done / total in `unit`. */
   done: number;
   total: number;
-  unit: 'bytes' | 'objects';
+  unit: 'bytes' | 'objects' | 'packages';
 }
 
 export type OnProgress = (e: ProgressEvent) => void;

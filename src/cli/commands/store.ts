@@ -1,7 +1,7 @@
 /** Store commands: import, export, images, rm, gc, verify, stats. */
 import { Option, type Command } from 'commander';
 import { parseImageRef } from '../../store/image-name.js';
-import { exportImageFile, importImageFile } from '../../strategy/image-ops.js';
+import { exportImageFile, importImageFile, type Strategy } from '../../strategy/image-ops.js';
 import { DEFAULT_CHUNKER_SPEC } from '../../strategy/defaults.js';
 import { parseChunkerSpec, parseSize } from '../../strategy/chunker.js';
 import { collectGarbage, storeStats, verifyStore } from '../../store/maintenance.js';
@@ -16,7 +16,7 @@ import { VmdnError } from '../../errors.js';
  * strategy for the file layer (it falls back to chunks per partition where
  * there is no rebuild, and import says so).
  */
-function chooseStrategy(o: { strategy: 'chunks' | 'files' | 'auto'; fidelity: 'disk' | 'blocks' | 'files'; sparsify?: boolean }): { strategy: 'chunks' | 'files'; sparsify: boolean } {
+function chooseStrategy(o: { strategy: Strategy | 'auto'; fidelity: 'disk' | 'blocks' | 'files'; sparsify?: boolean }): { strategy: Strategy; sparsify: boolean } {
   if (o.strategy !== 'auto') return { strategy: o.strategy, sparsify: o.sparsify ?? false };
   if (o.fidelity === 'files') return { strategy: 'files', sparsify: false };
   return { strategy: 'chunks', sparsify: o.fidelity === 'blocks' || (o.sparsify ?? false) };
@@ -28,19 +28,22 @@ export function registerStoreCommands(program: Command): void {
     .argument('<image>', 'image file')
     .requiredOption('-n, --name <name[:tag]>', 'name to store it under')
     .addOption(new Option('--chunker <spec>', 'chunking: cdc[:min:avg:max] or fixed[:size], e.g. cdc:16k:64k:256k, fixed:64k').default(DEFAULT_CHUNKER_SPEC))
-    .addOption(new Option('--strategy <name>', 'chunks: bit-exact chunks of the disk; files: ext2/3/4 filesystems recorded as parameters + file tree (rebuilt with mke2fs on export, faithful at the file layer), the rest as chunks; auto: chosen from --fidelity').choices(['chunks', 'files', 'auto']).default('auto'))
+    .addOption(new Option('--strategy <name>', 'chunks: bit-exact chunks of the disk; files: ext2/3/4 filesystems recorded as parameters + file tree (rebuilt with mke2fs on export, faithful at the file layer), the rest as chunks; packages: as files, but unmodified files of installed dpkg packages are references to the .debs (fetched from the Debian archive, stored once for all images); auto: chosen from --fidelity').choices(['chunks', 'files', 'packages', 'auto']).default('auto'))
     .addOption(new Option('--fidelity <layer>', 'with --strategy auto, what the copy must keep: disk (bit for bit), blocks (used blocks; unused ones dropped), files (files and their metadata)').choices(['disk', 'blocks', 'files']).default('disk'))
     .addOption(new Option('--cuts <by>', 'chunk boundaries: "files" also cuts along each file\'s data in readable filesystems (the same file gives the same chunks wherever it sits), "disk" cuts over the raw disk only').choices(['files', 'disk']).default('files'))
     .addOption(new Option('--min-file <size>', 'with --cuts files: smaller files share chunks with their neighbours').default('16k'))
     .option('--sparsify', 'drop blocks no filesystem uses (they export as zeros): faithful at the blocks layer, not bit for bit')
-    .action(action(async (image: string, o: GlobalOptions & { name: string; chunker: string; strategy: 'chunks' | 'files' | 'auto'; fidelity: 'disk' | 'blocks' | 'files'; cuts: 'files' | 'disk'; minFile: string; sparsify?: boolean }) => {
+    .option('--apt-source <url>', 'with --strategy packages: a Debian archive root to take packages from, searched in the image release\'s suites (repeatable; default: the host\'s apt sources, else the image\'s own)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .addOption(new Option('--fallback <how>', 'with --strategy packages: a package version the archive lacks is stored as the image\'s own files (files), or the import fails naming it (error)').choices(['files', 'error']).default('files'))
+    .option('--deb-cache <dir>', 'with --strategy packages: keep downloaded .debs here too (shared by stores; verified on every use)')
+    .action(action(async (image: string, o: GlobalOptions & { name: string; chunker: string; strategy: Strategy | 'auto'; fidelity: 'disk' | 'blocks' | 'files'; cuts: 'files' | 'disk'; minFile: string; sparsify?: boolean; aptSource: string[]; fallback: 'files' | 'error'; debCache?: string }) => {
       const ref = parseImageRef(o.name);
       const chunker = parseChunkerSpec(o.chunker);
       const choice = chooseStrategy(o);
       const cuts = { by: o.cuts, minFile: parseSize(o.minFile), sparsify: choice.sparsify };
       const bar = progressBar(o, 'import');
       const t0 = Date.now();
-      const r = await withStore(o.store, (s) => importImageFile(s, image, ref, { chunker, strategy: choice.strategy, cuts, onProgress: bar.onProgress })).finally(bar.stop);
+      const r = await withStore(o.store, (s) => importImageFile(s, image, ref, { chunker, strategy: choice.strategy, cuts, packages: { aptSources: o.aptSource, fallback: o.fallback, debCache: o.debCache ?? process.env.VMDN_DEB_CACHE }, onProgress: bar.onProgress })).finally(bar.stop);
       const seconds = (Date.now() - t0) / 1000;
       if (o.json) return printJson({ ...r, strategy: choice.strategy, sparsify: choice.sparsify, seconds });
       const s = r.stats;
@@ -48,6 +51,9 @@ export function registerStoreCommands(program: Command): void {
       console.log(`  allocated ${humanBytes(s.allocated)}, data ${humanBytes(s.dataBytes)} in ${s.chunks} chunks (${s.distinctChunks} distinct)`);
       console.log(`  new objects ${s.newObjects}: ${humanBytes(s.newBytes)} -> ${humanBytes(s.newStoredBytes)} stored; the rest was already in the store`);
       for (const n of r.notes) console.log(`  ${n}`);
+      for (const p of r.packages ?? []) {
+        console.log(`  volume ${p.index}: in packages ${humanBytes(p.bytes.package)}, modified package files ${humanBytes(p.bytes.modified)}, own files ${humanBytes(p.bytes.own + p.bytes.fallback)}; ${humanBytes(p.mirrorBytes)} fetched from the archive`);
+      }
     }));
 
   common(program.command('export'))

@@ -1,0 +1,211 @@
+/**
+ * A Debian archive as a source of packages: where it is (the host's apt
+ * configuration, `--apt-source`, or the image's own sources list), its
+ * Packages indexes, and each .deb fetched and checked against the SHA-256
+ * and size the index gives. The mirror is never named in code: it always
+ * comes from configuration.
+ */
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import zlib from 'node:zlib';
+import { spawn } from 'node:child_process';
+import { Readable } from 'node:stream';
+import { createInterface } from 'node:readline';
+import { VmdnError } from '../errors.js';
+
+export interface AptSource {
+  uri: string;
+  suites: string[];
+  components: string[];
+}
+
+export interface DebRecord {
+  name: string;
+  version: string;
+  arch: string;
+  /** Path below the archive root (pool/...). */
+  filename: string;
+  size: number;
+  sha256: string;
+  /** Archive root it was listed in. */
+  uri: string;
+}
+
+export const debKey = (name: string, version: string, arch: string): string => `${name}\t${version}\t${arch}`;
+
+/** One-line format: `deb [options] URI SUITE COMPONENT...` (deb-src and comments skipped). */
+export function parseSourcesList(text: string): AptSource[] {
+  const out: AptSource[] = [];
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/#.*/, '').trim();
+    const m = /^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s*(.*)$/.exec(line);
+    if (m) out.push({ uri: m[1]!, suites: [m[2]!], components: m[3]!.split(/\s+/).filter(Boolean) });
+  }
+  return out;
+}
+
+/** deb822 format (*.sources): stanzas with Types, URIs, Suites, Components. */
+export function parseDeb822Sources(text: string): AptSource[] {
+  const out: AptSource[] = [];
+  for (const stanza of text.split(/\n\s*\n/)) {
+    const f = new Map<string, string>();
+    let last = '';
+    for (const line of stanza.split('\n')) {
+      if (line.startsWith('#')) continue;
+      if (/^\s/.test(line) && last) f.set(last, `${f.get(last)} ${line.trim()}`);
+      const m = /^([A-Za-z-]+):\s*(.*)$/.exec(line);
+      if (m) f.set((last = m[1]!.toLowerCase()), m[2]!.trim());
+    }
+    if (f.get('enabled')?.toLowerCase() === 'no') continue;
+    if (!(f.get('types') ?? '').split(/\s+/).includes('deb')) continue;
+    const words = (k: string) => (f.get(k) ?? '').split(/\s+/).filter(Boolean);
+    for (const uri of words('uris')) out.push({ uri, suites: words('suites'), components: words('components') });
+  }
+  return out;
+}
+
+/** The archives the host's apt is configured with (root `/` by default; a test may point elsewhere). */
+export function hostAptSources(root = '/'): AptSource[] {
+  const read = (p: string) => {
+    try {
+      return fs.readFileSync(path.join(root, p), 'utf8');
+    } catch {
+      return undefined;
+    }
+  };
+  const out: AptSource[] = [];
+  const list = read('etc/apt/sources.list');
+  if (list) out.push(...parseSourcesList(list));
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(path.join(root, 'etc/apt/sources.list.d')).sort();
+  } catch {
+    // no directory: only sources.list
+  }
+  for (const n of names) {
+    const t = read(`etc/apt/sources.list.d/${n}`);
+    if (!t) continue;
+    if (n.endsWith('.sources')) out.push(...parseDeb822Sources(t));
+    else if (n.endsWith('.list')) out.push(...parseSourcesList(t));
+  }
+  return out.filter((s) => /^https?:\/\//.test(s.uri));
+}
+
+/** `--apt-source URL`: an archive root, searched in the image's release suites and the usual components. */
+export function sourceFromUrl(url: string, codename: string): AptSource {
+  if (!/^https?:\/\/[^\s]+$/.test(url)) throw new VmdnError('E_USAGE', `--apt-source must be an http(s) URL of an archive root, not ${JSON.stringify(url)}`);
+  return { uri: url, suites: [codename, `${codename}-updates`, `${codename}-security`], components: ['main', 'contrib', 'non-free', 'non-free-firmware'] };
+}
+
+const join = (uri: string, p: string) => `${uri.replace(/\/+$/, '')}/${p}`;
+
+async function get(url: string, signal?: AbortSignal): Promise<Response | undefined> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const r = await fetch(url, { signal });
+      if (r.status === 404 || r.status === 410) return undefined;
+      if (r.ok) return r;
+      if (r.status < 500 || attempt >= 3) throw new VmdnError('E_UNREACHABLE', `${url}: HTTP ${r.status}`, { url, status: r.status });
+    } catch (err) {
+      if (err instanceof VmdnError || signal?.aborted || attempt >= 3) {
+        if (err instanceof VmdnError) throw err;
+        throw new VmdnError('E_UNREACHABLE', `${url}: ${(err as Error).message}`, { url }, { cause: err });
+      }
+    }
+    await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+  }
+}
+
+/** The text of one Packages index, or undefined if the archive has none there. */
+async function packagesText(src: AptSource, suite: string, comp: string, arch: string, signal?: AbortSignal): Promise<Readable | undefined> {
+  const base = join(src.uri, `dists/${suite}/${comp}/binary-${arch}/Packages`);
+  const gz = await get(`${base}.gz`, signal);
+  if (gz?.body) return Readable.fromWeb(gz.body as never).pipe(zlib.createGunzip());
+  const xz = await get(`${base}.xz`, signal);
+  if (!xz?.body) return undefined;
+  const child = spawn('xz', ['-dc'], { stdio: ['pipe', 'pipe', 'ignore'], signal });
+  Readable.fromWeb(xz.body as never).pipe(child.stdin);
+  return child.stdout;
+}
+
+/**
+ * Look up exact name/version/architecture triples in every configured index.
+ * Only wanted stanzas are kept: a full index is ~60k stanzas.
+ */
+export async function findDebs(sources: AptSource[], arch: string, wanted: Set<string>, signal?: AbortSignal): Promise<{ found: Map<string, DebRecord>; indexes: string[] }> {
+  const found = new Map<string, DebRecord>();
+  const indexes: string[] = [];
+  for (const src of sources) {
+    for (const suite of src.suites) {
+      for (const comp of src.components) {
+        if (found.size === wanted.size) return { found, indexes };
+        const text = await packagesText(src, suite, comp, arch, signal);
+        if (!text) continue;
+        indexes.push(`${src.uri} ${suite}/${comp}`);
+        let f = new Map<string, string>();
+        const done = () => {
+          const key = debKey(f.get('package') ?? '', f.get('version') ?? '', f.get('architecture') ?? '');
+          if (wanted.has(key) && !found.has(key)) {
+            const size = Number(f.get('size'));
+            const sha256 = f.get('sha256') ?? '';
+            const filename = f.get('filename') ?? '';
+            if (Number.isSafeInteger(size) && size > 0 && /^[0-9a-f]{64}$/.test(sha256) && /^[\w.+~%:/-]+\.deb$/.test(filename) && !filename.split('/').includes('..')) {
+              found.set(key, { name: f.get('package')!, version: f.get('version')!, arch: f.get('architecture')!, filename, size, sha256, uri: src.uri });
+            }
+          }
+          f = new Map();
+        };
+        for await (const line of createInterface({ input: text, crlfDelay: Infinity })) {
+          if (line === '') done();
+          else if (line[0] !== ' ' && line[0] !== '\t') {
+            const c = line.indexOf(':');
+            const k = line.slice(0, c).toLowerCase();
+            if (k === 'package' || k === 'version' || k === 'architecture' || k === 'filename' || k === 'size' || k === 'sha256') f.set(k, line.slice(c + 1).trim());
+          }
+        }
+        done();
+      }
+    }
+  }
+  return { found, indexes };
+}
+
+/**
+ * Download a package into `dir` (atomically: temp + rename) unless a verified
+ * copy is there, checking size and SHA-256 against the index. Returns its path.
+ */
+export async function fetchDeb(rec: DebRecord, dir: string, signal?: AbortSignal): Promise<string> {
+  const dest = path.join(dir, `${rec.sha256}.deb`);
+  if (fs.existsSync(dest) && (await fileSha256(dest)) === rec.sha256) return dest;
+  await fsp.mkdir(dir, { recursive: true });
+  const tmp = `${dest}.${process.pid}.${crypto.randomBytes(4).toString('hex')}`;
+  const url = join(rec.uri, rec.filename);
+  try {
+    const r = await get(url, signal);
+    if (!r?.body) throw new VmdnError('E_NOT_FOUND', `${rec.name} ${rec.version} (${rec.arch}): ${url} is gone from the mirror`, { package: rec.name, version: rec.version, url });
+    const h = crypto.createHash('sha256');
+    let n = 0;
+    const out = fs.createWriteStream(tmp, { flags: 'wx' });
+    for await (const b of Readable.fromWeb(r.body as never) as AsyncIterable<Buffer>) {
+      n += b.length;
+      if (n > rec.size) throw new VmdnError('E_CORRUPT_OBJECT', `${url}: longer than the ${rec.size} bytes its index says`, { url });
+      h.update(b);
+      if (!out.write(b)) await new Promise<void>((res) => out.once('drain', () => res()));
+    }
+    await new Promise<void>((res, rej) => out.end((e?: Error | null) => (e ? rej(e) : res())));
+    const got = h.digest('hex');
+    if (n !== rec.size || got !== rec.sha256) throw new VmdnError('E_CORRUPT_OBJECT', `${url}: ${n} bytes with SHA-256 ${got.slice(0, 12)}, the index says ${rec.size} bytes, ${rec.sha256.slice(0, 12)}`, { url });
+    await fsp.rename(tmp, dest);
+    return dest;
+  } finally {
+    await fsp.rm(tmp, { force: true });
+  }
+}
+
+export async function fileSha256(file: string): Promise<string> {
+  const h = crypto.createHash('sha256');
+  for await (const b of fs.createReadStream(file, { highWaterMark: 1 << 20 })) h.update(b as Buffer);
+  return h.digest('hex');
+}

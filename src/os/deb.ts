@@ -1,0 +1,103 @@
+/**
+ * Reading a Debian binary package's data member. dpkg-deb does the ar and
+ * decompression part (xz, zstd, gzip, bzip2 -- whatever dpkg itself accepts,
+ * and exactly as dpkg would unpack it); tar-stream parses the tar it prints.
+ * Nothing here runs maintainer scripts or writes outside what the caller
+ * asks for: member names are data, normalised and checked like image paths.
+ */
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import tar from 'tar-stream';
+import { VmdnError } from '../errors.js';
+
+/** Bounds for untrusted packages: members and sizes. */
+const MAX_MEMBERS = 1_000_000;
+const MAX_MEMBER = 2 ** 40;
+
+export type DebMemberType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'other';
+
+export interface DebMember {
+  /** Path below the root, no leading './' or '/', as latin1 (one char per byte; see files-tree pathKey). */
+  path: string;
+  type: DebMemberType;
+  size: number;
+  mode: number;
+}
+
+/** A member's header and, for regular files, its content. */
+export interface DebEntry extends DebMember {
+  body: AsyncIterable<Buffer>;
+}
+
+const TYPES: Record<string, DebMemberType> = { file: 'file', 'contiguous-file': 'file', directory: 'dir', symlink: 'symlink', link: 'hardlink' };
+
+/** './usr/bin/x' -> 'usr/bin/x'; undefined for the root itself; refuses '..' and empty components. */
+export function memberPath(name: string): string | undefined {
+  const parts = name.split('/').filter((c) => c !== '' && c !== '.');
+  if (parts.length === 0) return undefined;
+  if (parts.some((c) => c === '..' || c.includes('\0'))) throw new VmdnError('E_FORMAT', `package member ${JSON.stringify(name)} climbs out of the root`);
+  return parts.join('/');
+}
+
+/**
+ * Every member of the package's data.tar, in archive order. The caller must
+ * consume (or skip) each entry's body before asking for the next one.
+ */
+export async function* readDebData(debFile: string, signal?: AbortSignal): AsyncGenerator<DebEntry> {
+  const child = spawn('dpkg-deb', ['--fsys-tarfile', debFile], { stdio: ['ignore', 'pipe', 'pipe'], signal });
+  let err = '';
+  child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+  const exited = new Promise<number | null>((resolve, reject) => {
+    child.on('error', (e) => reject(new VmdnError('E_IO', `dpkg-deb: ${e.message}`, { file: debFile }, { cause: e })));
+    child.on('close', resolve);
+  });
+  exited.catch(() => {});
+  // latin1 keeps every byte of a name as one char, as image paths are keyed
+  const extract = tar.extract({ filenameEncoding: 'latin1' } as Parameters<typeof tar.extract>[0]);
+  child.stdout.pipe(extract);
+  let n = 0;
+  try {
+    for await (const entry of extract) {
+      if (++n > MAX_MEMBERS) throw new VmdnError('E_FORMAT', `${debFile}: more than ${MAX_MEMBERS} members`);
+      const h = entry.header;
+      const path = memberPath(h.name);
+      const size = h.size ?? 0;
+      if (!Number.isSafeInteger(size) || size < 0 || size > MAX_MEMBER) throw new VmdnError('E_FORMAT', `${debFile}: member ${h.name} has a bad size`);
+      if (path === undefined) {
+        entry.resume();
+        continue;
+      }
+      yield { path, type: TYPES[h.type ?? ''] ?? 'other', size, mode: (h.mode ?? 0) & 0o7777, body: entry as AsyncIterable<Buffer> };
+      // whatever the caller left unread
+      entry.resume();
+    }
+  } catch (e) {
+    child.kill();
+    if (e instanceof VmdnError) throw e;
+    throw new VmdnError('E_FORMAT', `${debFile}: not a readable package (${(e as Error).message}${err ? `; dpkg-deb: ${err.trim()}` : ''})`, { file: debFile }, { cause: e });
+  }
+  const code = await exited;
+  if (code !== 0) throw new VmdnError('E_FORMAT', `dpkg-deb --fsys-tarfile ${debFile} failed (exit ${code}): ${err.trim()}`, { file: debFile, code });
+}
+
+export interface DebFileIndex {
+  size: number;
+  sha256: string;
+}
+
+/** Regular files of a package by path, with their size and SHA-256 (what an image's files are matched against). */
+export async function indexDeb(debFile: string, signal?: AbortSignal): Promise<Map<string, DebFileIndex>> {
+  const out = new Map<string, DebFileIndex>();
+  for await (const e of readDebData(debFile, signal)) {
+    if (e.type !== 'file') continue;
+    const h = crypto.createHash('sha256');
+    let n = 0;
+    for await (const b of e.body) {
+      h.update(b);
+      n += b.length;
+    }
+    if (n !== e.size) throw new VmdnError('E_FORMAT', `${debFile}: member ${e.path} is ${n} bytes, its header says ${e.size}`);
+    out.set(e.path, { size: n, sha256: h.digest('hex') });
+  }
+  return out;
+}

@@ -1,0 +1,76 @@
+/**
+ * Packages strategy, export side: unpack the files a tree takes from its
+ * packages straight out of each .deb's data member (no maintainer scripts
+ * run), into the stage at the tree's own paths. Only files the tree names
+ * are written, each created exclusively without following links, so a
+ * package can neither add nor redirect anything.
+ */
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import type { ReadableStore } from '../store/types.js';
+import { readDebData } from '../os/deb.js';
+import { materializeDeb, type PackageRef } from './packages-ingredients.js';
+import { pathKey, type TreeRecord } from './files-tree.js';
+import type { FileSystem } from '../fs/types.js';
+import { CanonicalPaths } from '../os/canonical-path.js';
+import { VmdnError } from '../errors.js';
+
+const WRITE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
+/** dpkg-deb decompresses in its own process: two keep both cores busy. */
+const PARALLEL_PACKAGES = 2;
+
+export interface PackageStageOptions {
+  signal?: AbortSignal;
+  onBytes?: (n: number) => void;
+}
+
+/**
+ * `tree`: the recorded tree as a filesystem, to place package paths as import
+ * matched them (through the image's directory symlinks: merged /usr).
+ */
+export async function stagePackageFiles(records: TreeRecord[], at: (i: number) => Buffer, packages: PackageRef[], tree: FileSystem, store: ReadableStore, workDir: string, opts: PackageStageOptions = {}): Promise<void> {
+  const canon = new CanonicalPaths(tree);
+  const byPkg = new Map<number, Map<string, number>>();
+  records.forEach((r, i) => {
+    if (r.pkg === undefined || r.link !== undefined) return;
+    (byPkg.get(r.pkg) ?? byPkg.set(r.pkg, new Map()).get(r.pkg)!).set(pathKey(r.path), i);
+  });
+  const todo = [...byPkg];
+  let next = 0;
+  const worker = async () => {
+    while (next < todo.length) {
+      const [k, want] = todo[next++]!;
+      const ref = packages[k]!;
+      const deb = path.join(workDir, `pkg-${k}.deb`);
+      await materializeDeb(ref, store, deb, opts.signal);
+      try {
+        for await (const e of readDebData(deb, opts.signal)) {
+          if (e.type !== 'file') continue;
+          const where = await canon.of(e.path);
+          const i = where === undefined ? undefined : want.get(where);
+          if (i === undefined) continue;
+          want.delete(where!);
+          const r = records[i]!;
+          if (e.size !== r.size) throw new VmdnError('E_MANIFEST', `${ref.name} ${ref.version}: ${e.path} is ${e.size} bytes in the package, the tree says ${r.size}`, { package: ref.name, path: e.path });
+          const h = await fsp.open(at(i), WRITE_FLAGS, 0o600);
+          try {
+            for await (const b of e.body) await h.write(b);
+            await h.chown(r.uid, r.gid);
+            await h.chmod(r.perm); // after chown, which clears setuid bits
+          } finally {
+            await h.close();
+          }
+          opts.onBytes?.(e.size);
+        }
+      } finally {
+        await fsp.rm(deb, { force: true });
+      }
+      if (want.size) {
+        const first = [...want.keys()][0]!;
+        throw new VmdnError('E_MANIFEST', `${ref.name} ${ref.version} has no file ${Buffer.from(first, 'latin1').toString()} (and ${want.size - 1} more the tree takes from it)`, { package: ref.name });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(PARALLEL_PACKAGES, todo.length) }, worker));
+}
