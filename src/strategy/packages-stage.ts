@@ -7,6 +7,7 @@
  */
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import type { ReadableStore } from '../store/types.js';
 import { readDebData } from '../os/deb.js';
@@ -73,4 +74,27 @@ export async function stagePackageFiles(records: TreeRecord[], at: (i: number) =
     }
   };
   await Promise.all(Array.from({ length: Math.min(PARALLEL_PACKAGES, todo.length) }, worker));
+}
+
+/**
+ * One file of a stored package (cat/diff on a stored image): the .deb is
+ * reassembled and unpacked up to that member. Correct but slow per file;
+ * exports unpack each package once instead.
+ */
+export async function readPackageFile(ref: PackageRef, where: string, tree: FileSystem, store: ReadableStore, signal?: AbortSignal): Promise<Buffer> {
+  const canon = new CanonicalPaths(tree);
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vmdn-deb-'));
+  try {
+    const deb = path.join(dir, 'p.deb');
+    await materializeDeb(ref, store, deb, signal);
+    for await (const e of readDebData(deb, signal)) {
+      if (e.type !== 'file' || (await canon.of(e.path)) !== where) continue;
+      const parts: Buffer[] = [];
+      for await (const b of e.body) parts.push(b);
+      return Buffer.concat(parts);
+    }
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+  throw new VmdnError('E_MANIFEST', `${ref.name} ${ref.version} has no file ${Buffer.from(where, 'latin1').toString()}`, { package: ref.name });
 }

@@ -7,7 +7,8 @@
 import type { DirEntry, FileExtent, FileSystem, FsInfo, FsNode } from '../fs/types.js';
 import type { ReadableStore } from '../store/types.js';
 import type { FsRebuild } from './manifest.js';
-import { baseName, childrenOf, type TreeRecord } from './files-tree.js';
+import { baseName, childrenOf, pathKey, type TreeRecord } from './files-tree.js';
+import { readPackageFile } from './packages-stage.js';
 import { VmdnError } from '../errors.js';
 import { copyChunkPart } from './stream-chunks.js';
 
@@ -93,6 +94,12 @@ export class TreeFs implements FileSystem {
     if (r.type !== 'file') throw new VmdnError('E_USAGE', 'not a regular file', { ino: node.ino });
     if (r.streamOffset !== undefined) {
       yield await this.streamRead(r.streamOffset, r.size!, signal);
+      return;
+    }
+    if (r.pkg !== undefined) {
+      const data = await readPackageFile(this.f.packages![r.pkg]!, pathKey(r.path), this, this.store, signal);
+      if (data.length !== r.size) throw new VmdnError('E_MANIFEST', `${Buffer.from(r.path).toString()}: ${data.length} bytes in its package, the tree says ${r.size}`);
+      yield data;
       return;
     }
     let pos = 0;
