@@ -3,8 +3,9 @@
  * (bench/run.ts: vmdn vs casync and qemu-img; it writes latest.{json,md}),
  * then the network benchmark (bench/net.ts) and the inside-images benchmark
  * (bench/inspect.ts), and appends their sections to the same report.
- * then the file-aware dedup section (bench/files.ts).
- *   BENCH_SECTIONS  storage,net,inspect,files (default all four)
+ * then the file-aware dedup section (bench/files.ts, which also imports with the
+ * packages strategy) and the packages section computed from its stores (bench/packages.ts).
+ *   BENCH_SECTIONS  storage,net,inspect,files (default all four; files includes packages)
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -14,6 +15,7 @@ import { REPO } from './net-procs.js';
 import { runNetBench } from './net.js';
 import { benchInspect } from './inspect.js';
 import { benchFiles } from './files.js';
+import { benchPackages } from './packages.js';
 
 const sections = new Set((process.env.BENCH_SECTIONS ?? 'storage,net,inspect,files').split(',').map((s) => s.trim()));
 const resultsDir = path.join(REPO, 'bench', 'results');
@@ -60,6 +62,8 @@ async function main(): Promise<void> {
   if (sections.has('files')) {
     const r = await benchFiles({ corpusDir: dir, workDir: process.env.BENCH_FILES_WORKDIR ?? '/var/tmp/vmdn-filesbench', log: (s) => console.error(`[files] ${s}`) });
     append('files', r.result, r.markdown);
+    const p = await benchPackages({ corpusDir: dir, workDir: process.env.BENCH_FILES_WORKDIR ?? '/var/tmp/vmdn-filesbench', files: r.result, log: (s) => console.error(`[packages] ${s}`) });
+    append('packages', p.result, p.markdown);
   }
   console.log(`report: ${latestMd}`);
 }

@@ -5,6 +5,8 @@
  *   vmdn --cuts disk       (chunks over the raw disk)
  *   vmdn --cuts files      (chunks cut along file data; the default)
  *   vmdn --strategy files  (ext4 as parameters + file tree, rebuilt on export)
+ *   vmdn --strategy packages (the same, package files as references to .debs;
+ *                          analysed in bench/packages.ts from these stores)
  * and the file-level limit: zstd -3 of a tar of the target's regular files
  * whose content no held image contains (from the NAME.tree directories).
  */
@@ -23,12 +25,14 @@ const CASES = [
   { target: 'database', held: ['base', 'academic'] },
   { target: 'turn', held: ['base', 'academic', 'database'] },
 ];
-const WAYS = { disk: ['--cuts', 'disk'], fileCuts: ['--cuts', 'files'], files: ['--strategy', 'files'] } as const;
+/** .debs downloaded once per machine, verified on every use (the import refetches what is missing). */
+export const DEB_CACHE = process.env.VMDN_DEB_CACHE ?? '/var/cache/vmdn-debs';
+const WAYS = { disk: ['--cuts', 'disk'], fileCuts: ['--cuts', 'files'], files: ['--strategy', 'files'], packages: ['--strategy', 'packages', '--deb-cache', DEB_CACHE] } as const;
 type Way = keyof typeof WAYS;
 
 export interface FilesBench {
   imports: Array<{ image: string; casyncMake: Timed } & Record<Way, Timed>>;
-  exports: Array<{ image: string; fileCuts: Timed; files: Timed; filesIdentical: boolean }>;
+  exports: Array<{ image: string; fileCuts: Timed; files: Timed; filesIdentical: boolean; packages: Timed; packagesIdentical: boolean }>;
   delivery: Array<{ target: string; held: string[]; limitMB: number; casyncMB: number } & Record<Way, number>>;
   targets: Array<{ target: string; measured: string; threshold: string; met: boolean }>;
 }
@@ -86,15 +90,19 @@ export async function benchFiles(o: { corpusDir: string; workDir: string; log: (
     result.imports.push(row);
   }
   for (const image of IMAGES) {
-    o.log(`${image}: export file-aware chunks and files strategy`);
+    o.log(`${image}: export file-aware chunks, files and packages strategies`);
     const outC = w(`${image}.chunks.raw`);
     const outF = w(`${image}.files.raw`);
+    const outP = w(`${image}.packages.raw`);
     const fileCuts = ok(await t(process.execPath, [vmdn, 'export', image, outC, '--store', w('fileCuts'), '--json']), 'export chunks');
     const files = ok(await t(process.execPath, [vmdn, 'export', image, outF, '--store', w('files'), '--json']), 'export files');
-    const d = spawnSync(process.execPath, [vmdn, 'diff', outC, outF, '--layer', 'files', '--json'], { encoding: 'utf8', maxBuffer: 1 << 28 });
-    result.exports.push({ image, fileCuts, files, filesIdentical: d.status === 0 && JSON.parse(d.stdout).identical === true });
-    fs.rmSync(outC, { force: true });
-    fs.rmSync(outF, { force: true });
+    const packages = ok(await t(process.execPath, [vmdn, 'export', image, outP, '--store', w('packages'), '--json']), 'export packages');
+    const same = (a: string, b: string) => {
+      const d = spawnSync(process.execPath, [vmdn, 'diff', a, b, '--layer', 'files', '--json'], { encoding: 'utf8', maxBuffer: 1 << 28 });
+      return d.status === 0 && JSON.parse(d.stdout).identical === true;
+    };
+    result.exports.push({ image, fileCuts, files, filesIdentical: same(outC, outF), packages, packagesIdentical: same(outC, outP) });
+    for (const f of [outC, outF, outP]) fs.rmSync(f, { force: true });
   }
   const casChunks = await scanCasyncStore(w('casync'));
   for (const c of CASES) {
@@ -116,7 +124,7 @@ function targets(r: FilesBench): FilesBench['targets'] {
     out.push({ target: `file-aware chunks, ${d.target}: below casync`, measured: `${f1(d.fileCuts)} MB vs ${f1(d.casyncMB)} MB (${f2(d.fileCuts / d.casyncMB)}x)`, threshold: d.target === 'turn' ? '<= 0.5x' : '< 1.0x', met: d.fileCuts / d.casyncMB <= (d.target === 'turn' ? 0.5 : 0.999) });
   }
   for (const i of r.imports) {
-    for (const way of ['fileCuts', 'files'] as const) {
+    for (const way of ['fileCuts', 'files', 'packages'] as const) {
       const ratio = i.casyncMake.seconds / i[way].seconds;
       out.push({ target: `import ${way}, ${i.image}: casync make time / vmdn time`, measured: f2(ratio), threshold: '>= 1.0', met: ratio >= 1 });
     }
@@ -131,18 +139,18 @@ function targets(r: FilesBench): FilesBench['targets'] {
 function render(r: FilesBench): string {
   const row = (cells: Array<string | number>) => `| ${cells.join(' | ')} |`;
   const lines = ['## File-aware dedup (section "files")', '', 'MB a target must fetch, one run, every column measured here:', ''];
-  lines.push(row(['target \\| held', 'file-level limit', 'casync', 'vmdn chunks (disk cuts)', 'vmdn chunks (file cuts)', 'vmdn files strategy', 'files / limit', 'file cuts / casync']));
-  lines.push(row(Array(8).fill('---')));
-  for (const d of r.delivery) lines.push(row([`${d.target} \\| ${d.held.join('+')}`, f1(d.limitMB), f1(d.casyncMB), f1(d.disk), f1(d.fileCuts), f1(d.files), f2(d.files / d.limitMB), f2(d.fileCuts / d.casyncMB)]));
+  lines.push(row(['target \\| held', 'file-level limit', 'casync', 'vmdn chunks (disk cuts)', 'vmdn chunks (file cuts)', 'vmdn files strategy', 'vmdn packages strategy (cold package cache)', 'files / limit', 'file cuts / casync']));
+  lines.push(row(Array(9).fill('---')));
+  for (const d of r.delivery) lines.push(row([`${d.target} \\| ${d.held.join('+')}`, f1(d.limitMB), f1(d.casyncMB), f1(d.disk), f1(d.fileCuts), f1(d.files), f1(d.packages), f2(d.files / d.limitMB), f2(d.fileCuts / d.casyncMB)]));
   lines.push('', 'Import (raw input; seconds, peak RSS MB):', '');
-  lines.push(row(['image', 'casync make', 'vmdn disk cuts', 'vmdn file cuts', 'vmdn files', 'casync/file cuts', 'casync/files']));
-  lines.push(row(Array(7).fill('---')));
+  lines.push(row(['image', 'casync make', 'vmdn disk cuts', 'vmdn file cuts', 'vmdn files', 'vmdn packages', 'casync/file cuts', 'casync/files', 'casync/packages']));
+  lines.push(row(Array(9).fill('---')));
   const s = (x: Timed) => `${x.seconds} s, ${f1(x.maxRssBytes / 1e6)}`;
-  for (const i of r.imports) lines.push(row([i.image, s(i.casyncMake), s(i.disk), s(i.fileCuts), s(i.files), f2(i.casyncMake.seconds / i.fileCuts.seconds), f2(i.casyncMake.seconds / i.files.seconds)]));
+  for (const i of r.imports) lines.push(row([i.image, s(i.casyncMake), s(i.disk), s(i.fileCuts), s(i.files), s(i.packages), f2(i.casyncMake.seconds / i.fileCuts.seconds), f2(i.casyncMake.seconds / i.files.seconds), f2(i.casyncMake.seconds / i.packages.seconds)]));
   lines.push('', 'Export to raw (seconds, peak RSS MB); the files export rebuilds ext4 with mke2fs and is compared to the chunks export with `vmdn diff --layer files`:', '');
-  lines.push(row(['image', 'file-cuts chunks export', 'files strategy export', 'files/chunks', 'file-identical']));
-  lines.push(row(Array(5).fill('---')));
-  for (const e of r.exports) lines.push(row([e.image, s(e.fileCuts), s(e.files), f2(e.files.seconds / e.fileCuts.seconds), e.filesIdentical ? 'yes' : 'NO']));
+  lines.push(row(['image', 'file-cuts chunks export', 'files strategy export', 'packages strategy export', 'files/chunks', 'packages/files', 'file-identical (files, packages)']));
+  lines.push(row(Array(7).fill('---')));
+  for (const e of r.exports) lines.push(row([e.image, s(e.fileCuts), s(e.files), s(e.packages), f2(e.files.seconds / e.fileCuts.seconds), f2(e.packages.seconds / e.files.seconds), `${e.filesIdentical ? 'yes' : 'NO'}, ${e.packagesIdentical ? 'yes' : 'NO'}`]));
   lines.push('', 'Targets:', '');
   lines.push(row(['target', 'measured', 'threshold', 'met']));
   lines.push(row(Array(4).fill('---')));

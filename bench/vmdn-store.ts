@@ -93,3 +93,35 @@ export async function vmdnDisk(store: string): Promise<VmdnDisk> {
   const all = await dirSize(store);
   return { objectFileBytes: objects.fileBytes, objectFiles: objects.files, indexBytes, total: objects.fileBytes + indexBytes, diskBytes: all.diskBytes };
 }
+
+/** Digest (hex) and stored size of every object `target` references that no `held` image does (manifest included). */
+export function lackingObjects(store: string, target: string, held: string[]): Array<{ digest: string; stored: number }> {
+  const db = new Database(path.join(store, 'index.db'), { fileMustExist: true, readonly: true });
+  try {
+    const id = (name: string) => {
+      const r = db.prepare<[string], { id: number }>("SELECT o.id FROM images i JOIN objects o ON o.digest = i.manifest WHERE i.name = ? AND i.tag = 'latest'").get(name);
+      if (!r) throw new Error(`no image ${name}:latest in ${store}`);
+      return r.id;
+    };
+    const t = id(target);
+    const h = held.map(id);
+    const list = h.length ? h.map(() => '?').join(',') : 'NULL';
+    const rows = db.prepare<unknown[], { d: string; s: number }>(`SELECT lower(hex(o.digest)) AS d, o.stored_size AS s FROM objects o WHERE o.id = ? OR o.id IN (
+        SELECT object_id FROM manifest_refs WHERE manifest_id = ? AND object_id NOT IN (SELECT object_id FROM manifest_refs WHERE manifest_id IN (${list})))`).all(t, t, ...h);
+    return rows.map((r) => ({ digest: r.d, stored: r.s }));
+  } finally {
+    db.close();
+  }
+}
+
+/** Stored bytes of all objects each image references, and of those also referenced by another image. */
+export function sharedObjectBytes(store: string): { referenced: number; shared: number } {
+  const db = new Database(path.join(store, 'index.db'), { fileMustExist: true, readonly: true });
+  try {
+    const r = db.prepare<[], { referenced: number; shared: number }>(`SELECT sum(o.stored_size * c.n) AS referenced, sum(CASE WHEN c.n > 1 THEN o.stored_size * c.n ELSE 0 END) AS shared
+      FROM (SELECT object_id, count(*) AS n FROM manifest_refs GROUP BY object_id) c JOIN objects o ON o.id = c.object_id`).get()!;
+    return { referenced: r.referenced ?? 0, shared: r.shared ?? 0 };
+  } finally {
+    db.close();
+  }
+}

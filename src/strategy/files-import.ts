@@ -94,13 +94,14 @@ export async function importFiles(disk: Disk, store: WritableStore, opts: FilesI
     }
     const streamChunks = await stream.finish();
     content.chunks += streamChunks.length;
+    // renumbered before the tree is written: packages no file came from are left out
+    const packages = matcher ? usedPackages(records, matcher) : undefined;
     const { tree, times } = encodeTree(records);
     const treeObjs = await putChunked(Buffer.from(tree), store, TREE_CHUNKER, opts);
     const timeObjs = await putChunked(Buffer.from(times), store, TREE_CHUNKER, opts);
     treeBytes += tree.length + times.length;
     for (const d of [...treeObjs, ...timeObjs, ...treeDigests(records), ...streamChunks.map((c) => c[2])]) refs.add(d);
     files += records.length;
-    const packages = matcher ? usedPackages(records, matcher) : undefined;
     for (const p of packages ?? []) for (const d of [...p.deb, p.index]) refs.add(d);
     filesystems.push({ index: v.index, offset: v.offset, length: v.length, type: 'ext4', params: await ext4Params(v.fs, dev), entries: records.length, tree: treeObjs, times: timeObjs, streamBytes: stream.length, stream: streamChunks, ...(packages ? { packages } : {}) });
     notes.push(`volume ${v.index}: ${v.fs.info.type}, ${records.length} entries recorded as files`);

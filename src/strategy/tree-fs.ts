@@ -138,6 +138,11 @@ export class TreeFs implements FileSystem {
     return out;
   }
 
+  /** A file the packages strategy took from a package (it matched the package at import). */
+  fromPackage(node: FsNode): boolean {
+    return this.record(node.ino).pkg !== undefined;
+  }
+
   async readlink(node: FsNode): Promise<string> {
     const r = this.record(node.ino);
     if (!r.target) throw new VmdnError('E_USAGE', 'not a symlink', { ino: node.ino });

@@ -6,6 +6,7 @@ import { action, common } from '../program.js';
 import { withImage } from '../../inspect/open-image.js';
 import { listVolumes, pickVolume } from '../../inspect/volumes.js';
 import { inspectDisk } from '../../inspect/inspect.js';
+import { packageBytes } from '../../inspect/package-bytes.js';
 import { walkTree, type TreeEntry } from '../../inspect/tree.js';
 import { displayPath, escapeBytes, longLine } from '../../inspect/display.js';
 import { diffImages, LAYERS, type Layer } from '../../inspect/diff.js';
@@ -43,9 +44,11 @@ export function registerInspectCommands(program: Command): void {
   common(program.command('inspect'))
     .description('partitions, filesystems, OS and packages of an image file or stored image')
     .argument('<image>', 'image file (raw/qcow2) or stored NAME[:TAG]')
-    .action(action(async (image: string, o: GlobalOptions) => withImage(image, o.store, async (img) => {
+    .option('--package-bytes', 'also split the root filesystem\'s file bytes into unmodified package files, modified package files and the image\'s own data (checked against the image\'s dpkg md5sums; reads every package file)')
+    .action(action(async (image: string, o: GlobalOptions & { packageBytes?: boolean }) => withImage(image, o.store, async (img) => {
       const r = await inspectDisk(img.disk);
-      if (o.json) return printJson({ image: img.label, source: img.source, ...r });
+      const split = o.packageBytes ? await packageBytes((await pickVolume(await listVolumes(img.disk))).fs) : undefined;
+      if (o.json) return printJson({ image: img.label, source: img.source, ...r, ...(o.packageBytes ? { packageBytes: split ?? null } : {}) });
       console.log(`${img.label}: ${humanBytes(r.virtualSize)}, partition table ${r.scheme}${r.diskId ? ` (${r.diskId})` : ''}`);
       if (r.partitions.length) {
         console.log('\n' + table(['#', 'START', 'SECTORS', 'SIZE', 'TYPE', 'NAME', 'UUID'],
@@ -58,6 +61,11 @@ export function registerInspectCommands(program: Command): void {
         console.log(`\nOS (partition ${r.os.partition}): ${esc(r.os.prettyName)} [ID=${esc(r.os.id)} VERSION_ID=${esc(r.os.versionId)}], hostname ${esc(r.os.hostname)}`);
         console.log(`packages: ${r.os.packageManager ?? 'none found'}${r.os.packageManager ? `, ${r.os.packageCount} installed (--json lists them)` : ''}`);
       } else console.log('\nno operating system found');
+      if (o.packageBytes) {
+        console.log(split
+          ? `bytes: in packages ${humanBytes(split.packages.bytes)} (${split.packages.files} files), in modified package files ${humanBytes(split.modified.bytes)} (${split.modified.files}), user data and other own files ${humanBytes(split.own.bytes)} (${split.own.files})`
+          : 'bytes: no dpkg database on the root filesystem');
+      }
       for (const w of [...r.warnings, ...(r.os?.warnings ?? [])]) console.log(`warning: ${escapeBytes(Buffer.from(w))}`);
     })));
 

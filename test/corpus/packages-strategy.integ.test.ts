@@ -1,0 +1,91 @@
+/**
+ * Packages strategy on every shared-corpus image, with packages from the
+ * Debian archive the host's apt is configured with (downloaded .debs kept in
+ * a cache outside the clone, keyed by SHA-256). Checked as the files
+ * strategy is: `vmdn diff --layer files` empty, times to the nanosecond,
+ * `e2fsck -fn` clean, `sfdisk --dump` identical; and the turn image's edited
+ * conffile is carried as the image's own file, not taken from coturn.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { vmdnOk } from '../helpers/cli.js';
+import { e2fsckPartition, sfdiskDump } from '../helpers/disk-checks.js';
+import { corpusDir, CORPUS_IMAGES } from '../helpers/corpus.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { timeDifferences } from '../helpers/fs-times.js';
+import { hostAptSources } from '../../src/os/apt-mirror.js';
+import { LocalStore } from '../../src/store/local-store.js';
+import { resolveImage } from '../../src/strategy/image-ops.js';
+import { loadTree } from '../../src/strategy/files-export.js';
+
+const corpus = corpusDir();
+const noArchive = hostAptSources().length ? undefined : 'the host has no apt sources: no Debian archive to take packages from';
+const skip = corpus.reason ?? noArchive;
+if (skip) console.log(`# SKIP packages strategy on the corpus: ${skip}`);
+const DEB_CACHE = process.env.VMDN_DEB_CACHE ?? '/var/cache/vmdn-debs';
+
+describe('packages strategy on the shared corpus', { skip }, () => {
+  let t: ReturnType<typeof tmpDir>;
+  let store: string;
+  const seen = new Map<string, number>();
+  before(() => {
+    t = tmpDir('vmdn-packages-corpus-');
+    store = path.join(t.dir, 'store');
+    fs.mkdirSync(DEB_CACHE, { recursive: true });
+  });
+  after(() => t.cleanup());
+
+  for (const name of CORPUS_IMAGES) {
+    it(`${name}: package files from the .debs, rebuilt file-identical, e2fsck clean`, async () => {
+      const src = path.join(corpus.dir!, `${name}.raw`);
+      const r = vmdnOk(store, ['import', src, '--name', name, '--strategy', 'packages', '--deb-cache', DEB_CACHE]);
+      const p = r.packages.find((x: { index: number }) => x.index === 1);
+      assert.ok(p, JSON.stringify(r.notes));
+      // the corpus was installed from this archive: every package is there, and most bytes are theirs
+      assert.deepEqual(p.missing, []);
+      assert.ok(p.used > 100 && p.used <= p.installed, `${p.used} of ${p.installed} packages used`);
+      assert.ok(p.bytes.package > p.bytes.own * 0.5, JSON.stringify(p.bytes));
+      seen.set(name, p.mirrorBytes);
+      const out = path.join(t.dir, `${name}.raw`);
+      vmdnOk(store, ['export', name, out]);
+      const d = vmdnOk(store, ['diff', src, out, '--layer', 'files']);
+      assert.equal(d.identical, true, JSON.stringify(d.volumes).slice(0, 2000));
+      const times = await timeDifferences(src, out);
+      assert.equal(times.sizes[1], times.sizes[0]);
+      assert.deepEqual(times.wrong, []);
+      assert.equal(sfdiskDump(out), sfdiskDump(src));
+      const root = vmdnOk(store, ['inspect', src]).partitions.find((x: { index: number }) => x.index === 1);
+      const fsck = e2fsckPartition(out, root.offset, root.length, t.dir);
+      assert.ok(fsck.clean, fsck.out);
+      fs.rmSync(out);
+    });
+  }
+
+  it('turn: the edited /etc/turnserver.conf is the image\'s own file; coturn\'s binary comes from its package', async () => {
+    const s = await LocalStore.open(store);
+    try {
+      const { manifest } = await resolveImage(s, { name: 'turn', tag: 'latest' });
+      const f = manifest.filesystems!.find((x) => x.index === 1)!;
+      const records = await loadTree(f, s);
+      const at = (p: string) => records.find((r) => Buffer.from(r.path).toString() === p)!;
+      const conf = at('etc/turnserver.conf');
+      assert.equal(conf.pkg, undefined, 'edited conffile must not come from the package');
+      assert.ok(conf.chunks || conf.streamOffset !== undefined);
+      const bin = at('usr/bin/turnserver');
+      assert.notEqual(bin.pkg, undefined);
+      assert.equal(f.packages![bin.pkg!]!.name, 'coturn');
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('gc keeps every package object; the store verifies clean', () => {
+    const objects = vmdnOk(store, ['stats']).objects;
+    const gc = vmdnOk(store, ['gc']);
+    assert.equal(gc.removedObjects ?? gc.removed ?? 0, 0, JSON.stringify(gc));
+    assert.equal(vmdnOk(store, ['stats']).objects, objects);
+    assert.equal(vmdnOk(store, ['verify']).ok, true);
+  });
+});
