@@ -10,9 +10,9 @@ const NEEDS = {
   test: {
     mke2fs: 'e2fsprogs', debugfs: 'e2fsprogs', 'qemu-img': 'qemu-utils', 'qemu-io': 'qemu-utils', 'qemu-nbd': 'qemu-utils',
     sfdisk: 'fdisk', nginx: 'nginx', curl: 'curl', mdir: 'mtools', 'mkfs.vfat': 'dosfstools', 'dpkg-query': 'dpkg', getfattr: 'attr', setfattr: 'attr',
-    'mkfs.xfs': 'xfsprogs', mkswap: 'util-linux', e2fsck: 'e2fsprogs',
+    'mkfs.xfs': 'xfsprogs', mkswap: 'util-linux', e2fsck: 'e2fsprogs', 'dpkg-deb': 'dpkg', xz: 'xz-utils', zstd: 'zstd',
   },
-  bench: { mke2fs: 'e2fsprogs', debugfs: 'e2fsprogs', setfattr: 'attr', 'qemu-img': 'qemu-utils', casync: 'casync', rsync: 'rsync', time: 'time', nginx: 'nginx', curl: 'curl', zstd: 'zstd', tar: 'tar' },
+  bench: { mke2fs: 'e2fsprogs', debugfs: 'e2fsprogs', setfattr: 'attr', 'qemu-img': 'qemu-utils', casync: 'casync', rsync: 'rsync', time: 'time', nginx: 'nginx', curl: 'curl', zstd: 'zstd', tar: 'tar', 'dpkg-deb': 'dpkg', xz: 'xz-utils' },
 };
 const profile = process.argv[2] ?? 'test';
 const want = NEEDS[profile];

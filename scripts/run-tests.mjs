@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Runs the compiled tests with node's built-in runner: unit tests (*.test.js)
+// Runs the compiled tests with node's built-in runner, two files at a time (VMDN_TEST_CONCURRENCY;
+// most tests wait on qemu-img, mke2fs and I/O, so two share the 2 cores well): unit tests (*.test.js)
 // first, then interop tests (*.integ.test.js, real qemu-img and friends).
 //   node scripts/run-tests.mjs [unit|integ|all] [filter-substring]
 import { readdirSync, statSync } from 'node:fs';
@@ -16,5 +17,5 @@ if (files.length === 0) {
   console.error('no test files found (did the build run?)');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...files], { stdio: 'inherit' });
+const r = spawnSync(process.execPath, ['--test', `--test-concurrency=${process.env.VMDN_TEST_CONCURRENCY ?? 2}`, ...files], { stdio: 'inherit' });
 process.exit(r.status ?? 1);
