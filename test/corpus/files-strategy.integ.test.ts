@@ -10,10 +10,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { vmdnOk } from '../helpers/cli.js';
-import { e2fsckPartition, sfdiskDump } from '../helpers/disk-checks.js';
 import { corpusDir, CORPUS_IMAGES } from '../helpers/corpus.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { timeDifferences } from '../helpers/fs-times.js';
+import { exportAndCheck, gcKeepsAllAndVerifies } from '../helpers/rebuild-checks.js';
 
 const corpus = corpusDir();
 if (corpus.reason) console.log(`# SKIP files strategy on the corpus: ${corpus.reason}`);
@@ -33,26 +32,11 @@ describe('files strategy on the shared corpus', { skip: corpus.reason }, () => {
       const r = vmdnOk(store, ['import', src, '--name', name, '--strategy', 'files']);
       assert.ok(r.notes.some((n: string) => /ext4, \d+ entries recorded as files/.test(n)), r.notes.join('; '));
       assert.ok(r.notes.some((n: string) => /vfat: no rebuild for it, kept as chunks/.test(n)), 'the EFI partition falls back to chunks and import says so');
-      const out = path.join(t.dir, `${name}.raw`);
-      vmdnOk(store, ['export', name, out]);
-      const d = vmdnOk(store, ['diff', src, out, '--layer', 'files']);
-      assert.equal(d.identical, true, JSON.stringify(d.volumes).slice(0, 2000));
-      const times = await timeDifferences(src, out);
-      assert.equal(times.sizes[1], times.sizes[0]);
-      assert.deepEqual(times.wrong, []);
-      assert.equal(sfdiskDump(out), sfdiskDump(src));
-      const root = vmdnOk(store, ['inspect', src]).partitions.find((p: { index: number }) => p.index === 1);
-      const fsck = e2fsckPartition(out, root.offset, root.length, t.dir);
-      assert.ok(fsck.clean, fsck.out);
-      fs.rmSync(out);
+      await exportAndCheck(store, name, src, t.dir);
     });
   }
 
   it('gc keeps every object the file trees reference; the store verifies clean', () => {
-    const before = vmdnOk(store, ['stats']).objects;
-    const gc = vmdnOk(store, ['gc']);
-    assert.equal(gc.removedObjects ?? gc.removed ?? 0, 0, JSON.stringify(gc));
-    assert.equal(vmdnOk(store, ['stats']).objects, before);
-    assert.equal(vmdnOk(store, ['verify']).ok, true);
+    gcKeepsAllAndVerifies(store);
   });
 });
