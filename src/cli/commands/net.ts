@@ -12,6 +12,7 @@ import { POLICIES, type PolicyName } from '../../net/eviction.js';
 import { parseListen } from '../../net/http-api.js';
 import { DEFAULT_CONCURRENCY, pullImage } from '../../net/pull.js';
 import { pushImage } from '../../net/push.js';
+import { warmCache } from '../../net/warm.js';
 import { humanBytes, printJson, progressBar, type GlobalOptions } from '../output.js';
 import { resolveStoreDir, withStore } from '../store-dir.js';
 import { action, common } from '../program.js';
@@ -129,6 +130,19 @@ export function registerNetCommands(program: Command): void {
       }).finally(bar.stop);
       if (o.json) return printJson(r);
       console.log(`pushed ${r.ref} (manifest ${r.manifest.slice(0, 12)}) to ${url}: sent ${r.objectsSent} of ${r.objects} objects, ${humanBytes(r.bytesSent)}, in ${r.seconds.toFixed(1)} s`);
+    }));
+
+  common(program.command('warm'))
+    .description('fetch images\' objects through an edge so it holds them before clients ask (nothing is written here)')
+    .argument('<url>', 'edge (or origin) URL')
+    .argument('<name[:tag]...>', 'images to warm the edge with')
+    .option('--packages-only', 'only the .deb objects of packages-strategy images: seed an edge with the packages a site\'s VMs share')
+    .option('-j, --concurrency <n>', 'parallel downloads', '16')
+    .action(action(async (url: string, names: string[], o: GlobalOptions & { packagesOnly?: boolean; concurrency: string }) => {
+      const bar = progressBar(o, 'warm');
+      const r = await warmCache(url, names.map(parseImageRef), { packagesOnly: o.packagesOnly, concurrency: Number(o.concurrency) || 16, onProgress: bar.onProgress }).finally(bar.stop);
+      if (o.json) return printJson(r);
+      console.log(`warmed ${url} with ${r.objects} objects (${humanBytes(r.bytes)})${r.packages ? `, ${r.packages} packages` : ''} of ${r.images.join(', ')}`);
     }));
 
   common(program.command('pull'))
