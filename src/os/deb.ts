@@ -56,6 +56,7 @@ export async function* readDebData(debFile: string, signal?: AbortSignal): Async
   const extract = tar.extract({ filenameEncoding: 'latin1' } as Parameters<typeof tar.extract>[0]);
   child.stdout.pipe(extract);
   let n = 0;
+  let completed = false;
   try {
     for await (const entry of extract) {
       if (++n > MAX_MEMBERS) throw new VmdnError('E_FORMAT', `${debFile}: more than ${MAX_MEMBERS} members`);
@@ -71,10 +72,16 @@ export async function* readDebData(debFile: string, signal?: AbortSignal): Async
       // whatever the caller left unread
       entry.resume();
     }
+    completed = true;
   } catch (e) {
-    child.kill();
     if (e instanceof VmdnError) throw e;
     throw new VmdnError('E_FORMAT', `${debFile}: not a readable package (${(e as Error).message}${err ? `; dpkg-deb: ${err.trim()}` : ''})`, { file: debFile }, { cause: e });
+  } finally {
+    // a caller that stopped early (found its member, or failed) leaves dpkg-deb blocked on a full pipe
+    if (!completed) {
+      child.kill();
+      extract.destroy();
+    }
   }
   const code = await exited;
   if (code !== 0) throw new VmdnError('E_FORMAT', `dpkg-deb --fsys-tarfile ${debFile} failed (exit ${code}): ${err.trim()}`, { file: debFile, code });
