@@ -20,6 +20,7 @@ import type { FilesBench } from './files.js';
 import { LocalStore } from '../src/store/local-store.js';
 import { resolveImage } from '../src/strategy/image-ops.js';
 import { loadTree } from '../src/strategy/files-export.js';
+import { packageObjects, type PackageRef } from '../src/strategy/packages-ingredients.js';
 
 const IMAGES = ['base', 'academic', 'academic2', 'database', 'turn'];
 const mb = (b: number) => b / 1e6;
@@ -34,14 +35,14 @@ export interface PackagesBench {
   targets: Array<{ target: string; measured: string; threshold: string; met: boolean }>;
 }
 
-/** Every object a packages-strategy store keeps for .debs (slices and file indexes). */
-function packageObjects(store: string): Set<string> {
+/** Every object a packages-strategy store keeps for packages (tar chunks and file indexes). */
+function storePackageObjects(store: string): Set<string> {
   const out = new Set<string>();
   const dir = path.join(store, 'packages');
   for (const n of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
     if (!n.endsWith('.json')) continue;
-    const ref = JSON.parse(fs.readFileSync(path.join(dir, n), 'utf8')) as { deb: string[]; index: string };
-    for (const d of [...ref.deb, ref.index]) out.add(d);
+    const ref = JSON.parse(fs.readFileSync(path.join(dir, n), 'utf8')) as PackageRef;
+    for (const d of packageObjects(ref)) out.add(d);
   }
   return out;
 }
@@ -78,7 +79,7 @@ function tarZstd(tree: string, files: string[], listFile: string): number {
 
 export async function benchPackages(o: { corpusDir: string; workDir: string; files: FilesBench; log: (s: string) => void }): Promise<{ result: PackagesBench; markdown: string }> {
   const w = (p: string) => path.join(o.workDir, p);
-  const pkgObjs = packageObjects(w('packages'));
+  const pkgObjs = storePackageObjects(w('packages'));
   const result: PackagesBench = { delivery: [], vmSpecific: [], rebuild: [], appendixA: [], targets: [] };
   const sum = (xs: Array<{ stored: number }>) => xs.reduce((n, x) => n + x.stored, 0);
   for (const d of o.files.delivery) {
@@ -104,7 +105,7 @@ export async function benchPackages(o: { corpusDir: string; workDir: string; fil
 
 async function appendixA(o: { workDir: string; files: FilesBench }, r: PackagesBench): Promise<PackagesBench['appendixA']> {
   const w = (p: string) => path.join(o.workDir, p);
-  const pkgObjs = packageObjects(w('packages'));
+  const pkgObjs = storePackageObjects(w('packages'));
   const casChunks = await scanCasyncStore(w('casync'));
   const cas = new Map(await Promise.all(IMAGES.map(async (i) => [i, await readCaibx(w(`${i}.caibx`))] as const)));
   const fetch = (target: string, held: string[]) => ({

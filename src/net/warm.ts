@@ -11,6 +11,7 @@ import { formatImageRef } from '../store/image-name.js';
 import { decodeManifest } from '../strategy/manifest.js';
 import { manifestObjects } from '../strategy/files-export.js';
 import { HttpStore } from './http-store.js';
+import { packageObjects } from '../strategy/packages-ingredients.js';
 import type { OnProgress } from '../util/progress.js';
 
 export interface WarmResult {
@@ -34,7 +35,7 @@ export async function warmCache(url: string, refs: ImageRef[], opts: { packagesO
       for (const f of m.filesystems ?? []) {
         for (const p of f.packages ?? []) {
           debs.add(p.sha256);
-          for (const d of [...p.deb, p.index]) want.add(d);
+          for (const d of packageObjects(p)) want.add(d);
         }
       }
       if (!opts.packagesOnly) for (const d of [digest, ...(await manifestObjects(m, remote, opts.signal))]) want.add(d);

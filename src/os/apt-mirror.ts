@@ -14,6 +14,7 @@ import { spawn } from 'node:child_process';
 import { Readable } from 'node:stream';
 import { createInterface } from 'node:readline';
 import { VmdnError } from '../errors.js';
+import { drained } from '../util/drain.js';
 
 export interface AptSource {
   uri: string;
@@ -192,7 +193,7 @@ export async function fetchDeb(rec: DebRecord, dir: string, signal?: AbortSignal
       n += b.length;
       if (n > rec.size) throw new VmdnError('E_CORRUPT_OBJECT', `${url}: longer than the ${rec.size} bytes its index says`, { url });
       h.update(b);
-      if (!out.write(b)) await new Promise<void>((res) => out.once('drain', () => res()));
+      if (!out.write(b)) await drained(out);
     }
     await new Promise<void>((res, rej) => out.end((e?: Error | null) => (e ? rej(e) : res())));
     const got = h.digest('hex');

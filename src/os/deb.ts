@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import tar from 'tar-stream';
 import { VmdnError } from '../errors.js';
+import { drained } from '../util/drain.js';
 
 /** Bounds for untrusted packages: members and sizes. */
 const MAX_MEMBERS = 1_000_000;
@@ -39,11 +40,8 @@ export function memberPath(name: string): string | undefined {
   return parts.join('/');
 }
 
-/**
- * Every member of the package's data.tar, in archive order. The caller must
- * consume (or skip) each entry's body before asking for the next one.
- */
-export async function* readDebData(debFile: string, signal?: AbortSignal): AsyncGenerator<DebEntry> {
+/** The package's data member as an uncompressed tar, from dpkg-deb (killed if the reader stops early). */
+export async function* dpkgTar(debFile: string, signal?: AbortSignal): AsyncGenerator<Buffer> {
   const child = spawn('dpkg-deb', ['--fsys-tarfile', debFile], { stdio: ['ignore', 'pipe', 'pipe'], signal });
   let err = '';
   child.stderr.on('data', (b: Buffer) => (err += b.toString()));
@@ -52,18 +50,42 @@ export async function* readDebData(debFile: string, signal?: AbortSignal): Async
     child.on('close', resolve);
   });
   exited.catch(() => {});
+  let completed = false;
+  try {
+    for await (const b of child.stdout) yield b as Buffer;
+    completed = true;
+  } finally {
+    // a reader that stopped early leaves dpkg-deb blocked on a full pipe
+    if (!completed) child.kill();
+  }
+  const code = await exited;
+  if (code !== 0) throw new VmdnError('E_FORMAT', `dpkg-deb --fsys-tarfile ${debFile} failed (exit ${code}): ${err.trim()}`, { file: debFile, code });
+}
+
+/**
+ * Every member of a tar stream, in archive order. The caller must consume
+ * (or skip) each entry's body before asking for the next one.
+ */
+export async function* readTar(source: AsyncIterable<Uint8Array>, what: string): AsyncGenerator<DebEntry> {
   // latin1 keeps every byte of a name as one char, as image paths are keyed
   const extract = tar.extract({ filenameEncoding: 'latin1' } as Parameters<typeof tar.extract>[0]);
-  child.stdout.pipe(extract);
+  const feed = (async () => {
+    for await (const b of source) {
+      if (extract.destroyed) break; // the reader stopped: stop reading the source too
+      if (!extract.write(b)) await drained(extract);
+    }
+    extract.end(() => {});
+  })();
+  feed.catch((e) => extract.destroy(e));
   let n = 0;
   let completed = false;
   try {
     for await (const entry of extract) {
-      if (++n > MAX_MEMBERS) throw new VmdnError('E_FORMAT', `${debFile}: more than ${MAX_MEMBERS} members`);
+      if (++n > MAX_MEMBERS) throw new VmdnError('E_FORMAT', `${what}: more than ${MAX_MEMBERS} members`);
       const h = entry.header;
       const path = memberPath(h.name);
       const size = h.size ?? 0;
-      if (!Number.isSafeInteger(size) || size < 0 || size > MAX_MEMBER) throw new VmdnError('E_FORMAT', `${debFile}: member ${h.name} has a bad size`);
+      if (!Number.isSafeInteger(size) || size < 0 || size > MAX_MEMBER) throw new VmdnError('E_FORMAT', `${what}: member ${h.name} has a bad size`);
       if (path === undefined) {
         entry.resume();
         continue;
@@ -72,19 +94,23 @@ export async function* readDebData(debFile: string, signal?: AbortSignal): Async
       // whatever the caller left unread
       entry.resume();
     }
+    await feed;
     completed = true;
   } catch (e) {
     if (e instanceof VmdnError) throw e;
-    throw new VmdnError('E_FORMAT', `${debFile}: not a readable package (${(e as Error).message}${err ? `; dpkg-deb: ${err.trim()}` : ''})`, { file: debFile }, { cause: e });
+    throw new VmdnError('E_FORMAT', `${what}: not a readable package (${(e as Error).message})`, { what }, { cause: e });
   } finally {
-    // a caller that stopped early (found its member, or failed) leaves dpkg-deb blocked on a full pipe
     if (!completed) {
-      child.kill();
       extract.destroy();
+      // stop the source too (dpkg-deb is killed by its generator's return)
+      await (source as AsyncGenerator<Uint8Array>).return?.(undefined);
     }
   }
-  const code = await exited;
-  if (code !== 0) throw new VmdnError('E_FORMAT', `dpkg-deb --fsys-tarfile ${debFile} failed (exit ${code}): ${err.trim()}`, { file: debFile, code });
+}
+
+/** Every member of the package's data.tar, in archive order (see readTar). */
+export function readDebData(debFile: string, signal?: AbortSignal): AsyncGenerator<DebEntry> {
+  return readTar(dpkgTar(debFile, signal), debFile);
 }
 
 export interface DebFileIndex {
@@ -93,9 +119,9 @@ export interface DebFileIndex {
 }
 
 /** Regular files of a package by path, with their size and SHA-256 (what an image's files are matched against). */
-export async function indexDeb(debFile: string, signal?: AbortSignal): Promise<Map<string, DebFileIndex>> {
+export async function indexTar(entries: AsyncIterable<DebEntry>, what: string): Promise<Map<string, DebFileIndex>> {
   const out = new Map<string, DebFileIndex>();
-  for await (const e of readDebData(debFile, signal)) {
+  for await (const e of entries) {
     if (e.type !== 'file') continue;
     const h = crypto.createHash('sha256');
     let n = 0;
@@ -103,7 +129,7 @@ export async function indexDeb(debFile: string, signal?: AbortSignal): Promise<M
       h.update(b);
       n += b.length;
     }
-    if (n !== e.size) throw new VmdnError('E_FORMAT', `${debFile}: member ${e.path} is ${n} bytes, its header says ${e.size}`);
+    if (n !== e.size) throw new VmdnError('E_FORMAT', `${what}: member ${e.path} is ${n} bytes, its header says ${e.size}`);
     out.set(e.path, { size: n, sha256: h.digest('hex') });
   }
   return out;

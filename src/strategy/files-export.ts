@@ -25,6 +25,7 @@ import { emptyDirectory, installDirectory, type DirEntrySpec } from '../fs/ext4-
 import type { FsRebuild, Manifest } from './manifest.js';
 import { isZero } from '../util/zero.js';
 import { TreeFs } from './tree-fs.js';
+import { packageObjects } from './packages-ingredients.js';
 import { throttle, type OnProgress } from '../util/progress.js';
 import { VmdnError } from '../errors.js';
 
@@ -49,7 +50,7 @@ export async function manifestObjects(m: Manifest, store: ReadableStore, signal?
   const out = new Set<Digest>(m.chunks.map((c) => c[2]));
   for (const f of m.filesystems ?? []) {
     for (const d of [...f.tree, ...f.times, ...f.stream.map((c) => c[2])]) out.add(d);
-    for (const p of f.packages ?? []) for (const d of [...p.deb, p.index]) out.add(d);
+    for (const p of f.packages ?? []) for (const d of packageObjects(p)) out.add(d);
     for (const d of treeDigests(await loadTree(f, store, signal))) out.add(d);
   }
   return out;

@@ -21,6 +21,7 @@ import { StreamChunks } from './stream-chunks.js';
 import { complement, fileAwareLayout, mergeRanges } from './file-layout.js';
 import { encodeTree, pathKey, treeDigests, type TreeRecord } from './files-tree.js';
 import type { PackageMatcher, PackagesReport } from './packages-match.js';
+import { packageObjects } from './packages-ingredients.js';
 import type { FsRebuild, Manifest } from './manifest.js';
 import { throttle, type OnProgress } from '../util/progress.js';
 import { gcEvery } from '../util/gc.js';
@@ -102,7 +103,7 @@ export async function importFiles(disk: Disk, store: WritableStore, opts: FilesI
     treeBytes += tree.length + times.length;
     for (const d of [...treeObjs, ...timeObjs, ...treeDigests(records), ...streamChunks.map((c) => c[2])]) refs.add(d);
     files += records.length;
-    for (const p of packages ?? []) for (const d of [...p.deb, p.index]) refs.add(d);
+    for (const p of packages ?? []) for (const d of packageObjects(p)) refs.add(d);
     filesystems.push({ index: v.index, offset: v.offset, length: v.length, type: 'ext4', params: await ext4Params(v.fs, dev), entries: records.length, tree: treeObjs, times: timeObjs, streamBytes: stream.length, stream: streamChunks, ...(packages ? { packages } : {}) });
     notes.push(`volume ${v.index}: ${v.fs.info.type}, ${records.length} entries recorded as files`);
     if (matcher) {

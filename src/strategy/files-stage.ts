@@ -158,8 +158,8 @@ export async function stageTree(records: TreeRecord[], plan: StagePlan, stage: s
   await smallFiles();
   await Promise.all(Array.from({ length: PARALLEL_FILES }, worker));
   if (records.some((r) => r.pkg !== undefined)) {
-    if (!opts.packages || !opts.workDir || !opts.tree) throw new VmdnError('E_INTERNAL', 'tree takes files from packages but none were given');
-    await stagePackageFiles(records, at, opts.packages, opts.tree, store, opts.workDir, opts);
+    if (!opts.packages || !opts.tree) throw new VmdnError('E_INTERNAL', 'tree takes files from packages but none were given');
+    await stagePackageFiles(records, at, opts.packages, opts.tree, store, opts);
   }
   // 3. links, special files
   let special = 0;

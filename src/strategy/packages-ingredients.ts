@@ -1,9 +1,13 @@
 /**
- * Packages as ingredients: each .deb is kept as ordinary objects (1 MiB
- * slices, so origins, edges and pulls cache and dedup them like chunks), plus
- * one small index object listing its regular files with size and SHA-256.
- * A store remembers which objects make up which .deb (STORE/packages/), so a
- * package used by many images is fetched and indexed once.
+ * Packages as ingredients: each .deb, identified by name, version,
+ * architecture and SHA-256, is kept as ordinary objects -- its data member,
+ * uncompressed by dpkg-deb once at import and cut into content-defined
+ * chunks (zstd like every object: an export then reads it at zstd speed, not
+ * xz's, and unchanged files dedup across package versions) -- plus one small
+ * index object listing its regular files with size and SHA-256. Origins,
+ * edges and pulls cache them like chunks. A store remembers which objects
+ * make up which .deb (STORE/packages/), so a package used by many images is
+ * fetched and indexed once.
  */
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -11,13 +15,21 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import type { LocalStore } from '../store/local-store.js';
 import type { ReadableStore } from '../store/types.js';
+import { PassThrough } from 'node:stream';
 import { isDigest, type Digest } from '../store/digest.js';
-import { fetchDeb, fileSha256, type DebRecord } from '../os/apt-mirror.js';
-import { indexDeb, type DebFileIndex } from '../os/deb.js';
+import { fetchDeb, type DebRecord } from '../os/apt-mirror.js';
+import { dpkgTar, indexTar, readTar, type DebFileIndex } from '../os/deb.js';
+import { parseChunkerSpec } from './chunker.js';
+import type { ChunkEntry } from './manifest.js';
+import { StreamChunks, StreamReader } from './stream-chunks.js';
 import { VmdnError } from '../errors.js';
+import { drained } from '../util/drain.js';
 
-export const DEB_SLICE = 1 << 20;
+/** Fixed, whatever an image's own chunker: a package's objects must be the same in every image. */
+const TAR_CHUNKER = parseChunkerSpec('cdc:8k:32k:128k');
 const MAX_DEB = 2 ** 34;
+const MAX_TAR = 2 ** 40;
+const MAX_CHUNK = 16 << 20;
 const INDEX_KIND = 'vmdn.deb-index';
 
 /** A package as a manifest records it (docs/format.md, "packages"). */
@@ -28,11 +40,15 @@ export interface PackageRef {
   /** The .deb's SHA-256 and size, as the archive's index gives them. */
   sha256: string;
   size: number;
-  /** The .deb's bytes as DEB_SLICE-long objects, in order. */
-  deb: Digest[];
+  /** Its data member as an uncompressed tar: length, and [offset, length, digest] chunks (uncovered bytes zero). */
+  tarSize: number;
+  tar: ChunkEntry[];
   /** Object listing the package's regular files: [path, size, sha256]. */
   index: Digest;
 }
+
+/** Every object a package is kept as. */
+export const packageObjects = (p: PackageRef): Digest[] => [...p.tar.map((c) => c[2]), p.index];
 
 export function validatePackageRef(p: PackageRef): string | undefined {
   if (!p || typeof p !== 'object') return 'not an object';
@@ -41,7 +57,15 @@ export function validatePackageRef(p: PackageRef): string | undefined {
   if (typeof p.arch !== 'string' || !/^[a-z0-9-]{1,32}$/.test(p.arch)) return 'bad architecture';
   if (typeof p.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(p.sha256)) return 'bad sha256';
   if (!Number.isSafeInteger(p.size) || p.size <= 0 || p.size > MAX_DEB) return 'bad size';
-  if (!Array.isArray(p.deb) || p.deb.length !== Math.ceil(p.size / DEB_SLICE) || !p.deb.every(isDigest)) return 'bad slices';
+  if (!Number.isSafeInteger(p.tarSize) || p.tarSize <= 0 || p.tarSize > MAX_TAR) return 'bad tar size';
+  if (!Array.isArray(p.tar) || p.tar.length === 0 || p.tar.length > 1 << 26) return 'bad tar chunks';
+  let end = 0;
+  for (const c of p.tar) {
+    if (!Array.isArray(c) || c.length !== 3) return 'bad tar chunk';
+    const [o, l, d] = c;
+    if (!Number.isSafeInteger(o) || !Number.isSafeInteger(l) || l <= 0 || l > MAX_CHUNK || o < end || o + l > p.tarSize || !isDigest(d)) return 'bad tar chunk';
+    end = o + l;
+  }
   if (!isDigest(p.index)) return 'bad index';
   return undefined;
 }
@@ -79,7 +103,7 @@ async function cached(store: LocalStore, rec: DebRecord): Promise<PackageRef | u
   }
   if (validatePackageRef(ref) || ref.sha256 !== rec.sha256 || ref.size !== rec.size) return undefined;
   // gc may have dropped objects no image used: then it is fetched again
-  for (const d of [...ref.deb, ref.index]) if (!store.index.getObject(d)) return undefined;
+  for (const d of packageObjects(ref)) if (!store.index.getObject(d)) return undefined;
   return { ...ref, name: rec.name, version: rec.version, arch: rec.arch };
 }
 
@@ -102,23 +126,22 @@ export async function ingredient(store: LocalStore, rec: DebRecord, opts: { debC
   const hadCopy = opts.debCache !== undefined && fs.existsSync(path.join(dir, `${rec.sha256}.deb`));
   const file = await fetchDeb(rec, dir, opts.signal);
   try {
-    const deb: Digest[] = [];
-    const h = await fsp.open(file, 'r');
-    try {
-      const buf = Buffer.alloc(DEB_SLICE);
-      for (let off = 0; off < rec.size; off += DEB_SLICE) {
-        const { bytesRead } = await h.read(buf, 0, Math.min(DEB_SLICE, rec.size - off), off);
-        const r = await store.put(buf.subarray(0, bytesRead), { signal: opts.signal });
-        if (r.added) opts.onAdded?.(r.digest);
-        deb.push(r.digest);
-      }
-    } finally {
-      await h.close();
+    // one pass over the data member: cut and stored as chunks, and indexed file by file
+    const tar = new StreamChunks(TAR_CHUNKER, store, { signal: opts.signal, onAdded: opts.onAdded });
+    const pass = new PassThrough();
+    const indexing = indexTar(readTar(pass, file), file);
+    indexing.catch(() => pass.destroy());
+    for await (const b of dpkgTar(file, opts.signal)) {
+      await tar.push(b);
+      if (!pass.write(b)) await drained(pass);
     }
-    const files = await indexDeb(file, opts.signal);
+    pass.end();
+    const files = await indexing;
+    const chunks = await tar.finish();
+    if (tar.length === 0) throw new VmdnError('E_FORMAT', `${rec.name} ${rec.version}: empty data member`, { package: rec.name });
     const idx = await store.put(encodeDebIndex(files), { signal: opts.signal });
     if (idx.added) opts.onAdded?.(idx.digest);
-    const ref: PackageRef = { name: rec.name, version: rec.version, arch: rec.arch, sha256: rec.sha256, size: rec.size, deb, index: idx.digest };
+    const ref: PackageRef = { name: rec.name, version: rec.version, arch: rec.arch, sha256: rec.sha256, size: rec.size, tarSize: tar.length, tar: chunks, index: idx.digest };
     const dest = cachePath(store, rec.sha256);
     await fsp.mkdir(path.dirname(dest), { recursive: true });
     const tmp = `${dest}.${process.pid}.tmp`;
@@ -130,19 +153,9 @@ export async function ingredient(store: LocalStore, rec: DebRecord, opts: { debC
   }
 }
 
-/** Write a stored package back out as a .deb file, checking its SHA-256 end to end. */
-export async function materializeDeb(ref: PackageRef, store: ReadableStore, file: string, signal?: AbortSignal): Promise<void> {
-  const h = await fsp.open(file, 'wx');
-  try {
-    let off = 0;
-    for (const d of ref.deb) {
-      const b = await store.get(d, { signal });
-      await h.write(b, 0, b.length, off);
-      off += b.length;
-    }
-    if (off !== ref.size) throw new VmdnError('E_CORRUPT_OBJECT', `package ${ref.name} ${ref.version}: slices hold ${off} bytes, expected ${ref.size}`, { package: ref.name });
-  } finally {
-    await h.close();
-  }
-  if ((await fileSha256(file)) !== ref.sha256) throw new VmdnError('E_CORRUPT_OBJECT', `package ${ref.name} ${ref.version}: reassembled .deb fails its SHA-256`, { package: ref.name });
+/** A stored package's data member as a tar byte stream, every chunk verified by the store. */
+export async function* storedTar(ref: PackageRef, store: ReadableStore, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  const reader = new StreamReader(ref.tar, store, signal);
+  const BLOCK = 1 << 20;
+  for (let off = 0; off < ref.tarSize; off += BLOCK) yield await reader.read(off, Math.min(BLOCK, ref.tarSize - off));
 }

@@ -1,24 +1,22 @@
 /**
  * Packages strategy, export side: unpack the files a tree takes from its
- * packages straight out of each .deb's data member (no maintainer scripts
- * run), into the stage at the tree's own paths. Only files the tree names
+ * packages straight out of each package's stored data member (no maintainer
+ * scripts run), into the stage at the tree's own paths. Only files the tree names
  * are written, each created exclusively without following links, so a
  * package can neither add nor redirect anything.
  */
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import type { ReadableStore } from '../store/types.js';
-import { readDebData } from '../os/deb.js';
-import { materializeDeb, type PackageRef } from './packages-ingredients.js';
+import { readTar } from '../os/deb.js';
+import { storedTar, type PackageRef } from './packages-ingredients.js';
 import { pathKey, type TreeRecord } from './files-tree.js';
 import type { FileSystem } from '../fs/types.js';
 import { CanonicalPaths } from '../os/canonical-path.js';
 import { VmdnError } from '../errors.js';
 
 const WRITE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
-/** dpkg-deb decompresses in its own process: two keep both cores busy. */
+/** Chunks decode in the store's workers while the tar is parsed here: two packages keep both busy. */
 const PARALLEL_PACKAGES = 2;
 
 export interface PackageStageOptions {
@@ -30,7 +28,7 @@ export interface PackageStageOptions {
  * `tree`: the recorded tree as a filesystem, to place package paths as import
  * matched them (through the image's directory symlinks: merged /usr).
  */
-export async function stagePackageFiles(records: TreeRecord[], at: (i: number) => Buffer, packages: PackageRef[], tree: FileSystem, store: ReadableStore, workDir: string, opts: PackageStageOptions = {}): Promise<void> {
+export async function stagePackageFiles(records: TreeRecord[], at: (i: number) => Buffer, packages: PackageRef[], tree: FileSystem, store: ReadableStore, opts: PackageStageOptions = {}): Promise<void> {
   const canon = new CanonicalPaths(tree);
   const byPkg = new Map<number, Map<string, number>>();
   records.forEach((r, i) => {
@@ -43,10 +41,8 @@ export async function stagePackageFiles(records: TreeRecord[], at: (i: number) =
     while (next < todo.length) {
       const [k, want] = todo[next++]!;
       const ref = packages[k]!;
-      const deb = path.join(workDir, `pkg-${k}.deb`);
-      await materializeDeb(ref, store, deb, opts.signal);
-      try {
-        for await (const e of readDebData(deb, opts.signal)) {
+      {
+        for await (const e of readTar(storedTar(ref, store, opts.signal), `${ref.name} ${ref.version}`)) {
           if (e.type !== 'file') continue;
           const where = await canon.of(e.path);
           const i = where === undefined ? undefined : want.get(where);
@@ -64,8 +60,6 @@ export async function stagePackageFiles(records: TreeRecord[], at: (i: number) =
           }
           opts.onBytes?.(e.size);
         }
-      } finally {
-        await fsp.rm(deb, { force: true });
       }
       if (want.size) {
         const first = [...want.keys()][0]!;
@@ -77,24 +71,16 @@ export async function stagePackageFiles(records: TreeRecord[], at: (i: number) =
 }
 
 /**
- * One file of a stored package (cat/diff on a stored image): the .deb is
- * reassembled and unpacked up to that member. Correct but slow per file;
- * exports unpack each package once instead.
+ * One file of a stored package (cat/diff on a stored image): the package's
+ * tar is read up to that member. Fine per file; exports unpack each package once.
  */
 export async function readPackageFile(ref: PackageRef, where: string, tree: FileSystem, store: ReadableStore, signal?: AbortSignal): Promise<Buffer> {
   const canon = new CanonicalPaths(tree);
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vmdn-deb-'));
-  try {
-    const deb = path.join(dir, 'p.deb');
-    await materializeDeb(ref, store, deb, signal);
-    for await (const e of readDebData(deb, signal)) {
-      if (e.type !== 'file' || (await canon.of(e.path)) !== where) continue;
-      const parts: Buffer[] = [];
-      for await (const b of e.body) parts.push(b);
-      return Buffer.concat(parts);
-    }
-  } finally {
-    await fsp.rm(dir, { recursive: true, force: true });
+  for await (const e of readTar(storedTar(ref, store, signal), `${ref.name} ${ref.version}`)) {
+    if (e.type !== 'file' || (await canon.of(e.path)) !== where) continue;
+    const parts: Buffer[] = [];
+    for await (const b of e.body) parts.push(b);
+    return Buffer.concat(parts);
   }
   throw new VmdnError('E_MANIFEST', `${ref.name} ${ref.version} has no file ${Buffer.from(where, 'latin1').toString()}`, { package: ref.name });
 }

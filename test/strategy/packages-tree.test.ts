@@ -7,7 +7,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeTree, encodeTree } from '../../src/strategy/files-tree.js';
-import { decodeDebIndex, encodeDebIndex, validatePackageRef, DEB_SLICE, type PackageRef } from '../../src/strategy/packages-ingredients.js';
+import { decodeDebIndex, encodeDebIndex, validatePackageRef, type PackageRef } from '../../src/strategy/packages-ingredients.js';
 import { decodeManifest, encodeManifest, MANIFEST_KIND, type Manifest } from '../../src/strategy/manifest.js';
 import { VmdnError } from '../../src/errors.js';
 import { mulberry32, seedFrom } from '../helpers/rng.js';
@@ -24,7 +24,7 @@ function tree(file: string): { tree: string; times: string } {
 const isManifestError = (e: unknown) => e instanceof VmdnError && e.code === 'E_MANIFEST';
 
 function ref(over: Partial<Record<keyof PackageRef, unknown>> = {}): PackageRef {
-  return { name: 'libfoo1', version: '1:2.3.4-5+deb12u1~bpo', arch: 'amd64', sha256: 'ab'.repeat(32), size: DEB_SLICE + 1, deb: [D('1'), D('2')], index: D('3'), ...over } as PackageRef;
+  return { name: 'libfoo1', version: '1:2.3.4-5+deb12u1~bpo', arch: 'amd64', sha256: 'ab'.repeat(32), size: 70_000, tarSize: 300_000, tar: [[0, 100_000, D('1')], [100_000, 150_000, D('2')]], index: D('3'), ...over } as PackageRef;
 }
 
 const PARAMS = {
@@ -39,7 +39,7 @@ function manifest(): Manifest {
     chunks: [[0, 4096, D('a')]],
     filesystems: [{
       index: 1, offset: 1 << 20, length: 1 << 20, type: 'ext4', params: PARAMS as never, entries: 3, tree: [D('b')], times: [D('c')], streamBytes: 100, stream: [[0, 100, D('d')]],
-      packages: [ref(), ref({ name: 'tzdata', version: '2024a-0+deb12u1', arch: 'all', size: 300, deb: [D('5')], index: D('6') })],
+      packages: [ref(), ref({ name: 'tzdata', version: '2024a-0+deb12u1', arch: 'all', size: 300, tarSize: 10_240, tar: [[0, 10_240, D('5')]], index: D('6') })],
     }],
   };
 }
@@ -83,7 +83,7 @@ describe('packages: tree references, package records, index objects', () => {
 
   it('validatePackageRef accepts a good record and refuses each bad field', () => {
     assert.equal(validatePackageRef(ref()), undefined);
-    assert.equal(validatePackageRef(ref({ size: DEB_SLICE, deb: [D('1')] })), undefined);
+    assert.equal(validatePackageRef(ref({ tarSize: 100_000, tar: [[512, 99_000, D('1')]] })), undefined); // holes read as zero
     const cases: Array<[string, Partial<Record<keyof PackageRef, unknown>>]> = [
       ['upper-case name', { name: 'LibFoo' }],
       ['empty name', { name: '' }],
@@ -105,11 +105,17 @@ describe('packages: tree references, package records, index objects', () => {
       ['negative size', { size: -1 }],
       ['fractional size', { size: 1.5 }],
       ['huge size', { size: 2 ** 35 }],
-      ['size as a string', { size: String(DEB_SLICE + 1) }],
-      ['too few slices', { deb: [D('1')] }],
-      ['too many slices', { deb: [D('1'), D('2'), D('3')] }],
-      ['slice not a digest', { deb: [D('1'), 'x'] }],
-      ['slices not a list', { deb: D('1') }],
+      ['size as a string', { size: '70000' }],
+      ['tar size zero', { tarSize: 0 }],
+      ['no tar chunks', { tar: [] }],
+      ['tar chunk past the end', { tar: [[0, 300_001, D('1')]] }],
+      ['tar chunks overlapping', { tar: [[0, 100_000, D('1')], [99_999, 10, D('2')]] }],
+      ['tar chunks out of order', { tar: [[100_000, 10, D('2')], [0, 10, D('1')]] }],
+      ['tar chunk empty', { tar: [[0, 0, D('1')]] }],
+      ['tar chunk over 16 MiB', { tarSize: 2 ** 30, tar: [[0, (16 << 20) + 1, D('1')]] }],
+      ['tar chunk not a digest', { tar: [[0, 10, 'x']] }],
+      ['tar chunk not a triple', { tar: [[0, 10]] }],
+      ['tar chunks not a list', { tar: D('1') }],
       ['index not a digest', { index: 'Z'.repeat(64) }],
       ['index missing', { index: undefined }],
     ];
@@ -124,7 +130,7 @@ describe('packages: tree references, package records, index objects', () => {
     for (const [why, mutate] of [
       ['packages not a list', (x: any) => (x.filesystems[0].packages = { 0: ref() })],
       ['null package', (x: any) => (x.filesystems[0].packages[1] = null)],
-      ['bad slice count', (x: any) => x.filesystems[0].packages[0].deb.pop()],
+      ['bad tar chunk', (x: any) => x.filesystems[0].packages[0].tar[1][0] = 5],
       ['bad name', (x: any) => (x.filesystems[0].packages[1].name = '../etc')],
     ] as const) {
       const x = structuredClone(m);

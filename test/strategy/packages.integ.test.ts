@@ -23,7 +23,7 @@ import { parseImageRef } from '../../src/store/image-name.js';
 import { resolveImage } from '../../src/strategy/image-ops.js';
 import { loadTree, manifestObjects } from '../../src/strategy/files-export.js';
 import { pathKey, type TreeRecord } from '../../src/strategy/files-tree.js';
-import { decodeDebIndex, DEB_SLICE } from '../../src/strategy/packages-ingredients.js';
+import { decodeDebIndex, packageObjects } from '../../src/strategy/packages-ingredients.js';
 import type { Manifest } from '../../src/strategy/manifest.js';
 import { Origin } from '../../src/net/origin.js';
 import { Edge } from '../../src/net/edge.js';
@@ -194,9 +194,15 @@ describe('packages strategy against a local Debian archive', { timeout: 180_000 
       const d = debs.get(x.name)!;
       assert.equal(x.sha256, d.sha256);
       assert.equal(x.size, d.size);
-      assert.equal(x.deb.length, Math.ceil(d.size / DEB_SLICE));
+      // the data member as dpkg-deb unpacks it, every byte covered by chunks or zero
+      const deb = path.join(t.dir, `${x.name}.deb`);
+      fs.writeFileSync(deb, d.bytes);
+      const tarBytes = spawnSync('dpkg-deb', ['--fsys-tarfile', deb], { maxBuffer: 64 << 20 }).stdout;
+      assert.equal(x.tarSize, tarBytes.length);
+      assert.ok(x.tar.every(([o, l]) => o + l <= x.tarSize));
     }
-    assert.equal(pkgs.find((x) => x.name === 'alpha')!.deb.length, 2);
+    // 1.3 MB of data.bin: the tar is cut into several content-defined chunks
+    assert.ok(pkgs.find((x) => x.name === 'alpha')!.tar.length > 5);
     // every reference points at the package that has the file, with its size
     for (const rec of a.records.filter((x) => x.pkg !== undefined)) {
       const ref = pkgs[rec.pkg!]!;
@@ -228,7 +234,7 @@ describe('packages strategy against a local Debian archive', { timeout: 180_000 
   it('a stored image reads its package files without a rebuild (cat, diff) and then exits', () => {
     // a bounded wait: the CLI must finish, not hang on a dpkg-deb left half-read
     const run = (args: string[]) => spawnSync(process.execPath, [CLI, ...args, '--store', store1()], { maxBuffer: 64 << 20, timeout: 15_000, killSignal: 'SIGKILL' });
-    // libx.so.1 is the first member of its .deb; usr/bin/alpha has 1.3 MB of data.bin after it in alpha's
+    // libx.so.1 is the first member of its package; usr/bin/alpha has 1.3 MB of data.bin after it in alpha's
     for (const [p, data] of [['/lib/libx.so.1', SPECS[2]!.files[0]!.data], ['/usr/bin/alpha', SPECS[0]!.files[0]!.data]] as const) {
       const cat = run(['cat', 'a:1', p]);
       assert.ok(cat.stdout.equals(data), `vmdn cat a:1 ${p}: ${cat.stdout.length} bytes`);
@@ -285,7 +291,7 @@ describe('packages strategy against a local Debian archive', { timeout: 180_000 
     const [a, b] = [await load(store1(), 'a:1'), await load(store1(), 'b:1')];
     assert.deepEqual(fromPackages(b.records), [...B_PACKAGE].sort());
     // the same package objects in both manifests
-    const objs = (m: Manifest) => new Map(m.filesystems![0]!.packages!.map((x) => [x.name, [...x.deb, x.index].join()]));
+    const objs = (m: Manifest) => new Map(m.filesystems![0]!.packages!.map((x) => [x.name, packageObjects(x).join()]));
     const oa = objs(a.manifest), ob = objs(b.manifest);
     for (const n of ['alpha', 'beta', 'libx1']) assert.equal(ob.get(n), oa.get(n), n);
     const out = path.join(t.dir, 'b-rebuilt.raw');
@@ -323,7 +329,7 @@ describe('packages strategy against a local Debian archive', { timeout: 180_000 
     const a = await load(store1(), 'a:1');
     const b = await load(store1(), 'b:1');
     const shared = new Set<Digest>();
-    for (const x of b.manifest.filesystems![0]!.packages!) for (const d of [...x.deb, x.index]) if (a.objects.has(d)) shared.add(d);
+    for (const x of b.manifest.filesystems![0]!.packages!) for (const d of packageObjects(x)) if (a.objects.has(d)) shared.add(d);
     assert.ok(shared.size >= 5, `${shared.size} shared package objects`);
     const onlyB = [...b.objects].filter((d) => !a.objects.has(d));
     const origin = new Origin(await LocalStore.open(store1()), {});
