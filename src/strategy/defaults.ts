@@ -14,3 +14,6 @@
  * gets nearly all of its gain at half the objects.
  */
 export const DEFAULT_CHUNKER_SPEC = 'cdc:8k:32k:128k';
+
+/** Files smaller than this share chunks with their neighbours: a 1 KiB object costs more than it saves. */
+export const DEFAULT_MIN_FILE = 16 * 1024;

@@ -43,8 +43,8 @@ export interface CutsOptions {
   sparsify?: boolean;
 }
 
-/** Files smaller than this share chunks with their neighbours: a 1 KiB object costs more than it saves. */
-export const DEFAULT_MIN_FILE = 16 * 1024;
+import { DEFAULT_MIN_FILE } from './defaults.js';
+export { DEFAULT_MIN_FILE };
 
 /** The layout for importChunks, and what to record in the manifest so seeds are cut alike. */
 export async function planCuts(disk: Disk, cuts: CutsOptions | CutsBy | undefined, signal?: AbortSignal): Promise<{ layout?: ChunkLayout; cutsBy?: CutsBy; notes: string[] }> {

@@ -21,12 +21,17 @@ import { fetchDeb, type DebRecord } from '../os/apt-mirror.js';
 import { dpkgTar, indexTar, readTar, type DebFileIndex } from '../os/deb.js';
 import { parseChunkerSpec } from './chunker.js';
 import type { ChunkEntry } from './manifest.js';
-import { StreamChunks, StreamReader } from './stream-chunks.js';
+import { StreamReader } from './stream-chunks.js';
+import { TarChunks } from './packages-tar.js';
+import { DEFAULT_CHUNKER_SPEC, DEFAULT_MIN_FILE } from './defaults.js';
 import { VmdnError } from '../errors.js';
 import { drained } from '../util/drain.js';
 
-/** Fixed, whatever an image's own chunker: a package's objects must be the same in every image. */
-const TAR_CHUNKER = parseChunkerSpec('cdc:8k:32k:128k');
+/**
+ * Fixed, whatever an image's own chunker: a package's objects must be the same in every image.
+ * The default chunker and minimum file size, so package files share objects with images'.
+ */
+const TAR_CHUNKER = parseChunkerSpec(DEFAULT_CHUNKER_SPEC);
 const MAX_DEB = 2 ** 34;
 const MAX_TAR = 2 ** 40;
 const MAX_CHUNK = 16 << 20;
@@ -127,7 +132,7 @@ export async function ingredient(store: LocalStore, rec: DebRecord, opts: { debC
   const file = await fetchDeb(rec, dir, opts.signal);
   try {
     // one pass over the data member: cut and stored as chunks, and indexed file by file
-    const tar = new StreamChunks(TAR_CHUNKER, store, { signal: opts.signal, onAdded: opts.onAdded });
+    const tar = new TarChunks(TAR_CHUNKER, DEFAULT_MIN_FILE, store, { signal: opts.signal, onAdded: opts.onAdded });
     const pass = new PassThrough();
     const indexing = indexTar(readTar(pass, file), file);
     indexing.catch(() => pass.destroy());

@@ -1,20 +1,2 @@
-/** An in-memory Disk over a byte buffer: fuzz cases mutate copies without touching files. */
-import type { Disk, Extent } from '../../src/container/disk.js';
-import { VmdnError } from '../../src/errors.js';
-
-export class MemDisk implements Disk {
-  readonly format = 'mem';
-  readonly clusterSize = 4096;
-  readonly virtualSize: number;
-  constructor(readonly bytes: Uint8Array) {
-    this.virtualSize = bytes.length;
-  }
-  async *extents(): AsyncIterable<Extent> {
-    if (this.virtualSize) yield { offset: 0, length: this.virtualSize, kind: 'data' };
-  }
-  async read(offset: number, length: number): Promise<Uint8Array> {
-    if (offset < 0 || length < 0 || offset + length > this.virtualSize) throw new VmdnError('E_USAGE', `read past end: ${offset}+${length}`);
-    return this.bytes.slice(offset, offset + length);
-  }
-  async close(): Promise<void> {}
-}
+/** An in-memory Disk over a byte buffer (the one in src/, for tests). */
+export { MemDisk } from '../../src/container/mem-disk.js';
