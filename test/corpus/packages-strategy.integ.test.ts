@@ -70,6 +70,18 @@ describe('packages strategy on the shared corpus', { skip }, () => {
     }
   });
 
+  it('base: the EFI partition\'s kernel copy is the linux-image package\'s objects (chunked alike), not VM-specific bytes', async () => {
+    const s = await LocalStore.open(store);
+    try {
+      const { manifest } = await resolveImage(s, { name: 'base', tag: 'latest' });
+      const pkgChunks = new Set(manifest.filesystems!.flatMap((f) => f.packages ?? []).filter((p) => p.name.startsWith('linux-image-')).flatMap((p) => p.tar.map((c) => c[2])));
+      const shared = manifest.chunks.filter((c) => pkgChunks.has(c[2])).reduce((n, c) => n + c[1], 0);
+      assert.ok(shared > 10e6, `${shared} bytes of disk chunks are linux-image's (vmlinuz on the EFI partition is ~14 MB)`);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('gc keeps every package object; the store verifies clean', () => {
     gcKeepsAllAndVerifies(store);
   });
