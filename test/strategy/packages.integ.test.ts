@@ -370,6 +370,32 @@ describe('packages strategy against a local Debian archive', { timeout: 180_000 
     }
   });
 
+  it('vmdn warm --packages-only seeds a cold edge with the packages: a pull then takes only the image\'s own objects from upstream', async () => {
+    const a = await load(store1(), 'a:1');
+    const pkgObjs = new Set(a.manifest.filesystems![0]!.packages!.flatMap(packageObjects));
+    const origin = new Origin(await LocalStore.open(store1()), {});
+    await origin.listen();
+    const edge = await Edge.open({ upstream: origin.url, cacheDir: path.join(t.dir, 'warm-edge'), maxSize: 1 << 30, http: FAST });
+    await edge.listen();
+    const cache = await LocalStore.open(path.join(t.dir, 'warm-client'));
+    try {
+      const w = await vmdnAsyncOk(path.join(t.dir, 'unused-store'), ['warm', edge.url, 'a:1', '--packages-only']);
+      assert.equal(w.objects, pkgObjs.size);
+      assert.equal(w.packages, a.manifest.filesystems![0]!.packages!.length);
+      const warmed = await (await fetch(`${edge.url}/stats`)).json();
+      assert.equal(warmed.objectsFromUpstream, pkgObjs.size + 1, `the packages and the manifest: ${JSON.stringify(warmed)}`);
+      await pullImage({ url: edge.url, ref: parseImageRef('a:1'), out: path.join(t.dir, 'warm-a.raw'), cache, http: FAST });
+      const after = await (await fetch(`${edge.url}/stats`)).json();
+      const own = [...a.objects].filter((d) => !pkgObjs.has(d)).length;
+      assert.equal(after.objectsFromUpstream - warmed.objectsFromUpstream, own, 'the pull brought only the image\'s own objects from upstream');
+    } finally {
+      await cache.close();
+      await edge.close();
+      await origin.close();
+      await origin.store.close();
+    }
+  });
+
   it('rm + gc keep the packages another image uses; a re-import fetches only what gc dropped', async () => {
     vmdnOk(store1(), ['rm', 'a:1']);
     const gc = vmdnOk(store1(), ['gc']);
