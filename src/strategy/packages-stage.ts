@@ -19,6 +19,34 @@ const WRITE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.
 /** Chunks decode in the store's workers while the tar is parsed here: two packages keep both busy. */
 const PARALLEL_PACKAGES = 2;
 
+/** Files up to this size are written with synchronous calls: thousands of small files are syscall-bound. */
+const SMALL = 256 << 10;
+
+async function writeSmall(p: Buffer, r: TreeRecord, body: AsyncIterable<Buffer>): Promise<void> {
+  const parts: Buffer[] = [];
+  for await (const b of body) parts.push(b);
+  const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  const fd = fs.openSync(p, WRITE_FLAGS, 0o600);
+  try {
+    fs.writeSync(fd, data, 0, data.length, 0);
+    fs.fchownSync(fd, r.uid, r.gid);
+    fs.fchmodSync(fd, r.perm); // after chown, which clears setuid bits
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+async function writeLarge(p: Buffer, r: TreeRecord, body: AsyncIterable<Buffer>): Promise<void> {
+  const h = await fsp.open(p, WRITE_FLAGS, 0o600);
+  try {
+    for await (const b of body) await h.write(b);
+    await h.chown(r.uid, r.gid);
+    await h.chmod(r.perm);
+  } finally {
+    await h.close();
+  }
+}
+
 export interface PackageStageOptions {
   signal?: AbortSignal;
   onBytes?: (n: number) => void;
@@ -50,14 +78,8 @@ export async function stagePackageFiles(records: TreeRecord[], at: (i: number) =
           want.delete(where!);
           const r = records[i]!;
           if (e.size !== r.size) throw new VmdnError('E_MANIFEST', `${ref.name} ${ref.version}: ${e.path} is ${e.size} bytes in the package, the tree says ${r.size}`, { package: ref.name, path: e.path });
-          const h = await fsp.open(at(i), WRITE_FLAGS, 0o600);
-          try {
-            for await (const b of e.body) await h.write(b);
-            await h.chown(r.uid, r.gid);
-            await h.chmod(r.perm); // after chown, which clears setuid bits
-          } finally {
-            await h.close();
-          }
+          if (e.size <= SMALL) await writeSmall(at(i), r, e.body);
+          else await writeLarge(at(i), r, e.body);
           opts.onBytes?.(e.size);
         }
       }
