@@ -123,7 +123,17 @@ export class HttpStore implements ReadableStore {
   }
 
   /** Fetch, decode and verify; a failing copy is refetched past caches, then reported naming the source. */
-  async fetchVerified(digest: Digest, opts: ReadOptions & { noCache?: boolean } = {}): Promise<{ encoded: Uint8Array; data: Uint8Array }> {
+  fetchVerified(digest: Digest, opts: ReadOptions & { noCache?: boolean } = {}): Promise<{ encoded: Uint8Array; data: Uint8Array }> {
+    return this.fetchAccepted(digest, (encoded) => ({ encoded, data: decodeObject(digest, encoded, this.base) }), opts);
+  }
+
+  /**
+   * Fetch an object and hand the received bytes to `accept`, which must decode
+   * and verify them (throwing E_CORRUPT_OBJECT for a bad copy) before it keeps
+   * or uses them, e.g. in a codec worker. A bad copy is refetched past caches,
+   * up to verifyAttempts times, then reported naming this source.
+   */
+  async fetchAccepted<T>(digest: Digest, accept: (encoded: Buffer) => T | Promise<T>, opts: ReadOptions & { noCache?: boolean } = {}): Promise<T> {
     let last: VmdnError | undefined;
     for (let attempt = 0; attempt < this.o.verifyAttempts; attempt++) {
       const headers = attempt > 0 || opts.noCache ? { 'cache-control': 'no-cache', pragma: 'no-cache' } : {};
@@ -131,7 +141,7 @@ export class HttpStore implements ReadableStore {
       this.stats.objectsFetched++;
       this.stats.bytesFetched += r.body.length;
       try {
-        return { encoded: r.body, data: decodeObject(digest, r.body, this.base) };
+        return await accept(r.body);
       } catch (err) {
         if (!(err instanceof VmdnError) || err.code !== 'E_CORRUPT_OBJECT') throw err;
         this.stats.corrupt++;
