@@ -6,6 +6,7 @@
  * pluggable eviction policy, and served from disk with Range support.
  */
 import http from 'node:http';
+import fs from 'node:fs';
 import { LocalStore } from '../store/local-store.js';
 import { VmdnError } from '../errors.js';
 import type { Digest } from '../store/digest.js';
@@ -15,6 +16,7 @@ import { HttpStore, type HttpStoreOptions } from './http-store.js';
 import {
   closeServer, listen, prometheus, REF_CACHE_CONTROL, route, sendError, sendJson, serveObjectBuffer, serveObjectFile, wantsRefetch,
 } from './http-api.js';
+import { readBatchRequest, serveBatch } from './batch.js';
 
 /** The frequency-aware policy won the benchmark (bench/net.ts: hit ratio under mixed popularity). */
 export const DEFAULT_POLICY: PolicyName = 'wtinylfu';
@@ -85,6 +87,7 @@ export class Edge {
     const r = route(url.pathname);
     const m = req.method ?? 'GET';
     if (!r) throw new VmdnError('E_NOT_FOUND', `no such endpoint ${url.pathname}`);
+    if (r.kind === 'batch' && m === 'POST') return this.batch(req, res);
     if (m !== 'GET' && m !== 'HEAD') throw new VmdnError('E_USAGE', `${m} not allowed: an edge is read-only, upload to the origin`);
     switch (r.kind) {
       case 'object':
@@ -124,6 +127,31 @@ export class Edge {
         return sendJson(res, 200, { ok: true });
       default:
         throw new VmdnError('E_USAGE', `${m} not allowed on ${url.pathname}`);
+    }
+  }
+
+  private async batch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const digests = await readBatchRequest(req);
+    const sent = await serveBatch(res, digests, (d) => this.storedBytes(d));
+    this.serving.objectRequests += sent.objects;
+    this.serving.bytesServed += sent.bytes;
+  }
+
+  /** An object's stored bytes for a batch: the cached copy, else fetched (verified) from upstream; undefined if upstream lacks it. */
+  private async storedBytes(digest: Digest): Promise<Uint8Array | undefined> {
+    if (this.store.lookup(digest)) {
+      try {
+        return fs.readFileSync(this.store.cache.objectPath(digest));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        await this.store.drop(digest, false);
+      }
+    }
+    try {
+      return (await this.store.fill(digest)).encoded;
+    } catch (err) {
+      if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') return undefined;
+      throw err;
     }
   }
 

@@ -27,6 +27,7 @@ export type Route =
   | { kind: 'ref'; ref: ImageRef }
   | { kind: 'object'; digest: Digest }
   | { kind: 'missing' }
+  | { kind: 'batch' }
   | { kind: 'stats' }
   | { kind: 'metrics' }
   | { kind: 'health' };
@@ -35,6 +36,7 @@ export type Route =
 export function route(pathname: string): Route | undefined {
   if (pathname === '/v1/images') return { kind: 'images' };
   if (pathname === '/v1/objects/missing') return { kind: 'missing' };
+  if (pathname === '/v1/objects/batch') return { kind: 'batch' };
   if (pathname === '/stats') return { kind: 'stats' };
   if (pathname === '/metrics') return { kind: 'metrics' };
   if (pathname === '/health') return { kind: 'health' };
