@@ -2,7 +2,8 @@
  * The pull's object work: download what the cache lacks (and, when the output
  * is a plain file, copy what it holds into the image), all in parallel.
  *
- * A downloaded object goes straight from the socket to a codec worker, which
+ * Objects come in batches (batch.ts), or one GET each from servers without
+ * them. A downloaded object goes straight from the socket to a codec worker, which
  * decodes and verifies it, keeps it in the cache by atomic rename and, given
  * a placement, writes its data into the image at every offset the manifest
  * gives it. So each object is decoded once, the main thread only speaks HTTP,
@@ -50,6 +51,19 @@ export interface ObjectWork {
 
 /** Local copies in flight: enough to keep every codec worker fed. */
 const COPY_CONCURRENCY = 8;
+/**
+ * Objects per batch request and batches in flight: a few hundred objects pay
+ * the per-request cost once; a few requests in flight keep the server busy
+ * while the client verifies the previous ones.
+ */
+const BATCH_SIZE = 256;
+const BATCH_LANES = 3;
+
+function slices<T>(items: T[], n: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += n) out.push(items.slice(i, i + n));
+  return out;
+}
 
 /**
  * Download `fetch` into the cache and, with a placement, copy `held` (objects
@@ -65,13 +79,21 @@ export async function pullObjects(fetch: Digest[], held: Digest[], w: ObjectWork
     done += place ? place.lengths.get(d)! * place.offsets.get(d)!.length : 1;
     progress?.({ phase: 'fetch', done, total, unit: place ? 'bytes' : 'objects' });
   };
-  const download = async (d: Digest) => {
+  const keep = async (d: Digest, encoded: Buffer) => {
     const offsets = place?.offsets.get(d);
-    const r = await w.remote.fetchAccepted(d, (encoded) => w.cache.acceptEncoded(d, encoded, {
-      source: w.remote.base, outPath: offsets && place!.target, offsets,
-    }), { signal: w.signal });
+    const r = await w.cache.acceptEncoded(d, encoded, { source: w.remote.base, outPath: offsets && place!.target, offsets });
     if (offsets) checkLength(d, r.size, place!.lengths.get(d)!);
     placed(d);
+  };
+  const single = (noCache: boolean) => (d: Digest) => w.remote.fetchAccepted(d, (encoded) => keep(d, encoded), { signal: w.signal, noCache });
+  const download = single(false);
+  // batches first; what they did not bring intact goes one by one, a bad copy past caches
+  const singles: Digest[] = [];
+  const refetch: Digest[] = [];
+  const batch = async (ds: Digest[]) => {
+    const r = await w.remote.fetchBatch(ds, keep, w.signal);
+    singles.push(...(r ? r.missing : ds));
+    refetch.push(...(r?.corrupt ?? []));
   };
   const copy = async (d: Digest) => {
     try {
@@ -86,8 +108,13 @@ export async function pullObjects(fetch: Digest[], held: Digest[], w: ObjectWork
   };
   // one failure stops both lanes; both are waited for before it is thrown
   const stop: Stop = {};
+  const downloads = async () => {
+    await drain(slices(fetch, BATCH_SIZE), BATCH_LANES, batch, stop, w.signal);
+    await drain(refetch, w.concurrency, single(true), stop, w.signal);
+    await drain(singles, w.concurrency, download, stop, w.signal);
+  };
   await Promise.all([
-    drain(fetch, w.concurrency, download, stop, w.signal),
+    downloads(),
     place ? drain(held.filter((d) => place.offsets.has(d)), COPY_CONCURRENCY, copy, stop, w.signal) : undefined,
   ]);
   if (stop.failed) throw stop.failed.err;
