@@ -8,7 +8,7 @@
  * pool, whose wake-ups cost more than the (page-cache) I/O itself on a busy
  * 2-core machine.
  */
-import { parentPort } from 'node:worker_threads';
+import { parentPort, threadId } from 'node:worker_threads';
 import fs from 'node:fs/promises';
 import fsSync from 'node:fs';
 import path from 'node:path';
@@ -21,9 +21,18 @@ import { asBuffer, writeSkippingZeroBlocks } from '../container/writer-file.js';
 
 const collect = gcEvery(128 * 1024 * 1024);
 
-/** objects/ab/abcdef...: two-hex-digit fan-out keeps directories small. */
+/** objects/ab/abcdef...: two-hex-digit fan-out keeps directories small. (No path.join: called per object, `objectsDir` is already normal.) */
 export function objectPath(objectsDir: string, digest: string): string {
-  return path.join(objectsDir, digest.slice(0, 2), digest);
+  return `${objectsDir}/${digest.slice(0, 2)}/${digest}`;
+}
+
+// unique per process and thread without a random draw per object; the pid
+// stays the second-last dot field, which LocalStore.cleanTmp reads
+const tmpTag = `${process.pid}.${threadId}-${randomBytes(4).toString('hex')}-`;
+let tmpSeq = 0;
+
+function tmpPath(finalPath: string, tmpDir: string): string {
+  return `${tmpDir}/${path.basename(finalPath)}.${tmpTag}${(tmpSeq++).toString(36)}`;
 }
 
 export type CodecRequest =
@@ -46,7 +55,7 @@ export type CodecResponse =
 
 /** Write via temp file + rename so a killed process never leaves a partial object under its final name. */
 export async function writeAtomic(finalPath: string, tmpDir: string, bytes: Uint8Array): Promise<void> {
-  const tmp = path.join(tmpDir, `${path.basename(finalPath)}.${process.pid}.${randomBytes(4).toString('hex')}`);
+  const tmp = tmpPath(finalPath, tmpDir);
   await fs.writeFile(tmp, bytes);
   try {
     await fs.rename(tmp, finalPath);
@@ -59,7 +68,7 @@ export async function writeAtomic(finalPath: string, tmpDir: string, bytes: Uint
 
 /** writeAtomic for the worker's own thread (see the header: no thread-pool round trips). */
 function writeAtomicSync(finalPath: string, tmpDir: string, bytes: Uint8Array): void {
-  const tmp = path.join(tmpDir, `${path.basename(finalPath)}.${process.pid}.${randomBytes(4).toString('hex')}`);
+  const tmp = tmpPath(finalPath, tmpDir);
   fsSync.writeFileSync(tmp, bytes);
   try {
     fsSync.renameSync(tmp, finalPath);

@@ -26,6 +26,8 @@ export class LocalStore implements PrunableStore {
 
   private constructor(readonly dir: string, private readonly opts: LocalStoreOptions) {
     this.index = new StoreIndex(path.join(dir, 'index.db'));
+    this.tmpDir = path.join(dir, 'tmp');
+    this.objectsDir = path.join(dir, 'objects');
     this.level = opts.level ?? ZSTD_LEVEL;
   }
 
@@ -39,13 +41,9 @@ export class LocalStore implements PrunableStore {
     return new LocalStore(dir, opts);
   }
 
-  get tmpDir(): string {
-    return path.join(this.dir, 'tmp');
-  }
-
-  get objectsDir(): string {
-    return path.join(this.dir, 'objects');
-  }
+  // fields, not getters that join on every call: they are read once per object
+  readonly tmpDir: string;
+  readonly objectsDir: string;
 
   objectPath(digest: Digest): string {
     return objectPath(this.objectsDir, digest);
