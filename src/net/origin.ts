@@ -86,7 +86,8 @@ export class Origin {
       this.auth(req);
       const body = await readJson<{ digests?: unknown }>(req, 16 << 20);
       if (!isDigestList(body.digests)) throw new VmdnError('E_USAGE', 'body must be {"digests": [up to 100000 digests]}');
-      return sendJson(res, 200, { missing: body.digests.filter((d) => !this.store.index.getObject(d)) });
+      const have = this.store.index.presentObjects(body.digests);
+      return sendJson(res, 200, { missing: body.digests.filter((d) => !have.has(d)) });
     }
     if (r.kind === 'stats' && read) return sendJson(res, 200, { role: 'origin', ...this.stats, ...this.store.index.totals() });
     if (r.kind === 'metrics' && read) {
@@ -148,7 +149,10 @@ export class Origin {
     const digest = assertDigest(body.manifest, 'manifest digest');
     if (!this.store.index.getObject(digest)) throw new VmdnError('E_INCOMPLETE', `manifest ${digest.slice(0, 12)} not uploaded`, { digest });
     const manifest = decodeManifest(await this.store.get(digest), `upload ${digest.slice(0, 12)}`);
-    const lacking = (ds: Iterable<Digest>) => [...ds].filter((d) => !this.store.index.getObject(d));
+    const lacking = (ds: Iterable<Digest>) => {
+      const have = this.store.index.presentObjects(ds);
+      return [...ds].filter((d) => !have.has(d));
+    };
     // file trees first: the objects they reference are only known once they are here
     let missing = lacking((manifest.filesystems ?? []).flatMap((f) => [...f.tree, ...f.times]));
     const chunks = missing.length ? new Set<Digest>() : await manifestObjects(manifest, this.store);

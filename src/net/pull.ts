@@ -78,7 +78,8 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
     const lap = laps();
     // a files manifest names its tree objects; fetching those (through the cache) gives the rest
     const chunks = await manifestObjects(manifest, store, o.signal);
-    const missing = new Set([...chunks].filter((d) => !o.cache.index.getObject(d)));
+    const present = o.cache.index.presentObjects(chunks);
+    const missing = new Set([...chunks].filter((d) => !present.has(d)));
     const cached = chunks.size - missing.size;
     let seeded = 0;
     let bytesSeeded = 0;
@@ -124,8 +125,8 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
       throw err;
     }
     const tWrite = lap();
-    let imageStoredBytes = 0;
-    for (const d of chunks) imageStoredBytes += o.cache.index.getObject(d)?.storedSize ?? 0;
+    // the manifest's references (its objects and itself) were just recorded: one query, not one per object
+    const imageStoredBytes = o.cache.index.manifestStoredBytes(digest) - (o.cache.index.getObject(digest)?.storedSize ?? 0);
     return {
       ref: formatImageRef(o.ref), manifest: digest, out: o.out, format, virtualSize: manifest.virtualSize,
       imageDataBytes: dataBytes(manifest), imageStoredBytes,

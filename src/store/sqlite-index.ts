@@ -105,7 +105,10 @@ export class StoreIndex {
       putImage: d.prepare(`INSERT OR REPLACE INTO images (name, tag, manifest, created, virtual_size, allocated_size, data_size, format)
         VALUES (@name, @tag, @manifest, @created, @virtualSize, @allocatedSize, @dataSize, @format)`),
       delImage: d.prepare('DELETE FROM images WHERE name = ? AND tag = ?'),
-      addRef: d.prepare('INSERT OR IGNORE INTO manifest_refs (manifest_id, object_id) VALUES (?, ?)'),
+      // set-based: a point query costs ~15 us through better-sqlite3 here, tens of thousands of them add up to seconds
+      addRefs: d.prepare<[number, string]>(`INSERT OR IGNORE INTO manifest_refs (manifest_id, object_id)
+        SELECT ?, o.id FROM json_each(?) j JOIN objects o ON o.digest = unhex(j.value)`),
+      present: d.prepare<[string], { digest: Buffer }>('SELECT o.digest FROM json_each(?) j JOIN objects o ON o.digest = unhex(j.value)'),
       hasRefs: d.prepare<[number], { n: number }>('SELECT count(*) AS n FROM manifest_refs WHERE manifest_id = ?'),
       liveDigests: d.prepare<[], { digest: Buffer }>(`SELECT o.digest FROM objects o WHERE o.id IN (${live}) UNION SELECT manifest FROM images`),
       dropDeadRefs: d.prepare(`DELETE FROM manifest_refs WHERE manifest_id NOT IN (SELECT m.id FROM objects m JOIN images i ON i.manifest = m.digest)`),
@@ -154,11 +157,23 @@ export class StoreIndex {
   /** Name an image: records the manifest's references and the name in one transaction. Every object must be indexed. */
   putImage(row: ImageRow, refs: Iterable<Digest>): void {
     this.flush();
+    const wanted = [...new Set(refs)];
     this.db.transaction(() => {
       const m = this.id(row.manifest);
-      if (this.st.hasRefs.get(m)!.n === 0) for (const d of refs) this.st.addRef.run(m, this.id(d));
+      if (this.st.hasRefs.get(m)!.n === 0 && this.st.addRefs.run(m, JSON.stringify(wanted)).changes !== wanted.length) {
+        const have = this.presentObjects(wanted);
+        const lacking = wanted.find((d) => !have.has(d))!;
+        throw new VmdnError('E_STORE', `object ${lacking.slice(0, 12)} is not in the store index`, { digest: lacking });
+      }
       this.st.putImage.run({ ...row, manifest: key(row.manifest) });
     })();
+  }
+  /** Those of `digests` that are indexed, in one query. */
+  presentObjects(digests: Iterable<Digest>): Set<Digest> {
+    this.flush();
+    const list = [...digests];
+    if (list.length === 0) return new Set();
+    return new Set(this.st.present.all(JSON.stringify(list)).map((r) => r.digest.toString('hex')));
   }
   getImage(name: string, tag: string): ImageRow | undefined {
     this.flush();
