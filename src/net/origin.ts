@@ -101,8 +101,9 @@ export class Origin {
 
   private async batch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const digests = await readBatchRequest(req);
+    const have = this.store.index.presentObjects(digests);
     const sent = await serveBatch(res, digests, async (d) => {
-      if (!this.store.index.getObject(d)) return undefined;
+      if (!have.has(d)) return undefined;
       let bytes: Buffer;
       try {
         // synchronous for the reason serveObjectFile gives
