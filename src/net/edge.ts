@@ -53,8 +53,9 @@ export class Edge {
   static async open(opts: EdgeOptions): Promise<Edge> {
     if (!(opts.maxSize > 0)) throw new VmdnError('E_USAGE', '--max-size must be positive');
     const upstream = new HttpStore(opts.upstream, opts.http);
-    // no codec workers: the edge never decodes from its own disk, only what arrives from upstream
-    const cache = await LocalStore.open(opts.cacheDir, { workers: 0 });
+    // codec workers (started on the first fill) verify and write what arrives from upstream,
+    // leaving the event loop to HTTP; the edge never decodes from its own disk
+    const cache = await LocalStore.open(opts.cacheDir);
     await cache.cleanTmp();
     const store = await CachingStore.open(cache, upstream, createPolicy(opts.policy ?? DEFAULT_POLICY, opts.maxSize));
     return new Edge(store, upstream, opts);
@@ -132,7 +133,18 @@ export class Edge {
 
   private async batch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const digests = await readBatchRequest(req);
-    const sent = await serveBatch(res, digests, (d) => this.storedBytes(d));
+    // the misses come from upstream in one batch too, not one request each
+    const filling = this.store.fillMany(digests);
+    const sent = await serveBatch(res, digests, async (d) => {
+      const f = filling.get(d);
+      if (!f) return this.storedBytes(d);
+      try {
+        return (await f).encoded;
+      } catch (err) {
+        if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') return undefined;
+        throw err;
+      }
+    });
     this.serving.objectRequests += sent.objects;
     this.serving.bytesServed += sent.bytes;
   }
