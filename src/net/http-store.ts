@@ -16,7 +16,7 @@ import { objectUrlPath, refPath } from './http-api.js';
 import { BATCH_PATH, BatchParser } from './batch.js';
 
 /** Received batch bytes waiting for `accept` before the response is paused (bounds memory). */
-const BATCH_PENDING_BYTES = 32 << 20;
+const BATCH_PENDING_BYTES = 16 << 20;
 
 export interface BatchResult {
   /** Not received intact (left out by the server, or the body was cut): fetch them one by one. */
