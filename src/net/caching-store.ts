@@ -12,15 +12,19 @@ import type { Digest } from '../store/digest.js';
 import type { ObjectStat, PutResult, ReadableStore, ReadOptions, WritableStore } from '../store/types.js';
 import { VmdnError } from '../errors.js';
 import type { EvictionPolicy } from './eviction.js';
+import type { BatchResult } from './http-store.js';
 
 export interface FetchOptions extends ReadOptions {
   /** Ask caches on the way to go back to their source (a copy failed verification). */
   noCache?: boolean;
 }
 
-/** An upstream that can hand back verified bytes in both forms (HttpStore); others are verified here. */
+/** An upstream that can hand back verified bytes in both forms, and answer batches (HttpStore); others are verified here. */
 export interface VerifyingUpstream extends ReadableStore {
+  readonly base?: string;
   fetchVerified?(digest: Digest, opts?: FetchOptions): Promise<{ encoded: Uint8Array; data: Uint8Array }>;
+  fetchAccepted?<T>(digest: Digest, accept: (encoded: Buffer) => Promise<T>, opts?: FetchOptions): Promise<T>;
+  fetchBatch?(digests: Digest[], accept: (digest: Digest, encoded: Buffer) => Promise<unknown>): Promise<BatchResult | undefined>;
 }
 
 export interface CacheStats {
@@ -38,7 +42,8 @@ export interface CacheStats {
 
 interface Fetched {
   encoded: Uint8Array;
-  data: Uint8Array;
+  /** Absent when a codec worker verified the bytes (the data stayed there); get() decodes them. */
+  data?: Uint8Array;
 }
 
 export class CachingStore implements WritableStore {
@@ -81,7 +86,8 @@ export class CachingStore implements WritableStore {
         await this.drop(digest, err.code === 'E_CORRUPT_OBJECT');
       }
     }
-    return (await this.fill(digest, opts)).data;
+    const f = await this.fill(digest, opts);
+    return f.data ?? decodeObject(digest, f.encoded, this.cache.dir);
   }
 
   async getEncoded(digest: Digest, opts: ReadOptions = {}): Promise<Uint8Array> {
@@ -109,23 +115,92 @@ export class CachingStore implements WritableStore {
     return p;
   }
 
+  /**
+   * fill() for many objects: those neither cached nor on their way already
+   * come in one upstream batch where the upstream answers batches (each
+   * verified here before it is kept); whatever the batch did not bring
+   * intact is fetched singly, bad copies past caches. Returns the pending
+   * fill of every given digest that is not cached.
+   */
+  fillMany(digests: Digest[]): Map<Digest, Promise<Fetched>> {
+    const out = new Map<Digest, Promise<Fetched>>();
+    const waiting = new Map<Digest, { resolve: (f: Fetched) => void; reject: (e: unknown) => void }>();
+    for (const d of digests) {
+      if (out.has(d) || waiting.has(d)) continue;
+      const running = this.inflight.get(d);
+      if (running) {
+        this.stats.coalesced++;
+        out.set(d, running);
+        continue;
+      }
+      if (this.cache.index.getObject(d)) continue;
+      this.stats.misses++;
+      const p = new Promise<Fetched>((resolve, reject) => waiting.set(d, { resolve, reject })).finally(() => this.inflight.delete(d));
+      p.catch(() => {}); // the caller may stop listening (client gone); the fill still completes
+      this.inflight.set(d, p);
+      out.set(d, p);
+    }
+    if (waiting.size) void this.batchFill(waiting);
+    return out;
+  }
+
+  private async batchFill(waiting: Map<Digest, { resolve: (f: Fetched) => void; reject: (e: unknown) => void }>): Promise<void> {
+    const source = this.upstream.base ?? 'upstream';
+    let r: BatchResult | undefined;
+    try {
+      r = await this.upstream.fetchBatch?.([...waiting.keys()], async (d, encoded) => {
+        const f = this.cache.canCopyTo ? await this.keepVerifying(d, encoded) : await this.keep(d, { encoded, data: decodeObject(d, encoded, source) });
+        waiting.get(d)!.resolve(f);
+        waiting.delete(d);
+      });
+    } catch (err) {
+      for (const w of waiting.values()) w.reject(err);
+      return;
+    }
+    const corrupt = new Set(r?.corrupt);
+    await Promise.all([...waiting].map(([d, w]) => this.fetchAndKeep(d, { noCache: corrupt.has(d) }).then(w.resolve, w.reject)));
+  }
+
   private async fetchAndKeep(digest: Digest, opts: FetchOptions): Promise<Fetched> {
+    // with codec workers, decoding, hashing and the write happen there; this thread only speaks HTTP
+    if (this.cache.canCopyTo && this.upstream.fetchAccepted) return this.upstream.fetchAccepted(digest, (encoded) => this.keepVerifying(digest, encoded), opts);
     let f: Fetched;
     if (this.upstream.fetchVerified) f = await this.upstream.fetchVerified(digest, opts);
     else {
       const encoded = await this.upstream.getEncoded(digest, opts);
       f = { encoded, data: decodeObject(digest, encoded, 'upstream') };
     }
+    return this.keep(digest, f);
+  }
+
+  /** Count a verified object from upstream and keep it unless the policy declines. */
+  private async keep(digest: Digest, f: Fetched): Promise<Fetched> {
     this.stats.objectsFromUpstream++;
     this.stats.bytesFromUpstream += f.encoded.length;
     if (this.cache.index.getObject(digest)) return f;
     const victims = this.policy?.insert(digest, f.encoded.length) ?? [];
     if (!victims.includes(digest)) {
       await writeAtomic(this.cache.objectPath(digest), this.cache.tmpDir, f.encoded);
-      this.cache.index.addObject({ digest, size: f.data.length, storedSize: f.encoded.length });
+      this.cache.index.addObject({ digest, size: f.data!.length, storedSize: f.encoded.length });
     }
     await this.evict(victims.filter((v) => v !== digest));
     return f;
+  }
+
+  /** keep() for bytes not verified yet: a codec worker checks and writes them (E_CORRUPT_OBJECT: nothing kept). */
+  private async keepVerifying(digest: Digest, encoded: Uint8Array): Promise<Fetched> {
+    const known = this.cache.index.getObject(digest) !== undefined;
+    // a copy: acceptEncoded moves its bytes to the worker, and these are served
+    await this.cache.acceptEncoded(digest, new Uint8Array(encoded), { source: this.upstream.base ?? 'upstream' });
+    this.stats.objectsFromUpstream++;
+    this.stats.bytesFromUpstream += encoded.length;
+    if (!known) {
+      const victims = this.policy?.insert(digest, encoded.length) ?? [];
+      // a newcomer the policy declines was written only to be verified
+      if (victims.includes(digest)) await this.cache.delete(digest);
+      await this.evict(victims.filter((v) => v !== digest));
+    }
+    return { encoded };
   }
 
   /** Remove a local copy (evicted by the caller, found damaged, or vanished). */

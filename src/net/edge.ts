@@ -6,6 +6,7 @@
  * pluggable eviction policy, and served from disk with Range support.
  */
 import http from 'node:http';
+import fs from 'node:fs';
 import { LocalStore } from '../store/local-store.js';
 import { VmdnError } from '../errors.js';
 import type { Digest } from '../store/digest.js';
@@ -15,6 +16,7 @@ import { HttpStore, type HttpStoreOptions } from './http-store.js';
 import {
   closeServer, listen, prometheus, REF_CACHE_CONTROL, route, sendError, sendJson, serveObjectBuffer, serveObjectFile, wantsRefetch,
 } from './http-api.js';
+import { readBatchRequest, serveBatch } from './batch.js';
 
 /** The frequency-aware policy won the benchmark (bench/net.ts: hit ratio under mixed popularity). */
 export const DEFAULT_POLICY: PolicyName = 'wtinylfu';
@@ -51,8 +53,9 @@ export class Edge {
   static async open(opts: EdgeOptions): Promise<Edge> {
     if (!(opts.maxSize > 0)) throw new VmdnError('E_USAGE', '--max-size must be positive');
     const upstream = new HttpStore(opts.upstream, opts.http);
-    // no codec workers: the edge never decodes from its own disk, only what arrives from upstream
-    const cache = await LocalStore.open(opts.cacheDir, { workers: 0 });
+    // codec workers (started on the first fill) verify and write what arrives from upstream,
+    // leaving the event loop to HTTP; the edge never decodes from its own disk
+    const cache = await LocalStore.open(opts.cacheDir);
     await cache.cleanTmp();
     const store = await CachingStore.open(cache, upstream, createPolicy(opts.policy ?? DEFAULT_POLICY, opts.maxSize));
     return new Edge(store, upstream, opts);
@@ -85,6 +88,7 @@ export class Edge {
     const r = route(url.pathname);
     const m = req.method ?? 'GET';
     if (!r) throw new VmdnError('E_NOT_FOUND', `no such endpoint ${url.pathname}`);
+    if (r.kind === 'batch' && m === 'POST') return this.batch(req, res);
     if (m !== 'GET' && m !== 'HEAD') throw new VmdnError('E_USAGE', `${m} not allowed: an edge is read-only, upload to the origin`);
     switch (r.kind) {
       case 'object':
@@ -124,6 +128,42 @@ export class Edge {
         return sendJson(res, 200, { ok: true });
       default:
         throw new VmdnError('E_USAGE', `${m} not allowed on ${url.pathname}`);
+    }
+  }
+
+  private async batch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const digests = await readBatchRequest(req);
+    // the misses come from upstream in one batch too, not one request each
+    const filling = this.store.fillMany(digests);
+    const sent = await serveBatch(res, digests, async (d) => {
+      const f = filling.get(d);
+      if (!f) return this.storedBytes(d);
+      try {
+        return (await f).encoded;
+      } catch (err) {
+        if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') return undefined;
+        throw err;
+      }
+    });
+    this.serving.objectRequests += sent.objects;
+    this.serving.bytesServed += sent.bytes;
+  }
+
+  /** An object's stored bytes for a batch: the cached copy, else fetched (verified) from upstream; undefined if upstream lacks it. */
+  private async storedBytes(digest: Digest): Promise<Uint8Array | undefined> {
+    if (this.store.lookup(digest)) {
+      try {
+        return fs.readFileSync(this.store.cache.objectPath(digest));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        await this.store.drop(digest, false);
+      }
+    }
+    try {
+      return (await this.store.fill(digest)).encoded;
+    } catch (err) {
+      if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') return undefined;
+      throw err;
     }
   }
 

@@ -13,6 +13,17 @@ import { formatImageRef, type ImageRef } from '../store/image-name.js';
 import type { ObjectStat, ReadableStore, ReadOptions } from '../store/types.js';
 import { VmdnError, type ErrorCode, ERROR_CODES } from '../errors.js';
 import { objectUrlPath, refPath } from './http-api.js';
+import { BATCH_PATH, BatchParser } from './batch.js';
+
+/** Received batch bytes waiting for `accept` before the response is paused (bounds memory). */
+const BATCH_PENDING_BYTES = 16 << 20;
+
+export interface BatchResult {
+  /** Not received intact (left out by the server, or the body was cut): fetch them one by one. */
+  missing: Digest[];
+  /** Received but failing verification: refetch past caches. */
+  corrupt: Digest[];
+}
 
 export interface HttpStoreOptions {
   /** Attempts per request on connection errors / 5xx before E_UNREACHABLE. */
@@ -52,6 +63,8 @@ export class HttpStore implements ReadableStore {
   readonly base: string;
   readonly stats: HttpStoreStats = { requests: 0, objectsFetched: 0, bytesFetched: 0, retries: 0, corrupt: 0 };
   private readonly agent: http.Agent;
+  /** False once the server answered a batch with "no such endpoint" (docs/http-api.md, Batches). */
+  batches = true;
   private readonly o: Required<Omit<HttpStoreOptions, 'token'>> & { token?: string };
 
   constructor(url: string, opts: HttpStoreOptions = {}) {
@@ -123,7 +136,17 @@ export class HttpStore implements ReadableStore {
   }
 
   /** Fetch, decode and verify; a failing copy is refetched past caches, then reported naming the source. */
-  async fetchVerified(digest: Digest, opts: ReadOptions & { noCache?: boolean } = {}): Promise<{ encoded: Uint8Array; data: Uint8Array }> {
+  fetchVerified(digest: Digest, opts: ReadOptions & { noCache?: boolean } = {}): Promise<{ encoded: Uint8Array; data: Uint8Array }> {
+    return this.fetchAccepted(digest, (encoded) => ({ encoded, data: decodeObject(digest, encoded, this.base) }), opts);
+  }
+
+  /**
+   * Fetch an object and hand the received bytes to `accept`, which must decode
+   * and verify them (throwing E_CORRUPT_OBJECT for a bad copy) before it keeps
+   * or uses them, e.g. in a codec worker. A bad copy is refetched past caches,
+   * up to verifyAttempts times, then reported naming this source.
+   */
+  async fetchAccepted<T>(digest: Digest, accept: (encoded: Buffer) => T | Promise<T>, opts: ReadOptions & { noCache?: boolean } = {}): Promise<T> {
     let last: VmdnError | undefined;
     for (let attempt = 0; attempt < this.o.verifyAttempts; attempt++) {
       const headers = attempt > 0 || opts.noCache ? { 'cache-control': 'no-cache', pragma: 'no-cache' } : {};
@@ -131,7 +154,7 @@ export class HttpStore implements ReadableStore {
       this.stats.objectsFetched++;
       this.stats.bytesFetched += r.body.length;
       try {
-        return { encoded: r.body, data: decodeObject(digest, r.body, this.base) };
+        return await accept(r.body);
       } catch (err) {
         if (!(err instanceof VmdnError) || err.code !== 'E_CORRUPT_OBJECT') throw err;
         this.stats.corrupt++;
@@ -139,6 +162,71 @@ export class HttpStore implements ReadableStore {
       }
     }
     throw new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} from ${this.base} failed verification ${this.o.verifyAttempts} times: ${last?.message}`, { digest, source: this.base });
+  }
+
+  /**
+   * One `POST /v1/objects/batch`: each record goes to `accept` as it arrives
+   * (which verifies, as for fetchAccepted). No retries: what did not arrive
+   * intact is returned for fetchAccepted, whose retries and errors apply.
+   * Resolves undefined when the server has no batch endpoint.
+   */
+  async fetchBatch(digests: Digest[], accept: (digest: Digest, encoded: Buffer) => Promise<unknown>, signal?: AbortSignal): Promise<BatchResult | undefined> {
+    if (!this.batches) return undefined;
+    const wanted = new Set(digests);
+    const corrupt: Digest[] = [];
+    const pending = new Set<Promise<void>>();
+    let pendingBytes = 0;
+    let fatal: { err: unknown } | undefined;
+    const body = Buffer.from(JSON.stringify({ digests }));
+    const mod = this.base.startsWith('https:') ? https : http;
+    this.stats.requests++;
+    const status = await new Promise<number>((resolve) => {
+      const req = mod.request(this.base + BATCH_PATH, { method: 'POST', agent: this.agent, signal, headers: { 'content-type': 'application/json', 'content-length': body.length } }, (res) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          res.on('close', () => resolve(res.statusCode ?? 0));
+          return;
+        }
+        const parser = new BatchParser(wanted, (d, encoded) => {
+          this.stats.objectsFetched++;
+          this.stats.bytesFetched += encoded.length;
+          const size = encoded.length;
+          pendingBytes += size;
+          const p: Promise<void> = Promise.resolve().then(() => accept(d, encoded)).then(() => {}, (err) => {
+            if (err instanceof VmdnError && err.code === 'E_CORRUPT_OBJECT') {
+              this.stats.corrupt++;
+              corrupt.push(d);
+            } else fatal ??= { err };
+          }).finally(() => {
+            pending.delete(p);
+            pendingBytes -= size;
+            if (pendingBytes < BATCH_PENDING_BYTES / 2) res.resume();
+          });
+          pending.add(p);
+          if (pendingBytes >= BATCH_PENDING_BYTES) res.pause();
+        });
+        res.on('data', (chunk: Buffer) => {
+          try {
+            parser.push(chunk);
+          } catch {
+            req.destroy(); // a confused server: take the rest one by one
+          }
+        });
+        res.on('error', () => {});
+        res.on('close', () => resolve(res.complete && parser.atBoundary ? 200 : 0));
+      });
+      req.setTimeout(this.o.timeoutMs, () => req.destroy());
+      req.on('error', () => resolve(0));
+      req.end(body);
+    });
+    while (pending.size) await Promise.all([...pending]);
+    signal?.throwIfAborted();
+    if (fatal) throw fatal.err;
+    if (status === 400 || status === 404 || status === 405 || status === 501) {
+      this.batches = false;
+      return undefined;
+    }
+    return { missing: [...wanted], corrupt };
   }
 
   async has(digest: Digest): Promise<boolean> {

@@ -5,6 +5,7 @@
  * manifest whose every object is present.
  */
 import http from 'node:http';
+import fs from 'node:fs';
 import type { LocalStore } from '../store/local-store.js';
 import { assertDigest, type Digest } from '../store/digest.js';
 import { formatImageRef } from '../store/image-name.js';
@@ -14,11 +15,12 @@ import { VmdnError } from '../errors.js';
 import {
   closeServer, isDigestList, listen, prometheus, readBody, readJson, REF_CACHE_CONTROL, requireToken, route, sendError, sendJson, serveObjectFile,
 } from './http-api.js';
+import { readBatchRequest, serveBatch } from './batch.js';
 
 export interface OriginOptions {
   /** Bearer token for uploads; without one the origin is read-only. */
   token?: string;
-  /** Called for every object GET/HEAD (tests count upstream traffic with it). */
+  /** Called for every object GET/HEAD and every object sent in a batch (tests count upstream traffic with it). */
   onObjectRequest?: (digest: Digest, method: string) => void;
 }
 
@@ -69,6 +71,7 @@ export class Origin {
       return;
     }
     if (r.kind === 'object' && m === 'PUT') return this.putObject(req, res, r.digest);
+    if (r.kind === 'batch' && m === 'POST') return this.batch(req, res);
     if (r.kind === 'images' && read) {
       const images = this.store.index.listImages().map((i) => ({ ref: `${i.name}:${i.tag}`, ...i }));
       return sendJson(res, 200, { images }, REF_CACHE_CONTROL);
@@ -83,7 +86,8 @@ export class Origin {
       this.auth(req);
       const body = await readJson<{ digests?: unknown }>(req, 16 << 20);
       if (!isDigestList(body.digests)) throw new VmdnError('E_USAGE', 'body must be {"digests": [up to 100000 digests]}');
-      return sendJson(res, 200, { missing: body.digests.filter((d) => !this.store.index.getObject(d)) });
+      const have = this.store.index.presentObjects(body.digests);
+      return sendJson(res, 200, { missing: body.digests.filter((d) => !have.has(d)) });
     }
     if (r.kind === 'stats' && read) return sendJson(res, 200, { role: 'origin', ...this.stats, ...this.store.index.totals() });
     if (r.kind === 'metrics' && read) {
@@ -93,6 +97,26 @@ export class Origin {
     }
     if (r.kind === 'health' && read) return sendJson(res, 200, { ok: true });
     throw new VmdnError('E_USAGE', `${m} not allowed on ${url.pathname}`);
+  }
+
+  private async batch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const digests = await readBatchRequest(req);
+    const have = this.store.index.presentObjects(digests);
+    const sent = await serveBatch(res, digests, async (d) => {
+      if (!have.has(d)) return undefined;
+      let bytes: Buffer;
+      try {
+        // synchronous for the reason serveObjectFile gives
+        bytes = fs.readFileSync(this.store.objectPath(d));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw err;
+      }
+      this.opts.onObjectRequest?.(d, 'POST');
+      return bytes;
+    });
+    this.stats.objectRequests += sent.objects;
+    this.stats.objectBytesServed += sent.bytes;
   }
 
   private auth(req: http.IncomingMessage): void {
@@ -126,7 +150,10 @@ export class Origin {
     const digest = assertDigest(body.manifest, 'manifest digest');
     if (!this.store.index.getObject(digest)) throw new VmdnError('E_INCOMPLETE', `manifest ${digest.slice(0, 12)} not uploaded`, { digest });
     const manifest = decodeManifest(await this.store.get(digest), `upload ${digest.slice(0, 12)}`);
-    const lacking = (ds: Iterable<Digest>) => [...ds].filter((d) => !this.store.index.getObject(d));
+    const lacking = (ds: Iterable<Digest>) => {
+      const have = this.store.index.presentObjects(ds);
+      return [...ds].filter((d) => !have.has(d));
+    };
     // file trees first: the objects they reference are only known once they are here
     let missing = lacking((manifest.filesystems ?? []).flatMap((f) => [...f.tree, ...f.times]));
     const chunks = missing.length ? new Set<Digest>() : await manifestObjects(manifest, this.store);

@@ -4,7 +4,8 @@
  * with the manifest's chunker and take the chunks that match (as casync's
  * seeds do), download the rest in parallel over keep-alive connections into
  * the cache (each verified, each kept by atomic rename, so an interrupted pull
- * resumes where it stopped), then assemble the image from the cache.
+ * resumes where it stopped). A raw output is written as the objects arrive;
+ * other formats are assembled from the cache afterwards.
  */
 import { openDisk } from '../container/open.js';
 import type { LocalStore } from '../store/local-store.js';
@@ -19,8 +20,9 @@ import { exportFiles, manifestObjects } from '../strategy/files-export.js';
 import path from 'node:path';
 import { formatFromPath, openWriter, planCuts, type OutputFormat } from '../strategy/image-ops.js';
 import type { OnProgress } from '../util/progress.js';
-import { throttle } from '../util/progress.js';
 import { CachingStore } from './caching-store.js';
+import { placement, pullObjects } from './pull-objects.js';
+import type { DiskWriter } from '../container/disk.js';
 import { HttpStore, type HttpStoreOptions } from './http-store.js';
 import { VmdnError } from '../errors.js';
 
@@ -57,7 +59,11 @@ export interface PullResult {
   bytesSeeded: number;
   corruptRefetched: number;
   seconds: number;
-  /** Wall seconds per phase: resolve + manifest, seeds, downloads, writing the image. */
+  /**
+   * Wall seconds per phase: resolve + manifest, seeds, downloads, writing the image.
+   * A raw output is written during the download; its write phase is only the
+   * final flush to disk (fsync) and rename.
+   */
   phases: { resolve: number; seeds: number; download: number; write: number };
 }
 
@@ -72,7 +78,8 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
     const lap = laps();
     // a files manifest names its tree objects; fetching those (through the cache) gives the rest
     const chunks = await manifestObjects(manifest, store, o.signal);
-    const missing = new Set([...chunks].filter((d) => !o.cache.index.getObject(d)));
+    const present = o.cache.index.presentObjects(chunks);
+    const missing = new Set([...chunks].filter((d) => !present.has(d)));
     const cached = chunks.size - missing.size;
     let seeded = 0;
     let bytesSeeded = 0;
@@ -84,28 +91,42 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
     }
     const tSeeds = lap();
     const toFetch = [...missing];
-    await download(toFetch, store, o);
-    // name it in the cache too: the cache is a full store, `vmdn export` works offline afterwards
-    o.cache.index.putImage({
-      ...o.ref, manifest: digest, created: new Date().toISOString(), virtualSize: manifest.virtualSize,
-      allocatedSize: manifest.allocated, dataSize: dataBytes(manifest), format: manifest.source.format,
-    }, [...chunks, digest]);
-    const tDownload = lap();
     let format: OutputFormat | undefined;
+    let writer: DiskWriter | undefined;
+    let tDownload = 0;
     if (o.out) {
       format = outputFormat(o.out, o.format, manifest);
-      const writer = await openWriter(o.out, manifest.virtualSize, format);
-      // every object is local now: assemble from the cache itself (its codec workers decode)
-      if (manifest.filesystems?.length) {
-        await exportFiles(manifest, o.cache, writer, { signal: o.signal, onProgress: o.onProgress, workDir: path.dirname(path.resolve(o.out)) }).catch(async (err) => {
-          await writer.abort();
-          throw err;
-        });
-      } else await assembleChunks(manifest, o.cache, writer, { signal: o.signal, onProgress: o.onProgress });
+      writer = await openWriter(o.out, manifest.virtualSize, format);
+    }
+    // a plain output file is written during the download (pull-objects.ts); anything else is assembled after it
+    const target = writer?.directTarget && !manifest.filesystems?.length && o.cache.canCopyTo ? writer.directTarget : undefined;
+    try {
+      const held = target ? [...chunks].filter((d) => !missing.has(d)) : [];
+      await pullObjects(toFetch, held, {
+        remote, cache: o.cache, concurrency: o.concurrency ?? DEFAULT_CONCURRENCY, place: target ? placement(manifest, target) : undefined,
+        signal: o.signal, onProgress: o.onProgress,
+      });
+      // name it in the cache too: the cache is a full store, `vmdn export` works offline afterwards
+      o.cache.index.putImage({
+        ...o.ref, manifest: digest, created: new Date().toISOString(), virtualSize: manifest.virtualSize,
+        allocatedSize: manifest.allocated, dataSize: dataBytes(manifest), format: manifest.source.format,
+      }, [...chunks, digest]);
+      tDownload = lap();
+      if (target) {
+        await o.cache.releaseTarget(target);
+        await writer!.finish();
+      } else if (writer && manifest.filesystems?.length) {
+        // every object is local now: assemble from the cache itself (its codec workers decode)
+        await exportFiles(manifest, o.cache, writer, { signal: o.signal, onProgress: o.onProgress, workDir: path.dirname(path.resolve(o.out!)) });
+      } else if (writer) await assembleChunks(manifest, o.cache, writer, { signal: o.signal, onProgress: o.onProgress });
+    } catch (err) {
+      if (target) await o.cache.releaseTarget(target).catch(() => {});
+      await writer?.abort().catch(() => {});
+      throw err;
     }
     const tWrite = lap();
-    let imageStoredBytes = 0;
-    for (const d of chunks) imageStoredBytes += o.cache.index.getObject(d)?.storedSize ?? 0;
+    // the manifest's references (its objects and itself) were just recorded: one query, not one per object
+    const imageStoredBytes = o.cache.index.manifestStoredBytes(digest) - (o.cache.index.getObject(digest)?.storedSize ?? 0);
     return {
       ref: formatImageRef(o.ref), manifest: digest, out: o.out, format, virtualSize: manifest.virtualSize,
       imageDataBytes: dataBytes(manifest), imageStoredBytes,
@@ -138,30 +159,6 @@ function outputFormat(out: string, explicit: string | undefined, m: Manifest): O
     if (explicit || !(err instanceof VmdnError) || err.code !== 'E_USAGE') throw err;
     return m.source.format === 'qcow2' ? 'qcow2' : 'raw';
   }
-}
-
-/** Parallel downloads into the cache; the HttpStore keeps `concurrency` keep-alive connections busy. */
-async function download(digests: Digest[], store: CachingStore, o: PullOptions): Promise<void> {
-  const total = digests.length;
-  const progress = throttle(o.onProgress);
-  let next = 0;
-  let done = 0;
-  let failed: unknown;
-  const worker = async () => {
-    while (next < digests.length && failed === undefined) {
-      o.signal?.throwIfAborted();
-      try {
-        await store.fill(digests[next++]!, { signal: o.signal });
-      } catch (err) {
-        failed ??= err;
-        return;
-      }
-      progress?.({ phase: 'fetch', done: ++done, total, unit: 'objects' });
-    }
-  };
-  // wait for every worker, not just the first failure: none may still write to the cache when we return
-  await Promise.all(Array.from({ length: Math.min(total, o.concurrency ?? DEFAULT_CONCURRENCY) }, worker));
-  if (failed !== undefined) throw failed;
 }
 
 /**

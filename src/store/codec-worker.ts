@@ -2,9 +2,15 @@
  * Worker thread for the CPU-heavy half of object I/O: zstd (de)compression and
  * hash verification, plus the file write/read itself so the bytes never travel
  * back to the main thread on import. See codec-pool.ts.
+ *
+ * File I/O here is synchronous on purpose: this thread has nothing else to do
+ * while it waits, and each async call is a round trip through libuv's thread
+ * pool, whose wake-ups cost more than the (page-cache) I/O itself on a busy
+ * 2-core machine.
  */
-import { parentPort } from 'node:worker_threads';
+import { parentPort, threadId } from 'node:worker_threads';
 import fs from 'node:fs/promises';
+import fsSync from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { encodeObject, decodeObject } from './codec.js';
@@ -15,9 +21,18 @@ import { asBuffer, writeSkippingZeroBlocks } from '../container/writer-file.js';
 
 const collect = gcEvery(128 * 1024 * 1024);
 
-/** objects/ab/abcdef...: two-hex-digit fan-out keeps directories small. */
+/** objects/ab/abcdef...: two-hex-digit fan-out keeps directories small. (No path.join: called per object, `objectsDir` is already normal.) */
 export function objectPath(objectsDir: string, digest: string): string {
-  return path.join(objectsDir, digest.slice(0, 2), digest);
+  return `${objectsDir}/${digest.slice(0, 2)}/${digest}`;
+}
+
+// unique per process and thread without a random draw per object; the pid
+// stays the second-last dot field, which LocalStore.cleanTmp reads
+const tmpTag = `${process.pid}.${threadId}-${randomBytes(4).toString('hex')}-`;
+let tmpSeq = 0;
+
+function tmpPath(finalPath: string, tmpDir: string): string {
+  return `${tmpDir}/${path.basename(finalPath)}.${tmpTag}${(tmpSeq++).toString(36)}`;
 }
 
 export type CodecRequest =
@@ -27,6 +42,11 @@ export type CodecRequest =
   | { op: 'verify'; id: number; digest: string; objPath: string; source: string }
   /** Decode, verify and write the object into `outPath` at `offset` (sparse: all-zero 4 KiB blocks skipped). */
   | { op: 'copy'; id: number; digest: string; objPath: string; source: string; outPath: string; offset: number }
+  /**
+   * Encoded bytes from elsewhere (a download): decode and verify, keep them under
+   * objects/ by atomic rename, and write the data into `outPath` at every offset.
+   */
+  | { op: 'accept'; id: number; digest: string; encoded: Uint8Array; source: string; objectsDir: string; tmpDir: string; outPath?: string; offsets?: number[] }
   | { op: 'release'; id: number; outPath: string };
 
 export type CodecResponse =
@@ -35,7 +55,7 @@ export type CodecResponse =
 
 /** Write via temp file + rename so a killed process never leaves a partial object under its final name. */
 export async function writeAtomic(finalPath: string, tmpDir: string, bytes: Uint8Array): Promise<void> {
-  const tmp = path.join(tmpDir, `${path.basename(finalPath)}.${process.pid}.${randomBytes(4).toString('hex')}`);
+  const tmp = tmpPath(finalPath, tmpDir);
   await fs.writeFile(tmp, bytes);
   try {
     await fs.rename(tmp, finalPath);
@@ -46,28 +66,40 @@ export async function writeAtomic(finalPath: string, tmpDir: string, bytes: Uint
   }
 }
 
-// one handle per output file and worker; the promise is cached so concurrent copies share it
-const targets = new Map<string, Promise<fs.FileHandle>>();
-
-function target(outPath: string): Promise<fs.FileHandle> {
-  let fh = targets.get(outPath);
-  if (!fh) {
-    fh = fs.open(outPath, 'r+');
-    fh.catch(() => targets.delete(outPath));
-    targets.set(outPath, fh);
+/** writeAtomic for the worker's own thread (see the header: no thread-pool round trips). */
+function writeAtomicSync(finalPath: string, tmpDir: string, bytes: Uint8Array): void {
+  const tmp = tmpPath(finalPath, tmpDir);
+  fsSync.writeFileSync(tmp, bytes);
+  try {
+    fsSync.renameSync(tmp, finalPath);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    fsSync.mkdirSync(path.dirname(finalPath), { recursive: true });
+    fsSync.renameSync(tmp, finalPath);
   }
-  return fh;
+}
+
+// one descriptor per output file and worker, closed by 'release'
+const targets = new Map<string, number>();
+
+function target(outPath: string): number {
+  let fd = targets.get(outPath);
+  if (fd === undefined) {
+    fd = fsSync.openSync(outPath, 'r+');
+    targets.set(outPath, fd);
+  }
+  return fd;
 }
 
 /** pwrite `data` at `offset` with the raw writer's rule: all-zero 4 KiB blocks stay holes. */
-async function writeSparse(fh: fs.FileHandle, data: Uint8Array, offset: number): Promise<void> {
+async function writeSparse(fd: number, data: Uint8Array, offset: number): Promise<void> {
   const writeAt = async (buf: Buffer, off: number, len: number, pos: number) => {
     while (len > 0) {
-      const { bytesWritten } = await fh.write(buf, off, len, pos);
-      if (bytesWritten <= 0) throw new Error('short write');
-      off += bytesWritten;
-      len -= bytesWritten;
-      pos += bytesWritten;
+      const n = fsSync.writeSync(fd, buf, off, len, pos);
+      if (n <= 0) throw new Error('short write');
+      off += n;
+      len -= n;
+      pos += n;
     }
   };
   await writeSkippingZeroBlocks(writeAt, asBuffer(data), data.length, offset);
@@ -78,23 +110,31 @@ async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: A
     const digest = req.digest ?? sha256(req.data);
     const objPath = objectPath(req.objectsDir, digest);
     // the object file is the truth: an earlier (maybe killed) run may have written it already
-    const existing = await fs.stat(objPath).catch(() => null);
+    const existing = fsSync.statSync(objPath, { throwIfNoEntry: false });
     if (existing) return { id: req.id, ok: true, digest, added: false, storedSize: existing.size, size: req.data.length };
     const enc = encodeObject(req.data, req.level);
-    await writeAtomic(objPath, req.tmpDir, enc);
+    writeAtomicSync(objPath, req.tmpDir, enc);
     return { id: req.id, ok: true, digest, added: true, storedSize: enc.length, size: req.data.length };
   }
   if (req.op === 'release') {
-    const fh = targets.get(req.outPath);
+    const fd = targets.get(req.outPath);
     targets.delete(req.outPath);
-    await (await fh?.catch(() => undefined))?.close();
+    if (fd !== undefined) fsSync.closeSync(fd);
     return { id: req.id, ok: true };
   }
-  const enc = await fs.readFile(req.objPath);
+  if (req.op === 'accept') {
+    // verified before anything is kept: a bad copy leaves no trace in the store or the image
+    const data = decodeObject(req.digest, req.encoded, req.source);
+    collect(data.length);
+    writeAtomicSync(objectPath(req.objectsDir, req.digest), req.tmpDir, req.encoded);
+    if (req.outPath) for (const off of req.offsets ?? []) await writeSparse(target(req.outPath), data, off);
+    return { id: req.id, ok: true, size: data.length, storedSize: req.encoded.length };
+  }
+  const enc = fsSync.readFileSync(req.objPath);
   const data = decodeObject(req.digest, enc, req.source);
   collect(data.length);
   if (req.op === 'copy') {
-    await writeSparse(await target(req.outPath), data, req.offset);
+    await writeSparse(target(req.outPath), data, req.offset);
     return { id: req.id, ok: true, size: data.length, storedSize: enc.length };
   }
   if (req.op === 'verify') return { id: req.id, ok: true, size: data.length, storedSize: enc.length };

@@ -26,6 +26,8 @@ export class LocalStore implements PrunableStore {
 
   private constructor(readonly dir: string, private readonly opts: LocalStoreOptions) {
     this.index = new StoreIndex(path.join(dir, 'index.db'));
+    this.tmpDir = path.join(dir, 'tmp');
+    this.objectsDir = path.join(dir, 'objects');
     this.level = opts.level ?? ZSTD_LEVEL;
   }
 
@@ -39,13 +41,9 @@ export class LocalStore implements PrunableStore {
     return new LocalStore(dir, opts);
   }
 
-  get tmpDir(): string {
-    return path.join(this.dir, 'tmp');
-  }
-
-  get objectsDir(): string {
-    return path.join(this.dir, 'objects');
-  }
+  // fields, not getters that join on every call: they are read once per object
+  readonly tmpDir: string;
+  readonly objectsDir: string;
 
   objectPath(digest: Digest): string {
     return objectPath(this.objectsDir, digest);
@@ -158,9 +156,37 @@ export class LocalStore implements PrunableStore {
     assertDigest(digest);
     const known = this.index.getObject(digest);
     if (known) return { ...known, added: false };
-    const data = decodeObject(digest, encoded, 'upload');
-    await writeAtomic(this.objectPath(digest), this.tmpDir, encoded);
-    const stat = { digest, size: data.length, storedSize: encoded.length };
+    // a copy: acceptEncoded takes its bytes away from the caller
+    return this.acceptEncoded(digest, new Uint8Array(encoded), { source: 'upload' });
+  }
+
+  /**
+   * Keep encoded bytes received from elsewhere (a download): decode and verify
+   * them (E_CORRUPT_OBJECT naming `source`, nothing kept), write them by atomic
+   * rename, index them; with `outPath`, also write the data into that file at
+   * every offset in `offsets`, as copyTo does. With workers all of it happens in
+   * one, so the bytes are decoded once and never come back to this thread.
+   * `encoded` is moved to the worker when it owns its buffer: the caller must
+   * not use it afterwards.
+   */
+  async acceptEncoded(digest: Digest, encoded: Uint8Array, o: { source: string; outPath?: string; offsets?: number[] }): Promise<PutResult> {
+    assertDigest(digest);
+    const storedSize = encoded.length;
+    const pool = this.codec();
+    let size: number;
+    if (pool) {
+      // a small Buffer may be a slice of Node's shared pool: that one is copied, not moved
+      const owns = encoded.byteOffset === 0 && encoded.byteLength === encoded.buffer.byteLength && encoded.buffer instanceof ArrayBuffer;
+      const bytes = owns ? encoded : new Uint8Array(encoded);
+      const { objectsDir, tmpDir } = this;
+      const r = await pool.run({ op: 'accept', digest, encoded: bytes, source: o.source, objectsDir, tmpDir, outPath: o.outPath, offsets: o.offsets }, [bytes.buffer as ArrayBuffer]);
+      size = r.size!;
+    } else {
+      if (o.outPath) throw new VmdnError('E_INTERNAL', 'acceptEncoded into a file needs codec workers');
+      size = decodeObject(digest, encoded, o.source).length;
+      await writeAtomic(this.objectPath(digest), this.tmpDir, encoded);
+    }
+    const stat = { digest, size, storedSize };
     this.index.addObject(stat);
     return { ...stat, added: true };
   }

@@ -235,8 +235,11 @@ describe('network delivery on 127.0.0.1', () => {
     const finished = new Set(c.index.listObjects().map((o) => o.digest));
     assert.ok(finished.size >= 10 && finished.size <= 21, `${finished.size} objects finished before the cut`);
     requested = [];
+    const requestsBefore = origin.stats.requests;
     const r = await pullImage({ url: origin.url, ref: parseImageRef('one:1'), out: path.join(t.dir, 'resume.raw'), cache: c, http: FAST });
     identical(src1(), 'resume.raw');
+    // the objects came in batches (resolve + manifest + one batch), not one request each
+    assert.ok(origin.stats.requests - requestsBefore <= 3, `${origin.stats.requests - requestsBefore} requests for ${requested.length} objects`);
     assert.equal(requested.filter((d) => finished.has(d)).length, 0, 'finished objects fetched again');
     assert.equal(requested.length, objectsOfOne - finished.size);
     assert.equal(r.objects.cached + 1, finished.size, 'cached chunks + the manifest');

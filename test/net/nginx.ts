@@ -21,7 +21,8 @@ export async function freePort(): Promise<number> {
  * The configuration docs/http-api.md recommends: cache what the origin says
  * is cacheable, one upstream fetch for concurrent misses (proxy_cache_lock),
  * and go back to the origin when a client asks with Cache-Control: no-cache
- * (what vmdn clients do after a hash failure).
+ * (what vmdn clients do after a hash failure); refuse object batches, which
+ * it could not cache, so clients use per-object GETs.
  */
 export function nginxConf(dir: string, port: number, upstream: string): string {
   const p = (s: string) => path.join(dir, s);
@@ -41,6 +42,8 @@ http {
   upstream origin { server ${new URL(upstream).host}; keepalive 32; }
   server {
     listen 127.0.0.1:${port};
+    # batches are not cacheable: clients fall back to per-object GETs, which are
+    location = /v1/objects/batch { return 404; }
     location / {
       proxy_pass http://origin;
       proxy_http_version 1.1;

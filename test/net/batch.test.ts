@@ -1,0 +1,102 @@
+/** Object batches: the record parser, and POST /v1/objects/batch at an origin and an edge through HttpStore.fetchBatch. */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import path from 'node:path';
+import { BatchParser } from '../../src/net/batch.js';
+import { closeServer, listen } from '../../src/net/http-api.js';
+import { HttpStore } from '../../src/net/http-store.js';
+import { Origin } from '../../src/net/origin.js';
+import { Edge } from '../../src/net/edge.js';
+import { LocalStore } from '../../src/store/local-store.js';
+import { decodeObject } from '../../src/store/codec.js';
+import { sha256 } from '../../src/store/digest.js';
+import { VmdnError } from '../../src/errors.js';
+import { prng } from '../helpers/images.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const record = (digest: string, bytes: Buffer) => {
+  const head = Buffer.alloc(36);
+  head.write(digest, 0, 32, 'hex');
+  head.writeUInt32BE(bytes.length, 32);
+  return Buffer.concat([head, bytes]);
+};
+
+describe('object batches', () => {
+  let t: ReturnType<typeof tmpDir>;
+  let origin: Origin;
+  let edge: Edge;
+  const digests: string[] = [];
+  const absent = sha256(Buffer.from('not stored anywhere'));
+
+  before(async () => {
+    t = tmpDir('vmdn-batch-');
+    const store = await LocalStore.open(path.join(t.dir, 'origin'));
+    for (let i = 0; i < 5; i++) digests.push((await store.put(prng(40 + i, 3000 + i * 20_000))).digest);
+    origin = new Origin(store);
+    await origin.listen();
+    edge = await Edge.open({ upstream: origin.url, cacheDir: path.join(t.dir, 'edge'), maxSize: 1 << 30 });
+    await edge.listen();
+  });
+
+  after(async () => {
+    await edge.close();
+    await origin.close();
+    await origin.store.close();
+    t.cleanup();
+  });
+
+  it('parses records split anywhere, and refuses records nobody asked for', () => {
+    const a = sha256(Buffer.from('a'));
+    const b = sha256(Buffer.from('b'));
+    const body = Buffer.concat([record(a, Buffer.from('first')), record(b, Buffer.alloc(0))]);
+    for (let step = 1; step <= body.length; step++) {
+      const got: string[] = [];
+      const p = new BatchParser(new Set([a, b]), (d, bytes) => got.push(`${d.slice(0, 4)}:${bytes.toString()}`));
+      for (let i = 0; i < body.length; i += step) p.push(body.subarray(i, i + step));
+      assert.deepEqual(got, [`${a.slice(0, 4)}:first`, `${b.slice(0, 4)}:`]);
+      assert.ok(p.atBoundary);
+    }
+    const p = new BatchParser(new Set([a]), () => {});
+    assert.throws(() => p.push(record(b, Buffer.from('x'))), /not asked for/);
+  });
+
+  for (const server of ['origin', 'edge'] as const) {
+    it(`${server}: answers the objects it can get, in request order; the rest are left to the caller`, async () => {
+      const hs = new HttpStore(server === 'origin' ? origin.url : edge.url);
+      const originRequests = origin.stats.requests;
+      const order: string[] = [];
+      const asked = [digests[3]!, absent, ...digests.slice(0, 3)];
+      const r = await hs.fetchBatch(asked, async (d, enc) => {
+        decodeObject(d, enc);
+        order.push(d);
+      });
+      assert.deepEqual(order, asked.filter((d) => d !== absent));
+      assert.deepEqual(r, { missing: [absent], corrupt: [] });
+      // a cold edge takes its misses in one upstream batch too (plus a GET for the one the origin lacks)
+      if (server === 'edge') assert.equal(origin.stats.requests - originRequests, 2);
+      // a copy the caller finds bad comes back as corrupt, to be refetched past caches
+      const bad = await hs.fetchBatch([digests[4]!], async (d) => {
+        throw new VmdnError('E_CORRUPT_OBJECT', `bad ${d}`);
+      });
+      assert.deepEqual(bad, { missing: [], corrupt: [digests[4]] });
+      assert.equal(hs.stats.corrupt, 1);
+      await hs.close();
+    });
+  }
+
+  it('a server without batches answers 404: the client stops asking', async () => {
+    let hits = 0;
+    const s = http.createServer((_req, res) => {
+      hits++;
+      res.writeHead(404).end();
+    });
+    const url = await listen(s, '127.0.0.1', 0);
+    const hs = new HttpStore(url);
+    assert.equal(await hs.fetchBatch(digests, async () => {}), undefined);
+    assert.equal(await hs.fetchBatch(digests, async () => {}), undefined);
+    assert.equal(hits, 1);
+    await hs.close();
+    await closeServer(s);
+  });
+});
