@@ -37,6 +37,8 @@ export interface HttpStoreOptions {
   connections?: number;
   timeoutMs?: number;
   token?: string;
+  /** Ask for objects in batches (POST, never cached by HTTP caches): off behind a generic cache or CDN. */
+  batches?: boolean;
 }
 
 export interface HttpStoreStats {
@@ -65,7 +67,7 @@ export class HttpStore implements ReadableStore {
   private readonly agent: http.Agent;
   /** False once the server answered a batch with "no such endpoint" (docs/http-api.md, Batches). */
   batches = true;
-  private readonly o: Required<Omit<HttpStoreOptions, 'token'>> & { token?: string };
+  private readonly o: Required<Omit<HttpStoreOptions, 'token' | 'batches'>> & { token?: string };
 
   constructor(url: string, opts: HttpStoreOptions = {}) {
     let u: URL;
@@ -76,7 +78,9 @@ export class HttpStore implements ReadableStore {
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new VmdnError('E_USAGE', `unsupported URL scheme ${u.protocol} (use http or https)`);
     this.base = u.href.replace(/\/+$/, '');
-    this.o = { retries: 5, backoffMs: 200, maxBackoffMs: 5000, verifyAttempts: 3, connections: 16, timeoutMs: 60_000, ...opts };
+    const { batches, ...rest } = opts;
+    this.o = { retries: 5, backoffMs: 200, maxBackoffMs: 5000, verifyAttempts: 3, connections: 16, timeoutMs: 60_000, ...rest };
+    this.batches = batches ?? true;
     const Agent = u.protocol === 'https:' ? https.Agent : http.Agent;
     this.agent = new Agent({ keepAlive: true, maxSockets: this.o.connections, keepAliveMsecs: 10_000 });
   }

@@ -101,9 +101,10 @@ export function registerNetCommands(program: Command): void {
     .requiredOption('--max-size <size>', 'cache budget, e.g. 10G')
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8481')
     .addOption(new Option('--policy <policy>', 'eviction policy').choices([...POLICIES]).default(DEFAULT_POLICY))
-    .action(action(async (o: GlobalOptions & { upstream: string; cache: string; maxSize: string; listen: string; policy: PolicyName }) => {
+    .option('--no-batch', 'take misses from upstream one GET each, no POST batches (a generic HTTP cache sits between this edge and its upstream)')
+    .action(action(async (o: GlobalOptions & { upstream: string; cache: string; maxSize: string; listen: string; policy: PolicyName; batch: boolean }) => {
       const { host, port } = parseListen(o.listen);
-      const edge = await Edge.open({ upstream: o.upstream, cacheDir: o.cache, maxSize: parseSize(o.maxSize), policy: o.policy });
+      const edge = await Edge.open({ upstream: o.upstream, cacheDir: o.cache, maxSize: parseSize(o.maxSize), policy: o.policy, http: { batches: o.batch } });
       const url = await edge.listen(host, port);
       if (o.json) printJson({ role: 'edge', url, upstream: o.upstream, cache: o.cache, maxBytes: parseSize(o.maxSize), policy: o.policy });
       else console.log(`vmdn edge at ${url}, upstream ${o.upstream}, cache ${o.cache} (${humanBytes(parseSize(o.maxSize))}, ${o.policy})`);
@@ -155,14 +156,15 @@ export function registerNetCommands(program: Command): void {
     .addOption(new Option('--format <format>', 'output format (default: from the extension)').choices(['raw', 'qcow2']))
     .option('--concurrency <n>', 'parallel downloads', intOpt, DEFAULT_CONCURRENCY)
     .option('--retries <n>', 'attempts per request when the server is unreachable', intOpt, 5)
-    .action(action(async (url: string, name: string, out: string, o: GlobalOptions & { cache?: string; seed?: string[]; format?: string; concurrency: number; retries: number }) => {
+    .option('--no-batch', 'one GET per object, no POST batches: behind a generic HTTP cache or CDN, which can cache GETs only')
+    .action(action(async (url: string, name: string, out: string, o: GlobalOptions & { cache?: string; seed?: string[]; format?: string; concurrency: number; retries: number; batch: boolean }) => {
       const ref = parseImageRef(name);
       const cache = await LocalStore.open(o.cache ?? resolveStoreDir(o.store));
       const bar = phasedBar(o, 'pull');
       try {
         const r = await pullImage({
           url, ref, out, format: o.format, cache, seeds: o.seed, concurrency: o.concurrency,
-          http: { retries: o.retries }, onProgress: bar.onProgress,
+          http: { retries: o.retries, batches: o.batch }, onProgress: bar.onProgress,
         }).finally(bar.stop);
         if (o.json) return printJson(r);
         const ob = r.objects;
