@@ -144,12 +144,16 @@ export class LocalStore implements PrunableStore {
     return { digest, size: data.length, storedSize: enc.length, added: true };
   }
 
-  /** Index the object; of two racing writers of one object only the first reports it added. */
+  /**
+   * Index the object; of racing writers of one object exactly one reports it
+   * added: the first to index it. (Not the worker's own flag: with two workers
+   * the one that found the other's file may answer first.)
+   */
   private async record(p: Promise<PutResult>): Promise<PutResult> {
     const r = await p;
     if (this.index.getObject(r.digest)) return { ...r, added: false };
     this.index.addObject({ digest: r.digest, size: r.size, storedSize: r.storedSize });
-    return r;
+    return { ...r, added: true };
   }
 
   async putEncoded(digest: Digest, encoded: Uint8Array): Promise<PutResult> {
