@@ -108,11 +108,6 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, what: string):
   }
 }
 
-/** Every member of the package's data.tar, in archive order (see readTar). */
-export function readDebData(debFile: string, signal?: AbortSignal): AsyncGenerator<DebEntry> {
-  return readTar(dpkgTar(debFile, signal), debFile);
-}
-
 export interface DebFileIndex {
   size: number;
   sha256: string;

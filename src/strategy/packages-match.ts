@@ -55,16 +55,13 @@ interface Candidate {
 }
 
 export class PackageMatcher {
-  readonly report: PackagesReport;
-  private readonly cands = new Map<string, Candidate[]>();
-  /** Files of packages the mirror lacks. */
-  private readonly orphan = new Set<string>();
-
-  constructor(readonly ingredients: Ingredient[], cands: Map<string, Candidate[]>, orphan: Set<string>, report: PackagesReport) {
-    this.cands = cands;
-    this.orphan = orphan;
-    this.report = report;
-  }
+  /** `cands`: where each package file lies in the image; `orphan`: files of packages the mirror lacks. */
+  constructor(
+    readonly ingredients: Ingredient[],
+    private readonly cands: Map<string, Candidate[]>,
+    private readonly orphan: Set<string>,
+    readonly report: PackagesReport,
+  ) {}
 
   /** The package index whose file this one is, or undefined (the file is the image's own). */
   async match(path: string, size: number, content: Disk): Promise<number | undefined> {

@@ -69,19 +69,17 @@ export async function stagePackageFiles(records: TreeRecord[], at: (i: number) =
     while (next < todo.length) {
       const [k, want] = todo[next++]!;
       const ref = packages[k]!;
-      {
-        for await (const e of readTar(storedTar(ref, store, opts.signal), `${ref.name} ${ref.version}`)) {
-          if (e.type !== 'file') continue;
-          const where = await canon.of(e.path);
-          const i = where === undefined ? undefined : want.get(where);
-          if (i === undefined) continue;
-          want.delete(where!);
-          const r = records[i]!;
-          if (e.size !== r.size) throw new VmdnError('E_MANIFEST', `${ref.name} ${ref.version}: ${e.path} is ${e.size} bytes in the package, the tree says ${r.size}`, { package: ref.name, path: e.path });
-          if (e.size <= SMALL) await writeSmall(at(i), r, e.body);
-          else await writeLarge(at(i), r, e.body);
-          opts.onBytes?.(e.size);
-        }
+      for await (const e of readTar(storedTar(ref, store, opts.signal), `${ref.name} ${ref.version}`)) {
+        if (e.type !== 'file') continue;
+        const where = await canon.of(e.path);
+        const i = where === undefined ? undefined : want.get(where);
+        if (i === undefined) continue;
+        want.delete(where!);
+        const r = records[i]!;
+        if (e.size !== r.size) throw new VmdnError('E_MANIFEST', `${ref.name} ${ref.version}: ${e.path} is ${e.size} bytes in the package, the tree says ${r.size}`, { package: ref.name, path: e.path });
+        if (e.size <= SMALL) await writeSmall(at(i), r, e.body);
+        else await writeLarge(at(i), r, e.body);
+        opts.onBytes?.(e.size);
       }
       if (want.size) {
         const first = [...want.keys()][0]!;
