@@ -40,8 +40,12 @@ export type CodecRequest =
   | { op: 'put'; id: number; digest?: string; data: Uint8Array; objectsDir: string; tmpDir: string; level: number }
   | { op: 'get'; id: number; digest: string; objPath: string; source: string }
   | { op: 'verify'; id: number; digest: string; objPath: string; source: string }
-  /** Decode, verify and write the object into `outPath` at `offset` (sparse: all-zero 4 KiB blocks skipped). */
-  | { op: 'copy'; id: number; digest: string; objPath: string; source: string; outPath: string; offset: number }
+  /**
+   * Decode, verify and write the object into `outPath` (or the caller's open
+   * descriptor `fd`: workers share the process's descriptors) at `offset`
+   * (sparse: all-zero 4 KiB blocks skipped).
+   */
+  | { op: 'copy'; id: number; digest: string; objPath: string; source: string; outPath?: string; fd?: number; offset: number }
   /**
    * Encoded bytes from elsewhere (a download): decode and verify, keep them under
    * objects/ by atomic rename, and write the data into `outPath` at every offset.
@@ -134,7 +138,7 @@ async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: A
   const data = decodeObject(req.digest, enc, req.source);
   collect(data.length);
   if (req.op === 'copy') {
-    await writeSparse(target(req.outPath), data, req.offset);
+    await writeSparse(req.fd ?? target(req.outPath!), data, req.offset);
     return { id: req.id, ok: true, size: data.length, storedSize: enc.length };
   }
   if (req.op === 'verify') return { id: req.id, ok: true, size: data.length, storedSize: enc.length };

@@ -100,6 +100,18 @@ export class LocalStore implements PrunableStore {
     }
   }
 
+  /** copyTo into a descriptor the caller opened (and closes once every copy into it is done). */
+  async copyToFd(digest: Digest, fd: number, offset: number): Promise<number> {
+    assertDigest(digest);
+    const pool = this.codec();
+    if (!pool) throw new VmdnError('E_INTERNAL', 'copyToFd needs codec workers');
+    try {
+      return (await pool.run({ op: 'copy', digest, objPath: this.objectPath(digest), source: this.dir, fd, offset })).size!;
+    } catch (err) {
+      throw this.notFound(err, digest);
+    }
+  }
+
   async releaseTarget(outPath: string): Promise<void> {
     await this.pool?.broadcast({ op: 'release', outPath });
   }

@@ -51,6 +51,7 @@ export interface PrunableStore extends WritableStore {
 export interface CopyToFile {
   readonly canCopyTo: boolean;
   copyTo(digest: Digest, outPath: string, offset: number): Promise<number>;
+  copyToFd(digest: Digest, fd: number, offset: number): Promise<number>;
   releaseTarget(outPath: string): Promise<void>;
 }
 

@@ -115,14 +115,30 @@ async function buildExt4(f: FsRebuild, records: TreeRecord[], store: ReadableSto
   try {
     await stageTree(records, plan, stage, store, f.stream, { signal, onBytes, packages: f.packages, tree: new TreeFs(f, records, store), workDir: dir });
     await run('mke2fs', [...mke2fsArgs(p, img.offset), '-d', stage, img.file, String(p.blocksCount)], signal);
-  } finally {
+  } catch (err) {
     await fsp.rm(stage, { recursive: true, force: true });
+    throw err;
   }
-  const fixups = superblockFixups(p);
-  for (const b of plan.bigDirs) fixups.push(...(await finishBigDir(img, records, b)));
-  if (!records.some((r) => pathKey(r.path) === 'lost+found')) fixups.push('rmdir /lost+found');
-  await run('debugfs', ['-w', '-f', '-', e2fsName(img)], signal, fixups.join('\n') + '\n');
-  await patchInodeTimes(img, await timesByInode(img, records));
+  // the stage goes in another process while this one finishes the filesystem (tens of thousands of unlinks)
+  const removed = removeTree(stage);
+  try {
+    const fixups = superblockFixups(p);
+    for (const b of plan.bigDirs) fixups.push(...(await finishBigDir(img, records, b)));
+    if (!records.some((r) => pathKey(r.path) === 'lost+found')) fixups.push('rmdir /lost+found');
+    await run('debugfs', ['-w', '-f', '-', e2fsName(img)], signal, fixups.join('\n') + '\n');
+    await patchInodeTimes(img, await timesByInode(img, records));
+  } finally {
+    await removed;
+  }
+}
+
+/** `rm -rf` in a child process; falls back to removing here if that fails. */
+async function removeTree(dir: string): Promise<void> {
+  try {
+    await run('rm', ['-rf', '--', dir]);
+  } catch {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
 }
 
 /** Resolve a raw path (no leading slash) to its inode, matching names byte for byte. */
