@@ -28,6 +28,7 @@ export type Route =
   | { kind: 'object'; digest: Digest }
   | { kind: 'missing' }
   | { kind: 'batch' }
+  | { kind: 'pack' }
   | { kind: 'stats' }
   | { kind: 'metrics' }
   | { kind: 'health' };
@@ -37,6 +38,7 @@ export function route(pathname: string): Route | undefined {
   if (pathname === '/v1/images') return { kind: 'images' };
   if (pathname === '/v1/objects/missing') return { kind: 'missing' };
   if (pathname === '/v1/objects/batch') return { kind: 'batch' };
+  if (pathname === '/v1/objects/pack') return { kind: 'pack' };
   if (pathname === '/stats') return { kind: 'stats' };
   if (pathname === '/metrics') return { kind: 'metrics' };
   if (pathname === '/health') return { kind: 'health' };

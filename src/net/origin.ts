@@ -16,6 +16,8 @@ import {
   closeServer, isDigestList, listen, prometheus, readBody, readJson, REF_CACHE_CONTROL, requireToken, route, sendError, sendJson, serveObjectFile,
 } from './http-api.js';
 import { readBatchRequest, serveBatch } from './batch.js';
+import { readPackRequest, servePack } from './pack.js';
+import { PackCompressor } from './pack-worker.js';
 
 export interface OriginOptions {
   /** Bearer token for uploads; without one the origin is read-only. */
@@ -37,6 +39,7 @@ export class Origin {
   readonly server: http.Server;
   readonly stats: OriginStats = { requests: 0, objectRequests: 0, objectBytesServed: 0, objectsUploaded: 0, bytesUploaded: 0, authFailures: 0 };
   url = '';
+  private readonly packer = new PackCompressor();
 
   constructor(readonly store: LocalStore, private readonly opts: OriginOptions = {}) {
     this.server = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
@@ -49,8 +52,9 @@ export class Origin {
     return this.url;
   }
 
-  close(): Promise<void> {
-    return closeServer(this.server);
+  async close(): Promise<void> {
+    await closeServer(this.server);
+    await this.packer.close();
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -72,6 +76,7 @@ export class Origin {
     }
     if (r.kind === 'object' && m === 'PUT') return this.putObject(req, res, r.digest);
     if (r.kind === 'batch' && m === 'POST') return this.batch(req, res);
+    if (r.kind === 'pack' && m === 'POST') return this.pack(req, res);
     if (r.kind === 'images' && read) {
       const images = this.store.index.listImages().map((i) => ({ ref: `${i.name}:${i.tag}`, ...i }));
       return sendJson(res, 200, { images }, REF_CACHE_CONTROL);
@@ -116,6 +121,23 @@ export class Origin {
       return bytes;
     });
     this.stats.objectRequests += sent.objects;
+    this.stats.objectBytesServed += sent.bytes;
+  }
+
+  private async pack(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const r = await readPackRequest(req);
+    const have = this.store.index.presentObjects([...r.digests, ...r.refs]);
+    const sent = await servePack(res, r, async (d) => {
+      if (!have.has(d)) return undefined;
+      try {
+        return await this.store.get(d);
+      } catch (err) {
+        if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') return undefined;
+        throw err;
+      }
+    }, (o, refs) => this.packer.compress(o, refs));
+    for (const d of sent.sent) this.opts.onObjectRequest?.(d, 'POST');
+    this.stats.objectRequests += sent.sent.length;
     this.stats.objectBytesServed += sent.bytes;
   }
 

@@ -22,6 +22,7 @@ import { formatFromPath, openWriter, planCuts, type OutputFormat } from '../stra
 import type { OnProgress } from '../util/progress.js';
 import { CachingStore } from './caching-store.js';
 import { placement, pullObjects } from './pull-objects.js';
+import { PackPuller, type PackStats } from './pull-packs.js';
 import type { DiskWriter } from '../container/disk.js';
 import { HttpStore, type HttpStoreOptions } from './http-store.js';
 import { VmdnError } from '../errors.js';
@@ -40,6 +41,8 @@ export interface PullOptions {
   /** Parallel object downloads. */
   concurrency?: number;
   http?: HttpStoreOptions;
+  /** Ask for what is missing in packs compressed against the cache's images (default true; pack.ts). */
+  packs?: boolean;
   signal?: AbortSignal;
   onProgress?: OnProgress;
 }
@@ -58,6 +61,8 @@ export interface PullResult {
   bytesDownloaded: number;
   bytesSeeded: number;
   corruptRefetched: number;
+  /** What came in packs (included in objects.downloaded and bytesDownloaded). */
+  packs: PackStats;
   seconds: number;
   /**
    * Wall seconds per phase: resolve + manifest, seeds, downloads, writing the image.
@@ -74,13 +79,18 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
   const store = await CachingStore.open(o.cache, remote);
   try {
     const digest = await remote.resolve(o.ref, o.signal);
+    const packs = o.packs === false || !o.cache.canCopyTo ? undefined : new PackPuller(remote, o.cache, o.signal);
+    await packs?.manifest(digest);
     const manifest = decodeManifest(await store.get(digest, { signal: o.signal }), `${o.url} ${digest.slice(0, 12)}`);
     const lap = laps();
+    await packs?.trees(manifest, digest);
     // a files manifest names its tree objects; fetching those (through the cache) gives the rest
     const chunks = await manifestObjects(manifest, store, o.signal);
     const present = o.cache.index.presentObjects(chunks);
     const missing = new Set([...chunks].filter((d) => !present.has(d)));
     const cached = chunks.size - missing.size;
+    const wanted = missing.size;
+    await packs?.objects(manifest, digest, missing);
     let seeded = 0;
     let bytesSeeded = 0;
     for (const seed of o.seeds ?? []) {
@@ -130,8 +140,9 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
     return {
       ref: formatImageRef(o.ref), manifest: digest, out: o.out, format, virtualSize: manifest.virtualSize,
       imageDataBytes: dataBytes(manifest), imageStoredBytes,
-      objects: { total: chunks.size, cached, seeded, downloaded: toFetch.length },
+      objects: { total: chunks.size, cached, seeded, downloaded: wanted - seeded },
       bytesDownloaded: remote.stats.bytesFetched, bytesSeeded, corruptRefetched: remote.stats.corrupt,
+      packs: packs?.stats ?? { packs: 0, objects: 0, bytes: 0, rejected: 0 },
       seconds: (Date.now() - t0) / 1000,
       phases: { resolve: (Date.now() - t0) / 1000 - tSeeds - tDownload - tWrite, seeds: tSeeds, download: tDownload, write: tWrite },
     };

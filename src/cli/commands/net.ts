@@ -156,21 +156,23 @@ export function registerNetCommands(program: Command): void {
     .addOption(new Option('--format <format>', 'output format (default: from the extension)').choices(['raw', 'qcow2']))
     .option('--concurrency <n>', 'parallel downloads', intOpt, DEFAULT_CONCURRENCY)
     .option('--retries <n>', 'attempts per request when the server is unreachable', intOpt, 5)
-    .option('--no-batch', 'one GET per object, no POST batches: behind a generic HTTP cache or CDN, which can cache GETs only')
-    .action(action(async (url: string, name: string, out: string, o: GlobalOptions & { cache?: string; seed?: string[]; format?: string; concurrency: number; retries: number; batch: boolean }) => {
+    .option('--no-batch', 'one GET per object, no POST batches or packs: behind a generic HTTP cache or CDN, which can cache GETs only')
+    .option('--no-packs', 'no packs: missing objects come as stored, not compressed together against the images the cache holds (less server CPU, more bytes)')
+    .action(action(async (url: string, name: string, out: string, o: GlobalOptions & { cache?: string; seed?: string[]; format?: string; concurrency: number; retries: number; batch: boolean; packs: boolean }) => {
       const ref = parseImageRef(name);
       const cache = await LocalStore.open(o.cache ?? resolveStoreDir(o.store));
       const bar = phasedBar(o, 'pull');
       try {
         const r = await pullImage({
           url, ref, out, format: o.format, cache, seeds: o.seed, concurrency: o.concurrency,
-          http: { retries: o.retries, batches: o.batch }, onProgress: bar.onProgress,
+          http: { retries: o.retries, batches: o.batch }, packs: o.packs, onProgress: bar.onProgress,
         }).finally(bar.stop);
         if (o.json) return printJson(r);
         const ob = r.objects;
         console.log(`pulled ${r.ref} to ${r.out} (${r.format}, ${humanBytes(r.virtualSize)} virtual) in ${r.seconds.toFixed(1)} s`);
         console.log(`  downloaded ${humanBytes(r.bytesDownloaded)} for ${humanBytes(r.imageStoredBytes)} of objects (${humanBytes(r.imageDataBytes)} data)`);
         console.log(`  objects: ${ob.total} total, ${ob.cached} already cached, ${ob.seeded} from seeds, ${ob.downloaded} downloaded`);
+        if (r.packs.packs) console.log(`  packs: ${r.packs.objects} objects in ${r.packs.packs} packs, ${humanBytes(r.packs.bytes)} (compressed against the cache's images)`);
       } finally {
         await cache.close();
       }

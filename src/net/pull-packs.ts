@@ -1,0 +1,135 @@
+/**
+ * The pull's delta path: what the cache lacks is asked for in packs (pack.ts)
+ * compressed against the cache's own images, in three steps because each
+ * needs the one before: the manifest (against the held manifests), the
+ * filesystems' trees and times (against the held trees, place by place), then
+ * everything else (against the held objects around the same place: the same
+ * file's chunks, the neighbouring stream and disk chunks). Whatever a pack
+ * did not bring is left for the ordinary batches and GETs.
+ */
+import type { Digest } from '../store/digest.js';
+import type { LocalStore } from '../store/local-store.js';
+import { decodeManifest, type Manifest } from '../strategy/manifest.js';
+import { loadTree } from '../strategy/files-export.js';
+import type { TreeRecord } from '../strategy/files-tree.js';
+import type { HttpStore } from './http-store.js';
+import { fetchPack } from './pack-client.js';
+import { VmdnError } from '../errors.js';
+import { nominate, planPacks, sequences, type PackPlan, type Sequences } from './delta-refs.js';
+
+const PACK_LANES = 2;
+
+export interface PackStats {
+  packs: number;
+  objects: number;
+  bytes: number;
+  /** Packs that failed verification: their objects came another way. */
+  rejected: number;
+}
+
+export class PackPuller {
+  readonly stats: PackStats = { packs: 0, objects: 0, bytes: 0, rejected: 0 };
+  private heldManifests: Array<{ digest: Digest; manifest: Manifest }> | undefined;
+  private off = false;
+
+  constructor(private readonly remote: HttpStore, private readonly cache: LocalStore, private readonly signal?: AbortSignal) {}
+
+  /** The images the cache holds, other than `except` (read once). */
+  private async held(except: Digest): Promise<Array<{ digest: Digest; manifest: Manifest }>> {
+    if (!this.heldManifests) {
+      this.heldManifests = [];
+      const seen = new Set<Digest>();
+      for (const img of this.cache.index.listImages()) {
+        if (seen.has(img.manifest) || !this.cache.index.getObject(img.manifest)) continue;
+        seen.add(img.manifest);
+        try {
+          this.heldManifests.push({ digest: img.manifest, manifest: decodeManifest(await this.cache.get(img.manifest, { signal: this.signal })) });
+        } catch {
+          // a damaged local image only costs its help here; verify/gc deal with it
+        }
+      }
+    }
+    return this.heldManifests.filter((h) => h.digest !== except);
+  }
+
+  /** Step 1: the manifest into the cache, against the held ones. */
+  async manifest(digest: Digest): Promise<void> {
+    if (this.cache.index.getObject(digest)) return;
+    const held = await this.held(digest);
+    await this.run([{ digests: [digest], refs: held.map((h) => h.digest) }]);
+  }
+
+  /** Step 2: the trees and times a files manifest names. */
+  async trees(m: Manifest, self: Digest): Promise<void> {
+    const names = (m.filesystems ?? []).flatMap((f) => [...f.tree, ...f.times]);
+    const missing = names.filter((d) => !this.cache.index.getObject(d));
+    if (!missing.length) return;
+    const held = (await this.held(self)).map((h) => sequences(h.manifest));
+    const target = sequences(m);
+    await this.run(this.plan(missing, target, held));
+  }
+
+  /** Step 3: the rest of `missing` (emptied of what arrived). */
+  async objects(m: Manifest, self: Digest, missing: Set<Digest>): Promise<void> {
+    if (!missing.size || this.off) return;
+    const treesOf = async (x: Manifest) => {
+      const out: Array<TreeRecord[] | undefined> = [];
+      for (const f of x.filesystems ?? []) out.push(await loadTree(f, this.cache, this.signal).catch(() => undefined));
+      return out;
+    };
+    const held: Sequences[] = [];
+    for (const h of await this.held(self)) held.push(sequences(h.manifest, await treesOf(h.manifest)));
+    const trees = await treesOf(m);
+    const target = sequences(m, trees);
+    // sequence order keeps neighbours (and so their shared bytes) in one pack
+    const order: Digest[] = [];
+    const placed = new Set<Digest>();
+    for (const seq of target.values()) for (const d of seq) if (missing.has(d) && !placed.has(d)) placed.add(d), order.push(d);
+    for (const d of missing) if (!placed.has(d)) order.push(d);
+    await this.run(this.plan(order, target, held, sizes(m, trees)));
+    for (const d of [...missing]) if (this.cache.index.getObject(d)) missing.delete(d);
+  }
+
+  private plan(order: Digest[], target: Sequences, held: Sequences[], size: Map<Digest, number> = new Map()): PackPlan[] {
+    const refs = nominate(target, held, new Set(order));
+    return planPacks(order, refs, (d) => !!this.cache.index.getObject(d), (d) => size.get(d) ?? this.cache.index.getObject(d)?.size);
+  }
+
+  private async run(plans: PackPlan[]): Promise<void> {
+    let next = 0;
+    const lane = async () => {
+      while (next < plans.length && !this.off) {
+        this.signal?.throwIfAborted();
+        const p = plans[next++]!;
+        let reply;
+        try {
+          reply = await fetchPack(this.remote, p.digests, p.refs, (d) => this.cache.get(d, { signal: this.signal }), this.signal);
+        } catch (err) {
+          // a pack that does not decode or verify: its objects are left for batches and GETs
+          if (!(err instanceof VmdnError) || err.code !== 'E_CORRUPT_OBJECT') throw err;
+          this.stats.rejected++;
+          continue;
+        }
+        if (!reply) {
+          this.off = true;
+          return;
+        }
+        this.stats.packs++;
+        this.stats.bytes += reply.bytes;
+        this.stats.objects += reply.objects.length;
+        // verified by decodePack: stored under the digest it hashed to
+        await Promise.all(reply.objects.map((o) => this.cache.put(o.data, { digest: o.digest, signal: this.signal })));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(PACK_LANES, plans.length) }, lane));
+  }
+}
+
+/** Raw sizes the manifest and trees state (disk and stream chunks, file chunks). */
+function sizes(m: Manifest, trees: Array<TreeRecord[] | undefined>): Map<Digest, number> {
+  const out = new Map<Digest, number>();
+  for (const c of m.chunks) out.set(c[2], c[1]);
+  for (const f of m.filesystems ?? []) for (const c of f.stream) out.set(c[2], c[1]);
+  for (const t of trees) for (const r of t ?? []) for (const c of r.chunks ?? []) out.set(c[2], c[1]);
+  return out;
+}
