@@ -44,6 +44,7 @@ http {
     listen 127.0.0.1:${port};
     # batches are not cacheable: clients fall back to per-object GETs, which are
     location = /v1/objects/batch { return 404; }
+    location = /v1/objects/pack  { return 404; }
     location / {
       proxy_pass http://origin;
       proxy_http_version 1.1;
