@@ -90,7 +90,6 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
     const missing = new Set([...chunks].filter((d) => !present.has(d)));
     const cached = chunks.size - missing.size;
     const wanted = missing.size;
-    await packs?.objects(manifest, digest, missing);
     let seeded = 0;
     let bytesSeeded = 0;
     for (const seed of o.seeds ?? []) {
@@ -99,6 +98,8 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
       seeded += r.objects;
       bytesSeeded += r.bytes;
     }
+    // what no seed had: in packs, against the images the cache holds
+    await packs?.objects(manifest, digest, missing);
     const tSeeds = lap();
     const toFetch = [...missing];
     let format: OutputFormat | undefined;
