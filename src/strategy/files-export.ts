@@ -230,11 +230,15 @@ async function copyImage(file: string, base: number, writer: DiskWriter, signal?
 
 function run(cmd: string, args: string[], signal?: AbortSignal, input?: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'], signal });
+    const child = spawn(cmd, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'], signal });
     let err = '';
-    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
     child.on('error', (e) => reject(new VmdnError('E_IO', `${cmd}: ${e.message}`, { cmd }, { cause: e })));
     child.on('close', (code) => (code === 0 ? resolve() : reject(new VmdnError('E_IO', `${cmd} failed (exit ${code}): ${err.trim().split('\n').slice(-3).join('; ')}`, { cmd, code }))));
-    child.stdin.end(input ?? '');
+    if (child.stdin) {
+      // a command that exits without reading all of its input fails by its exit code, not by EPIPE here
+      child.stdin.on('error', () => {});
+      child.stdin.end(input);
+    }
   });
 }
