@@ -12,7 +12,7 @@ import crypto from 'node:crypto';
 import zlib from 'node:zlib';
 import { spawn } from 'node:child_process';
 import { Readable } from 'node:stream';
-import { createInterface } from 'node:readline';
+import { boundedLines } from '../util/lines.js';
 import { VmdnError } from '../errors.js';
 import { drained } from '../util/drain.js';
 
@@ -135,6 +135,9 @@ async function packagesText(src: AptSource, suite: string, comp: string, arch: s
  * Look up exact name/version/architecture triples in every configured index.
  * Only wanted stanzas are kept: a full index is ~60k stanzas.
  */
+/** Debian's longest Packages lines (Depends, Description) are a few KiB. */
+const MAX_INDEX_LINE = 1 << 20;
+
 export async function findDebs(sources: AptSource[], arch: string, wanted: Set<string>, signal?: AbortSignal): Promise<{ found: Map<string, DebRecord>; indexes: string[] }> {
   const found = new Map<string, DebRecord>();
   const indexes: string[] = [];
@@ -158,7 +161,7 @@ export async function findDebs(sources: AptSource[], arch: string, wanted: Set<s
           }
           f = new Map();
         };
-        for await (const line of createInterface({ input: text, crlfDelay: Infinity })) {
+        for await (const line of boundedLines(text, MAX_INDEX_LINE, `Packages index of ${src.uri} ${suite}/${comp}`)) {
           if (line === '') done();
           else if (line[0] !== ' ' && line[0] !== '\t') {
             const c = line.indexOf(':');
