@@ -9,6 +9,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import { replaceSection } from './report.js';
 import os from 'node:os';
 import path from 'node:path';
 import { REPO } from './net-procs.js';
@@ -36,7 +37,7 @@ function append(key: string, value: unknown, markdown: string): void {
   fs.writeFileSync(`${latestJson}.tmp`, JSON.stringify(json, null, 2) + '\n');
   fs.renameSync(`${latestJson}.tmp`, latestJson);
   const md = fs.existsSync(latestMd) ? fs.readFileSync(latestMd, 'utf8') : '# vmdn benchmark\n';
-  fs.writeFileSync(`${latestMd}.tmp`, `${md.trimEnd()}\n\n${markdown.trim()}\n`);
+  fs.writeFileSync(`${latestMd}.tmp`, replaceSection(md, markdown.trim()));
   fs.renameSync(`${latestMd}.tmp`, latestMd);
 }
 

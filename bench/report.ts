@@ -194,3 +194,17 @@ export function renderMarkdown(r: BenchResults): string {
   out.push('');
   return out.join('\n');
 }
+
+/**
+ * The report with `section` in place of the one under the same "## " heading
+ * (up to the next "## "), or appended: a rerun of one section replaces it.
+ */
+export function replaceSection(md: string, section: string): string {
+  const heading = section.split('\n', 1)[0]!;
+  const lines = md.trimEnd().split('\n');
+  const at = heading.startsWith('## ') ? lines.indexOf(heading) : -1;
+  if (at < 0) return `${md.trimEnd()}\n\n${section}\n`;
+  let end = at + 1;
+  while (end < lines.length && !lines[end]!.startsWith('## ')) end++;
+  return [...lines.slice(0, at), ...section.split('\n'), ...(end < lines.length ? ['', ...lines.slice(end)] : [])].join('\n') + '\n';
+}
