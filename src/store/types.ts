@@ -55,6 +55,15 @@ export interface CopyToFile {
   releaseTarget(outPath: string): Promise<void>;
 }
 
+/** Optional capability: read objects ahead into the OS page cache, so the codec workers that need them later do not wait on the disk. */
+export interface Prefetch {
+  prefetch(digests: Iterable<Digest>, opts?: ReadOptions): Promise<void>;
+}
+
+export function canPrefetch(s: unknown): s is Prefetch {
+  return typeof (s as Prefetch).prefetch === 'function';
+}
+
 export function canCopyToFile(s: unknown): s is CopyToFile {
   return typeof (s as CopyToFile).copyTo === 'function' && (s as CopyToFile).canCopyTo === true;
 }
