@@ -102,13 +102,16 @@ export class LocalStore implements PrunableStore {
     }
   }
 
-  /** copyTo into a descriptor the caller opened (and closes once every copy into it is done). */
-  async copyToFd(digest: Digest, fd: number, offset: number): Promise<number> {
+  /**
+   * copyTo into a descriptor the caller opened (and closes once every copy into it is done).
+   * With `length`, an object of another size is refused before anything is written.
+   */
+  async copyToFd(digest: Digest, fd: number, offset: number, length?: number): Promise<number> {
     assertDigest(digest);
     const pool = this.codec();
     if (!pool) throw new VmdnError('E_INTERNAL', 'copyToFd needs codec workers');
     try {
-      return (await pool.run({ op: 'copy', digest, objPath: this.objectPath(digest), source: this.dir, fd, offset })).size!;
+      return (await pool.run({ op: 'copy', digest, objPath: this.objectPath(digest), source: this.dir, fd, offset, length })).size!;
     } catch (err) {
       throw this.notFound(err, digest);
     }

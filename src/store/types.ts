@@ -51,7 +51,8 @@ export interface PrunableStore extends WritableStore {
 export interface CopyToFile {
   readonly canCopyTo: boolean;
   copyTo(digest: Digest, outPath: string, offset: number): Promise<number>;
-  copyToFd(digest: Digest, fd: number, offset: number): Promise<number>;
+  /** `length`: refuse (before writing) an object of any other size. */
+  copyToFd(digest: Digest, fd: number, offset: number, length?: number): Promise<number>;
   releaseTarget(outPath: string): Promise<void>;
 }
 

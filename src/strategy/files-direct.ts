@@ -127,7 +127,8 @@ export async function writeDirect(img: FsImage, plan: DirectPlan, store: Readabl
       const run = runAt(map.runs, first);
       if (!run) throw new VmdnError('E_INTERNAL', `inode ${map.ino}: no block for offset ${off}`);
       if (off + len <= (run.logical + run.length) * bs) {
-        const got = await copier.copyToFd(digest, fd, at(run.physical, off - run.logical * bs, len));
+        // `len` bounds the write: an object of another size (a lying tree) is refused before it lands
+        const got = await copier.copyToFd(digest, fd, at(run.physical, off - run.logical * bs, len), len);
         if (got !== len) throw new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} has ${got} bytes, the tree says ${len}`, { digest });
         return;
       }
