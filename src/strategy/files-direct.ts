@@ -19,6 +19,14 @@ import type { PhysRun } from '../fs/ext4-alloc.js';
 /** Smaller files could become inline data or fit a block: not worth it, and mke2fs may not leave them blockless. */
 const MIN_DIRECT = 8 * 1024;
 const IN_FLIGHT = 16;
+const WALK_LANES = 8;
+
+interface Dir {
+  ino: number;
+  prefix: string;
+  /** Under scaffolding: entries need not be records. */
+  extra: boolean;
+}
 
 /** Record indices of the files whose content goes straight into the image (empty when the path does not apply). */
 export function directFiles(records: TreeRecord[], p: Ext4Params, store: ReadableStore): Set<number> {
@@ -58,12 +66,12 @@ export async function stagedInodes(img: FsImage, where: Buffer[], scaffold: Set<
   if (root === undefined) throw new VmdnError('E_INTERNAL', 'tree has no root');
   inos[root] = 2;
   let found = 1;
+  const entered = new Set<number>([2]);
   const opened = await openFsImage(img);
   try {
     const f = opened.fs;
-    const stack: Array<{ ino: number; prefix: string; extra: boolean }> = [{ ino: 2, prefix: '', extra: false }];
-    while (stack.length) {
-      const { ino, prefix, extra } = stack.pop()!;
+    const visit = async ({ ino, prefix, extra }: Dir): Promise<Dir[]> => {
+      const subdirs: Dir[] = [];
       for (const e of await f.readdir(await f.stat(ino))) {
         const name = pathKey(e.nameBytes);
         if (name === '.' || name === '..') continue;
@@ -74,9 +82,42 @@ export async function stagedInodes(img: FsImage, where: Buffer[], scaffold: Set<
           if (!inos[i]) found++;
           inos[i] = e.ino;
         } else if (!isExtra) throw new VmdnError('E_INTERNAL', `rebuilt filesystem has ${Buffer.from(key, 'latin1').toString()} that the tree does not`);
-        if (e.type === 'dir') stack.push({ ino: e.ino, prefix: key + '/', extra: isExtra });
+        if (e.type !== 'dir') continue;
+        if (entered.has(e.ino)) throw new VmdnError('E_INTERNAL', `rebuilt filesystem: directory inode ${e.ino} entered twice`);
+        entered.add(e.ino);
+        subdirs.push({ ino: e.ino, prefix: key + '/', extra: isExtra });
       }
-    }
+      return subdirs;
+    };
+    // a few directories at a time: their blocks are read while others are parsed
+    const pending: Dir[] = [{ ino: 2, prefix: '', extra: false }];
+    let active = 0;
+    await new Promise<void>((resolve, reject) => {
+      let error: unknown;
+      const pump = () => {
+        while (error === undefined && active < WALK_LANES && pending.length) {
+          active++;
+          visit(pending.pop()!).then(
+            (subdirs) => {
+              active--;
+              pending.push(...subdirs);
+              pump();
+            },
+            (err) => {
+              active--;
+              error ??= err;
+              pump();
+            },
+          );
+        }
+        // settle only when no read is in flight: the image closes right after
+        if (!active && (error !== undefined || !pending.length)) {
+          if (error !== undefined) reject(error);
+          else resolve();
+        }
+      };
+      pump();
+    });
   } finally {
     await opened.close();
   }

@@ -76,11 +76,19 @@ export async function exportFiles(m: Manifest, store: ReadableStore, writer: Dis
   try {
     let bytesWritten = 0;
     if (writer.directTarget) {
-      // a plain file at final offsets: chunks first, then each filesystem made in place
-      bytesWritten += (await assembleChunks(m, store, inner, { signal: opts.signal })).bytesWritten;
-      for (const f of fss) {
-        bytesWritten += await build(f, { file: writer.directTarget, offset: f.offset, length: f.length });
+      // a plain file at final offsets: the chunks (which never overlap a filesystem) go in
+      // while each filesystem is made in place
+      const chunks = assembleChunks(m, store, inner, { signal: opts.signal });
+      chunks.catch(() => {}); // surfaced below
+      try {
+        for (const f of fss) {
+          bytesWritten += await build(f, { file: writer.directTarget, offset: f.offset, length: f.length });
+        }
+      } catch (err) {
+        await Promise.allSettled([chunks]);
+        throw err;
       }
+      bytesWritten += (await chunks).bytesWritten;
     } else {
       // writes must ascend: chunks below each filesystem, the filesystem (built aside), and on
       let c = 0;
