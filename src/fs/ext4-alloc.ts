@@ -57,7 +57,7 @@ export async function allocateFiles(img: FsImage, reqs: AllocRequest[]): Promise
       seen.add(req.ino);
       const at = space.inodeOffset(req.ino);
       const raw = file.read(at, sb.inodeSize);
-      checkInode(raw, req, bs);
+      const xattrSectors = checkInode(raw, req, bs, (sb.incompat & L.INCOMPAT_64BIT) !== 0);
       let goal = space.goalFor(req.ino);
       const runs: PhysRun[] = [];
       for (const [s, e] of req.ranges) {
@@ -83,7 +83,7 @@ export async function allocateFiles(img: FsImage, reqs: AllocRequest[]): Promise
       const root = buildTree(extents, treeBlocks, bs, cap, seed, (b, buf) => file.write(buf, b * bs));
       raw.set(root, 0x28);
       const dataBlocks = runs.reduce((n, r) => n + r.length, 0);
-      const sectors = (dataBlocks + nTree) * (bs / 512);
+      const sectors = (dataBlocks + nTree) * (bs / 512) + xattrSectors;
       if (sectors >= 2 ** 32) {
         if (!(sb.roCompat & L.RO_COMPAT_HUGE_FILE) || sectors >= 2 ** 48) throw new VmdnError('E_UNSUPPORTED', `ext4 allocator: inode ${req.ino} needs ${sectors} sectors`);
         raw.writeUInt16LE(Math.floor(sectors / 2 ** 32), 0x74);
@@ -102,14 +102,20 @@ export async function allocateFiles(img: FsImage, reqs: AllocRequest[]): Promise
   }
 }
 
-/** The inode must be what mke2fs makes of a sparse stand-in: a regular file of this size, extents, no blocks. */
-function checkInode(raw: Buffer, req: AllocRequest, bs: number): void {
+/**
+ * The inode must be what mke2fs makes of a sparse stand-in: a regular file of
+ * this size, extents, no blocks but an xattr block if it has one. Returns the
+ * sectors i_blocks already counts (that xattr block).
+ */
+function checkInode(raw: Buffer, req: AllocRequest, bs: number, is64: boolean): number {
   const bad = (msg: string): never => allocError(`inode ${req.ino}: ${msg}`);
   if (raw.readUInt16LE(0) >>> 12 !== 0x8) bad('not a regular file');
   const flags = raw.readUInt32LE(0x20);
   if (!(flags & L.INODE_EXTENTS_FL) || flags & L.INODE_INLINE_DATA_FL) bad(`flags 0x${flags.toString(16)} are not a plain extent-mapped file`);
   if (raw.readUInt16LE(0x28) !== L.EXTENT_MAGIC || raw.readUInt16LE(0x2a) !== 0 || raw.readUInt16LE(0x2e) !== 0) bad('extent root is not empty');
-  if (raw.readUInt32LE(0x1c) !== 0 || raw.readUInt16LE(0x74) !== 0) bad('already has blocks');
+  const xattrBlock = raw.readUInt32LE(0x68) + (is64 ? raw.readUInt16LE(0x76) * 2 ** 32 : 0);
+  const xattrSectors = xattrBlock ? bs / 512 : 0;
+  if (flags & L.INODE_HUGE_FILE_FL || raw.readUInt32LE(0x1c) !== xattrSectors || raw.readUInt16LE(0x74) !== 0) bad('already has blocks');
   const size = raw.readUInt32LE(0x4) + raw.readUInt32LE(0x6c) * 2 ** 32;
   if (size !== req.size) bad(`size ${size}, expected ${req.size}`);
   const end = Math.ceil(size / bs);
@@ -119,6 +125,7 @@ function checkInode(raw: Buffer, req: AllocRequest, bs: number): void {
     if (!Number.isSafeInteger(s) || !Number.isSafeInteger(e) || s < prev || e <= s || e > end) bad(`block range ${s}-${e} out of order or past the end`);
     prev = e;
   }
+  return xattrSectors;
 }
 
 function header(b: Buffer, at: number, entries: number, max: number, depth: number): void {

@@ -124,15 +124,16 @@ export class LocalStore implements PrunableStore {
    * cold disk idle between requests. Best effort: missing objects are skipped
    * (whoever needs them reports it); stops early when `signal` aborts.
    */
-  async prefetch(digests: Iterable<Digest>, opts: ReadOptions = {}): Promise<void> {
+  async prefetch(digests: Iterable<Digest>, opts: ReadOptions & { maxBytes?: number } = {}): Promise<void> {
     const it = digests[Symbol.iterator]();
+    let bytes = 0;
     const lane = async () => {
       const buf = Buffer.allocUnsafe(1 << 20);
-      for (let r = it.next(); !r.done && !opts.signal?.aborted; r = it.next()) {
+      for (let r = it.next(); !r.done && !opts.signal?.aborted && bytes < (opts.maxBytes ?? Infinity); r = it.next()) {
         let h: fs.FileHandle | undefined;
         try {
           h = await fs.open(this.objectPath(r.value), 'r');
-          while ((await h.read(buf, 0, buf.length, null)).bytesRead === buf.length);
+          for (let n = buf.length; n === buf.length; bytes += n) n = (await h.read(buf, 0, buf.length, null)).bytesRead;
         } catch {
           /* best effort */
         } finally {

@@ -58,7 +58,8 @@ export interface CopyToFile {
 
 /** Optional capability: read objects ahead into the OS page cache, so the codec workers that need them later do not wait on the disk. */
 export interface Prefetch {
-  prefetch(digests: Iterable<Digest>, opts?: ReadOptions): Promise<void>;
+  /** Stops after about `maxBytes` (read ahead too far, the first objects would be evicted before use). */
+  prefetch(digests: Iterable<Digest>, opts?: ReadOptions & { maxBytes?: number }): Promise<void>;
 }
 
 export function canPrefetch(s: unknown): s is Prefetch {

@@ -126,7 +126,7 @@ async function buildExt4(f: FsRebuild, records: TreeRecord[], store: ReadableSto
   const ahead = new AbortController();
   const onAbort = () => ahead.abort();
   signal?.addEventListener('abort', onAbort);
-  const prefetched = canPrefetch(store) ? store.prefetch(prefetchOrder(records, f.stream), { signal: ahead.signal }) : Promise.resolve();
+  const prefetched = canPrefetch(store) ? store.prefetch(prefetchOrder(records, f.stream), { signal: ahead.signal, maxBytes: Math.min(os.freemem() / 4, 4 * 2 ** 30) }) : Promise.resolve();
   try {
     await buildWith(f, p, records, plan, sizeOnly, stage, dir, store, img, signal, onBytes);
   } finally {
