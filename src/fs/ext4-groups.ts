@@ -1,7 +1,7 @@
 /** Group descriptors (32- and 64-byte) and the allocation bitmaps they point to. */
 import * as L from './ext4-layout.js';
 import { crc32cRaw, crc32cU32 } from './ext4-crc32c.js';
-import { baseMetaBlocks, descBlockLocation, descsPerBlock, groupFirstBlock } from './ext4-superblock.js';
+import { baseMetaBlocks, descBlockLocation, descsPerBlock, groupFirstBlock, type Ext4Super } from './ext4-superblock.js';
 import type { Ext4Io } from './ext4-io.js';
 import { formatError } from './ext4-io.js';
 
@@ -21,8 +21,8 @@ function crc16(crc: number, data: Uint8Array, start = 0, end = data.length): num
   return crc & 0xffff;
 }
 
-function descChecksum(io: Ext4Io, g: number, d: Uint8Array): number | undefined {
-  const sb = io.sb;
+/** A group descriptor's checksum (crc32c under metadata_csum, crc16 under gdt_csum), undefined without either. */
+export function descChecksum(sb: Ext4Super, g: number, d: Uint8Array): number | undefined {
   const le = new Uint8Array(4);
   new DataView(le.buffer).setUint32(0, g, true);
   if (sb.csumSeed !== undefined) {
@@ -62,7 +62,7 @@ export async function loadGroupDescs(io: Ext4Io): Promise<GroupDescs> {
       out.inodeBitmap.push(lo.inodeBitmapLo + hi.inodeBitmapHi * 2 ** 32);
       out.inodeTable.push(lo.inodeTableLo + hi.inodeTableHi * 2 ** 32);
       out.flags.push(lo.flags);
-      const sum = descChecksum(io, g, d);
+      const sum = descChecksum(sb, g, d);
       if (sum !== undefined && sum !== lo.checksum) io.warn(`ext4: group ${g} descriptor checksum mismatch (stored 0x${lo.checksum.toString(16)}, computed 0x${sum.toString(16)})`);
     }
   }

@@ -14,7 +14,7 @@ import fsSync from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { encodeObject, decodeObject } from './codec.js';
-import { asVmdnError } from '../errors.js';
+import { VmdnError, asVmdnError } from '../errors.js';
 import { sha256 } from './digest.js';
 import { gcEvery } from '../util/gc.js';
 import { asBuffer, writeSkippingZeroBlocks } from '../container/writer-file.js';
@@ -43,9 +43,10 @@ export type CodecRequest =
   /**
    * Decode, verify and write the object into `outPath` (or the caller's open
    * descriptor `fd`: workers share the process's descriptors) at `offset`
-   * (sparse: all-zero 4 KiB blocks skipped).
+   * (sparse: all-zero 4 KiB blocks skipped). With `length`, an object of any
+   * other size is refused before a byte is written (the caller's room ends there).
    */
-  | { op: 'copy'; id: number; digest: string; objPath: string; source: string; outPath?: string; fd?: number; offset: number }
+  | { op: 'copy'; id: number; digest: string; objPath: string; source: string; outPath?: string; fd?: number; offset: number; length?: number }
   /**
    * Encoded bytes from elsewhere (a download): decode and verify, keep them under
    * objects/ by atomic rename, and write the data into `outPath` at every offset.
@@ -138,6 +139,7 @@ async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: A
   const data = decodeObject(req.digest, enc, req.source);
   collect(data.length);
   if (req.op === 'copy') {
+    if (req.length !== undefined && data.length !== req.length) throw new VmdnError('E_CORRUPT_OBJECT', `object ${req.digest.slice(0, 12)} has ${data.length} bytes, expected ${req.length}`, { digest: req.digest });
     await writeSparse(req.fd ?? target(req.outPath!), data, req.offset);
     return { id: req.id, ok: true, size: data.length, storedSize: enc.length };
   }

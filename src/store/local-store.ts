@@ -18,6 +18,8 @@ export interface LocalStoreOptions {
   level?: number;
 }
 
+const PREFETCH_LANES = 4;
+
 export class LocalStore implements PrunableStore {
   readonly index: StoreIndex;
   private pool: CodecPool | null = null;
@@ -100,16 +102,46 @@ export class LocalStore implements PrunableStore {
     }
   }
 
-  /** copyTo into a descriptor the caller opened (and closes once every copy into it is done). */
-  async copyToFd(digest: Digest, fd: number, offset: number): Promise<number> {
+  /**
+   * copyTo into a descriptor the caller opened (and closes once every copy into it is done).
+   * With `length`, an object of another size is refused before anything is written.
+   */
+  async copyToFd(digest: Digest, fd: number, offset: number, length?: number): Promise<number> {
     assertDigest(digest);
     const pool = this.codec();
     if (!pool) throw new VmdnError('E_INTERNAL', 'copyToFd needs codec workers');
     try {
-      return (await pool.run({ op: 'copy', digest, objPath: this.objectPath(digest), source: this.dir, fd, offset })).size!;
+      return (await pool.run({ op: 'copy', digest, objPath: this.objectPath(digest), source: this.dir, fd, offset, length })).size!;
     } catch (err) {
       throw this.notFound(err, digest);
     }
+  }
+
+  /**
+   * Read object files (in the given order, a few at a time, into scratch
+   * buffers that are thrown away) so they sit in the page cache when a worker
+   * decodes them: the workers read one object at a time each, which leaves a
+   * cold disk idle between requests. Best effort: missing objects are skipped
+   * (whoever needs them reports it); stops early when `signal` aborts.
+   */
+  async prefetch(digests: Iterable<Digest>, opts: ReadOptions & { maxBytes?: number } = {}): Promise<void> {
+    const it = digests[Symbol.iterator]();
+    let bytes = 0;
+    const lane = async () => {
+      const buf = Buffer.allocUnsafe(1 << 20);
+      for (let r = it.next(); !r.done && !opts.signal?.aborted && bytes < (opts.maxBytes ?? Infinity); r = it.next()) {
+        let h: fs.FileHandle | undefined;
+        try {
+          h = await fs.open(this.objectPath(r.value), 'r');
+          for (let n = buf.length; n === buf.length; bytes += n) n = (await h.read(buf, 0, buf.length, null)).bytesRead;
+        } catch {
+          /* best effort */
+        } finally {
+          await h?.close().catch(() => {});
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: PREFETCH_LANES }, lane));
   }
 
   async releaseTarget(outPath: string): Promise<void> {

@@ -51,8 +51,19 @@ export interface PrunableStore extends WritableStore {
 export interface CopyToFile {
   readonly canCopyTo: boolean;
   copyTo(digest: Digest, outPath: string, offset: number): Promise<number>;
-  copyToFd(digest: Digest, fd: number, offset: number): Promise<number>;
+  /** `length`: refuse (before writing) an object of any other size. */
+  copyToFd(digest: Digest, fd: number, offset: number, length?: number): Promise<number>;
   releaseTarget(outPath: string): Promise<void>;
+}
+
+/** Optional capability: read objects ahead into the OS page cache, so the codec workers that need them later do not wait on the disk. */
+export interface Prefetch {
+  /** Stops after about `maxBytes` (read ahead too far, the first objects would be evicted before use). */
+  prefetch(digests: Iterable<Digest>, opts?: ReadOptions & { maxBytes?: number }): Promise<void>;
+}
+
+export function canPrefetch(s: unknown): s is Prefetch {
+  return typeof (s as Prefetch).prefetch === 'function';
 }
 
 export function canCopyToFile(s: unknown): s is CopyToFile {

@@ -11,16 +11,15 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import type { DiskWriter } from '../container/disk.js';
 import { RawDisk } from '../container/raw.js';
-import type { ReadableStore } from '../store/types.js';
+import { canPrefetch, type ReadableStore } from '../store/types.js';
 import type { Digest } from '../store/digest.js';
 import type { Ext4Fs } from '../fs/ext4.js';
 import { e2fsName, openFsImage, type FsImage } from '../fs/ext4-image.js';
-import { walkFs } from '../fs/ext4-walk.js';
 import { mke2fsArgs, superblockFixups } from '../fs/ext4-params.js';
 import { patchInodeTimes, type InodeTimes } from '../fs/ext4-patch.js';
 import { assembleChunks } from './chunks-export.js';
 import { baseName, decodeTree, pathKey, treeDigests, type TreeRecord } from './files-tree.js';
-import { planStage, stageParent, stageTree, type BigDirPlan } from './files-stage.js';
+import { planStage, stageParent, stageTree, type BigDirPlan, type StagePlan } from './files-stage.js';
 import { emptyDirectory, installDirectory, type DirEntrySpec } from '../fs/ext4-bigdir.js';
 import type { FsRebuild, Manifest } from './manifest.js';
 import { isZero } from '../util/zero.js';
@@ -28,6 +27,7 @@ import { TreeFs } from './tree-fs.js';
 import { packageObjects } from './packages-ingredients.js';
 import { throttle, type OnProgress } from '../util/progress.js';
 import { VmdnError } from '../errors.js';
+import { allocateDirect, directFiles, stagedInodes, writeDirect } from './files-direct.js';
 
 export interface FilesExportOptions {
   signal?: AbortSignal;
@@ -76,11 +76,19 @@ export async function exportFiles(m: Manifest, store: ReadableStore, writer: Dis
   try {
     let bytesWritten = 0;
     if (writer.directTarget) {
-      // a plain file at final offsets: chunks first, then each filesystem made in place
-      bytesWritten += (await assembleChunks(m, store, inner, { signal: opts.signal })).bytesWritten;
-      for (const f of fss) {
-        bytesWritten += await build(f, { file: writer.directTarget, offset: f.offset, length: f.length });
+      // a plain file at final offsets: the chunks (which never overlap a filesystem) go in
+      // while each filesystem is made in place
+      const chunks = assembleChunks(m, store, inner, { signal: opts.signal });
+      chunks.catch(() => {}); // surfaced below
+      try {
+        for (const f of fss) {
+          bytesWritten += await build(f, { file: writer.directTarget, offset: f.offset, length: f.length });
+        }
+      } catch (err) {
+        await Promise.allSettled([chunks]);
+        throw err;
       }
+      bytesWritten += (await chunks).bytesWritten;
     } else {
       // writes must ascend: chunks below each filesystem, the filesystem (built aside), and on
       let c = 0;
@@ -112,8 +120,31 @@ async function buildExt4(f: FsRebuild, records: TreeRecord[], store: ReadableSto
   const stage = await fsp.mkdtemp(path.join(stageParent(bytes, dir), 'vmdn-stage-'));
   const p = f.params;
   const plan = planStage(records, p.blockSize, p.features.includes('metadata_csum'));
+  // big files' content skips the stage and mke2fs: written into blocks allocated after it
+  const sizeOnly = directFiles(records, p, store);
+  // the objects go through the page cache ahead of the workers (cold disks: the workers would wait on reads)
+  const ahead = new AbortController();
+  const onAbort = () => ahead.abort();
+  signal?.addEventListener('abort', onAbort);
+  const prefetched = canPrefetch(store) ? store.prefetch(prefetchOrder(records, f.stream), { signal: ahead.signal, maxBytes: Math.min(os.freemem() / 4, 4 * 2 ** 30) }) : Promise.resolve();
   try {
-    await stageTree(records, plan, stage, store, f.stream, { signal, onBytes, packages: f.packages, tree: new TreeFs(f, records, store), workDir: dir });
+    await buildWith(f, p, records, plan, sizeOnly, stage, dir, store, img, signal, onBytes);
+  } finally {
+    ahead.abort();
+    signal?.removeEventListener('abort', onAbort);
+    await prefetched;
+  }
+}
+
+/** Small-file stream first (staged first), then big files' chunks in record order. */
+function* prefetchOrder(records: TreeRecord[], stream: FsRebuild['stream']): Generator<Digest> {
+  for (const c of stream) yield c[2];
+  for (const r of records) if (r.link === undefined) for (const c of r.chunks ?? []) yield c[2];
+}
+
+async function buildWith(f: FsRebuild, p: FsRebuild['params'], records: TreeRecord[], plan: StagePlan, sizeOnly: Set<number>, stage: string, dir: string, store: ReadableStore, img: FsImage, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<void> {
+  try {
+    await stageTree(records, plan, stage, store, f.stream, { signal, onBytes, packages: f.packages, tree: new TreeFs(f, records, store), workDir: dir, sizeOnly });
     await run('mke2fs', [...mke2fsArgs(p, img.offset), '-d', stage, img.file, String(p.blocksCount)], signal);
   } catch (err) {
     await fsp.rm(stage, { recursive: true, force: true });
@@ -121,15 +152,28 @@ async function buildExt4(f: FsRebuild, records: TreeRecord[], store: ReadableSto
   }
   // the stage goes in another process while this one finishes the filesystem (tens of thousands of unlinks)
   const removed = removeTree(stage);
+  let content: Promise<void> = Promise.resolve();
   try {
+    // before the fixups: debugfs frees blocks (big directories' scaffolding) that would then hold stale bytes
+    const scaffold = new Set(['lost+found', ...plan.bigDirs.flatMap((b) => [b.hold, b.reserve])]);
+    const inos = await stagedInodes(img, plan.where, scaffold);
+    if (sizeOnly.size) {
+      const direct = await allocateDirect(img, records, inos, sizeOnly, p);
+      content = writeDirect(img, direct, store, signal, onBytes);
+      content.catch(() => {}); // surfaced below
+    }
     const fixups = superblockFixups(p);
     for (const b of plan.bigDirs) fixups.push(...(await finishBigDir(img, records, b)));
     if (!records.some((r) => pathKey(r.path) === 'lost+found')) fixups.push('rmdir /lost+found');
     await run('debugfs', ['-w', '-f', '-', e2fsName(img)], signal, fixups.join('\n') + '\n');
-    await patchInodeTimes(img, await timesByInode(img, records));
+    await patchInodeTimes(img, timesByInode(records, inos));
+  } catch (err) {
+    await Promise.allSettled([content]);
+    throw err;
   } finally {
     await removed;
   }
+  await content;
 }
 
 /** `rm -rf` in a child process; falls back to removing here if that fails. */
@@ -189,23 +233,9 @@ async function finishBigDir(img: FsImage, records: TreeRecord[], b: BigDirPlan):
   return [...holdInos.map((_, k) => `rmdir /${b.hold}/${k}`), `rmdir /${b.hold}`, `rm /${b.reserve}`];
 }
 
-/** Map recorded times onto the rebuilt filesystem's inode numbers, by path. */
-async function timesByInode(img: FsImage, records: TreeRecord[]): Promise<Map<number, InodeTimes>> {
-  const byPath = new Map(records.map((r) => [pathKey(r.path), r] as const));
-  const opened = await openFsImage(img);
-  try {
-    const fs = opened.fs;
-    const out = new Map<number, InodeTimes>();
-    for await (const { pathBytes, node } of walkFs(fs)) {
-      const r = byPath.get(pathKey(pathBytes.subarray(pathBytes.length ? 1 : 0)));
-      if (!r) throw new VmdnError('E_INTERNAL', `rebuilt filesystem has ${Buffer.from(pathBytes).toString()} that the tree does not`);
-      out.set(node.ino, r.times);
-    }
-    if (out.size === 0) throw new VmdnError('E_INTERNAL', 'rebuilt filesystem is empty');
-    return out;
-  } finally {
-    await opened.close();
-  }
+/** Recorded times by the rebuilt filesystem's inode numbers (hard links share theirs). */
+function timesByInode(records: TreeRecord[], inos: number[]): Map<number, InodeTimes> {
+  return new Map(records.map((r, i) => [inos[i]!, r.times] as const));
 }
 
 async function copyImage(file: string, base: number, writer: DiskWriter, signal?: AbortSignal): Promise<number> {

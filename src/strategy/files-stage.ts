@@ -33,6 +33,8 @@ export interface StageOptions {
   /** The recorded tree as a filesystem (package paths are resolved through its symlinks). */
   tree?: FileSystem;
   workDir?: string;
+  /** Record indices of files staged as sparse stand-ins (size only): their content goes into the image later (files-direct). */
+  sizeOnly?: Set<number>;
 }
 
 /** A directory with more non-directory entries than this is built by ext4-bigdir instead of mke2fs. */
@@ -152,6 +154,10 @@ export async function stageTree(records: TreeRecord[], plan: StagePlan, stage: s
     while (next < files.length) {
       opts.signal?.throwIfAborted();
       const [r, i] = files[next++]!;
+      if (opts.sizeOnly?.has(i)) {
+        standIn(at(i), r);
+        continue;
+      }
       await (direct ? writeFileDirect(at(i), r, direct, opts) : writeFile(at(i), r, store, opts));
     }
   };
@@ -227,6 +233,18 @@ async function writeFileDirect(p: Buffer, r: TreeRecord, store: CopyToFile, opts
     const settled = await Promise.allSettled(Array.from({ length: Math.min(CHUNKS_IN_FLIGHT, chunks.length) }, lane));
     for (const x of settled) if (x.status === 'rejected') throw x.reason;
     opts.signal?.throwIfAborted();
+    fs.fchownSync(fd, r.uid, r.gid);
+    fs.fchmodSync(fd, r.perm);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Size, owner and mode only: mke2fs gives a fully sparse file an inode without blocks. */
+function standIn(p: Buffer, r: TreeRecord): void {
+  const fd = fs.openSync(p, WRITE_FLAGS, 0o600);
+  try {
+    fs.ftruncateSync(fd, r.size!);
     fs.fchownSync(fd, r.uid, r.gid);
     fs.fchmodSync(fd, r.perm);
   } finally {

@@ -35,6 +35,38 @@ describe('LocalStore on disk', () => {
     }
   });
 
+  it('copyToFd with a length refuses an object of another size before writing', async () => {
+    const t = tmpDir();
+    const store = await LocalStore.open(t.dir, { workers: 1 });
+    const out = `${t.dir}/out`;
+    fs.writeFileSync(out, Buffer.alloc(100_000, 0x11));
+    const fd = fs.openSync(out, 'r+');
+    try {
+      const data = prng(22, 50_000);
+      const { digest } = await store.put(data);
+      await assert.rejects(store.copyToFd(digest, fd, 10, 49_999), (e: VmdnError) => e.code === 'E_CORRUPT_OBJECT');
+      assert.ok(fs.readFileSync(out).equals(Buffer.alloc(100_000, 0x11)), 'nothing written');
+      assert.equal(await store.copyToFd(digest, fd, 10, 50_000), 50_000);
+      assert.ok(fs.readFileSync(out).subarray(10, 50_010).equals(data));
+    } finally {
+      fs.closeSync(fd);
+      await store.close();
+      t.cleanup();
+    }
+  });
+
+  it('prefetch reads objects without failing on missing ones', async () => {
+    const t = tmpDir();
+    const store = await LocalStore.open(t.dir, { workers: 0 });
+    try {
+      const { digest } = await store.put(prng(23, 3 << 20));
+      await store.prefetch([digest, '0'.repeat(64) as typeof digest, digest]);
+    } finally {
+      await store.close();
+      t.cleanup();
+    }
+  });
+
   it('leaves no temp files after writes', async () => {
     const t = tmpDir();
     const store = await LocalStore.open(t.dir, { workers: 2 });
