@@ -91,27 +91,24 @@ export class LocalStore implements PrunableStore {
    * worker: the fast path for raw export (see DiskWriter.directTarget).
    * Returns the object's size. Call releaseTarget(outPath) when done.
    */
-  async copyTo(digest: Digest, outPath: string, offset: number): Promise<number> {
-    assertDigest(digest);
-    const pool = this.codec();
-    if (!pool) throw new VmdnError('E_INTERNAL', 'copyTo needs codec workers');
-    try {
-      return (await pool.run({ op: 'copy', digest, objPath: this.objectPath(digest), source: this.dir, outPath, offset })).size!;
-    } catch (err) {
-      throw this.notFound(err, digest);
-    }
+  copyTo(digest: Digest, outPath: string, offset: number): Promise<number> {
+    return this.copy(digest, { outPath, offset });
   }
 
   /**
    * copyTo into a descriptor the caller opened (and closes once every copy into it is done).
    * With `length`, an object of another size is refused before anything is written.
    */
-  async copyToFd(digest: Digest, fd: number, offset: number, length?: number): Promise<number> {
+  copyToFd(digest: Digest, fd: number, offset: number, length?: number): Promise<number> {
+    return this.copy(digest, { fd, offset, length });
+  }
+
+  private async copy(digest: Digest, to: { outPath?: string; fd?: number; offset: number; length?: number }): Promise<number> {
     assertDigest(digest);
     const pool = this.codec();
-    if (!pool) throw new VmdnError('E_INTERNAL', 'copyToFd needs codec workers');
+    if (!pool) throw new VmdnError('E_INTERNAL', 'copying into a file needs codec workers');
     try {
-      return (await pool.run({ op: 'copy', digest, objPath: this.objectPath(digest), source: this.dir, fd, offset, length })).size!;
+      return (await pool.run({ op: 'copy', digest, objPath: this.objectPath(digest), source: this.dir, ...to })).size!;
     } catch (err) {
       throw this.notFound(err, digest);
     }
