@@ -80,19 +80,25 @@ export function planPacks(order: Digest[], refsOf: ReadonlyMap<Digest, Digest[]>
   let bytes = 0;
   let refBytes = 0;
   let refSet = new Set<Digest>();
+  // a run's objects share one reference list: go through it once per pack, not once per object
+  let seen = new Set<Digest[]>();
   const close = () => {
     if (cur.digests.length) plans.push(cur);
     cur = { digests: [], refs: [] };
     bytes = 0;
     refBytes = 0;
     refSet = new Set();
+    seen = new Set();
   };
   for (const d of order) {
     const n = est(d);
     if (cur.digests.length && (cur.digests.length >= MAX_BATCH || bytes + n > MAX_PACK_BYTES)) close();
     cur.digests.push(d);
     bytes += n;
-    for (const r of refsOf.get(d) ?? []) {
+    const list = refsOf.get(d);
+    if (!list || seen.has(list)) continue;
+    seen.add(list);
+    for (const r of list) {
       if (refSet.has(r) || !isHeld(r) || cur.refs.length >= MAX_PACK_REFS) continue;
       const rn = est(r);
       // a dictionary larger than what it helps to compress costs both ends more than it saves

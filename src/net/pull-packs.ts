@@ -97,7 +97,19 @@ export class PackPuller {
 
   private plan(order: Digest[], target: Sequences, held: Sequences[], size: Map<Digest, number> = new Map()): PackPlan[] {
     const refs = nominate(target, held, new Set(order));
-    return planPacks(order, refs, (d) => !!this.cache.index.getObject(d), (d) => size.get(d) ?? this.cache.index.getObject(d)?.size);
+    // one set query for every candidate, not one lookup per use
+    const candidates = new Set<Digest>();
+    for (const list of new Set(refs.values())) for (const r of list) candidates.add(r);
+    const present = this.cache.index.presentObjects(candidates);
+    const refSize = new Map<Digest, number>();
+    const sizeOf = (d: Digest) => {
+      const known = size.get(d) ?? refSize.get(d);
+      if (known !== undefined) return known;
+      const s = this.cache.index.getObject(d)?.size;
+      if (s !== undefined) refSize.set(d, s);
+      return s;
+    };
+    return planPacks(order, refs, (d) => present.has(d), sizeOf);
   }
 
   private async run(plans: PackPlan[]): Promise<void> {
