@@ -18,6 +18,9 @@ import { VmdnError } from '../errors.js';
 import { nominate, planPacks, sequences, type PackPlan, type Sequences } from './delta-refs.js';
 
 const PACK_LANES = 2;
+/** Held images whose manifests are read as candidates, and how many of them serve as references. */
+const CANDIDATES = 32;
+const REFERENCE_IMAGES = 4;
 
 export interface PackStats {
   packs: number;
@@ -32,14 +35,22 @@ export class PackPuller {
   private heldManifests: Array<{ digest: Digest; manifest: Manifest }> | undefined;
   private off = false;
 
-  constructor(private readonly remote: HttpStore, private readonly cache: LocalStore, private readonly signal?: AbortSignal) {}
+  /** `name`: the image's name (its other tags are the likeliest references). */
+  constructor(private readonly remote: HttpStore, private readonly cache: LocalStore, private readonly name: string, private readonly signal?: AbortSignal) {}
 
-  /** The images the cache holds, other than `except` (read once). */
+  /**
+   * Candidate images the cache holds, other than `except` (read once): the
+   * target's own name first (its earlier tags), then the newest, at most
+   * CANDIDATES, so a cache of thousands of images costs no more than a few.
+   */
   private async held(except: Digest): Promise<Array<{ digest: Digest; manifest: Manifest }>> {
     if (!this.heldManifests) {
       this.heldManifests = [];
+      const rows = this.cache.index.listImages().filter((r) => r.manifest !== except);
+      rows.sort((a, b) => Number(b.name === this.name) - Number(a.name === this.name) || b.created.localeCompare(a.created));
       const seen = new Set<Digest>();
-      for (const img of this.cache.index.listImages()) {
+      for (const img of rows) {
+        if (this.heldManifests.length >= CANDIDATES) break;
         if (seen.has(img.manifest) || !this.cache.index.getObject(img.manifest)) continue;
         seen.add(img.manifest);
         try {
@@ -49,7 +60,20 @@ export class PackPuller {
         }
       }
     }
-    return this.heldManifests.filter((h) => h.digest !== except);
+    return this.heldManifests;
+  }
+
+  /** The held images sharing most of the target manifest's own objects (their trees are read next), at most REFERENCE_IMAGES. */
+  private async closest(m: Manifest, self: Digest): Promise<Array<{ digest: Digest; manifest: Manifest }>> {
+    const own = new Set([...sequences(m).values()].flat());
+    const score = (h: Manifest) => {
+      let n = 0;
+      for (const seq of sequences(h).values()) for (const d of seq) if (own.has(d)) n++;
+      return n;
+    };
+    const ranked = (await this.held(self)).map((h) => ({ h, n: score(h.manifest) }));
+    ranked.sort((a, b) => b.n - a.n);
+    return ranked.slice(0, REFERENCE_IMAGES).map((x) => x.h);
   }
 
   /**
@@ -61,7 +85,7 @@ export class PackPuller {
     const held = await this.held(digest);
     if (!held.length) this.off = true;
     if (this.off || this.cache.index.getObject(digest)) return;
-    await this.run([{ digests: [digest], refs: held.map((h) => h.digest) }]);
+    await this.run([{ digests: [digest], refs: held.slice(0, REFERENCE_IMAGES).map((h) => h.digest) }]);
   }
 
   /** Step 2: the trees and times a files manifest names. */
@@ -69,7 +93,7 @@ export class PackPuller {
     const names = (m.filesystems ?? []).flatMap((f) => [...f.tree, ...f.times]);
     const missing = names.filter((d) => !this.cache.index.getObject(d));
     if (!missing.length || this.off) return;
-    const held = (await this.held(self)).map((h) => sequences(h.manifest));
+    const held = (await this.closest(m, self)).map((h) => sequences(h.manifest));
     const target = sequences(m);
     await this.run(this.plan(missing, target, held));
   }
@@ -83,7 +107,7 @@ export class PackPuller {
       return out;
     };
     const held: Sequences[] = [];
-    for (const h of await this.held(self)) held.push(sequences(h.manifest, await treesOf(h.manifest)));
+    for (const h of await this.closest(m, self)) held.push(sequences(h.manifest, await treesOf(h.manifest)));
     const trees = await treesOf(m);
     const target = sequences(m, trees);
     // sequence order keeps neighbours (and so their shared bytes) in one pack

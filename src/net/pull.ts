@@ -79,7 +79,7 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
   const store = await CachingStore.open(o.cache, remote);
   try {
     const digest = await remote.resolve(o.ref, o.signal);
-    const packs = o.packs === false || !o.cache.canCopyTo ? undefined : new PackPuller(remote, o.cache, o.signal);
+    const packs = o.packs === false || !o.cache.canCopyTo ? undefined : new PackPuller(remote, o.cache, o.ref.name, o.signal);
     await packs?.manifest(digest);
     const manifest = decodeManifest(await store.get(digest, { signal: o.signal }), `${o.url} ${digest.slice(0, 12)}`);
     const lap = laps();
