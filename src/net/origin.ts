@@ -127,14 +127,16 @@ export class Origin {
   private async pack(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const r = await readPackRequest(req);
     const have = this.store.index.presentObjects([...r.digests, ...r.refs]);
-    const sent = await servePack(res, r, async (d) => {
-      if (!have.has(d)) return undefined;
-      try {
-        return await this.store.get(d);
-      } catch (err) {
-        if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') return undefined;
-        throw err;
-      }
+    const sent = await servePack(res, r, {
+      size: (d) => (have.has(d) ? this.store.index.getObject(d)?.size : undefined),
+      get: async (d) => {
+        try {
+          return await this.store.get(d);
+        } catch (err) {
+          if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') return undefined;
+          throw err;
+        }
+      },
     }, (o, refs) => this.packer.compress(o, refs));
     for (const d of sent.sent) this.opts.onObjectRequest?.(d, 'POST');
     this.stats.objectRequests += sent.sent.length;

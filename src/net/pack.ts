@@ -82,6 +82,7 @@ export function decodePack(frame: Uint8Array, refs: Uint8Array[], wanted: Readon
   const bad = (why: string) => new VmdnError('E_CORRUPT_OBJECT', `pack from ${source}: ${why}`, { source });
   const size = frameContentSize(frame);
   const limit = wanted.size * RECORD_HEAD + MAX_PACK_BYTES;
+  if (frame.length > limit + (1 << 20)) throw bad(`${frame.length} bytes on the wire, more than ${wanted.size} objects can be`);
   if (size < 0 || size > limit) throw bad(size < 0 ? 'bad zstd frame header' : `declares ${size} bytes, more than ${wanted.size} objects can be`);
   let raw: Buffer;
   try {
@@ -132,23 +133,38 @@ export async function readPackRequest(req: http.IncomingMessage): Promise<PackRe
  * server lacks the object). Objects beyond MAX_PACK_BYTES are left out like
  * missing ones: the client asks again for what did not come.
  */
-export async function servePack(res: http.ServerResponse, r: PackRequest, get: (d: Digest) => Promise<Uint8Array | undefined>, compress: (o: PackObject[], refs: Uint8Array[]) => Promise<Uint8Array>): Promise<{ sent: Digest[]; bytes: number; rawBytes: number }> {
+export async function servePack(res: http.ServerResponse, r: PackRequest, store: { size: (d: Digest) => number | undefined; get: (d: Digest) => Promise<Uint8Array | undefined> }, compress: (o: PackObject[], refs: Uint8Array[]) => Promise<Uint8Array>): Promise<{ sent: Digest[]; bytes: number; rawBytes: number }> {
+  // chosen by the sizes the index records before anything is read, so no request makes the server hold more than the limits
+  const pick = (ds: Digest[], limit: number, stopAtMissing: boolean): Digest[] => {
+    const out: Digest[] = [];
+    let n = 0;
+    for (const d of ds) {
+      const size = store.size(d);
+      if (size === undefined) {
+        if (stopAtMissing) break;
+        continue;
+      }
+      if ((out.length || stopAtMissing) && n + size > limit) break;
+      out.push(d);
+      n += size;
+    }
+    return out;
+  };
   // fetched together: each get decodes and verifies in the store's workers
-  const got = await Promise.all(r.digests.map((d) => get(d)));
+  const wanted = pick(r.digests, MAX_PACK_BYTES, false);
+  const got = await Promise.all(wanted.map((d) => store.get(d)));
   const objects: PackObject[] = [];
   let rawBytes = 0;
-  for (const [i, data] of got.entries()) {
-    if (!data) continue;
-    if (objects.length && rawBytes + data.length > MAX_PACK_BYTES) break;
-    objects.push({ digest: r.digests[i]!, data });
+  got.forEach((data, i) => {
+    if (!data) return;
+    objects.push({ digest: wanted[i]!, data });
     rawBytes += data.length;
-  }
+  });
   const refs: Uint8Array[] = [];
-  let refBytes = 0;
-  for (const data of await Promise.all(r.refs.map((d) => get(d)))) {
-    if (!data || refBytes + data.length > MAX_PACK_REF_BYTES) break;
+  // references must be a prefix of the request's list: stop at the first one that cannot be had
+  for (const data of await Promise.all(pick(r.refs, MAX_PACK_REF_BYTES, true).map((d) => store.get(d)))) {
+    if (!data) break;
     refs.push(data);
-    refBytes += data.length;
   }
   const frame = await compress(objects, refs);
   res.writeHead(200, { 'content-type': PACK_CONTENT_TYPE, 'cache-control': NO_STORE, 'content-length': frame.length, [PACK_REFS_HEADER]: String(refs.length) });
