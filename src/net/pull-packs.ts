@@ -98,8 +98,8 @@ export class PackPuller {
     await this.run(this.plan(missing, target, held));
   }
 
-  /** Step 3: the rest of `missing` (emptied of what arrived). */
-  async objects(m: Manifest, self: Digest, missing: Set<Digest>): Promise<void> {
+  /** Step 3: the rest of `missing` (emptied of what arrived); `trees`: the target's records, already read. */
+  async objects(m: Manifest, self: Digest, missing: Set<Digest>, trees: Array<TreeRecord[] | undefined>): Promise<void> {
     if (!missing.size || this.off) return;
     const treesOf = async (x: Manifest) => {
       const out: Array<TreeRecord[] | undefined> = [];
@@ -108,7 +108,6 @@ export class PackPuller {
     };
     const held: Sequences[] = [];
     for (const h of await this.closest(m, self)) held.push(sequences(h.manifest, await treesOf(h.manifest)));
-    const trees = await treesOf(m);
     const target = sequences(m, trees);
     // sequence order keeps neighbours (and so their shared bytes) in one pack
     const order: Digest[] = [];

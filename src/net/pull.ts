@@ -17,6 +17,7 @@ import { assembleChunks } from '../strategy/chunks-export.js';
 import { parseChunkerSpec } from '../strategy/chunker.js';
 import { dataBytes, decodeManifest, type Manifest } from '../strategy/manifest.js';
 import { exportFiles, manifestObjects } from '../strategy/files-export.js';
+import type { TreeRecord } from '../strategy/files-tree.js';
 import path from 'node:path';
 import { formatFromPath, openWriter, planCuts, type OutputFormat } from '../strategy/image-ops.js';
 import type { OnProgress } from '../util/progress.js';
@@ -88,7 +89,8 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
     const treesFetched = treeNames.size - o.cache.index.presentObjects(treeNames).size;
     await packs?.trees(manifest, digest);
     // a files manifest names its tree objects; fetching those (through the cache) gives the rest
-    const chunks = await manifestObjects(manifest, store, o.signal);
+    const trees: TreeRecord[][] = [];
+    const chunks = await manifestObjects(manifest, store, o.signal, trees);
     const present = o.cache.index.presentObjects(chunks);
     const missing = new Set([...chunks].filter((d) => !present.has(d)));
     const cached = chunks.size - missing.size - treesFetched;
@@ -102,7 +104,7 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
       bytesSeeded += r.bytes;
     }
     // what no seed had: in packs, against the images the cache holds
-    await packs?.objects(manifest, digest, missing);
+    await packs?.objects(manifest, digest, missing, trees);
     const tSeeds = lap();
     const toFetch = [...missing];
     let format: OutputFormat | undefined;

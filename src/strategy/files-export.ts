@@ -45,13 +45,15 @@ export async function loadTree(f: FsRebuild, store: ReadableStore, signal?: Abor
   return records;
 }
 
-/** Every object a manifest needs, the trees' content included. */
-export async function manifestObjects(m: Manifest, store: ReadableStore, signal?: AbortSignal): Promise<Set<Digest>> {
+/** Every object a manifest needs, the trees' content included (`trees`, if given, receives each filesystem's records). */
+export async function manifestObjects(m: Manifest, store: ReadableStore, signal?: AbortSignal, trees?: TreeRecord[][]): Promise<Set<Digest>> {
   const out = new Set<Digest>(m.chunks.map((c) => c[2]));
   for (const f of m.filesystems ?? []) {
     for (const d of [...f.tree, ...f.times, ...f.stream.map((c) => c[2])]) out.add(d);
     for (const p of f.packages ?? []) for (const d of packageObjects(p)) out.add(d);
-    for (const d of treeDigests(await loadTree(f, store, signal))) out.add(d);
+    const records = await loadTree(f, store, signal);
+    trees?.push(records);
+    for (const d of treeDigests(records)) out.add(d);
   }
   return out;
 }
