@@ -51,6 +51,11 @@ export class VmdnError extends Error {
 export function asVmdnError(err: unknown): VmdnError {
   if (err instanceof VmdnError) return err;
   const e = err as NodeJS.ErrnoException;
+  // the store index (better-sqlite3): a full disk or failing I/O is E_IO like any file's, the rest a store error
+  if (e && typeof e.code === 'string' && e.code.startsWith('SQLITE_')) {
+    const io = /^SQLITE_(FULL|IOERR|CANTOPEN|READONLY|PERM|NOMEM)/.test(e.code);
+    return new VmdnError(io ? 'E_IO' : 'E_STORE', `store index: ${e.message}`, { sqlite: e.code }, { cause: err });
+  }
   if (e && typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code)) {
     if (e.code === 'ENOENT') return new VmdnError('E_NOT_FOUND', e.message, { errno: e.code }, { cause: err });
     return new VmdnError('E_IO', e.message, { errno: e.code }, { cause: err });

@@ -6,6 +6,7 @@
  */
 import http from 'node:http';
 import fs from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { LocalStore } from '../store/local-store.js';
 import { assertDigest, type Digest } from '../store/digest.js';
 import { formatImageRef } from '../store/image-name.js';
@@ -24,6 +25,8 @@ export interface OriginOptions {
   token?: string;
   /** Called for every object GET/HEAD and every object sent in a batch (tests count upstream traffic with it). */
   onObjectRequest?: (digest: Digest, method: string) => void;
+  /** How long the store's writer lease outlives the last upload request, ms (default 120 s). */
+  uploadLeaseMs?: number;
 }
 
 export interface OriginStats {
@@ -40,6 +43,15 @@ export class Origin {
   readonly stats: OriginStats = { requests: 0, objectRequests: 0, objectBytesServed: 0, objectsUploaded: 0, bytesUploaded: 0, authFailures: 0 };
   url = '';
   private readonly packer = new PackCompressor();
+  /**
+   * A push is several requests (ask what is missing, upload, name the
+   * manifest): the store's writer lease is taken by the first and kept until
+   * no upload request came for uploadLeaseMs, so a gc on this store waits
+   * instead of deleting what a push was told is present or has just sent.
+   */
+  private lastUpload = 0;
+  private linger: Promise<void> | undefined;
+  private readonly closing = new AbortController();
 
   constructor(readonly store: LocalStore, private readonly opts: OriginOptions = {}) {
     this.server = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
@@ -53,6 +65,8 @@ export class Origin {
   }
 
   async close(): Promise<void> {
+    this.closing.abort();
+    await this.linger;
     await closeServer(this.server);
     await this.packer.close();
   }
@@ -91,8 +105,10 @@ export class Origin {
       this.auth(req);
       const body = await readJson<{ digests?: unknown }>(req, 16 << 20);
       if (!isDigestList(body.digests)) throw new VmdnError('E_USAGE', 'body must be {"digests": [up to 100000 digests]}');
-      const have = this.store.index.presentObjects(body.digests);
-      return sendJson(res, 200, { missing: body.digests.filter((d) => !have.has(d)) });
+      const digests = body.digests;
+      // under the lease: what is present now stays until the push names its manifest
+      const have = await this.uploading(async () => this.store.index.presentObjects(digests));
+      return sendJson(res, 200, { missing: digests.filter((d) => !have.has(d)) });
     }
     if (r.kind === 'stats' && read) return sendJson(res, 200, { role: 'origin', ...this.stats, ...this.store.index.totals() });
     if (r.kind === 'metrics' && read) {
@@ -143,6 +159,25 @@ export class Origin {
     this.stats.objectBytesServed += sent.bytes;
   }
 
+  /** Run an authorised upload request under the store's writer lease (see `linger`). */
+  private uploading<T>(fn: () => Promise<T>): Promise<T> {
+    return this.store.writing(async () => {
+      try {
+        return await fn();
+      } finally {
+        this.lastUpload = Date.now();
+        if (!this.linger && !this.closing.signal.aborted) this.linger = this.store.writing(() => this.idle()).finally(() => (this.linger = undefined));
+      }
+    }, this.closing.signal);
+  }
+
+  private async idle(): Promise<void> {
+    const ms = this.opts.uploadLeaseMs ?? 120_000;
+    for (let left = ms; left > 0 && !this.closing.signal.aborted; left = this.lastUpload + ms - Date.now()) {
+      await sleep(left, undefined, { signal: this.closing.signal }).catch(() => {});
+    }
+  }
+
   private auth(req: http.IncomingMessage): void {
     try {
       requireToken(req, this.opts.token);
@@ -158,7 +193,7 @@ export class Origin {
     this.auth(req);
     const body = await readBody(req);
     // putEncoded decodes and re-hashes: a wrong or damaged upload is refused (E_CORRUPT_OBJECT)
-    const r = await this.store.putEncoded(digest, body).catch((err) => {
+    const r = await this.uploading(() => this.store.putEncoded(digest, body)).catch((err) => {
       throw err instanceof VmdnError && err.code === 'E_CORRUPT_OBJECT' ? new VmdnError('E_USAGE', `upload of ${digest.slice(0, 12)} does not match its digest`, { digest }) : err;
     });
     if (r.added) {
@@ -172,6 +207,12 @@ export class Origin {
     this.auth(req);
     const body = await readJson<{ manifest?: unknown }>(req, 4096);
     const digest = assertDigest(body.manifest, 'manifest digest');
+    // the checks and the naming under one lease: gc cannot delete between them
+    await this.uploading(() => this.nameImage(ref, digest));
+    sendJson(res, 201, { ref: formatImageRef(ref), manifest: digest });
+  }
+
+  private async nameImage(ref: { name: string; tag: string }, digest: Digest): Promise<void> {
     if (!this.store.index.getObject(digest)) throw new VmdnError('E_INCOMPLETE', `manifest ${digest.slice(0, 12)} not uploaded`, { digest });
     const manifest = decodeManifest(await this.store.get(digest), `upload ${digest.slice(0, 12)}`);
     const lacking = (ds: Iterable<Digest>) => {
@@ -187,6 +228,5 @@ export class Origin {
       ...ref, manifest: digest, created: new Date().toISOString(), virtualSize: manifest.virtualSize,
       allocatedSize: manifest.allocated, dataSize: dataBytes(manifest), format: manifest.source.format,
     }, [...chunks.keys(), digest]);
-    sendJson(res, 201, { ref: formatImageRef(ref), manifest: digest });
   }
 }

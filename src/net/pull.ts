@@ -73,7 +73,12 @@ export interface PullResult {
   phases: { resolve: number; seeds: number; download: number; write: number };
 }
 
+/** Holds the cache's writer lease throughout: gc must not delete objects the pull counts on before the name keeps them. */
 export async function pullImage(o: PullOptions): Promise<PullResult> {
+  return o.cache.writing(() => pullLeased(o), o.signal);
+}
+
+async function pullLeased(o: PullOptions): Promise<PullResult> {
   const t0 = Date.now();
   // one keep-alive connection per parallel download
   const remote = new HttpStore(o.url, { connections: o.concurrency ?? DEFAULT_CONCURRENCY, ...o.http });

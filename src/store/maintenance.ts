@@ -1,6 +1,7 @@
 /** Store upkeep: garbage collection, full verification and totals. */
+import fs from 'node:fs/promises';
 import type { LocalStore } from './local-store.js';
-import type { Digest } from './digest.js';
+import { isDigest, type Digest } from './digest.js';
 import { decodeManifest } from '../strategy/manifest.js';
 import { asVmdnError } from '../errors.js';
 import type { OnProgress } from '../util/progress.js';
@@ -11,19 +12,45 @@ export interface GcResult {
   removedTmpFiles: number;
 }
 
-/** Delete every object no named image needs, and temp files of dead processes. */
-export async function collectGarbage(store: LocalStore, opts: { dryRun?: boolean } = {}): Promise<GcResult> {
+/**
+ * Delete every object no named image needs, and temp files of dead processes.
+ * Holds the store alone (lease.ts): a writer's objects are unnamed until its
+ * last step, so gc must not run beside one. Each batch of deletes re-checks in
+ * its transaction that no image needs the rows (any more), and an object's row
+ * goes before its file: a gc killed midway leaves at worst unindexed files.
+ */
+export async function collectGarbage(store: LocalStore, opts: { dryRun?: boolean; signal?: AbortSignal } = {}): Promise<GcResult> {
+  if (opts.dryRun) return sweep(store, true);
+  return store.exclusive(() => sweep(store, false), opts.signal);
+}
+
+const DELETE_BATCH = 512;
+
+async function sweep(store: LocalStore, dryRun: boolean): Promise<GcResult> {
   const live = store.index.liveDigests();
   const res: GcResult = { removedObjects: 0, freedBytes: 0, removedTmpFiles: 0 };
-  for await (const f of store.objectFiles()) {
-    if (live.has(f.digest)) continue;
+  const files = new Set<Digest>();
+  // a stray non-digest file is left for verify to report
+  for await (const f of store.objectFiles()) if (isDigest(f.digest) && !live.has(f.digest)) files.add(f.digest);
+  const rows = new Map(store.index.listObjects().filter((o) => !live.has(o.digest)).map((o) => [o.digest, o.storedSize]));
+  // index rows whose files vanished go too
+  const dead = [...new Set([...files, ...rows.keys()])];
+  const count = (d: Digest) => {
+    if (!files.has(d)) return;
     res.removedObjects++;
-    res.freedBytes += store.index.getObject(f.digest)?.storedSize ?? 0;
-    if (!opts.dryRun) await store.delete(f.digest).catch(() => {});
+    res.freedBytes += rows.get(d) ?? 0;
+  };
+  if (dryRun) {
+    dead.forEach(count);
+    return res;
   }
-  // index rows whose files vanished
-  for (const o of store.index.listObjects()) if (!live.has(o.digest) && !opts.dryRun) store.index.deleteObject(o.digest);
-  if (!opts.dryRun) res.removedTmpFiles = await store.cleanTmp();
+  for (let i = 0; i < dead.length; i += DELETE_BATCH) {
+    for (const d of store.index.deleteUnreferenced(dead.slice(i, i + DELETE_BATCH))) {
+      count(d);
+      await fs.rm(store.objectPath(d), { force: true });
+    }
+  }
+  res.removedTmpFiles = await store.cleanTmp();
   return res;
 }
 

@@ -10,11 +10,19 @@
  * A commit per row was a third of a pull's main-thread time; lagging rows
  * only widen the window the paragraph above already allows. Every other
  * query flushes the queue first, so readers in this process never see it.
+ *
+ * Every write transaction is IMMEDIATE: a deferred one that read first cannot
+ * upgrade once another process has committed (SQLITE_BUSY at once, no busy
+ * wait), which a busy store turned into failed imports. A write still busy
+ * after the busy timeout is retried a few times before it fails.
+ *
+ * The `leases` table is the store's reader/writer lock (lease.ts).
  */
 import Database from 'better-sqlite3';
 import type { Digest } from './digest.js';
 import type { ObjectStat } from './types.js';
-import { VmdnError } from '../errors.js';
+import { asVmdnError, VmdnError } from '../errors.js';
+import type { LeaseKind, LeaseRow } from './lease.js';
 
 /** 2: digests as BLOBs, integer reference pairs. 1 was a pre-release layout (hex TEXT). */
 const SCHEMA_VERSION = 2;
@@ -22,6 +30,10 @@ const SCHEMA_VERSION = 2;
 const ROW_BATCH = 1024;
 /** Longest a queued row waits; short enough that another process sees it promptly. */
 const ROW_DELAY_MS = 50;
+/** SQLite's own wait for a lock another process holds, per attempt. */
+const BUSY_TIMEOUT_MS = 15_000;
+/** Attempts of a write transaction that stays busy beyond the busy timeout. */
+const BUSY_ATTEMPTS = 4;
 
 export interface ImageRow {
   name: string;
@@ -44,15 +56,22 @@ export class StoreIndex {
   private readonly insertRows: (rows: ObjectStat[]) => void;
 
   constructor(file: string) {
-    this.db = new Database(file);
+    // the timeout is set at open: switching to WAL below may itself wait for a lock
+    this.db = new Database(file, { timeout: BUSY_TIMEOUT_MS });
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('busy_timeout = 10000');
     this.migrate();
     this.st = this.prepare();
-    this.insertRows = this.db.transaction((rows: ObjectStat[]) => {
+    const insert = this.db.transaction((rows: ObjectStat[]) => {
       for (const o of rows) this.st.addObject.run(key(o.digest), o.size, o.storedSize);
     });
+    this.insertRows = (rows) => retryBusy(() => insert.immediate(rows));
+  }
+
+  /** Run `fn` in an IMMEDIATE transaction, retried while the database stays busy. */
+  private write<T>(fn: () => T): T {
+    const tx = this.db.transaction(fn);
+    return retryBusy(() => tx.immediate());
   }
 
   /** Insert the queued object rows in one transaction. */
@@ -62,7 +81,9 @@ export class StoreIndex {
     if (this.flushError !== undefined) {
       const err = this.flushError;
       this.flushError = undefined;
-      throw new VmdnError('E_STORE', `store index write failed: ${(err as Error).message}`, {}, { cause: err });
+      // a full disk stays an I/O error (exit 6), not a damaged store
+      const code = asVmdnError(err).code === 'E_IO' ? 'E_IO' : 'E_STORE';
+      throw new VmdnError(code, `store index write failed: ${(err as Error).message}`, {}, { cause: err });
     }
     if (this.pending.size === 0) return;
     const rows = [...this.pending.values()];
@@ -73,7 +94,7 @@ export class StoreIndex {
 
   private migrate(): void {
     const v = this.db.pragma('user_version', { simple: true }) as number;
-    if (v === SCHEMA_VERSION) return;
+    if (v === SCHEMA_VERSION) return this.migrateLeases();
     if (v > SCHEMA_VERSION) throw new VmdnError('E_STORE', `store index schema ${v} is newer than this vmdn (${SCHEMA_VERSION}): upgrade vmdn`, { schema: v });
     if (v !== 0) throw new VmdnError('E_STORE', `store index schema ${v} is from a pre-release vmdn: import into a new store`, { schema: v });
     // Digests are 32-byte BLOBs and references are integer pairs: the index
@@ -88,6 +109,18 @@ export class StoreIndex {
       CREATE INDEX IF NOT EXISTS manifest_refs_object ON manifest_refs (object_id);
       PRAGMA user_version = ${SCHEMA_VERSION};
     `);
+    this.migrateLeases();
+  }
+
+  /**
+   * Added to schema 2 without a version bump: stores made before it gain the
+   * table on first open, and an older vmdn still opens the store (it ignores
+   * the table, and so the lock: mixing versions on one store is unsupported).
+   */
+  private migrateLeases(): void {
+    if (this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'leases'").get()) return;
+    this.write(() => this.db.exec(`CREATE TABLE IF NOT EXISTS leases (
+      id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, pid INTEGER NOT NULL, proc_start TEXT NOT NULL, started TEXT NOT NULL)`));
   }
 
   private prepare() {
@@ -118,6 +151,12 @@ export class StoreIndex {
           WHERE r2.object_id = r.object_id AND r2.manifest_id <> ?)`),
       manifestStored: d.prepare<[number], { n: number | null }>(`SELECT sum(o.stored_size) AS n FROM manifest_refs r JOIN objects o ON o.id = r.object_id WHERE r.manifest_id = ?`),
       totals: d.prepare<[], { objects: number; size: number | null; stored: number | null }>('SELECT count(*) AS objects, sum(size) AS size, sum(stored_size) AS stored FROM objects'),
+      // gc's re-check, inside its delete transaction: no named image needs the object (any more)
+      isLive: d.prepare<[Buffer, Buffer], { n: number }>(`SELECT EXISTS (SELECT 1 FROM images WHERE manifest = ?)
+        OR EXISTS (SELECT 1 FROM objects o JOIN manifest_refs r ON r.object_id = o.id JOIN objects m ON m.id = r.manifest_id JOIN images i ON i.manifest = m.digest WHERE o.digest = ?) AS n`),
+      addLease: d.prepare<[string, number, string, string]>('INSERT INTO leases (kind, pid, proc_start, started) VALUES (?, ?, ?, ?)'),
+      leasesBefore: d.prepare<[number], { id: number; kind: LeaseKind; pid: number; proc_start: string; started: string }>('SELECT id, kind, pid, proc_start, started FROM leases WHERE id < ? ORDER BY id'),
+      dropLease: d.prepare<[number]>('DELETE FROM leases WHERE id = ?'),
     };
   }
 
@@ -158,7 +197,7 @@ export class StoreIndex {
   putImage(row: ImageRow, refs: Iterable<Digest>): void {
     this.flush();
     const wanted = [...new Set(refs)];
-    this.db.transaction(() => {
+    this.write(() => {
       const m = this.id(row.manifest);
       if (this.st.hasRefs.get(m)!.n === 0 && this.st.addRefs.run(m, JSON.stringify(wanted)).changes !== wanted.length) {
         const have = this.presentObjects(wanted);
@@ -166,7 +205,7 @@ export class StoreIndex {
         throw new VmdnError('E_STORE', `object ${lacking.slice(0, 12)} is not in the store index`, { digest: lacking });
       }
       this.st.putImage.run({ ...row, manifest: key(row.manifest) });
-    })();
+    });
   }
   /** Those of `digests` that are indexed, in one query. */
   presentObjects(digests: Iterable<Digest>): Set<Digest> {
@@ -186,17 +225,44 @@ export class StoreIndex {
   }
   removeImage(name: string, tag: string): boolean {
     this.flush();
-    return this.db.transaction(() => {
+    return this.write(() => {
       const n = this.st.delImage.run(name, tag).changes;
       this.st.dropDeadRefs.run();
       return n > 0;
-    })();
+    });
   }
   /** Every digest some named image needs (its manifest and the manifest's objects). */
   liveDigests(): Set<Digest> {
     this.flush();
     return new Set(this.st.liveDigests.all().map((r) => r.digest.toString('hex')));
   }
+  /**
+   * gc's delete: of `digests`, drop the index rows of those no named image
+   * needs, re-checked in this transaction; returns those whose files may go
+   * (rows dropped here, or never indexed).
+   */
+  deleteUnreferenced(digests: Digest[]): Digest[] {
+    this.flush();
+    return this.write(() => digests.filter((d) => {
+      const k = key(d);
+      if (this.st.isLive.get(k, k)!.n !== 0) return false;
+      this.st.delObject.run(k);
+      return true;
+    }));
+  }
+
+  /** Queue a lease request (lease.ts); its id orders it among the others. */
+  addLease(kind: LeaseKind, pid: number, procStart: string): number {
+    return Number(this.write(() => this.st.addLease.run(kind, pid, procStart, new Date().toISOString()).lastInsertRowid));
+  }
+  leasesBefore(id: number): LeaseRow[] {
+    return this.st.leasesBefore.all(id).map((r) => ({ id: r.id, kind: r.kind, pid: r.pid, procStart: r.proc_start, started: r.started }));
+  }
+  dropLeases(ids: number[]): void {
+    // after close() (which released this store's leases first) there is nothing left to drop
+    if (ids.length && this.db.open) this.write(() => ids.forEach((id) => this.st.dropLease.run(id)));
+  }
+
   uniqueStoredBytes(manifest: Digest): number {
     const m = this.id(manifest);
     return this.st.uniqueStored.get(m, m)!.n ?? 0;
@@ -220,6 +286,28 @@ export class StoreIndex {
         /* another process holds the database: it will checkpoint */
       }
       this.db.close();
+    }
+  }
+}
+
+const SLEEP = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * SQLite already waited BUSY_TIMEOUT_MS inside the call; wait some more between
+ * attempts (synchronously: the caller is a synchronous transaction), then give
+ * up with a message that says what is going on.
+ */
+function retryBusy<T>(fn: () => T): T {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return fn();
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (typeof code !== 'string' || !code.startsWith('SQLITE_BUSY')) throw err;
+      if (attempt >= BUSY_ATTEMPTS) {
+        throw new VmdnError('E_STORE', `store index stayed locked by another process for ${Math.round((attempt * BUSY_TIMEOUT_MS) / 1000)} s`, { sqlite: code }, { cause: err });
+      }
+      Atomics.wait(SLEEP, 0, 0, 100 * attempt);
     }
   }
 }

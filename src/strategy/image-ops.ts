@@ -57,12 +57,14 @@ export async function planCuts(disk: Disk, cuts: CutsOptions | CutsBy | undefine
   return { layout, cutsBy, notes: layout.notes };
 }
 
-export async function importImageFile(
-  store: LocalStore,
-  file: string,
-  ref: ImageRef,
-  opts: { chunker: ChunkerParams; strategy?: Strategy; cuts?: CutsOptions; packages?: Omit<PackagesOptions, 'signal' | 'onAdded'>; signal?: AbortSignal; onProgress?: OnProgress },
-): Promise<ImportResult> {
+type ImportOptions = { chunker: ChunkerParams; strategy?: Strategy; cuts?: CutsOptions; packages?: Omit<PackagesOptions, 'signal' | 'onAdded'>; signal?: AbortSignal; onProgress?: OnProgress };
+
+/** Holds the store's writer lease throughout: gc must not delete what the import deduplicates against before the name keeps it. */
+export async function importImageFile(store: LocalStore, file: string, ref: ImageRef, opts: ImportOptions): Promise<ImportResult> {
+  return store.writing(() => importLeased(store, file, ref, opts), opts.signal);
+}
+
+async function importLeased(store: LocalStore, file: string, ref: ImageRef, opts: ImportOptions): Promise<ImportResult> {
   const disk = await openDisk(file);
   const added: Digest[] = [];
   // recorded so that a failure takes back out what this import added

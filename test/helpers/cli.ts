@@ -1,5 +1,5 @@
 /** Run the real vmdn CLI (compiled) as a child process. */
-import { spawnSync, execFileSync } from 'node:child_process';
+import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -39,4 +39,32 @@ export function sh(cmd: string, args: string[]): string {
 export function qemuCompare(a: string, b: string): { identical: boolean; out: string } {
   const r = spawnSync('qemu-img', ['compare', a, b], { encoding: 'utf8' });
   return { identical: r.status === 0, out: r.stdout + r.stderr };
+}
+
+export interface Run {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Start `vmdn ARGS --store STORE --json` without waiting; `output()` is what it printed so far. */
+export function vmdnStart(store: string, args: string[]): { child: ChildProcess; done: Promise<Run>; output: () => { stdout: string; stderr: string } } {
+  const child = spawn(process.execPath, [CLI, ...args, '--store', store, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (b) => (stdout += b));
+  child.stderr!.on('data', (b) => (stderr += b));
+  const done = new Promise<Run>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  return { child, done, output: () => ({ stdout, stderr }) };
+}
+
+/** Run `vmdn ARGS` asynchronously (others can run beside it). */
+export const vmdnAsync = (store: string, args: string[]): Promise<Run> => vmdnStart(store, args).done;
+
+/** Poll `cond` every 20 ms until it holds; fails after `ms`. */
+export async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
+  for (const t0 = Date.now(); !cond(); await new Promise((r) => setTimeout(r, 20))) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+  }
 }

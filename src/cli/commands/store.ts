@@ -100,7 +100,7 @@ export function registerStoreCommands(program: Command): void {
       const refs = names.map(parseImageRef);
       const missing = refs.filter((r) => !s.index.getImage(r.name, r.tag));
       if (missing.length) throw new VmdnError('E_NOT_FOUND', `no image ${missing.map((r) => `${r.name}:${r.tag}`).join(', ')}`, {});
-      for (const r of refs) s.index.removeImage(r.name, r.tag);
+      await s.writing(async () => refs.forEach((r) => s.index.removeImage(r.name, r.tag)));
       const removed = refs.map((r) => `${r.name}:${r.tag}`);
       if (o.json) return printJson({ removed });
       console.log(`removed ${removed.join(', ')}; run "vmdn gc" to free unshared objects`);
@@ -119,7 +119,8 @@ export function registerStoreCommands(program: Command): void {
     .description('re-hash every object and check every image can be rebuilt; exits 5 if anything is wrong')
     .action(action(async (o: GlobalOptions) => withStore(o.store, async (s) => {
       const bar = progressBar(o, 'verify');
-      const r = await verifyStore(s, { onProgress: bar.onProgress }).finally(bar.stop);
+      // shares the writers' lease: gc deleting unnamed objects midway would read as missing files
+      const r = await s.writing(() => verifyStore(s, { onProgress: bar.onProgress })).finally(bar.stop);
       const bad = r.problems.filter((p) => p.problem !== 'unindexed');
       if (o.json) printJson({ ok: bad.length === 0, ...r });
       else {
