@@ -66,6 +66,65 @@ export async function acquireLease(index: StoreIndex, dir: string, kind: LeaseKi
   }
 }
 
+/** One store object's leases: its overlapping writes share one row; close() drops what is still held. */
+export class StoreLeases {
+  private shared: { count: number; ready: Promise<() => void> } | undefined;
+  private readonly held = new Set<() => void>();
+
+  constructor(private readonly index: StoreIndex, private readonly dir: string, private readonly opts: Omit<LeaseOptions, 'signal'> = {}) {}
+
+  async writing<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    if (!this.shared) {
+      const ready = this.acquire('write', signal);
+      const s = (this.shared = { count: 0, ready });
+      ready.catch(() => {
+        if (this.shared === s) this.shared = undefined;
+      });
+    }
+    const s = this.shared;
+    s.count++;
+    let release: () => void;
+    try {
+      release = await s.ready;
+    } catch (err) {
+      s.count--;
+      throw err;
+    }
+    try {
+      return await fn();
+    } finally {
+      if (--s.count === 0 && this.shared === s) {
+        this.shared = undefined;
+        this.release(release);
+      }
+    }
+  }
+
+  async exclusive<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const release = await this.acquire('gc', signal);
+    try {
+      return await fn();
+    } finally {
+      this.release(release);
+    }
+  }
+
+  releaseAll(): void {
+    for (const release of [...this.held]) this.release(release);
+  }
+
+  private async acquire(kind: LeaseKind, signal?: AbortSignal): Promise<() => void> {
+    const release = await acquireLease(this.index, this.dir, kind, { ...this.opts, signal });
+    this.held.add(release);
+    return release;
+  }
+
+  private release(release: () => void): void {
+    this.held.delete(release);
+    release();
+  }
+}
+
 function waitMessage(kind: LeaseKind, live: LeaseRow[], dir: string): string {
   const gcs = live.filter((r) => r.kind === 'gc');
   const pids = (rows: LeaseRow[]) => [...new Set(rows.map((r) => r.pid))].join(', ');

@@ -9,7 +9,7 @@ import { decodeObject, encodeObject, ZSTD_LEVEL } from './codec.js';
 import { objectPath, writeAtomic } from './codec-worker.js';
 import { sha256, assertDigest, isDigest, type Digest } from './digest.js';
 import { StoreIndex } from './sqlite-index.js';
-import { acquireLease, type LeaseOptions } from './lease.js';
+import { StoreLeases, type LeaseOptions } from './lease.js';
 import type { ObjectStat, PrunableStore, PutResult, ReadOptions } from './types.js';
 import { VmdnError } from '../errors.js';
 
@@ -28,15 +28,14 @@ export class LocalStore implements PrunableStore {
   private pool: CodecPool | null = null;
   private readonly inflight = new Map<Digest, Promise<PutResult>>();
   private readonly level: number;
-  /** This object's shared lease: one row however many of its writes overlap (lease.ts). */
-  private shared: { count: number; ready: Promise<() => void> } | undefined;
-  private readonly held = new Set<() => void>();
+  private readonly leases: StoreLeases;
 
   private constructor(readonly dir: string, private readonly opts: LocalStoreOptions) {
     this.index = new StoreIndex(path.join(dir, 'index.db'));
     this.tmpDir = path.join(dir, 'tmp');
     this.objectsDir = path.join(dir, 'objects');
     this.level = opts.level ?? ZSTD_LEVEL;
+    this.leases = new StoreLeases(this.index, dir, opts.lease);
   }
 
   static async open(dir: string, opts: LocalStoreOptions = {}): Promise<LocalStore> {
@@ -298,57 +297,18 @@ export class LocalStore implements PrunableStore {
    * an object between a writer's dedup against it and the name that keeps it.
    * Nests: a write within a write of the same store object joins it.
    */
-  async writing<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    if (!this.shared) {
-      const ready = this.lease('write', signal);
-      const s = (this.shared = { count: 0, ready });
-      ready.catch(() => {
-        if (this.shared === s) this.shared = undefined;
-      });
-    }
-    const s = this.shared;
-    s.count++;
-    let release: () => void;
-    try {
-      release = await s.ready;
-    } catch (err) {
-      s.count--;
-      throw err;
-    }
-    try {
-      return await fn();
-    } finally {
-      if (--s.count === 0 && this.shared === s) {
-        this.shared = undefined;
-        this.unlease(release);
-      }
-    }
+  writing<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return this.leases.writing(fn, signal);
   }
 
   /** Run `fn` holding the store alone (gc): waits for running writers, new ones wait for it. */
-  async exclusive<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    const release = await this.lease('gc', signal);
-    try {
-      return await fn();
-    } finally {
-      this.unlease(release);
-    }
-  }
-
-  private async lease(kind: 'write' | 'gc', signal?: AbortSignal): Promise<() => void> {
-    const release = await acquireLease(this.index, this.dir, kind, { ...this.opts.lease, signal });
-    this.held.add(release);
-    return release;
-  }
-
-  private unlease(release: () => void): void {
-    this.held.delete(release);
-    release();
+  exclusive<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return this.leases.exclusive(fn, signal);
   }
 
   async close(): Promise<void> {
     // leases still held (a caller that closes mid-write) go now, not when the process exits
-    for (const release of [...this.held]) this.unlease(release);
+    this.leases.releaseAll();
     await this.pool?.close();
     this.pool = null;
     this.index.close();
