@@ -47,8 +47,31 @@ export class VmdnError extends Error {
   }
 }
 
-/** Normalise anything thrown into a VmdnError (unknown failures become E_INTERNAL / E_IO). */
+/** errno codes and SQLite codes that mean "the disk (or the quota) is full": an I/O condition, not a damaged store. */
+const FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);
+
+/** True if `err` or anything in its cause chain (or, for codec worker errors, its data) says the disk is full. */
+function diskFull(err: unknown): string | undefined {
+  for (let e = err as (NodeJS.ErrnoException & { data?: Record<string, unknown> }) | undefined, depth = 0; e && depth < 8; e = e.cause as typeof e, depth++) {
+    for (const c of [e.code, e.data?.errno, e.data?.code]) if (typeof c === 'string' && FULL_CODES.has(c)) return c;
+    if (typeof e.message === 'string' && /database or disk is full|no space left on device|disk quota exceeded/i.test(e.message)) return 'ENOSPC';
+    if (typeof e !== 'object') break;
+  }
+  return undefined;
+}
+
+/**
+ * Normalise anything thrown into a VmdnError (unknown failures become E_INTERNAL / E_IO).
+ * A full disk is E_IO wherever it surfaced (an object write, the SQLite index, a codec
+ * worker): the store is not damaged, the user has to free space.
+ */
 export function asVmdnError(err: unknown): VmdnError {
+  const full = diskFull(err);
+  if (full && !(err instanceof VmdnError && err.code === 'E_IO')) {
+    const msg = (err as Error)?.message ?? String(err);
+    const data = err instanceof VmdnError ? err.data : {};
+    return new VmdnError('E_IO', /no space|disk is full|quota/i.test(msg) ? msg : `disk full (${full}): ${msg}`, { ...data, errno: full }, { cause: err });
+  }
   if (err instanceof VmdnError) return err;
   const e = err as NodeJS.ErrnoException;
   // the store index (better-sqlite3): a full disk or failing I/O is E_IO like any file's, the rest a store error

@@ -4,7 +4,7 @@
  * or (--json) as one JSON document on stdout. Errors go through reportError.
  */
 import { program } from './program.js';
-import { reportError } from './output.js';
+import { exitWhenFlushed, reportError } from './output.js';
 import { registerStoreCommands } from './commands/store.js';
 import { registerInspectCommands } from './commands/inspect.js';
 import { registerNetCommands } from './commands/net.js';
@@ -13,6 +13,11 @@ registerStoreCommands(program);
 registerNetCommands(program);
 registerInspectCommands(program);
 
-program.parseAsync(process.argv).catch((err) => {
-  process.exitCode = reportError(err, process.argv.includes('--json'));
-});
+// Exit explicitly once the command is done: after a failure, work still in flight
+// (downloads, codec workers, keep-alive sockets) must not keep the process alive.
+program
+  .parseAsync(process.argv)
+  .catch((err) => {
+    process.exitCode = reportError(err, process.argv.includes('--json'));
+  })
+  .finally(exitWhenFlushed);

@@ -2,6 +2,12 @@
 import cliProgress from 'cli-progress';
 import type { OnProgress } from '../util/progress.js';
 import { asVmdnError, ERROR_CODES } from '../errors.js';
+import { escapeText } from '../inspect/display.js';
+
+/** For human output: paths, labels and messages are data, so control and bidi characters are escaped (never in --json). */
+export function safe(s: string): string {
+  return escapeText(s);
+}
 
 export interface GlobalOptions {
   store?: string;
@@ -61,8 +67,21 @@ export function reportError(err: unknown, json: boolean): number {
   if (json) {
     process.stdout.write(JSON.stringify({ error: e.toJSON() }, null, 2) + '\n');
   } else {
-    process.stderr.write(`vmdn: error [${e.code}]: ${e.message}\n`);
+    process.stderr.write(`vmdn: error [${e.code}]: ${escapeText(e.message)}\n`);
     if (e.code === 'E_INTERNAL' && e.stack) process.stderr.write(`${e.stack}\n`);
   }
   return ERROR_CODES[e.code].exit;
+}
+
+/** Exit with process.exitCode once stdout and stderr have taken everything written (bounded: a stuck reader must not hold the exit). */
+export function exitWhenFlushed(): void {
+  const code = Number(process.exitCode ?? 0);
+  const streams = [process.stdout, process.stderr].filter((s) => !s.destroyed && s.writable);
+  let left = streams.length;
+  const done = () => {
+    if (--left <= 0) process.exit(code);
+  };
+  if (left === 0) process.exit(code);
+  setTimeout(() => process.exit(code), 10_000).unref();
+  for (const s of streams) s.write('', done);
 }

@@ -6,6 +6,7 @@
  */
 import { Command } from 'commander';
 import { reportError, type GlobalOptions } from './output.js';
+import { setAllowedBackingFiles } from '../container/qcow2-backing.js';
 
 export const program = new Command();
 program
@@ -16,7 +17,8 @@ program
   // usage errors exit 2 like every other E_USAGE, help and --version exit 0
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
   .addHelpText('after', `
-Store: --store DIR, else $VMDN_STORE, else ~/.local/share/vmdn (created on first use).
+Store: --store DIR, else $VMDN_STORE, else ~/.local/share/vmdn (created by the first import or pull).
+qcow2 backing files: only regular files beside the image, unless --allow-backing PATH trusts one.
 Images are named NAME[:TAG]; TAG defaults to "latest".
 
 Examples:
@@ -28,10 +30,17 @@ Examples:
   vmdn verify                                    re-hash every object
 
 Exit status: 0 ok, 2 usage, 3 bad input image, 4 not found or incomplete, 5 store damaged/corrupt object,
-6 I/O, 7 upload refused (token), 8 server unreachable.`);
+6 I/O (disk full too), 7 upload refused (token), 8 server unreachable.`);
 
 export const common = (c: Command) =>
   c.option('--store <dir>', 'store directory').option('--json', 'print one JSON document on stdout').option('--no-progress', 'no progress bar even on a terminal');
+
+/**
+ * For commands that open image files: qcow2 backing files outside the image's
+ * own directory (or not regular files) are refused unless named here.
+ */
+export const imageInput = (c: Command) =>
+  c.option('--allow-backing <path>', 'trust this file as a qcow2 backing file although it is not a regular file beside the image (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[]);
 
 export function action<A extends unknown[]>(fn: (...args: A) => Promise<number | void>) {
   return async (...args: A) => {
@@ -40,6 +49,7 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<number |
     const onSig = () => ac.abort();
     process.once('SIGINT', onSig);
     try {
+      setAllowedBackingFiles((opts as { allowBacking?: string[] })?.allowBacking ?? []);
       process.exitCode = (await fn(...args)) ?? 0;
     } catch (err) {
       process.exitCode = reportError(err, !!opts?.json);

@@ -3,9 +3,9 @@
  * other well-known formats are named and refused so they are never silently
  * treated as raw disks (a VMDK read as raw would "work" and be garbage).
  */
-import fs from 'node:fs/promises';
 import { VmdnError } from '../errors.js';
 import { QCOW2_MAGIC } from './qcow2-layout.js';
+import { openImageFile } from './image-file.js';
 
 export type ReadableFormat = 'qcow2' | 'raw';
 
@@ -43,9 +43,8 @@ export function classify(path: string, head: Uint8Array, tail: Uint8Array): Read
 
 /** Detect the format of the image at `path` ('qcow2' or 'raw'); other known formats throw E_UNSUPPORTED. */
 export async function probeFormat(path: string): Promise<ReadableFormat> {
-  const fh = await fs.open(path, 'r');
+  const { fh, size } = await openImageFile(path);
   try {
-    const size = (await fh.stat()).size;
     const head = Buffer.alloc(Math.min(PROBE_BYTES, size));
     await fh.read(head, 0, head.length, 0);
     const tail = Buffer.alloc(size >= 2 * PROBE_BYTES ? PROBE_BYTES : 0);

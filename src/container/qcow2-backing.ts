@@ -3,6 +3,13 @@
  * relative to the directory of the image that names them (as qemu does);
  * loops are detected on real paths, so symlinks and "../x/./a" spellings of
  * the same file are caught; the chain depth is capped.
+ *
+ * The name comes from the image, i.e. from whoever made it: an image naming
+ * /etc/shadow or /dev/sda as its backing file would otherwise copy that into
+ * the store (and on to every server it is pushed to). So a backing file must
+ * be a regular file in the image's own directory (a plain name, no "/", and
+ * its real path, symlinks resolved, in that directory too), unless the user
+ * names it as trusted (`--allow-backing PATH`).
  */
 import fs from 'node:fs/promises';
 import nodePath from 'node:path';
@@ -12,7 +19,20 @@ import { probeFormat } from './probe.js';
 import { MAX_BACKING_DEPTH } from './qcow2-layout.js';
 import { VmdnError } from '../errors.js';
 
-export type OpenQcow2 = (path: string, opts: { chain: readonly string[] }) => Promise<Disk>;
+export type OpenQcow2 = (path: string, opts: { chain: readonly string[]; allowBacking?: readonly string[] }) => Promise<Disk>;
+
+/** Trusted backing files for this process (the CLI's --allow-backing); openers may pass their own list instead. */
+let processAllowed: readonly string[] = [];
+export function setAllowedBackingFiles(paths: readonly string[]): void {
+  processAllowed = paths.map((p) => nodePath.resolve(p));
+}
+
+/** Real paths of the trusted files; a listed path that does not exist trusts nothing. */
+async function realAllowed(list: readonly string[]): Promise<Set<string>> {
+  const out = new Set<string>();
+  for (const p of list) out.add(await fs.realpath(p).catch(() => nodePath.resolve(p)));
+  return out;
+}
 
 function backingError(parent: string, msg: string, data: Record<string, unknown> = {}, cause?: unknown): VmdnError {
   return new VmdnError('E_BACKING', `${parent}: ${msg}`, { path: parent, ...data }, { cause });
@@ -28,6 +48,7 @@ export async function openBacking(
   format: string | null,
   chain: readonly string[],
   openQcow2: OpenQcow2,
+  allowBacking: readonly string[] = processAllowed,
 ): Promise<Disk> {
   // qemu protocol syntax (json:{...}, nbd://, http://) would need network or option parsing; refuse it.
   if (name.startsWith('json:') || /^[a-z][a-z0-9+.-]*:\/\//i.test(name)) {
@@ -47,13 +68,27 @@ export async function openBacking(
   }
   if (below.includes(real)) throw backingError(parent, `backing chain loops back to ${real}`, { backing: file });
   const st = await fs.stat(real);
-  if (!st.isFile() && !st.isBlockDevice()) throw backingError(parent, `backing file ${file} is not a regular file`, { backing: file });
+  const trusted = (await realAllowed(allowBacking)).has(real);
+  if (!trusted) {
+    const hint = `(only a regular file beside the image is opened as its backing file; pass --allow-backing ${JSON.stringify(file)} to trust this one)`;
+    if (name.includes('/') || name === '..' || name === '.') {
+      throw backingError(parent, `backing file "${name}" is outside the image's directory ${hint}`, { backing: file });
+    }
+    const ownDir = await fs.realpath(nodePath.dirname(parent));
+    if (nodePath.dirname(real) !== ownDir) {
+      throw backingError(parent, `backing file "${name}" resolves to ${real}, outside the image's directory ${hint}`, { backing: file, real });
+    }
+    if (!st.isFile()) throw backingError(parent, `backing file ${file} is not a regular file ${hint}`, { backing: file });
+  }
+  if (!st.isFile() && !st.isBlockDevice()) throw backingError(parent, `backing file ${file} is not a regular file or block device`, { backing: file });
 
+  // open what was checked, not the name again (a symlink swapped in between would escape the checks)
+  const target = trusted ? file : real;
   let fmt = format;
   try {
-    fmt ??= await probeFormat(file);
-    if (fmt === 'qcow2') return await openQcow2(file, { chain: below });
-    if (fmt === 'raw') return await RawDisk.open(file);
+    fmt ??= await probeFormat(target);
+    if (fmt === 'qcow2') return await openQcow2(target, { chain: below, allowBacking });
+    if (fmt === 'raw') return await RawDisk.open(target);
   } catch (err) {
     // Keep the inner code (E_TRUNCATED in a backing file is still a truncation) but say where it happened.
     if (err instanceof VmdnError) {

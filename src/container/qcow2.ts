@@ -11,6 +11,7 @@ import { parseQcow2Header, clusterBitsOf, HEADER_PROBE_BYTES, type Qcow2Header }
 import { L2Map, readExact, type Run } from './qcow2-tables.js';
 import { deflateDecompressor, zstdDecompressor, type Decompress } from './qcow2-decompress.js';
 import { openBacking } from './qcow2-backing.js';
+import { openImageFile } from './image-file.js';
 
 export interface Qcow2OpenOptions {
   /**
@@ -19,6 +20,8 @@ export interface Qcow2OpenOptions {
    * opening a top-level image leave it out.
    */
   readonly chain?: readonly string[];
+  /** Backing files trusted outside the image's directory (default: the process's list, see qcow2-backing.ts). */
+  readonly allowBacking?: readonly string[];
 }
 
 export class Qcow2Disk implements Disk {
@@ -45,19 +48,16 @@ export class Qcow2Disk implements Disk {
   }
 
   static async open(path: string, opts: Qcow2OpenOptions = {}): Promise<Qcow2Disk> {
-    const fh = await fs.open(path, 'r');
+    const { fh, size: fileSize } = await openImageFile(path);
     let backing: Disk | null = null;
     try {
-      const st = await fh.stat();
-      if (!st.isFile()) throw new VmdnError('E_FORMAT', `${path}: not a regular file`, { path });
-      const fileSize = st.size;
       const probe = await readUpTo(fh, 0, Math.min(fileSize, HEADER_PROBE_BYTES));
       const bits = clusterBitsOf(probe, path, fileSize);
       const headBuf = await readUpTo(fh, 0, Math.min(fileSize, 2 ** bits));
       const header = parseQcow2Header(headBuf, path, fileSize);
       const map = await L2Map.load(fh, path, header, fileSize);
       if (header.backingFile !== null) {
-        backing = await openBacking(path, header.backingFile, header.backingFormat, opts.chain ?? [], Qcow2Disk.open);
+        backing = await openBacking(path, header.backingFile, header.backingFormat, opts.chain ?? [], Qcow2Disk.open, opts.allowBacking);
       }
       return new Qcow2Disk(fh, path, header, fileSize, map, backing);
     } catch (err) {

@@ -3,6 +3,7 @@ import fs from 'node:fs/promises';
 import type { Disk, Extent } from './disk.js';
 import { dataRanges } from './sparse.js';
 import { VmdnError } from '../errors.js';
+import { openImageFile } from './image-file.js';
 
 export const RAW_BLOCK = 4096;
 
@@ -16,15 +17,8 @@ export class RawDisk implements Disk {
   ) {}
 
   static async open(file: string): Promise<RawDisk> {
-    const fh = await fs.open(file, 'r');
-    try {
-      const st = await fh.stat();
-      if (!st.isFile() && !st.isBlockDevice()) throw new VmdnError('E_FORMAT', `${file}: not a regular file`, { path: file });
-      return new RawDisk(fh, st.size, file);
-    } catch (err) {
-      await fh.close();
-      throw err;
-    }
+    const { fh, size } = await openImageFile(file);
+    return new RawDisk(fh, size, file);
   }
 
   async *extents(signal?: AbortSignal): AsyncIterable<Extent> {

@@ -17,8 +17,13 @@ export class TempFile {
     readonly outPath: string,
   ) {}
 
-  /** Create `${outPath}.tmp-<pid>-<random>` exclusively (never clobbers another writer's temp). */
+  /**
+   * Create `${outPath}.tmp-<pid>-<random>` exclusively (never clobbers another writer's temp).
+   * Temp files of the same output left by processes that no longer run (killed
+   * exports and pulls, possibly gigabytes) are removed first.
+   */
   static async create(outPath: string): Promise<TempFile> {
+    await removeStaleTemps(outPath);
     const tmpPath = `${outPath}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
     try {
       const fh = await fs.open(tmpPath, 'wx');
@@ -64,6 +69,36 @@ export class TempFile {
       await this.fh.close().catch(() => undefined);
     }
     await fs.rm(this.tmpPath, { force: true });
+  }
+}
+
+/** Remove `${outPath}.tmp-<pid>-<hex>` files whose pid is not a running process. Best effort. */
+export async function removeStaleTemps(outPath: string): Promise<number> {
+  const dir = path.dirname(outPath);
+  const prefix = `${path.basename(outPath)}.tmp-`;
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch {
+    return 0; // the create that follows reports the real problem
+  }
+  let n = 0;
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const m = /^(\d+)-[0-9a-f]+$/.exec(name.slice(prefix.length));
+    if (!m || Number(m[1]) === process.pid || isAlive(Number(m[1]))) continue;
+    await fs.rm(path.join(dir, name), { force: true }).then(() => n++, () => undefined);
+  }
+  return n;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it runs, as another user
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -6,6 +6,8 @@ const strict = new TextDecoder('utf-8', { fatal: true });
 const ESC: Record<number, string> = { 0x0a: '\\n', 0x09: '\\t', 0x0d: '\\r', 0x5c: '\\\\' };
 const hex = (b: number) => '\\x' + b.toString(16).padStart(2, '0');
 
+const UNSAFE = /[\u0080-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+
 /** Like `ls --quoting-style=escape`: \n, \t, \\ and \xHH for other control or invalid bytes. */
 export function escapeBytes(bytes: Uint8Array): string {
   let out = '';
@@ -19,11 +21,17 @@ export function escapeBytes(bytes: Uint8Array): string {
     if (n && i + n <= bytes.length) {
       try { ch = strict.decode(bytes.subarray(i, i + n)); } catch { ch = undefined; }
     }
-    // C1 controls (U+0080..U+009F) can move a terminal's cursor too.
-    if (ch !== undefined && !/[\u0080-\u009f\u2028\u2029]/.test(ch)) { out += ch; i += n; }
+    // C1 controls (U+0080..U+009F) can move a terminal's cursor too; bidi controls
+    // (U+202E RIGHT-TO-LEFT OVERRIDE and friends) reorder what is shown, so a name can pose as another.
+    if (ch !== undefined && !UNSAFE.test(ch)) { out += ch; i += n; }
     else { out += hex(b); i++; }
   }
   return out;
+}
+
+/** escapeBytes for a string (a path, a label, a message) shown to a human. */
+export function escapeText(s: string): string {
+  return escapeBytes(Buffer.from(s, 'utf8'));
 }
 
 export function displayPath(e: Pick<TreeEntry, 'path' | 'pathB64'>): string {

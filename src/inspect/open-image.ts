@@ -27,17 +27,23 @@ export interface OpenedImage {
   close(): Promise<void>;
 }
 
-function isFile(p: string): boolean {
+/**
+ * Whether an IMAGE argument names a file rather than a stored image: anything
+ * that exists, except a directory given without a "/" (a stored name that
+ * happens to match a directory here). FIFOs, sockets and directories named
+ * as paths count as files so that opening them gives a clear usage error.
+ */
+export function isImagePath(p: string): boolean {
   try {
     const st = fs.statSync(p);
-    return st.isFile() || st.isBlockDevice();
+    return !st.isDirectory() || p.includes('/');
   } catch {
     return false;
   }
 }
 
 export async function openImage(arg: string, storeDir?: string): Promise<OpenedImage> {
-  if (isFile(arg)) {
+  if (isImagePath(arg)) {
     const disk = await openDisk(arg);
     return { disk, label: arg, source: 'file', close: () => disk.close() };
   }

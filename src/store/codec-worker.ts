@@ -61,7 +61,11 @@ export type CodecResponse =
 /** Write via temp file + rename so a killed process never leaves a partial object under its final name. */
 export async function writeAtomic(finalPath: string, tmpDir: string, bytes: Uint8Array): Promise<void> {
   const tmp = tmpPath(finalPath, tmpDir);
-  await fs.writeFile(tmp, bytes);
+  // a failed write (ENOSPC) must not leave its partial temp file behind
+  await fs.writeFile(tmp, bytes).catch(async (err) => {
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
+  });
   try {
     await fs.rename(tmp, finalPath);
   } catch (err) {
@@ -74,7 +78,12 @@ export async function writeAtomic(finalPath: string, tmpDir: string, bytes: Uint
 /** writeAtomic for the worker's own thread (see the header: no thread-pool round trips). */
 function writeAtomicSync(finalPath: string, tmpDir: string, bytes: Uint8Array): void {
   const tmp = tmpPath(finalPath, tmpDir);
-  fsSync.writeFileSync(tmp, bytes);
+  try {
+    fsSync.writeFileSync(tmp, bytes);
+  } catch (err) {
+    fsSync.rmSync(tmp, { force: true });
+    throw err;
+  }
   try {
     fsSync.renameSync(tmp, finalPath);
   } catch (err) {

@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CLI, vmdnOk, qemuCompare } from '../helpers/cli.js';
+import { LocalStore } from '../../src/store/local-store.js';
 import { writeRaw, prng } from '../helpers/images.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { mulberry32 } from '../helpers/rng.js';
@@ -44,7 +45,7 @@ describe(`SIGKILL during import (seed ${SEED}, VMDN_KILL_SEED to replay)`, () =>
   it('a re-run after each kill succeeds and verify is clean', async () => {
     const rand = mulberry32(SEED);
     const store = path.join(t.dir, 'store');
-    vmdnOk(store, ['stats']); // create the store first so kills are not all during start-up
+    await (await LocalStore.open(store)).close(); // create the store first so kills are not all during start-up
     const outcomes: string[] = [];
     for (let i = 0; i < 6; i++) {
       outcomes.push(await importKilledAfter(store, image, Math.floor(150 + rand() * 2500)));

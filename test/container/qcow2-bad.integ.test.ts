@@ -161,11 +161,12 @@ describe('qcow2 reader rejects bad input', () => {
     await qemuImg('create', '-q', '-f', 'qcow2', at('self.qcow2'), '16M');
     await qemuImg('rebase', '-u', '-b', 'self.qcow2', '-F', 'qcow2', at('self.qcow2'));
     await expectCode(at('self.qcow2'), 'E_BACKING', openDisk);
-    // Same file under another name (symlink, and a "sub/../" spelling).
+    // Same file under another name (symlink, and a "sub/../" spelling): a loop even where the name is trusted.
     await fs.mkdir(at('sub'));
     await fs.symlink('sym-a.qcow2', at('sym-link.qcow2'));
     await mk('sym-a.qcow2', 'sub/../sym-link.qcow2');
     await expectCode(at('sym-a.qcow2'), 'E_BACKING', openDisk);
+    await assert.rejects(openDisk(at('sym-a.qcow2'), { allowBacking: [at('sym-link.qcow2')] }), { code: 'E_BACKING', message: /loops back/ });
     await expectCode(await mk('dir.qcow2', 'sub'), 'E_BACKING', openDisk);
     await expectCode(await mk('json.qcow2', 'json:{"driver":"null-co"}'), 'E_UNSUPPORTED', openDisk);
     // Depth: a chain one longer than allowed fails, the longest allowed one opens.

@@ -19,6 +19,8 @@ interface Fixture {
   ref: Buffer;
   /** Expected features, checked on the opened disk. */
   check?: (d: Qcow2Disk) => void;
+  /** Backing files outside the image's own directory, trusted explicitly. */
+  allowBacking?: string[];
 }
 
 const t = tmpDir('vmdn-qcow2-');
@@ -62,7 +64,8 @@ before(async () => {
   await qemuIo(at('extl2-top.qcow2'), 'write -P 0x77 3074k 3k', 'write -z 3200k 8k', 'write -P 0x78 40M 1k', 'write -z 10M 100k');
   await add('extended L2 over backing', at('extl2-top.qcow2'));
 
-  // Three-level chain in different directories, names relative to each image's own directory:
+  // Three-level chain in different directories, names relative to each image's own directory
+  // (trusted explicitly: by default only files beside the image are opened as backing files):
   // chain/base/base.raw <- chain/mid/mid.qcow2 (64k clusters) <- chain/top.qcow2 (16k clusters, larger disk).
   await fs.mkdir(at('chain', 'base'), { recursive: true });
   await fs.mkdir(at('chain', 'mid'));
@@ -77,6 +80,7 @@ before(async () => {
     assert.equal(d.backing?.format, 'qcow2');
     assert.equal((d.backing as Qcow2Disk).backing?.format, 'raw');
   });
+  fixtures.get('3-level backing chain (raw base, relative names)')!.allowBacking = [mid, at('chain', 'base', 'base.raw')];
 
   // A backing file without the format extension is probed by magic.
   const noFmt = at('nofmt.qcow2');
@@ -100,7 +104,7 @@ describe('qcow2 reader vs qemu-img', () => {
     it(`${name}: content and extents`, async () => {
       const f = fixtures.get(name)!;
       assert.equal(await probeFormat(f.file), 'qcow2');
-      const disk = await openDisk(f.file);
+      const disk = await openDisk(f.file, { allowBacking: f.allowBacking });
       try {
         assert.ok(disk instanceof Qcow2Disk);
         f.check?.(disk);
@@ -117,7 +121,7 @@ describe('qcow2 reader vs qemu-img', () => {
   it('unaligned reads of every size match (chain, extended L2, compressed)', async () => {
     for (const name of ['3-level backing chain (raw base, relative names)', 'extended L2 over backing', 'zstd-compressed', 'deflate-compressed']) {
       const f = fixtures.get(name)!;
-      const disk = await openDisk(f.file);
+      const disk = await openDisk(f.file, { allowBacking: f.allowBacking });
       try {
         const r = prng(99, 200 * 8);
         for (let i = 0; i < 200; i++) {

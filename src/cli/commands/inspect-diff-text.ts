@@ -2,7 +2,7 @@
 import type { DiffResult } from '../../inspect/diff.js';
 import type { RangeList } from '../../inspect/diff-disk.js';
 import { displayPath, escapeBytes } from '../../inspect/display.js';
-import { humanBytes } from '../output.js';
+import { humanBytes, safe } from '../output.js';
 
 function ranges(r: RangeList, indent: string): string[] {
   const out = r.ranges.map((x) => `${indent}${x.kind ? `${x.kind.padEnd(8)} ` : ''}0x${x.start.toString(16)}-0x${x.end.toString(16)} (${humanBytes(x.end - x.start)})`);
@@ -21,14 +21,14 @@ export function printDiff(r: DiffResult): string[] {
       break;
     case 'blocks':
       for (const v of r.volumes) {
-        if (v.note) { out.push(`volume ${v.index} (${v.kind}): ${v.note}`); continue; }
+        if (v.note) { out.push(`volume ${v.index} (${v.kind}): ${safe(v.note)}`); continue; }
         if (!v.blocks!.count) continue;
         out.push(`volume ${v.index} (${v.kind}): ${humanBytes(v.blocks!.bytes)} in ${v.blocks!.count} ranges (offsets within the filesystem):`, ...ranges(v.blocks!, '  '));
       }
       break;
     case 'files':
       for (const v of r.volumes) {
-        if (v.note) { out.push(`volume ${v.index} (${v.kind}): ${v.note}`); continue; }
+        if (v.note) { out.push(`volume ${v.index} (${v.kind}): ${safe(v.note)}`); continue; }
         const f = v.files!;
         const pre = r.volumes.length > 1 ? `[${v.index}] ` : '';
         for (const e of f.removed) out.push(`${pre}- ${displayPath(e)}`);
@@ -38,10 +38,10 @@ export function printDiff(r: DiffResult): string[] {
       }
       break;
     case 'packages':
-      for (const p of r.packages.removed) out.push(`- ${p.name} ${p.version} ${p.arch}`);
-      for (const p of r.packages.added) out.push(`+ ${p.name} ${p.version} ${p.arch}`);
-      for (const p of r.packages.upgraded) out.push(`^ ${p.name} ${p.from} -> ${p.to}`);
-      for (const p of r.packages.downgraded) out.push(`v ${p.name} ${p.from} -> ${p.to}`);
+      for (const p of r.packages.removed) out.push(safe(`- ${p.name} ${p.version} ${p.arch}`));
+      for (const p of r.packages.added) out.push(safe(`+ ${p.name} ${p.version} ${p.arch}`));
+      for (const p of r.packages.upgraded) out.push(safe(`^ ${p.name} ${p.from} -> ${p.to}`));
+      for (const p of r.packages.downgraded) out.push(safe(`v ${p.name} ${p.from} -> ${p.to}`));
       break;
   }
   if (r.identical) out.push('no differences');

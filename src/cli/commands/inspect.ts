@@ -1,8 +1,8 @@
 /** Commands that read inside images without mounting them: inspect, ls, cat, diff. */
 import { once } from 'node:events';
 import { Option, type Command } from 'commander';
-import { humanBytes, printJson, table, type GlobalOptions } from '../output.js';
-import { action, common } from '../program.js';
+import { humanBytes, printJson, safe, table, type GlobalOptions } from '../output.js';
+import { action, common, imageInput } from '../program.js';
 import { withImage } from '../../inspect/open-image.js';
 import { listVolumes, pickVolume } from '../../inspect/volumes.js';
 import { inspectDisk } from '../../inspect/inspect.js';
@@ -41,7 +41,7 @@ async function writeOut(b: Uint8Array | string): Promise<boolean> {
 }
 
 export function registerInspectCommands(program: Command): void {
-  common(program.command('inspect'))
+  imageInput(common(program.command('inspect')))
     .description('partitions, filesystems, OS and packages of an image file or stored image')
     .argument('<image>', 'image file (raw/qcow2) or stored NAME[:TAG]')
     .option('--package-bytes', 'also split the root filesystem\'s file bytes into unmodified package files, modified package files and the image\'s own data (checked against the image\'s dpkg md5sums; reads every package file)')
@@ -49,7 +49,7 @@ export function registerInspectCommands(program: Command): void {
       const r = await inspectDisk(img.disk);
       const split = o.packageBytes ? await packageBytes((await pickVolume(await listVolumes(img.disk))).fs) : undefined;
       if (o.json) return printJson({ image: img.label, source: img.source, ...r, ...(o.packageBytes ? { packageBytes: split ?? null } : {}) });
-      console.log(`${img.label}: ${humanBytes(r.virtualSize)}, partition table ${r.scheme}${r.diskId ? ` (${r.diskId})` : ''}`);
+      console.log(`${safe(img.label)}: ${humanBytes(r.virtualSize)}, partition table ${r.scheme}${r.diskId ? ` (${r.diskId})` : ''}`);
       if (r.partitions.length) {
         console.log('\n' + table(['#', 'START', 'SECTORS', 'SIZE', 'TYPE', 'NAME', 'UUID'],
           r.partitions.map((p) => [String(p.index), p.start, p.size, humanBytes(p.length), p.typeName, escapeBytes(Buffer.from(p.name)), p.uuid ?? ''])));
@@ -69,7 +69,7 @@ export function registerInspectCommands(program: Command): void {
       for (const w of [...r.warnings, ...(r.os?.warnings ?? [])]) console.log(`warning: ${escapeBytes(Buffer.from(w))}`);
     })));
 
-  common(program.command('ls'))
+  imageInput(common(program.command('ls')))
     .description('list files inside an image (read directly, nothing is mounted)')
     .argument('<image>', 'image file (raw/qcow2) or stored NAME[:TAG]')
     .argument('[path]', 'path inside the image', '/')
@@ -98,11 +98,11 @@ export function registerInspectCommands(program: Command): void {
         // Full paths when recursing (like virt-ls -R), names otherwise.
         const name = o.recursive ? displayPath(e) : escapeBytes(lastComponent(e));
         const line = o.long ? longLine(e, name) : o.hash && e.sha256 ? `${e.sha256}  ${name}` : name;
-        if (!(await writeOut(line + (e.error ? `  [${e.error}]` : '') + '\n'))) return;
+        if (!(await writeOut(line + (e.error ? `  [${safe(e.error)}]` : '') + '\n'))) return;
       }
     })));
 
-  common(program.command('cat'))
+  imageInput(common(program.command('cat')))
     .description('write a file from inside an image to stdout (raw bytes)')
     .argument('<image>', 'image file (raw/qcow2) or stored NAME[:TAG]')
     .argument('<path>', 'path of a regular file inside the image (symlinks are followed inside the image)')
@@ -115,7 +115,7 @@ export function registerInspectCommands(program: Command): void {
       for await (const b of vol.fs.readFile(node)) if (!(await writeOut(b))) return;
     })));
 
-  common(program.command('diff'))
+  imageInput(common(program.command('diff')))
     .description('what differs between two images (files or stored names) at one layer; exits 0 whenever the comparison ran')
     .argument('<a>', 'image A (file or NAME[:TAG])')
     .argument('<b>', 'image B (file or NAME[:TAG])')

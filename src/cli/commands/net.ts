@@ -13,9 +13,10 @@ import { parseListen } from '../../net/http-api.js';
 import { DEFAULT_CONCURRENCY, pullImage } from '../../net/pull.js';
 import { pushImage } from '../../net/push.js';
 import { warmCache } from '../../net/warm.js';
-import { humanBytes, printJson, progressBar, type GlobalOptions } from '../output.js';
+import { humanBytes, printJson, progressBar, safe, type GlobalOptions } from '../output.js';
 import { resolveStoreDir, withStore } from '../store-dir.js';
-import { action, common } from '../program.js';
+import { action, common, imageInput } from '../program.js';
+import { isImagePath } from '../../inspect/open-image.js';
 import { VmdnError } from '../../errors.js';
 import type { OnProgress } from '../../util/progress.js';
 
@@ -87,7 +88,7 @@ export function registerNetCommands(program: Command): void {
       const origin = new Origin(store, { token });
       const url = await origin.listen(host, port);
       if (o.json) printJson({ role: 'origin', url, store: store.dir, uploads: !!token });
-      else console.log(`vmdn origin serving ${store.dir} at ${url} (uploads ${token ? 'enabled' : 'disabled'})`);
+      else console.log(`vmdn origin serving ${safe(store.dir)} at ${url} (uploads ${token ? 'enabled' : 'disabled'})`);
       await untilSignal(async () => {
         await origin.close();
         await store.close();
@@ -107,11 +108,11 @@ export function registerNetCommands(program: Command): void {
       const edge = await Edge.open({ upstream: o.upstream, cacheDir: o.cache, maxSize: parseSize(o.maxSize), policy: o.policy, http: { batches: o.batch } });
       const url = await edge.listen(host, port);
       if (o.json) printJson({ role: 'edge', url, upstream: o.upstream, cache: o.cache, maxBytes: parseSize(o.maxSize), policy: o.policy });
-      else console.log(`vmdn edge at ${url}, upstream ${o.upstream}, cache ${o.cache} (${humanBytes(parseSize(o.maxSize))}, ${o.policy})`);
+      else console.log(`vmdn edge at ${url}, upstream ${safe(o.upstream)}, cache ${safe(o.cache)} (${humanBytes(parseSize(o.maxSize))}, ${o.policy})`);
       await untilSignal(() => edge.close());
     }));
 
-  common(program.command('push'))
+  imageInput(common(program.command('push')))
     .description('upload a stored image (or an image file, imported first) to an origin; sends only objects it lacks')
     .argument('<image>', 'local image name[:tag], or an image file')
     .argument('<url>', 'origin URL')
@@ -122,15 +123,16 @@ export function registerNetCommands(program: Command): void {
       const remote = parseImageRef(o.name);
       const token = readToken(o.tokenFile);
       const bar = progressBar(o, 'push');
+      const file = isImagePath(image);
       const r = await withStore(o.store, async (s) => {
         let local = remote;
-        if (fs.existsSync(image) && fs.statSync(image).isFile()) {
+        if (file) {
           await importImageFile(s, image, remote, { chunker: parseChunkerSpec(DEFAULT_CHUNKER_SPEC) });
         } else local = parseImageRef(image);
         return pushImage(s, { url, token, local, remote, concurrency: o.concurrency, onProgress: bar.onProgress });
-      }).finally(bar.stop);
+      }, { create: file }).finally(bar.stop);
       if (o.json) return printJson(r);
-      console.log(`pushed ${r.ref} (manifest ${r.manifest.slice(0, 12)}) to ${url}: sent ${r.objectsSent} of ${r.objects} objects, ${humanBytes(r.bytesSent)}, in ${r.seconds.toFixed(1)} s`);
+      console.log(`pushed ${r.ref} (manifest ${r.manifest.slice(0, 12)}) to ${safe(url)}: sent ${r.objectsSent} of ${r.objects} objects, ${humanBytes(r.bytesSent)}, in ${r.seconds.toFixed(1)} s`);
     }));
 
   common(program.command('warm'))
@@ -143,10 +145,10 @@ export function registerNetCommands(program: Command): void {
       const bar = progressBar(o, 'warm');
       const r = await warmCache(url, names.map(parseImageRef), { packagesOnly: o.packagesOnly, concurrency: Number(o.concurrency) || 16, onProgress: bar.onProgress }).finally(bar.stop);
       if (o.json) return printJson(r);
-      console.log(`warmed ${url} with ${r.objects} objects (${humanBytes(r.bytes)})${r.packages ? `, ${r.packages} packages` : ''} of ${r.images.join(', ')}`);
+      console.log(`warmed ${safe(url)} with ${r.objects} objects (${humanBytes(r.bytes)})${r.packages ? `, ${r.packages} packages` : ''} of ${r.images.join(', ')}`);
     }));
 
-  common(program.command('pull'))
+  imageInput(common(program.command('pull')))
     .description('download an image from an origin or edge and write it as a file, bit for bit')
     .argument('<url>', 'origin or edge URL')
     .argument('<name[:tag]>', 'image name')
@@ -169,7 +171,7 @@ export function registerNetCommands(program: Command): void {
         }).finally(bar.stop);
         if (o.json) return printJson(r);
         const ob = r.objects;
-        console.log(`pulled ${r.ref} to ${r.out} (${r.format}, ${humanBytes(r.virtualSize)} virtual) in ${r.seconds.toFixed(1)} s`);
+        console.log(`pulled ${r.ref} to ${safe(r.out ?? '')} (${r.format}, ${humanBytes(r.virtualSize)} virtual) in ${r.seconds.toFixed(1)} s`);
         console.log(`  downloaded ${humanBytes(r.bytesDownloaded)} for ${humanBytes(r.imageStoredBytes)} of objects (${humanBytes(r.imageDataBytes)} data)`);
         console.log(`  objects: ${ob.total} total, ${ob.cached} already cached, ${ob.seeded} from seeds, ${ob.downloaded} downloaded`);
         if (r.packs.packs) console.log(`  packs: ${r.packs.objects} objects in ${r.packs.packs} packs, ${humanBytes(r.packs.bytes)} (compressed against the cache's images)`);

@@ -1,13 +1,14 @@
 /** Store commands: import, export, images, rm, gc, verify, stats. */
+import fs from 'node:fs';
 import { Option, type Command } from 'commander';
 import { parseImageRef } from '../../store/image-name.js';
 import { exportImageFile, importImageFile, type Strategy } from '../../strategy/image-ops.js';
 import { DEFAULT_CHUNKER_SPEC } from '../../strategy/defaults.js';
 import { parseChunkerSpec, parseSize } from '../../strategy/chunker.js';
 import { collectGarbage, storeStats, verifyStore } from '../../store/maintenance.js';
-import { humanBytes, printJson, progressBar, table, type GlobalOptions } from '../output.js';
+import { humanBytes, printJson, progressBar, safe, table, type GlobalOptions } from '../output.js';
 import { withStore } from '../store-dir.js';
-import { action, common } from '../program.js';
+import { action, common, imageInput } from '../program.js';
 import { VmdnError } from '../../errors.js';
 
 /**
@@ -22,8 +23,20 @@ function chooseStrategy(o: { strategy: Strategy | 'auto'; fidelity: 'disk' | 'bl
   return { strategy: 'chunks', sparsify: o.fidelity === 'blocks' || (o.sparsify ?? false) };
 }
 
+/** An existing output is only replaced when asked to (--force): a typo must not destroy an image. */
+export function refuseExisting(out: string, force?: boolean): void {
+  if (force) return;
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(out);
+  } catch {
+    return;
+  }
+  throw new VmdnError('E_USAGE', `${out} exists${st.isFile() ? '' : ' (and is not a regular file)'}; use --force to replace it`, { out });
+}
+
 export function registerStoreCommands(program: Command): void {
-  common(program.command('import'))
+  imageInput(common(program.command('import')))
     .description('import a disk image (qcow2 or raw) into the store under a name')
     .argument('<image>', 'image file')
     .requiredOption('-n, --name <name[:tag]>', 'name to store it under')
@@ -50,7 +63,7 @@ export function registerStoreCommands(program: Command): void {
       console.log(`imported ${r.ref} (manifest ${r.manifest.slice(0, 12)}) in ${seconds.toFixed(1)} s`);
       console.log(`  allocated ${humanBytes(s.allocated)}, data ${humanBytes(s.dataBytes)} in ${s.chunks} chunks (${s.distinctChunks} distinct)`);
       console.log(`  new objects ${s.newObjects}: ${humanBytes(s.newBytes)} -> ${humanBytes(s.newStoredBytes)} stored; the rest was already in the store`);
-      for (const n of r.notes) console.log(`  ${n}`);
+      for (const n of r.notes) console.log(`  ${safe(n)}`);
       for (const p of r.packages ?? []) {
         console.log(`  volume ${p.index}: in packages ${humanBytes(p.bytes.package)}, modified package files ${humanBytes(p.bytes.modified)}, own files ${humanBytes(p.bytes.own + p.bytes.fallback)}; ${humanBytes(p.mirrorBytes)} fetched from the archive`);
       }
@@ -62,14 +75,16 @@ export function registerStoreCommands(program: Command): void {
     .argument('<out>', 'output file (.raw/.img or .qcow2)')
     .addOption(new Option('--format <format>', 'output format (default: from the extension)').choices(['raw', 'qcow2']))
     .addOption(new Option('--compress <algo>', 'compress qcow2 clusters').choices(['zstd', 'deflate']))
-    .action(action(async (name: string, out: string, o: GlobalOptions & { format?: string; compress?: 'zstd' | 'deflate' }) => {
+    .option('-f, --force', 'replace <out> if it exists')
+    .action(action(async (name: string, out: string, o: GlobalOptions & { format?: string; compress?: 'zstd' | 'deflate'; force?: boolean }) => {
       const ref = parseImageRef(name);
+      refuseExisting(out, o.force);
       const bar = progressBar(o, 'export');
       const t0 = Date.now();
-      const r = await withStore(o.store, (s) => exportImageFile(s, ref, out, { format: o.format, compress: o.compress, onProgress: bar.onProgress })).finally(bar.stop);
+      const r = await withStore(o.store, (s) => exportImageFile(s, ref, out, { format: o.format, compress: o.compress, onProgress: bar.onProgress }), { create: false }).finally(bar.stop);
       const seconds = (Date.now() - t0) / 1000;
       if (o.json) return printJson({ ...r, seconds });
-      console.log(`exported ${r.ref} to ${r.out} (${r.format}, ${humanBytes(r.virtualSize)} virtual, ${humanBytes(r.bytesWritten)} data) in ${seconds.toFixed(1)} s`);
+      console.log(`exported ${r.ref} to ${safe(r.out)} (${r.format}, ${humanBytes(r.virtualSize)} virtual, ${humanBytes(r.bytesWritten)} data) in ${seconds.toFixed(1)} s`);
     }));
 
   common(program.command('images'))
@@ -91,7 +106,7 @@ export function registerStoreCommands(program: Command): void {
       console.log(table(['IMAGE', 'VIRTUAL', 'ALLOCATED', 'DATA', 'STORED', 'UNIQUE', 'MANIFEST'],
         rows.map((r) => [r.ref, humanBytes(r.virtualBytes), humanBytes(r.allocatedBytes), humanBytes(r.dataBytes), humanBytes(r.storedBytes), humanBytes(r.uniqueBytes), r.manifest.slice(0, 12)])));
       console.log('\nSTORED: compressed bytes of the objects the image needs; UNIQUE: of those, the ones no other image shares (what rm + gc would free).');
-    })));
+    }, { create: false })));
 
   common(program.command('rm'))
     .description('remove image names (objects stay until gc)')
@@ -104,7 +119,7 @@ export function registerStoreCommands(program: Command): void {
       const removed = refs.map((r) => `${r.name}:${r.tag}`);
       if (o.json) return printJson({ removed });
       console.log(`removed ${removed.join(', ')}; run "vmdn gc" to free unshared objects`);
-    })));
+    }, { create: false })));
 
   common(program.command('gc'))
     .description('delete objects no image needs, and temp files left by interrupted runs')
@@ -113,7 +128,7 @@ export function registerStoreCommands(program: Command): void {
       const r = await collectGarbage(s, { dryRun: o.dryRun });
       if (o.json) return printJson(r);
       console.log(`${o.dryRun ? 'would remove' : 'removed'} ${r.removedObjects} objects (${humanBytes(r.freedBytes)}) and ${r.removedTmpFiles} temp files`);
-    })));
+    }, { create: false })));
 
   common(program.command('verify'))
     .description('re-hash every object and check every image can be rebuilt; exits 5 if anything is wrong')
@@ -129,7 +144,7 @@ export function registerStoreCommands(program: Command): void {
         console.log(bad.length === 0 ? 'store OK' : `${bad.length} problems`);
       }
       return bad.length === 0 ? 0 : 5;
-    })));
+    }, { create: false })));
 
   common(program.command('stats'))
     .description('store totals and what dedup and compression saved')
@@ -138,7 +153,7 @@ export function registerStoreCommands(program: Command): void {
       const out = { store: s.dir, ...st, dedupRatio: st.objectBytes ? st.logicalBytes / st.objectBytes : 1, totalRatio: st.storedBytes ? st.logicalBytes / st.storedBytes : 1 };
       if (o.json) return printJson(out);
       console.log(table(['', 'VALUE'], [
-        ['store', s.dir],
+        ['store', safe(s.dir)],
         ['images', st.images],
         ['objects', st.objects],
         ['virtual size of all images', humanBytes(st.virtualBytes)],
@@ -147,5 +162,5 @@ export function registerStoreCommands(program: Command): void {
         ['on disk (zstd)', humanBytes(st.storedBytes)],
         ['saved', `${(out.totalRatio).toFixed(2)}x`],
       ]));
-    })));
+    }, { create: false })));
 }
