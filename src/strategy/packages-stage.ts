@@ -6,7 +6,6 @@
  * package can neither add nor redirect anything.
  */
 import fs from 'node:fs';
-import { promisify } from 'node:util';
 import type { ReadableStore } from '../store/types.js';
 import { readTar } from '../os/deb.js';
 import { storedTar, type PackageRef } from './packages-ingredients.js';
@@ -14,6 +13,7 @@ import { pathKey, type TreeRecord } from './files-tree.js';
 import type { FileSystem } from '../fs/types.js';
 import { CanonicalPaths } from '../os/canonical-path.js';
 import { VmdnError } from '../errors.js';
+import { writeAt } from './stage-write.js';
 
 /** Chunks decode in the store's workers while the tar is parsed here: two packages keep both busy. */
 const PARALLEL_PACKAGES = 2;
@@ -41,12 +41,8 @@ async function writeLarge(create: () => number, r: TreeRecord, body: AsyncIterab
   try {
     let pos = 0;
     for await (const b of body) {
-      for (let done = 0; done < b.length; ) {
-        const { bytesWritten } = await write(fd, b, done, b.length - done, pos);
-        if (bytesWritten <= 0) throw new VmdnError('E_IO', 'short write');
-        done += bytesWritten;
-        pos += bytesWritten;
-      }
+      await writeAt(fd, b, b.length, pos);
+      pos += b.length;
     }
     fs.fchownSync(fd, r.uid, r.gid);
     fs.fchmodSync(fd, r.perm); // after chown, which clears setuid bits
@@ -54,8 +50,6 @@ async function writeLarge(create: () => number, r: TreeRecord, body: AsyncIterab
     fs.closeSync(fd);
   }
 }
-
-const write = promisify(fs.write);
 
 export interface PackageStageOptions {
   signal?: AbortSignal;
