@@ -20,6 +20,7 @@ import { patchInodeTimes, type InodeTimes } from '../fs/ext4-patch.js';
 import { assembleChunks } from './chunks-export.js';
 import { baseName, decodeTree, pathKey, treeDigests, type TreeRecord } from './files-tree.js';
 import { planStage, stageParent, stageTree, type BigDirPlan, type StagePlan } from './files-stage.js';
+import { makeStage, removeStaleStages, removeTree, type Stage } from './stage-dir.js';
 import { emptyDirectory, installDirectory, type DirEntrySpec } from '../fs/ext4-bigdir.js';
 import type { FsRebuild, Manifest } from './manifest.js';
 import { isZero } from '../util/zero.js';
@@ -62,6 +63,8 @@ export async function exportFiles(m: Manifest, store: ReadableStore, writer: Dis
   const work = await fsp.mkdtemp(path.join(opts.workDir ?? os.tmpdir(), 'vmdn-rebuild-'));
   const progress = throttle(opts.onProgress);
   const fss = [...(m.filesystems ?? [])].sort((a, b) => a.offset - b.offset);
+  // stages a killed export left behind (they hold images' files) go before another is made
+  if (fss.length) await removeStaleStages();
   /** Returns the file content bytes it wrote (the filesystem's own metadata comes on top). */
   const build = async (f: FsRebuild, img: FsImage): Promise<number> => {
     const records = await loadTree(f, store, opts.signal);
@@ -119,7 +122,6 @@ async function buildExt4(f: FsRebuild, records: TreeRecord[], store: ReadableSto
   if (process.getuid?.() !== 0) throw new VmdnError('E_UNSUPPORTED', 'rebuilding a filesystem needs root (ownership and device nodes are staged on the host); run as root or under fakeroot');
   await fsp.mkdir(dir, { recursive: true });
   const bytes = records.reduce((n, r) => n + (r.size ?? 0) + 256, 0);
-  const stage = await fsp.mkdtemp(path.join(stageParent(bytes, dir), 'vmdn-stage-'));
   const p = f.params;
   const plan = planStage(records, p.blockSize, p.features.includes('metadata_csum'));
   // big files' content skips the stage and mke2fs: written into blocks allocated after it
@@ -130,6 +132,7 @@ async function buildExt4(f: FsRebuild, records: TreeRecord[], store: ReadableSto
   signal?.addEventListener('abort', onAbort);
   const prefetched = canPrefetch(store) ? store.prefetch(prefetchOrder(records, f.stream), { signal: ahead.signal, maxBytes: Math.min(os.freemem() / 4, 4 * 2 ** 30) }) : Promise.resolve();
   try {
+    const stage = await makeStage(stageParent(bytes, dir));
     await buildWith(f, p, records, plan, sizeOnly, stage, dir, store, img, signal, onBytes);
   } finally {
     ahead.abort();
@@ -144,16 +147,16 @@ function* prefetchOrder(records: TreeRecord[], stream: FsRebuild['stream']): Gen
   for (const r of records) if (r.link === undefined) for (const c of r.chunks ?? []) yield c[2];
 }
 
-async function buildWith(f: FsRebuild, p: FsRebuild['params'], records: TreeRecord[], plan: StagePlan, sizeOnly: Set<number>, stage: string, dir: string, store: ReadableStore, img: FsImage, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<void> {
+async function buildWith(f: FsRebuild, p: FsRebuild['params'], records: TreeRecord[], plan: StagePlan, sizeOnly: Set<number>, stage: Stage, dir: string, store: ReadableStore, img: FsImage, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<void> {
   try {
     await stageTree(records, plan, stage, store, f.stream, { signal, onBytes, packages: f.packages, tree: new TreeFs(f, records, store), workDir: dir, sizeOnly });
-    await run('mke2fs', [...mke2fsArgs(p, img.offset), '-d', stage, img.file, String(p.blocksCount)], signal);
+    await run('mke2fs', [...mke2fsArgs(p, img.offset), '-d', stage.root, img.file, String(p.blocksCount)], signal);
   } catch (err) {
-    await fsp.rm(stage, { recursive: true, force: true });
+    await removeTree(stage.dir);
     throw err;
   }
   // the stage goes in another process while this one finishes the filesystem (tens of thousands of unlinks)
-  const removed = removeTree(stage);
+  const removed = removeTree(stage.dir);
   let content: Promise<void> = Promise.resolve();
   try {
     // before the fixups: debugfs frees blocks (big directories' scaffolding) that would then hold stale bytes
@@ -176,15 +179,6 @@ async function buildWith(f: FsRebuild, p: FsRebuild['params'], records: TreeReco
     await removed;
   }
   await content;
-}
-
-/** `rm -rf` in a child process; falls back to removing here if that fails. */
-async function removeTree(dir: string): Promise<void> {
-  try {
-    await run('rm', ['-rf', '--', dir]);
-  } catch {
-    await fsp.rm(dir, { recursive: true, force: true });
-  }
 }
 
 /** Resolve a raw path (no leading slash) to its inode, matching names byte for byte. */

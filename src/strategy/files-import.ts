@@ -151,10 +151,15 @@ async function recordTree(fs: FileSystem, dev: Disk, store: WritableStore, strea
   // several files in flight: small files are dominated by latency, not bytes
   const inflight = new Set<Promise<void>>();
   let failed: unknown;
-  for await (const { pathBytes, node } of walkFs(fs)) {
+  for await (const { pathBytes, node, entry } of walkFs(fs)) {
     opts.signal?.throwIfAborted();
     if (failed) throw failed;
     if (pathBytes.includes(0)) throw new VmdnError('E_FORMAT', 'a file name holds a NUL byte: cannot be rebuilt', { path: Buffer.from(pathBytes).toString('latin1') });
+    // a corrupt entry: its '/'-joined path would name another file (or none) on rebuild and in diffs
+    if (entry?.nameBytes.includes(0x2f)) {
+      const dir = Buffer.from(pathBytes.subarray(0, pathBytes.length - entry.nameBytes.length - 1)).toString() || '/';
+      throw new VmdnError('E_FORMAT', `directory entry ${JSON.stringify(Buffer.from(entry.nameBytes).toString())} in ${dir} holds a '/' (corrupt filesystem): cannot be recorded as files`, { path: Buffer.from(pathBytes).toString() });
+    }
     const r: TreeRecord = {
       path: pathBytes.subarray(pathBytes.length ? 1 : 0),
       type: node.type,

@@ -2,16 +2,17 @@
  * Stage a recorded file tree in a host directory, for `mke2fs -d`. The tree
  * is untrusted data: every path was checked by decodeTree (no '..', no empty
  * or '.' component, parents are earlier directories), entries are created
- * only with exclusive, non-following calls inside directories made here, so
- * nothing is ever written outside the stage. Times are not set here: the
- * inode patcher puts them back, nanoseconds included, after mke2fs.
+ * only with exclusive, non-following calls inside directories made here, in
+ * a stage no other user can enter (stage-dir.ts), so nothing is ever written
+ * outside the stage nor reachable by anyone else while staged. Times are not
+ * set here: the inode patcher puts them back, nanoseconds included, after mke2fs.
  */
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { canCopyToFile, type CopyToFile, type ReadableStore } from '../store/types.js';
+import { canCopyToFile, type ReadableStore } from '../store/types.js';
 import { baseName, childrenOf, pathKey, type TreeRecord } from './files-tree.js';
 import type { ChunkEntry } from './manifest.js';
 import { StreamReader } from './stream-chunks.js';
@@ -20,10 +21,11 @@ import { dirBlockCount } from '../fs/ext4-bigdir.js';
 import type { PackageRef } from './packages-ingredients.js';
 import type { FileSystem } from '../fs/types.js';
 import { stagePackageFiles } from './packages-stage.js';
+import { StagePaths, type Stage } from './stage-dir.js';
+import { standIn, writeFile, writeFileDirect } from './stage-write.js';
 
 const WRITE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
 const PARALLEL_FILES = 8;
-const CHUNKS_IN_FLIGHT = 8;
 
 export interface StageOptions {
   signal?: AbortSignal;
@@ -105,28 +107,51 @@ export function stageParent(bytes: number, fallback: string): string {
     const need = bytes * 1.1 + (64 << 20);
     if (st.bavail * st.bsize < need || os.freemem() < 2 * need) return fallback;
     // user.* xattrs on tmpfs need Linux 6.6+: probe, since staging must keep them
-    const probe = path.join(shm, `.vmdn-xattr-probe-${process.pid}`);
-    fs.writeFileSync(probe, '');
+    // (in a directory of our own: a fixed name in /dev/shm could be another user's symlink)
+    const dir = fs.mkdtempSync(path.join(shm, 'vmdn-xattr-probe-'));
     try {
+      const probe = path.join(dir, 'probe');
+      fs.writeFileSync(probe, '', { flag: 'wx' });
       const r = spawnSync('setfattr', ['-n', 'user.vmdn', '-v', '1', probe]);
       return r.status === 0 ? shm : fallback;
     } finally {
-      fs.rmSync(probe, { force: true });
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   } catch {
     return fallback;
   }
 }
 
-export async function stageTree(records: TreeRecord[], plan: StagePlan, stage: string, store: ReadableStore, stream: ChunkEntry[], opts: StageOptions = {}): Promise<void> {
-  const root = Buffer.from(stage);
-  const at = (i: number): Buffer => (plan.where[i]!.length ? Buffer.concat([root, Buffer.from('/'), plan.where[i]!]) : root);
+export async function stageTree(records: TreeRecord[], plan: StagePlan, stage: Stage, store: ReadableStore, stream: ChunkEntry[], opts: StageOptions = {}): Promise<void> {
+  const paths = new StagePaths(stage.root);
+  try {
+    await stageIn(records, plan, stage, paths, store, stream, opts);
+  } finally {
+    paths.close();
+  }
+}
+
+/**
+ * `at(i)`: record i's path in the stage, short enough for one syscall however
+ * deep the tree. It is used at once, in synchronous calls, and `paths.trim()`
+ * runs only where no such path is pending (StagePaths says why).
+ */
+async function stageIn(records: TreeRecord[], plan: StagePlan, stage: Stage, paths: StagePaths, store: ReadableStore, stream: ChunkEntry[], opts: StageOptions): Promise<void> {
+  const at = (i: number): Buffer => paths.of(plan.where[i]!);
+  const create = (i: number): number => {
+    paths.trim();
+    return fs.openSync(at(i), WRITE_FLAGS, 0o600);
+  };
   // 1. directories, in order (parents first), and the big directories' holding places
-  records.forEach((r, i) => r.type === 'dir' && i > 0 && fs.mkdirSync(at(i)));
+  for (const [i, r] of records.entries()) {
+    if (r.type !== 'dir' || i === 0) continue;
+    paths.trim();
+    fs.mkdirSync(at(i));
+  }
   for (const b of plan.bigDirs) {
-    for (let k = 0; k < b.holdDirs; k++) fs.mkdirSync(path.join(stage, b.hold, String(k)), { recursive: true });
+    for (let k = 0; k < b.holdDirs; k++) fs.mkdirSync(path.join(stage.root, b.hold, String(k)), { recursive: true });
     // non-zero, so mke2fs allocates every block (a sparse file would get none)
-    await fsp.writeFile(path.join(stage, b.reserve), Buffer.alloc(b.reserveBytes, 0xff), { flag: 'wx' });
+    await fsp.writeFile(path.join(stage.root, b.reserve), Buffer.alloc(b.reserveBytes, 0xff), { flag: 'wx' });
   }
   // 2. contents: small files from the stream, in order, then the others a few at a time.
   // Small per-file work uses synchronous calls: thousands of tiny files are syscall-bound.
@@ -136,7 +161,7 @@ export async function stageTree(records: TreeRecord[], plan: StagePlan, stage: s
       if (r.type !== 'file' || r.streamOffset === undefined) continue;
       opts.signal?.throwIfAborted();
       const data = r.size ? await small.read(r.streamOffset, r.size!) : undefined;
-      const fd = fs.openSync(at(i), WRITE_FLAGS, 0o600);
+      const fd = create(i);
       try {
         if (data) fs.writeSync(fd, data, 0, data.length, 0);
         fs.fchownSync(fd, r.uid, r.gid);
@@ -154,11 +179,13 @@ export async function stageTree(records: TreeRecord[], plan: StagePlan, stage: s
     while (next < files.length) {
       opts.signal?.throwIfAborted();
       const [r, i] = files[next++]!;
+      // opened here, synchronously: the path is used before anything else runs
+      const fd = create(i);
       if (opts.sizeOnly?.has(i)) {
-        standIn(at(i), r);
+        standIn(fd, r);
         continue;
       }
-      await (direct ? writeFileDirect(at(i), r, direct, opts) : writeFile(at(i), r, store, opts));
+      await (direct ? writeFileDirect(fd, r, direct, opts) : writeFile(fd, r, store, opts));
     }
   };
   // together: with the store's workers writing big files' content, this thread is free for the small ones
@@ -170,19 +197,22 @@ export async function stageTree(records: TreeRecord[], plan: StagePlan, stage: s
   }
   if (records.some((r) => r.pkg !== undefined)) {
     if (!opts.packages || !opts.tree) throw new VmdnError('E_INTERNAL', 'tree takes files from packages but none were given');
-    await stagePackageFiles(records, at, opts.packages, opts.tree, store, opts);
+    await stagePackageFiles(records, create, opts.packages, opts.tree, store, opts);
   }
   // 3. links, special files
   let special = 0;
   for (const [i, r] of records.entries()) {
+    if (r.type === 'dir' || (r.type === 'file' && r.link === undefined)) continue;
+    paths.trim();
     const p = at(i);
-    if (r.type === 'file' && r.link !== undefined) fs.linkSync(at(r.link), p);
+    if (r.type === 'file') fs.linkSync(at(r.link!), p);
     else if (r.type === 'symlink') {
       fs.symlinkSync(Buffer.from(r.target!), p);
       fs.lchownSync(p, r.uid, r.gid);
     } else if (r.type === 'fifo' || r.type === 'chardev' || r.type === 'blockdev') {
-      // mknod takes string arguments: make it under a plain name, then rename to the raw path
-      const tmp = path.join(stage, `.vmdn-special-${special++}`);
+      // mknod takes string arguments: make it under a plain name beside the tree (outside the
+      // image's namespace), then rename it to the raw path
+      const tmp = path.join(stage.dir, `special-${special++}`);
       const args = r.type === 'fifo' ? [tmp, 'p'] : [tmp, r.type === 'chardev' ? 'c' : 'b', String(r.rdev![0]), String(r.rdev![1])];
       const res = spawnSync('mknod', args, { encoding: 'utf8' });
       if (res.status !== 0) throw new VmdnError('E_IO', `mknod failed for ${Buffer.from(r.path).toString()}: ${res.stderr || res.error?.message}`);
@@ -194,89 +224,16 @@ export async function stageTree(records: TreeRecord[], plan: StagePlan, stage: s
     }
   }
   // 4. directories' owners and modes, deepest first so a read-only directory is locked last
+  // (the root's too: stage.root is the image's, stage.dir around it stays private)
   for (let i = records.length - 1; i >= 0; i--) {
     const r = records[i]!;
     if (r.type !== 'dir') continue;
-    fs.lchownSync(at(i), r.uid, r.gid);
-    fs.chmodSync(at(i), r.perm);
+    paths.trim();
+    const p = at(i);
+    fs.lchownSync(p, r.uid, r.gid);
+    fs.chmodSync(p, r.perm);
   }
-  await setXattrs(records, plan.where, stage);
-}
-
-/**
- * The store's workers decode each chunk and write it into the file themselves
- * (they share this process's descriptors): no content crosses to this thread,
- * which is what made staging slower than a chunks export.
- */
-async function writeFileDirect(p: Buffer, r: TreeRecord, store: CopyToFile, opts: StageOptions): Promise<void> {
-  const fd = fs.openSync(p, WRITE_FLAGS, 0o600);
-  try {
-    fs.ftruncateSync(fd, r.size!);
-    const chunks = r.chunks!;
-    let n = 0;
-    let failed = false;
-    const lane = async () => {
-      while (n < chunks.length) {
-        if (failed || opts.signal?.aborted) return;
-        const [off, len, digest] = chunks[n++]!;
-        try {
-          const got = await store.copyToFd(digest, fd, off);
-          if (got !== len) throw new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} has ${got} bytes, the tree says ${len}`, { digest });
-        } catch (err) {
-          failed = true;
-          throw err;
-        }
-        opts.onBytes?.(len);
-      }
-    };
-    // every lane settles before the descriptor closes: a worker must never write into a reused number
-    const settled = await Promise.allSettled(Array.from({ length: Math.min(CHUNKS_IN_FLIGHT, chunks.length) }, lane));
-    for (const x of settled) if (x.status === 'rejected') throw x.reason;
-    opts.signal?.throwIfAborted();
-    fs.fchownSync(fd, r.uid, r.gid);
-    fs.fchmodSync(fd, r.perm);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-/** Size, owner and mode only: mke2fs gives a fully sparse file an inode without blocks. */
-function standIn(p: Buffer, r: TreeRecord): void {
-  const fd = fs.openSync(p, WRITE_FLAGS, 0o600);
-  try {
-    fs.ftruncateSync(fd, r.size!);
-    fs.fchownSync(fd, r.uid, r.gid);
-    fs.fchmodSync(fd, r.perm);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-async function writeFile(p: Buffer, r: TreeRecord, store: ReadableStore, opts: StageOptions): Promise<void> {
-  const h = await fsp.open(p, WRITE_FLAGS, 0o600);
-  try {
-    // a few chunks in flight: each get decodes and verifies in the store's workers
-    const chunks = r.chunks!;
-    const window: Array<Promise<Uint8Array>> = [];
-    let n = 0;
-    for (let i = 0; i < chunks.length; i++) {
-      while (n < chunks.length && window.length < CHUNKS_IN_FLIGHT) {
-        const g = store.get(chunks[n++]![2], { signal: opts.signal });
-        g.catch(() => {}); // surfaced when awaited
-        window.push(g);
-      }
-      const data = await window.shift()!;
-      const [off, len, digest] = chunks[i]!;
-      if (data.length !== len) throw new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} has ${data.length} bytes, the tree says ${len}`, { digest });
-      await h.write(data, 0, len, off);
-      opts.onBytes?.(len);
-    }
-    await h.truncate(r.size!);
-    await h.chown(r.uid, r.gid);
-    await h.chmod(r.perm);
-  } finally {
-    await h.close();
-  }
+  setXattrs(records, plan.where, paths);
 }
 
 /** `setfattr --restore` escapes: every byte outside printable ASCII, and the backslash, as \ooo. */
@@ -286,16 +243,28 @@ function quote(b: Uint8Array): string {
   return s;
 }
 
-/** All xattrs in one setfattr run (one process, not one per file). */
-async function setXattrs(records: TreeRecord[], where: Buffer[], stage: string): Promise<void> {
-  const lines: string[] = [];
+/**
+ * All xattrs in one setfattr run (one process, not one per file; a few for a
+ * deep tree, so the directory handles its paths name stay few and open).
+ * `-h`: a symlink's own xattrs; every directory above is one made here.
+ */
+function setXattrs(records: TreeRecord[], where: Buffer[], paths: StagePaths): void {
+  let lines: string[] = [];
+  const flush = () => {
+    if (!lines.length) return;
+    const res = spawnSync('setfattr', ['-h', '--restore=-'], { input: lines.join('\n') + '\n', encoding: 'utf8' });
+    if (res.status !== 0) throw new VmdnError('E_IO', `setfattr --restore failed: ${(res.stderr || res.error?.message || '').trim()}`);
+    lines = [];
+  };
   for (const [i, r] of records.entries()) {
     if (!r.xattrs?.size) continue;
-    lines.push(`# file: ${where[i]!.length ? quote(where[i]!) : '.'}`);
+    if (paths.crowded) {
+      flush();
+      paths.trim();
+    }
+    lines.push(`# file: ${quote(paths.of(where[i]!))}`);
     for (const [k, v] of r.xattrs) lines.push(`${quote(Buffer.from(k))}=0x${Buffer.from(v).toString('hex')}`);
     lines.push('');
   }
-  if (!lines.length) return;
-  const res = spawnSync('setfattr', ['-h', '--restore=-'], { cwd: stage, input: lines.join('\n') + '\n', encoding: 'utf8' });
-  if (res.status !== 0) throw new VmdnError('E_IO', `setfattr --restore failed: ${(res.stderr || res.error?.message || '').trim()}`);
+  flush();
 }

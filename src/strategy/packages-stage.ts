@@ -6,7 +6,6 @@
  * package can neither add nor redirect anything.
  */
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
 import type { ReadableStore } from '../store/types.js';
 import { readTar } from '../os/deb.js';
 import { storedTar, type PackageRef } from './packages-ingredients.js';
@@ -14,19 +13,20 @@ import { pathKey, type TreeRecord } from './files-tree.js';
 import type { FileSystem } from '../fs/types.js';
 import { CanonicalPaths } from '../os/canonical-path.js';
 import { VmdnError } from '../errors.js';
+import { writeAt } from './stage-write.js';
 
-const WRITE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
 /** Chunks decode in the store's workers while the tar is parsed here: two packages keep both busy. */
 const PARALLEL_PACKAGES = 2;
 
 /** Files up to this size are written with synchronous calls: thousands of small files are syscall-bound. */
 const SMALL = 256 << 10;
 
-async function writeSmall(p: Buffer, r: TreeRecord, body: AsyncIterable<Buffer>): Promise<void> {
+/** `create` makes the file (exclusively, not following links) and returns its descriptor. */
+async function writeSmall(create: () => number, r: TreeRecord, body: AsyncIterable<Buffer>): Promise<void> {
   const parts: Buffer[] = [];
   for await (const b of body) parts.push(b);
   const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-  const fd = fs.openSync(p, WRITE_FLAGS, 0o600);
+  const fd = create();
   try {
     fs.writeSync(fd, data, 0, data.length, 0);
     fs.fchownSync(fd, r.uid, r.gid);
@@ -36,14 +36,18 @@ async function writeSmall(p: Buffer, r: TreeRecord, body: AsyncIterable<Buffer>)
   }
 }
 
-async function writeLarge(p: Buffer, r: TreeRecord, body: AsyncIterable<Buffer>): Promise<void> {
-  const h = await fsp.open(p, WRITE_FLAGS, 0o600);
+async function writeLarge(create: () => number, r: TreeRecord, body: AsyncIterable<Buffer>): Promise<void> {
+  const fd = create();
   try {
-    for await (const b of body) await h.write(b);
-    await h.chown(r.uid, r.gid);
-    await h.chmod(r.perm);
+    let pos = 0;
+    for await (const b of body) {
+      await writeAt(fd, b, b.length, pos);
+      pos += b.length;
+    }
+    fs.fchownSync(fd, r.uid, r.gid);
+    fs.fchmodSync(fd, r.perm); // after chown, which clears setuid bits
   } finally {
-    await h.close();
+    fs.closeSync(fd);
   }
 }
 
@@ -53,10 +57,11 @@ export interface PackageStageOptions {
 }
 
 /**
- * `tree`: the recorded tree as a filesystem, to place package paths as import
+ * `create(i)`: make record i's file in the stage (exclusively, not following
+ * links) and return its descriptor. `tree`: the recorded tree as a filesystem, to place package paths as import
  * matched them (through the image's directory symlinks: merged /usr).
  */
-export async function stagePackageFiles(records: TreeRecord[], at: (i: number) => Buffer, packages: PackageRef[], tree: FileSystem, store: ReadableStore, opts: PackageStageOptions = {}): Promise<void> {
+export async function stagePackageFiles(records: TreeRecord[], create: (i: number) => number, packages: PackageRef[], tree: FileSystem, store: ReadableStore, opts: PackageStageOptions = {}): Promise<void> {
   const canon = new CanonicalPaths(tree);
   const byPkg = new Map<number, Map<string, number>>();
   records.forEach((r, i) => {
@@ -77,8 +82,8 @@ export async function stagePackageFiles(records: TreeRecord[], at: (i: number) =
         want.delete(where!);
         const r = records[i]!;
         if (e.size !== r.size) throw new VmdnError('E_MANIFEST', `${ref.name} ${ref.version}: ${e.path} is ${e.size} bytes in the package, the tree says ${r.size}`, { package: ref.name, path: e.path });
-        if (e.size <= SMALL) await writeSmall(at(i), r, e.body);
-        else await writeLarge(at(i), r, e.body);
+        if (e.size <= SMALL) await writeSmall(() => create(i), r, e.body);
+        else await writeLarge(() => create(i), r, e.body);
         opts.onBytes?.(e.size);
       }
       if (want.size) {

@@ -6,6 +6,7 @@ import { exportImageFile, importImageFile, type Strategy } from '../../strategy/
 import { DEFAULT_CHUNKER_SPEC } from '../../strategy/defaults.js';
 import { parseChunkerSpec, parseSize } from '../../strategy/chunker.js';
 import { collectGarbage, storeStats, verifyStore } from '../../store/maintenance.js';
+import { removeStaleStages } from '../../strategy/stage-dir.js';
 import { humanBytes, printJson, progressBar, safe, table, type GlobalOptions } from '../output.js';
 import { withStore } from '../store-dir.js';
 import { action, common, imageInput } from '../program.js';
@@ -126,8 +127,10 @@ export function registerStoreCommands(program: Command): void {
     .option('--dry-run', 'only report what would be removed')
     .action(action(async (o: GlobalOptions & { dryRun?: boolean }) => withStore(o.store, async (s) => {
       const r = await collectGarbage(s, { dryRun: o.dryRun });
-      if (o.json) return printJson(r);
-      console.log(`${o.dryRun ? 'would remove' : 'removed'} ${r.removedObjects} objects (${humanBytes(r.freedBytes)}) and ${r.removedTmpFiles} temp files`);
+      // export stages of killed runs live outside any store (/dev/shm): gc is where they go too
+      const removedStages = (await removeStaleStages({ dryRun: o.dryRun })).length;
+      if (o.json) return printJson({ ...r, removedStages });
+      console.log(`${o.dryRun ? 'would remove' : 'removed'} ${r.removedObjects} objects (${humanBytes(r.freedBytes)}), ${r.removedTmpFiles} temp files and ${removedStages} stale export stages`);
     }, { create: false })));
 
   common(program.command('verify'))
