@@ -5,12 +5,12 @@
  * objects of images it "already holds" (hard links from the origin store).
  */
 import fs from 'node:fs';
-import { LocalStore } from '../src/store/local-store.js';
+import { LocalStore } from '../src/store/local/local-store.js';
 import type { Digest } from '../src/store/digest.js';
-import { decodeManifest, uniqueChunks, dataBytes } from '../src/strategy/manifest.js';
-import { HttpStore } from '../src/net/http-store.js';
-import { createPolicy, POLICIES, type PolicyName } from '../src/net/eviction.js';
-import { objectUrlPath } from '../src/net/http-api.js';
+import { decodeManifest, uniqueChunks, dataBytes } from '../src/model/manifest.js';
+import { HttpStore } from '../src/net/client/http-store.js';
+import { createPolicy, POLICIES, type PolicyName } from '../src/net/server/eviction.js';
+import { objectUrlPath } from '../src/net/wire/http-api.js';
 
 export interface ImageObjects {
   name: string;

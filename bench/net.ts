@@ -9,8 +9,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { LocalStore } from '../src/store/local-store.js';
-import { DEFAULT_POLICY } from '../src/net/edge.js';
+import { LocalStore } from '../src/store/local/local-store.js';
+import { DEFAULT_POLICY } from '../src/net/server/edge.js';
 import { timed, run } from './measure.js';
 import { startVmdn, VMDN } from './net-procs.js';
 import { fanOut, imageObjects, policyReplay, seedCache, shuffled, type PolicyRun } from './net-load.js';
@@ -182,6 +182,6 @@ export function renderNet(r: NetBenchResult): string {
   L.push('Eviction policy replay (60 pulls, image popularity 1/rank over base, academic, academic2, database, turn; byte hit ratio at a budget of 25% and 50% of all unique object bytes):', '');
   L.push('| policy | budget | byte hit ratio | hit ratio |', '|:--|--:|--:|--:|');
   for (const p of r.policies.runs) L.push(`| ${p.policy} | ${(p.budgetFraction * 100).toFixed(0)}% (${f1(p.budgetBytes)} MB) | ${p.byteHitRatio.toFixed(3)} | ${p.hitRatio.toFixed(3)} |`);
-  L.push('', `Best: **${r.policies.best}**; the edge's default is ${r.policies.default}${r.policies.best === r.policies.default ? '' : ' (**differs: update DEFAULT_POLICY in src/net/edge.ts**)'}. Setup (imports, compressed qcow2s, reused between runs) ${r.setupSeconds.toFixed(0)} s; whole section ${r.seconds.toFixed(0)} s.`, '');
+  L.push('', `Best: **${r.policies.best}**; the edge's default is ${r.policies.default}${r.policies.best === r.policies.default ? '' : ' (**differs: update DEFAULT_POLICY in src/net/server/edge.ts**)'}. Setup (imports, compressed qcow2s, reused between runs) ${r.setupSeconds.toFixed(0)} s; whole section ${r.seconds.toFixed(0)} s.`, '');
   return L.join('\n');
 }

@@ -4,9 +4,9 @@
  * without. In process; the origin's and the client's work share the cores.
  */
 import fs from 'node:fs';
-import { LocalStore } from '../src/store/local-store.js';
-import { Origin } from '../src/net/origin.js';
-import { pullImage } from '../src/net/pull.js';
+import { LocalStore } from '../src/store/local/local-store.js';
+import { Origin } from '../src/net/server/origin.js';
+import { pullImage } from '../src/net/client/pull.js';
 
 export interface PulledDelivery {
   /** Bytes received for the target: manifest, objects, packs. */

@@ -17,12 +17,12 @@ import { spawnSync } from 'node:child_process';
 import { casyncDelivery, readCaibx, scanCasyncStore } from './casync.js';
 import { lackingObjects, sharedObjectBytes } from './vmdn-store.js';
 import type { FilesBench } from './files.js';
-import { LocalStore } from '../src/store/local-store.js';
-import { resolveImage } from '../src/strategy/image-ops.js';
-import { loadTree } from '../src/strategy/files-export.js';
+import { LocalStore } from '../src/store/local/local-store.js';
+import { resolveImage } from '../src/images/image-ops.js';
+import { loadTree } from '../src/strategy/files/export.js';
 import { openDisk } from '../src/container/open.js';
-import { listVolumes } from '../src/inspect/volumes.js';
-import { packageObjects, type PackageRef } from '../src/strategy/packages-ingredients.js';
+import { listVolumes } from '../src/fs/volumes.js';
+import { packageObjects, type PackageRef } from '../src/strategy/packages/ingredients.js';
 
 const IMAGES = ['base', 'academic', 'academic2', 'database', 'turn'];
 const mb = (b: number) => b / 1e6;

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { humanBytes, table } from '../src/cli/output.js';
-import { resolveStoreDir } from '../src/cli/store-dir.js';
+import { resolveStoreDir } from '../src/store/location.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'bin', 'vmdn.js');

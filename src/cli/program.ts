@@ -6,7 +6,7 @@
  */
 import { Command } from 'commander';
 import { reportError, type GlobalOptions } from './output.js';
-import { setAllowedBackingFiles } from '../container/qcow2-backing.js';
+import { setAllowedBackingFiles } from '../container/qcow2/backing.js';
 
 export const program = new Command();
 program

@@ -1,7 +1,7 @@
 /** Open any supported image by content (never by file extension). */
 import type { Disk } from './disk.js';
 import { RawDisk } from './raw.js';
-import { Qcow2Disk } from './qcow2.js';
+import { Qcow2Disk } from './qcow2/reader.js';
 import { probeFormat, type ReadableFormat } from './probe.js';
 import { asVmdnError } from '../errors.js';
 

@@ -4,7 +4,7 @@
  * treated as raw disks (a VMDK read as raw would "work" and be garbage).
  */
 import { VmdnError } from '../errors.js';
-import { QCOW2_MAGIC } from './qcow2-layout.js';
+import { QCOW2_MAGIC } from './qcow2/layout.js';
 import { openImageFile } from './image-file.js';
 
 export type ReadableFormat = 'qcow2' | 'raw';

@@ -5,7 +5,7 @@
  * warning) so nothing is silently hidden; `partitionDisk` refuses them.
  */
 import type { Disk } from '../container/disk.js';
-import { DiskSlice } from './slice.js';
+import { DiskSlice } from '../container/slice.js';
 import { parseMbr, isProtective, hasMbrSignature, SECTOR, type Mbr } from './mbr.js';
 import { readGpt, hasGptSignature, type Gpt } from './gpt.js';
 import { findBootRegions, type BootRegion } from './boot.js';

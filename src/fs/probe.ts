@@ -6,8 +6,8 @@
  */
 import type { Disk } from '../container/disk.js';
 import type { FileSystem } from './types.js';
-import { looksLikeFat } from './fat-layout.js';
-import { openFat } from './fat.js';
+import { looksLikeFat } from './fat/layout.js';
+import { openFat } from './fat/fat.js';
 
 export type FsKind = 'ext2' | 'ext3' | 'ext4' | 'vfat' | 'swap' | 'xfs' | 'btrfs' | 'unknown';
 
@@ -36,7 +36,7 @@ function extKind(sb: Uint8Array): 'ext2' | 'ext3' | 'ext4' {
 
 async function openExt(disk: Disk): Promise<FileSystem | undefined> {
   // Loaded lazily (and typed loosely) so this module builds and runs even without the ext reader.
-  const mod = (await import('./ext4.js' as string).catch(() => undefined)) as { openExt4?: (d: Disk) => Promise<FileSystem> } | undefined;
+  const mod = (await import('./ext4/ext4.js' as string).catch(() => undefined)) as { openExt4?: (d: Disk) => Promise<FileSystem> } | undefined;
   return mod?.openExt4 ? mod.openExt4(disk) : undefined;
 }
 

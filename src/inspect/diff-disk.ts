@@ -7,9 +7,9 @@
  */
 import type { Disk } from '../container/disk.js';
 import type { PartitionTable } from '../disk/partitions.js';
-import type { Manifest } from '../strategy/manifest.js';
+import type { Manifest } from '../model/manifest.js';
 import type { OpenedImage } from './open-image.js';
-import type { Volume } from './volumes.js';
+import type { Volume } from '../fs/volumes.js';
 
 export const MiB = 1 << 20;
 export const MAX_RANGES = 1000;

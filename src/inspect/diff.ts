@@ -6,7 +6,7 @@
 import { partitionDisk } from '../disk/partitions.js';
 import { inspectOs } from '../os/inspect-os.js';
 import type { OpenedImage } from './open-image.js';
-import { listVolumes, pickVolume, type DiskVolumes, type Volume } from './volumes.js';
+import { listVolumes, pickVolume, type DiskVolumes, type Volume } from '../fs/volumes.js';
 import { diffTables, diffDiskBytes, diffUsedBlocks, type PartitionChange, type RangeList } from './diff-disk.js';
 import { diffFiles, type FilesDiff } from './diff-files.js';
 import { diffPackages, type PackagesDiff } from './diff-packages.js';

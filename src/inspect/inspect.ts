@@ -5,7 +5,7 @@
  */
 import type { Disk } from '../container/disk.js';
 import { inspectOs, type OsPackage } from '../os/inspect-os.js';
-import { listVolumes, pickVolume } from './volumes.js';
+import { listVolumes, pickVolume } from '../fs/volumes.js';
 import { asVmdnError } from '../errors.js';
 
 export interface InspectResult {

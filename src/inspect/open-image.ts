@@ -7,14 +7,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Disk } from '../container/disk.js';
 import { openDisk } from '../container/open.js';
-import { LocalStore } from '../store/local-store.js';
+import { LocalStore } from '../store/local/local-store.js';
 import { parseImageRef, formatImageRef } from '../store/image-name.js';
-import { resolveImage } from '../strategy/image-ops.js';
-import { ManifestDisk } from '../strategy/manifest-disk.js';
-import { TreeFs } from '../strategy/tree-fs.js';
-import { loadTree } from '../strategy/files-export.js';
-import type { Manifest } from '../strategy/manifest.js';
-import { resolveStoreDir } from '../cli/store-dir.js';
+import { resolveImage } from '../images/image-ops.js';
+import { ManifestDisk } from '../images/manifest-disk.js';
+import { TreeFs } from '../strategy/files/tree-fs.js';
+import { loadTree } from '../strategy/files/export.js';
+import type { Manifest } from '../model/manifest.js';
+import { resolveStoreDir } from '../store/location.js';
 import { VmdnError } from '../errors.js';
 
 export interface OpenedImage {

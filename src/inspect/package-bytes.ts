@@ -8,7 +8,7 @@
  */
 import crypto from 'node:crypto';
 import type { FileSystem, FsNode } from '../fs/types.js';
-import { walkFs } from '../fs/ext4-walk.js';
+import { walkFs } from '../fs/ext4/walk.js';
 import { readDpkgFiles } from '../os/dpkg-files.js';
 import { CanonicalPaths } from '../os/canonical-path.js';
 

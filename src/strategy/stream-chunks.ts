@@ -7,7 +7,7 @@
 import type { WritableStore } from '../store/types.js';
 import type { Digest } from '../store/digest.js';
 import { createChunker, type ChunkerParams } from './chunker.js';
-import type { ChunkEntry } from './manifest.js';
+import type { ChunkEntry } from '../model/manifest.js';
 import { isZero } from '../util/zero.js';
 import { VmdnError } from '../errors.js';
 

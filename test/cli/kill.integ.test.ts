@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CLI, vmdnOk, qemuCompare } from '../helpers/cli.js';
-import { LocalStore } from '../../src/store/local-store.js';
+import { LocalStore } from '../../src/store/local/local-store.js';
 import { writeRaw, prng } from '../helpers/images.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { mulberry32 } from '../helpers/rng.js';

@@ -12,8 +12,8 @@ import path from 'node:path';
 import { sh, vmdnOk } from '../helpers/cli.js';
 import { sampleDisk } from '../helpers/images.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { LocalStore } from '../../src/store/local-store.js';
-import { Origin } from '../../src/net/origin.js';
+import { LocalStore } from '../../src/store/local/local-store.js';
+import { Origin } from '../../src/net/server/origin.js';
 import { runCli } from './run-async.js';
 
 const RLO = '\u202e'; // RIGHT-TO-LEFT OVERRIDE: "evil\u202Etxt.exe" shows as "evilexe.txt"

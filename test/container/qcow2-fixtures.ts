@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Disk, Extent } from '../../src/container/disk.js';
-import { qcow2Header } from '../../src/container/qcow2-layout.js';
+import { qcow2Header } from '../../src/container/qcow2/layout.js';
 import { VmdnError, type ErrorCode } from '../../src/errors.js';
 
 export const MiB = 1 << 20;

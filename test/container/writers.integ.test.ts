@@ -10,7 +10,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createRawWriter } from '../../src/container/raw-writer.js';
-import { createQcow2Writer, type Qcow2WriterOptions } from '../../src/container/qcow2-writer.js';
+import { createQcow2Writer, type Qcow2WriterOptions } from '../../src/container/qcow2/writer.js';
 import type { DiskWriter } from '../../src/container/disk.js';
 import { VmdnError } from '../../src/errors.js';
 

@@ -15,9 +15,9 @@ import { corpusDir, CORPUS_IMAGES } from '../helpers/corpus.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { exportAndCheck } from '../helpers/rebuild-checks.js';
 import { hostAptSources } from '../../src/os/apt-mirror.js';
-import { LocalStore } from '../../src/store/local-store.js';
-import { resolveImage } from '../../src/strategy/image-ops.js';
-import { loadTree, manifestObjects } from '../../src/strategy/files-export.js';
+import { LocalStore } from '../../src/store/local/local-store.js';
+import { resolveImage } from '../../src/images/image-ops.js';
+import { loadTree, manifestObjects } from '../../src/strategy/files/export.js';
 
 const corpus = corpusDir();
 const noArchive = hostAptSources().length ? undefined : 'the host has no apt sources: no Debian archive to take packages from';

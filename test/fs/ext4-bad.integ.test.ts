@@ -5,7 +5,7 @@
  */
 import { it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { openExt4 } from '../../src/fs/ext4.js';
+import { openExt4 } from '../../src/fs/ext4/ext4.js';
 import { VmdnError } from '../../src/errors.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { smallImage, memDisk, exercise, type SmallImage } from './ext4-fixtures.js';

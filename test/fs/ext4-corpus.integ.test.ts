@@ -14,8 +14,8 @@ import crypto from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { openDisk } from '../../src/container/open.js';
 import { readPartitionTable, partitionDisk } from '../../src/disk/partitions.js';
-import { openExt4 } from '../../src/fs/ext4.js';
-import { walkFs } from '../../src/fs/ext4-walk.js';
+import { openExt4 } from '../../src/fs/ext4/ext4.js';
+import { walkFs } from '../../src/fs/ext4/walk.js';
 import type { NodeType } from '../../src/fs/types.js';
 import { corpusDir, CORPUS_IMAGES } from '../helpers/corpus.js';
 

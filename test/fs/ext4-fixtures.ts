@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { prng } from '../helpers/images.js';
-import { walkFs } from '../../src/fs/ext4-walk.js';
+import { walkFs } from '../../src/fs/ext4/walk.js';
 import type { FileSystem } from '../../src/fs/types.js';
 
 export const KiB = 1024;

@@ -1,7 +1,7 @@
 /** Every path's four timestamps on an image's first ext4 volume, read with vmdn's own reader. */
 import { openDisk } from '../../src/container/open.js';
-import { listVolumes } from '../../src/inspect/volumes.js';
-import { walkFs } from '../../src/fs/ext4-walk.js';
+import { listVolumes } from '../../src/fs/volumes.js';
+import { walkFs } from '../../src/fs/ext4/walk.js';
 
 /** path -> "mtime atime ctime crtime" (sec.nsec each). */
 export async function allTimes(image: string): Promise<Map<string, string>> {

@@ -1,7 +1,7 @@
 /** HTTP API helpers: routes, Range parsing, token check, listen addresses, sizes. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseListen, parseRange, refPath, route, tokenMatches } from '../../src/net/http-api.js';
+import { parseListen, parseRange, refPath, route, tokenMatches } from '../../src/net/wire/http-api.js';
 import { parseSize } from '../../src/cli/commands/net.js';
 
 const D = 'ab'.repeat(32);

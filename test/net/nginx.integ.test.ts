@@ -7,12 +7,12 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { LocalStore } from '../../src/store/local-store.js';
+import { LocalStore } from '../../src/store/local/local-store.js';
 import { parseImageRef } from '../../src/store/image-name.js';
-import { importImageFile } from '../../src/strategy/image-ops.js';
+import { importImageFile } from '../../src/images/image-ops.js';
 import { DEFAULT_CDC } from '../../src/strategy/chunker.js';
-import { Origin } from '../../src/net/origin.js';
-import { pullImage } from '../../src/net/pull.js';
+import { Origin } from '../../src/net/server/origin.js';
+import { pullImage } from '../../src/net/client/pull.js';
 import { qemuCompare } from '../helpers/cli.js';
 import { sampleDisk } from '../helpers/images.js';
 import { tmpDir } from '../helpers/tmp.js';

@@ -1,9 +1,9 @@
 /** Packs: the frame codec against references, its refusals (seeded mutations), and where references come from. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodePack, encodePack, packLevel, type PackObject } from '../../src/net/pack.js';
-import { nominate, planPacks, type Sequences } from '../../src/net/delta-refs.js';
-import { MAX_BATCH } from '../../src/net/batch.js';
+import { decodePack, encodePack, packLevel, type PackObject } from '../../src/net/wire/pack.js';
+import { nominate, planPacks, type Sequences } from '../../src/net/wire/delta-refs.js';
+import { MAX_BATCH } from '../../src/net/wire/batch.js';
 import { sha256 } from '../../src/store/digest.js';
 import { VmdnError } from '../../src/errors.js';
 import { prng } from '../helpers/images.js';

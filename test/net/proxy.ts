@@ -6,8 +6,8 @@
  * alike, and a cut inside a batch still delivers the records before it.
  */
 import http from 'node:http';
-import { closeServer, listen } from '../../src/net/http-api.js';
-import { BATCH_PATH } from '../../src/net/batch.js';
+import { closeServer, listen } from '../../src/net/wire/http-api.js';
+import { BATCH_PATH } from '../../src/net/wire/batch.js';
 
 export interface ProxyOptions {
   /** Rewrite an object response body; `n` counts object responses so far (1-based). */

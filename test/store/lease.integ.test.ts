@@ -1,5 +1,5 @@
 /**
- * The store lease (src/store/lease.ts) between real processes: writers wait
+ * The store lease (src/store/local/lease.ts) between real processes: writers wait
  * for gc and gc for writers, each saying so on stderr; a SIGKILLed writer or
  * gc leaves nothing locked; an origin keeps a push's objects from gc until it
  * names them.
@@ -9,14 +9,14 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { LocalStore } from '../../src/store/local-store.js';
+import { LocalStore } from '../../src/store/local/local-store.js';
 import { parseImageRef } from '../../src/store/image-name.js';
-import { importImageFile, resolveImage } from '../../src/strategy/image-ops.js';
-import { manifestObjects } from '../../src/strategy/files-export.js';
+import { importImageFile, resolveImage } from '../../src/images/image-ops.js';
+import { manifestObjects } from '../../src/strategy/files/export.js';
 import { DEFAULT_CDC } from '../../src/strategy/chunker.js';
-import { Origin } from '../../src/net/origin.js';
-import { HttpStore } from '../../src/net/http-store.js';
-import { objectUrlPath, refPath } from '../../src/net/http-api.js';
+import { Origin } from '../../src/net/server/origin.js';
+import { HttpStore } from '../../src/net/client/http-store.js';
+import { objectUrlPath, refPath } from '../../src/net/wire/http-api.js';
 import { vmdnOk, vmdnStart, waitFor, qemuCompare } from '../helpers/cli.js';
 import { prng, sampleDisk, writeRaw } from '../helpers/images.js';
 import { tmpDir } from '../helpers/tmp.js';

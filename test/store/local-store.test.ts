@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { LocalStore } from '../../src/store/local-store.js';
+import { LocalStore } from '../../src/store/local/local-store.js';
 import { frameContentSize, encodeObject, decodeObject } from '../../src/store/codec.js';
 import { sha256 } from '../../src/store/digest.js';
 import { VmdnError } from '../../src/errors.js';

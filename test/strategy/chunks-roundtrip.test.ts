@@ -4,10 +4,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { RawDisk } from '../../src/container/raw.js';
 import { createRawWriter } from '../../src/container/raw-writer.js';
-import { LocalStore } from '../../src/store/local-store.js';
-import { importChunks } from '../../src/strategy/chunks-import.js';
-import { assembleChunks } from '../../src/strategy/chunks-export.js';
-import { decodeManifest, encodeManifest } from '../../src/strategy/manifest.js';
+import { LocalStore } from '../../src/store/local/local-store.js';
+import { importChunks } from '../../src/strategy/chunks/import.js';
+import { assembleChunks } from '../../src/strategy/chunks/export.js';
+import { decodeManifest, encodeManifest } from '../../src/model/manifest.js';
 import { parseChunkerSpec } from '../../src/strategy/chunker.js';
 import { sampleDisk, writeRaw, prng } from '../helpers/images.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -95,7 +95,7 @@ describe('chunks strategy round trip', () => {
 
 describe('ManifestDisk', () => {
   it('reads a stored image like the original file, at any offset and length', async () => {
-    const { ManifestDisk } = await import('../../src/strategy/manifest-disk.js');
+    const { ManifestDisk } = await import('../../src/images/manifest-disk.js');
     const t = tmpDir();
     const store = await LocalStore.open(path.join(t.dir, 'store'));
     try {

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeTree, encodeTree, type TreeRecord } from '../../src/strategy/files-tree.js';
-import { decodeManifest, MANIFEST_KIND, type Manifest } from '../../src/strategy/manifest.js';
+import { decodeTree, encodeTree, type TreeRecord } from '../../src/model/files-tree.js';
+import { decodeManifest, MANIFEST_KIND, type Manifest } from '../../src/model/manifest.js';
 import { VmdnError } from '../../src/errors.js';
 import { mulberry32, seedFrom } from '../helpers/rng.js';
 

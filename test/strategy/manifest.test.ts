@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { decodeManifest, encodeManifest, MANIFEST_KIND, type Manifest } from '../../src/strategy/manifest.js';
+import { decodeManifest, encodeManifest, MANIFEST_KIND, type Manifest } from '../../src/model/manifest.js';
 import { VmdnError } from '../../src/errors.js';
 
 const D = (c: string) => c.repeat(64);

@@ -6,9 +6,9 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeTree, encodeTree } from '../../src/strategy/files-tree.js';
-import { decodeDebIndex, encodeDebIndex, validatePackageRef, type PackageRef } from '../../src/strategy/packages-ingredients.js';
-import { decodeManifest, encodeManifest, MANIFEST_KIND, type Manifest } from '../../src/strategy/manifest.js';
+import { decodeTree, encodeTree } from '../../src/model/files-tree.js';
+import { decodeDebIndex, encodeDebIndex, validatePackageRef, type PackageRef } from '../../src/strategy/packages/ingredients.js';
+import { decodeManifest, encodeManifest, MANIFEST_KIND, type Manifest } from '../../src/model/manifest.js';
 import { VmdnError } from '../../src/errors.js';
 import { mulberry32, seedFrom } from '../helpers/rng.js';
 

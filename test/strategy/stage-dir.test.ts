@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { makeStage, removeStaleStages, StagePaths } from '../../src/strategy/stage-dir.js';
+import { makeStage, removeStaleStages, StagePaths } from '../../src/strategy/files/stage-dir.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const LEVEL = 'x'.repeat(240);

@@ -4,7 +4,7 @@ import { Option, type Command } from 'commander';
 import { humanBytes, printJson, safe, table, type GlobalOptions } from '../output.js';
 import { action, common, imageInput } from '../program.js';
 import { withImage } from '../../inspect/open-image.js';
-import { listVolumes, pickVolume } from '../../inspect/volumes.js';
+import { listVolumes, pickVolume } from '../../fs/volumes.js';
 import { inspectDisk } from '../../inspect/inspect.js';
 import { packageBytes } from '../../inspect/package-bytes.js';
 import { walkTree, type TreeEntry } from '../../inspect/tree.js';

@@ -2,13 +2,13 @@
 import fs from 'node:fs';
 import { Option, type Command } from 'commander';
 import { parseImageRef } from '../../store/image-name.js';
-import { exportImageFile, importImageFile, type Strategy } from '../../strategy/image-ops.js';
+import { exportImageFile, importImageFile, type Strategy } from '../../images/image-ops.js';
 import { DEFAULT_CHUNKER_SPEC } from '../../strategy/defaults.js';
 import { parseChunkerSpec, parseSize } from '../../strategy/chunker.js';
-import { collectGarbage, storeStats, verifyStore } from '../../store/maintenance.js';
-import { removeStaleStages } from '../../strategy/stage-dir.js';
+import { collectGarbage, storeStats, verifyStore } from '../../images/maintenance.js';
+import { removeStaleStages } from '../../strategy/files/stage-dir.js';
 import { humanBytes, printJson, progressBar, safe, table, type GlobalOptions } from '../output.js';
-import { withStore } from '../store-dir.js';
+import { withStore } from '../../store/location.js';
 import { action, common, imageInput } from '../program.js';
 import { VmdnError } from '../../errors.js';
 

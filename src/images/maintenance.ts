@@ -1,0 +1,144 @@
+/** Store upkeep: garbage collection, full verification and totals. */
+import fs from 'node:fs/promises';
+import type { LocalStore } from '../store/local/local-store.js';
+import { isDigest, type Digest } from '../store/digest.js';
+import { decodeManifest } from '../model/manifest.js';
+import { asVmdnError } from '../errors.js';
+import type { OnProgress } from '../util/progress.js';
+
+export interface GcResult {
+  removedObjects: number;
+  freedBytes: number;
+  removedTmpFiles: number;
+}
+
+/**
+ * Delete every object no named image needs, and temp files of dead processes.
+ * Holds the store alone (lease.ts): a writer's objects are unnamed until its
+ * last step, so gc must not run beside one. Each batch of deletes re-checks in
+ * its transaction that no image needs the rows (any more), and an object's row
+ * goes before its file: a gc killed midway leaves at worst unindexed files.
+ */
+export async function collectGarbage(store: LocalStore, opts: { dryRun?: boolean; signal?: AbortSignal } = {}): Promise<GcResult> {
+  if (opts.dryRun) return sweep(store, true);
+  return store.exclusive(() => sweep(store, false), opts.signal);
+}
+
+const DELETE_BATCH = 512;
+
+async function sweep(store: LocalStore, dryRun: boolean): Promise<GcResult> {
+  const live = store.index.liveDigests();
+  const res: GcResult = { removedObjects: 0, freedBytes: 0, removedTmpFiles: 0 };
+  const files = new Set<Digest>();
+  // a stray non-digest file is left for verify to report
+  for await (const f of store.objectFiles()) if (isDigest(f.digest) && !live.has(f.digest)) files.add(f.digest);
+  const rows = new Map(store.index.listObjects().filter((o) => !live.has(o.digest)).map((o) => [o.digest, o.storedSize]));
+  // index rows whose files vanished go too
+  const dead = [...new Set([...files, ...rows.keys()])];
+  const count = (d: Digest) => {
+    if (!files.has(d)) return;
+    res.removedObjects++;
+    res.freedBytes += rows.get(d) ?? 0;
+  };
+  if (dryRun) {
+    dead.forEach(count);
+    return res;
+  }
+  for (let i = 0; i < dead.length; i += DELETE_BATCH) {
+    for (const d of store.index.deleteUnreferenced(dead.slice(i, i + DELETE_BATCH))) {
+      count(d);
+      await fs.rm(store.objectPath(d), { force: true });
+    }
+  }
+  res.removedTmpFiles = await store.cleanTmp();
+  return res;
+}
+
+export interface VerifyProblem {
+  digest: Digest;
+  problem: 'corrupt' | 'missing' | 'unindexed' | 'bad-manifest';
+  detail: string;
+  image?: string;
+}
+
+export interface VerifyResult {
+  objectsChecked: number;
+  bytesChecked: number;
+  imagesChecked: number;
+  problems: VerifyProblem[];
+}
+
+/** Re-hash every object file, and check every image's manifest and references. */
+export async function verifyStore(store: LocalStore, opts: { signal?: AbortSignal; onProgress?: OnProgress; concurrency?: number } = {}): Promise<VerifyResult> {
+  const res: VerifyResult = { objectsChecked: 0, bytesChecked: 0, imagesChecked: 0, problems: [] };
+  const indexed = new Map(store.index.listObjects().map((o) => [o.digest, o]));
+  const onDisk = new Set<Digest>();
+  const total = indexed.size;
+  const running = new Set<Promise<void>>();
+  for await (const f of store.objectFiles()) {
+    opts.signal?.throwIfAborted();
+    onDisk.add(f.digest);
+    const p = store.verifyObject(f.digest).then(
+      (r) => {
+        res.objectsChecked++;
+        res.bytesChecked += r.size;
+        if (!indexed.has(f.digest)) res.problems.push({ digest: f.digest, problem: 'unindexed', detail: 'valid object file missing from the index (left by an interrupted import; gc removes it)' });
+        opts.onProgress?.({ phase: 'verify', done: res.objectsChecked, total, unit: 'objects' });
+      },
+      (err) => {
+        res.objectsChecked++;
+        res.problems.push({ digest: f.digest, problem: 'corrupt', detail: asVmdnError(err).message });
+      },
+    );
+    running.add(p);
+    p.finally(() => running.delete(p));
+    if (running.size >= (opts.concurrency ?? 16)) await Promise.race(running);
+  }
+  await Promise.all(running);
+  for (const d of indexed.keys()) if (!onDisk.has(d)) res.problems.push({ digest: d, problem: 'missing', detail: 'indexed object has no file' });
+  for (const img of store.index.listImages()) {
+    const ref = `${img.name}:${img.tag}`;
+    res.imagesChecked++;
+    if (!onDisk.has(img.manifest)) {
+      res.problems.push({ digest: img.manifest, problem: 'missing', detail: 'manifest object missing', image: ref });
+      continue;
+    }
+    try {
+      const m = decodeManifest(await store.get(img.manifest));
+      for (const [, , d] of m.chunks) {
+        if (!onDisk.has(d)) res.problems.push({ digest: d, problem: 'missing', detail: 'chunk referenced by image is missing', image: ref });
+      }
+    } catch (err) {
+      res.problems.push({ digest: img.manifest, problem: 'bad-manifest', detail: asVmdnError(err).message, image: ref });
+    }
+  }
+  // one line per missing digest is enough
+  const seen = new Set<string>();
+  res.problems = res.problems.filter((p) => !seen.has(p.digest + p.problem) && seen.add(p.digest + p.problem));
+  return res;
+}
+
+export interface StoreStats {
+  images: number;
+  objects: number;
+  /** Uncompressed bytes of all objects. */
+  objectBytes: number;
+  /** Bytes on disk (compressed). */
+  storedBytes: number;
+  /** Sum of the images' non-zero data, what a naive store would keep uncompressed. */
+  logicalBytes: number;
+  virtualBytes: number;
+}
+
+export function storeStats(store: LocalStore): StoreStats {
+  const t = store.index.totals();
+  const imgs = store.index.listImages();
+  return {
+    images: imgs.length,
+    objects: t.objects,
+    objectBytes: t.size,
+    storedBytes: t.stored,
+    logicalBytes: imgs.reduce((n, i) => n + i.dataSize, 0),
+    virtualBytes: imgs.reduce((n, i) => n + i.virtualSize, 0),
+  };
+}

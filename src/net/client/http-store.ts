@@ -1,0 +1,303 @@
+/**
+ * A remote vmdn server (origin or edge) as a ReadableStore. Every object is
+ * decoded and hashed before it is returned; one that fails is discarded and
+ * fetched again with `Cache-Control: no-cache` so caches on the way go back to
+ * their source. Connection failures and 5xx answers are retried with
+ * exponential backoff; connections are kept alive and reused.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { decodeObject } from '../../store/codec.js';
+import type { Digest } from '../../store/digest.js';
+import { formatImageRef, type ImageRef } from '../../store/image-name.js';
+import type { ObjectStat, ReadableStore, ReadOptions } from '../../store/types.js';
+import { VmdnError, type ErrorCode, ERROR_CODES } from '../../errors.js';
+import { objectUrlPath, refPath } from '../wire/http-api.js';
+import { BATCH_PATH, BatchParser } from '../wire/batch.js';
+
+/** Received batch bytes waiting for `accept` before the response is paused (bounds memory). */
+const BATCH_PENDING_BYTES = 16 << 20;
+
+export interface BatchResult {
+  /** Not received intact (left out by the server, or the body was cut): fetch them one by one. */
+  missing: Digest[];
+  /** Received but failing verification: refetch past caches. */
+  corrupt: Digest[];
+}
+
+export interface HttpStoreOptions {
+  /** Attempts per request on connection errors / 5xx before E_UNREACHABLE. */
+  retries?: number;
+  /** First backoff delay; doubles each attempt (with jitter) up to maxBackoffMs. */
+  backoffMs?: number;
+  maxBackoffMs?: number;
+  /** Fetches of one object that fail verification before E_CORRUPT_OBJECT. */
+  verifyAttempts?: number;
+  /** Parallel keep-alive connections. */
+  connections?: number;
+  timeoutMs?: number;
+  token?: string;
+  /** Ask for objects in batches (POST, never cached by HTTP caches): off behind a generic cache or CDN. */
+  batches?: boolean;
+}
+
+export interface HttpStoreStats {
+  requests: number;
+  objectsFetched: number;
+  bytesFetched: number;
+  retries: number;
+  corrupt: number;
+}
+
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => { clearTimeout(t); reject(signal.reason); }, { once: true });
+  });
+
+export class HttpStore implements ReadableStore {
+  readonly base: string;
+  readonly stats: HttpStoreStats = { requests: 0, objectsFetched: 0, bytesFetched: 0, retries: 0, corrupt: 0 };
+  private readonly agent: http.Agent;
+  /** False once the server answered a batch with "no such endpoint" (docs/http-api.md, Batches). */
+  batches = true;
+  private readonly o: Required<Omit<HttpStoreOptions, 'token' | 'batches'>> & { token?: string };
+
+  constructor(url: string, opts: HttpStoreOptions = {}) {
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      throw new VmdnError('E_USAGE', `invalid URL "${url}"`);
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new VmdnError('E_USAGE', `unsupported URL scheme ${u.protocol} (use http or https)`);
+    this.base = u.href.replace(/\/+$/, '');
+    const { batches, ...rest } = opts;
+    this.o = { retries: 5, backoffMs: 200, maxBackoffMs: 5000, verifyAttempts: 3, connections: 16, timeoutMs: 60_000, ...rest };
+    this.batches = batches ?? true;
+    const Agent = u.protocol === 'https:' ? https.Agent : http.Agent;
+    this.agent = new Agent({ keepAlive: true, maxSockets: this.o.connections, keepAliveMsecs: 10_000 });
+  }
+
+  /** One HTTP exchange, no retries. */
+  private once(method: string, path: string, headers: http.OutgoingHttpHeaders, body: Uint8Array | undefined, signal?: AbortSignal): Promise<Reply> {
+    const mod = this.base.startsWith('https:') ? https : http;
+    return new Promise((resolve, reject) => {
+      const req = mod.request(this.base + path, { method, headers, agent: this.agent, signal }, (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (b: Buffer) => parts.push(b));
+        res.on('error', reject);
+        res.on('end', () => {
+          const buf = Buffer.concat(parts);
+          const want = res.headers['content-length'];
+          // a cut connection can look like a short but complete body
+          if (method !== 'HEAD' && want !== undefined && Number(want) !== buf.length && res.statusCode !== 304) {
+            reject(Object.assign(new Error(`short body: ${buf.length} of ${want} bytes`), { code: 'ECONNRESET' }));
+          } else resolve({ status: res.statusCode ?? 0, headers: res.headers, body: buf });
+        });
+      });
+      req.setTimeout(this.o.timeoutMs, () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  /** A request with retries on connection failures and 5xx; 4xx answers become typed errors. */
+  async request(method: string, path: string, opts: { headers?: http.OutgoingHttpHeaders; body?: Uint8Array; signal?: AbortSignal; auth?: boolean } = {}): Promise<Reply> {
+    const headers: http.OutgoingHttpHeaders = { ...opts.headers };
+    if (opts.auth && this.o.token) headers.authorization = `Bearer ${this.o.token}`;
+    if (opts.body) headers['content-length'] = opts.body.length;
+    let last: unknown;
+    for (let attempt = 0; attempt < this.o.retries; attempt++) {
+      if (attempt > 0) {
+        this.stats.retries++;
+        const delay = Math.min(this.o.maxBackoffMs, this.o.backoffMs * 2 ** (attempt - 1));
+        await sleep(delay / 2 + Math.random() * delay / 2, opts.signal);
+      }
+      opts.signal?.throwIfAborted();
+      this.stats.requests++;
+      try {
+        const r = await this.once(method, path, headers, opts.body, opts.signal);
+        if (r.status >= 500 && r.status !== 501) {
+          last = new Error(`HTTP ${r.status}${errorText(r)}`);
+          continue;
+        }
+        if (r.status >= 400) throw remoteError(r, `${method} ${this.base}${path}`);
+        return r;
+      } catch (err) {
+        if (err instanceof VmdnError || opts.signal?.aborted) throw err;
+        last = err;
+      }
+    }
+    const msg = (last as Error)?.message ?? String(last);
+    throw new VmdnError('E_UNREACHABLE', `${this.base} unreachable after ${this.o.retries} attempts: ${msg}`, { url: this.base, attempts: this.o.retries }, { cause: last });
+  }
+
+  /** Fetch, decode and verify; a failing copy is refetched past caches, then reported naming the source. */
+  fetchVerified(digest: Digest, opts: ReadOptions & { noCache?: boolean } = {}): Promise<{ encoded: Uint8Array; data: Uint8Array }> {
+    return this.fetchAccepted(digest, (encoded) => ({ encoded, data: decodeObject(digest, encoded, this.base) }), opts);
+  }
+
+  /**
+   * Fetch an object and hand the received bytes to `accept`, which must decode
+   * and verify them (throwing E_CORRUPT_OBJECT for a bad copy) before it keeps
+   * or uses them, e.g. in a codec worker. A bad copy is refetched past caches,
+   * up to verifyAttempts times, then reported naming this source.
+   */
+  async fetchAccepted<T>(digest: Digest, accept: (encoded: Buffer) => T | Promise<T>, opts: ReadOptions & { noCache?: boolean } = {}): Promise<T> {
+    let last: VmdnError | undefined;
+    for (let attempt = 0; attempt < this.o.verifyAttempts; attempt++) {
+      const headers = attempt > 0 || opts.noCache ? { 'cache-control': 'no-cache', pragma: 'no-cache' } : {};
+      const r = await this.request('GET', objectUrlPath(digest), { headers, signal: opts.signal });
+      this.stats.objectsFetched++;
+      this.stats.bytesFetched += r.body.length;
+      try {
+        return await accept(r.body);
+      } catch (err) {
+        if (!(err instanceof VmdnError) || err.code !== 'E_CORRUPT_OBJECT') throw err;
+        this.stats.corrupt++;
+        last = err;
+      }
+    }
+    throw new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} from ${this.base} failed verification ${this.o.verifyAttempts} times: ${last?.message}`, { digest, source: this.base });
+  }
+
+  /**
+   * One `POST /v1/objects/batch`: each record goes to `accept` as it arrives
+   * (which verifies, as for fetchAccepted). No retries: what did not arrive
+   * intact is returned for fetchAccepted, whose retries and errors apply.
+   * Resolves undefined when the server has no batch endpoint.
+   */
+  async fetchBatch(digests: Digest[], accept: (digest: Digest, encoded: Buffer) => Promise<unknown>, signal?: AbortSignal): Promise<BatchResult | undefined> {
+    if (!this.batches) return undefined;
+    const wanted = new Set(digests);
+    const corrupt: Digest[] = [];
+    const pending = new Set<Promise<void>>();
+    let pendingBytes = 0;
+    let fatal: { err: unknown } | undefined;
+    const body = Buffer.from(JSON.stringify({ digests }));
+    const mod = this.base.startsWith('https:') ? https : http;
+    this.stats.requests++;
+    const status = await new Promise<number>((resolve) => {
+      const req = mod.request(this.base + BATCH_PATH, { method: 'POST', agent: this.agent, signal, headers: { 'content-type': 'application/json', 'content-length': body.length } }, (res) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          res.on('close', () => resolve(res.statusCode ?? 0));
+          return;
+        }
+        const parser = new BatchParser(wanted, (d, encoded) => {
+          this.stats.objectsFetched++;
+          this.stats.bytesFetched += encoded.length;
+          const size = encoded.length;
+          pendingBytes += size;
+          const p: Promise<void> = Promise.resolve().then(() => accept(d, encoded)).then(() => {}, (err) => {
+            if (err instanceof VmdnError && err.code === 'E_CORRUPT_OBJECT') {
+              this.stats.corrupt++;
+              corrupt.push(d);
+            } else fatal ??= { err };
+          }).finally(() => {
+            pending.delete(p);
+            pendingBytes -= size;
+            if (pendingBytes < BATCH_PENDING_BYTES / 2) res.resume();
+          });
+          pending.add(p);
+          if (pendingBytes >= BATCH_PENDING_BYTES) res.pause();
+        });
+        res.on('data', (chunk: Buffer) => {
+          try {
+            parser.push(chunk);
+          } catch {
+            req.destroy(); // a confused server: take the rest one by one
+          }
+        });
+        res.on('error', () => {});
+        res.on('close', () => resolve(res.complete && parser.atBoundary ? 200 : 0));
+      });
+      req.setTimeout(this.o.timeoutMs, () => req.destroy());
+      req.on('error', () => resolve(0));
+      req.end(body);
+    });
+    while (pending.size) await Promise.all([...pending]);
+    signal?.throwIfAborted();
+    if (fatal) throw fatal.err;
+    if (status === 400 || status === 404 || status === 405 || status === 501) {
+      this.batches = false;
+      return undefined;
+    }
+    return { missing: [...wanted], corrupt };
+  }
+
+  async has(digest: Digest): Promise<boolean> {
+    return (await this.stat(digest)) !== undefined;
+  }
+
+  async stat(digest: Digest): Promise<ObjectStat | undefined> {
+    try {
+      const r = await this.request('HEAD', objectUrlPath(digest));
+      const stored = Number(r.headers['content-length'] ?? 0);
+      // the uncompressed size is not on the wire without a GET; -1 says "unknown"
+      return { digest, size: -1, storedSize: stored };
+    } catch (err) {
+      if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') return undefined;
+      throw err;
+    }
+  }
+
+  async get(digest: Digest, opts?: ReadOptions): Promise<Uint8Array> {
+    return (await this.fetchVerified(digest, opts)).data;
+  }
+
+  async getEncoded(digest: Digest, opts?: ReadOptions): Promise<Uint8Array> {
+    return (await this.fetchVerified(digest, opts)).encoded;
+  }
+
+  /** name:tag -> manifest digest. */
+  async resolve(ref: ImageRef, signal?: AbortSignal): Promise<Digest> {
+    try {
+      const r = await this.request('GET', refPath(ref), { signal });
+      return (JSON.parse(r.body.toString('utf8')) as { manifest: Digest }).manifest;
+    } catch (err) {
+      if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') {
+        throw new VmdnError('E_NOT_FOUND', `no image ${formatImageRef(ref)} at ${this.base}`, { ref: formatImageRef(ref), url: this.base });
+      }
+      throw err;
+    }
+  }
+
+  async listImages(): Promise<Array<Record<string, unknown>>> {
+    const r = await this.request('GET', '/v1/images');
+    return (JSON.parse(r.body.toString('utf8')) as { images: Array<Record<string, unknown>> }).images;
+  }
+
+  async close(): Promise<void> {
+    this.agent.destroy();
+  }
+}
+
+function errorText(r: Reply): string {
+  try {
+    return `: ${(JSON.parse(r.body.toString('utf8')) as { error: { message: string } }).error.message}`;
+  } catch {
+    return '';
+  }
+}
+
+/** Rebuild the server's typed error (its code travels in the JSON body). */
+function remoteError(r: Reply, what: string): VmdnError {
+  let code: ErrorCode = r.status === 404 ? 'E_NOT_FOUND' : r.status === 401 || r.status === 403 ? 'E_AUTH' : 'E_USAGE';
+  let message = `${what}: HTTP ${r.status}`;
+  try {
+    const e = (JSON.parse(r.body.toString('utf8')) as { error: { code: string; message: string } }).error;
+    if (e.code in ERROR_CODES) code = e.code as ErrorCode;
+    message = `${what}: ${e.message}`;
+  } catch {
+    /* not one of ours (e.g. a proxy's HTML page) */
+  }
+  return new VmdnError(code, message, { status: r.status });
+}

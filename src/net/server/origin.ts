@@ -1,0 +1,232 @@
+/**
+ * The origin: serves a LocalStore over HTTP (docs/http-api.md) and accepts
+ * authenticated uploads. Object bodies stream from disk; uploads are decoded
+ * and re-hashed before they are stored, and a name is only given to a
+ * manifest whose every object is present.
+ */
+import http from 'node:http';
+import fs from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { LocalStore } from '../../store/local/local-store.js';
+import { assertDigest, type Digest } from '../../store/digest.js';
+import { formatImageRef } from '../../store/image-name.js';
+import { decodeManifest, dataBytes } from '../../model/manifest.js';
+import { manifestObjects } from '../../strategy/files/export.js';
+import { VmdnError } from '../../errors.js';
+import {
+  closeServer, isDigestList, listen, prometheus, readBody, readJson, REF_CACHE_CONTROL, requireToken, route, sendError, sendJson, serveObjectFile,
+} from '../wire/http-api.js';
+import { readBatchRequest, serveBatch } from '../wire/batch.js';
+import { readPackRequest, servePack } from '../wire/pack.js';
+import { PackCompressor } from './pack-worker.js';
+
+export interface OriginOptions {
+  /** Bearer token for uploads; without one the origin is read-only. */
+  token?: string;
+  /** Called for every object GET/HEAD and every object sent in a batch (tests count upstream traffic with it). */
+  onObjectRequest?: (digest: Digest, method: string) => void;
+  /** How long the store's writer lease outlives the last upload request, ms (default 120 s). */
+  uploadLeaseMs?: number;
+}
+
+export interface OriginStats {
+  requests: number;
+  objectRequests: number;
+  objectBytesServed: number;
+  objectsUploaded: number;
+  bytesUploaded: number;
+  authFailures: number;
+}
+
+export class Origin {
+  readonly server: http.Server;
+  readonly stats: OriginStats = { requests: 0, objectRequests: 0, objectBytesServed: 0, objectsUploaded: 0, bytesUploaded: 0, authFailures: 0 };
+  url = '';
+  private readonly packer = new PackCompressor();
+  /**
+   * A push is several requests (ask what is missing, upload, name the
+   * manifest): the store's writer lease is taken by the first and kept until
+   * no upload request came for uploadLeaseMs, so a gc on this store waits
+   * instead of deleting what a push was told is present or has just sent.
+   */
+  private lastUpload = 0;
+  private linger: Promise<void> | undefined;
+  private readonly closing = new AbortController();
+
+  constructor(readonly store: LocalStore, private readonly opts: OriginOptions = {}) {
+    this.server = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
+      this.handle(req, res).catch((err) => sendError(res, err));
+    });
+  }
+
+  async listen(host = '127.0.0.1', port = 0): Promise<string> {
+    this.url = await listen(this.server, host, port);
+    return this.url;
+  }
+
+  async close(): Promise<void> {
+    this.closing.abort();
+    await this.linger;
+    await closeServer(this.server);
+    await this.packer.close();
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    this.stats.requests++;
+    const url = new URL(req.url ?? '/', 'http://x');
+    const r = route(url.pathname);
+    const m = req.method ?? 'GET';
+    const read = m === 'GET' || m === 'HEAD';
+    if (!r) throw new VmdnError('E_NOT_FOUND', `no such endpoint ${url.pathname}`);
+    if (r.kind === 'object' && read) {
+      this.stats.objectRequests++;
+      this.opts.onObjectRequest?.(r.digest, m);
+      if (!this.store.index.getObject(r.digest)) throw new VmdnError('E_NOT_FOUND', `object ${r.digest} not at this origin`, { digest: r.digest });
+      const n = await serveObjectFile(req, res, r.digest, this.store.objectPath(r.digest)).catch((err) => {
+        throw (err as NodeJS.ErrnoException).code === 'ENOENT' ? new VmdnError('E_NOT_FOUND', `object ${r.digest} not at this origin`) : err;
+      });
+      this.stats.objectBytesServed += n;
+      return;
+    }
+    if (r.kind === 'object' && m === 'PUT') return this.putObject(req, res, r.digest);
+    if (r.kind === 'batch' && m === 'POST') return this.batch(req, res);
+    if (r.kind === 'pack' && m === 'POST') return this.pack(req, res);
+    if (r.kind === 'images' && read) {
+      const images = this.store.index.listImages().map((i) => ({ ref: `${i.name}:${i.tag}`, ...i }));
+      return sendJson(res, 200, { images }, REF_CACHE_CONTROL);
+    }
+    if (r.kind === 'ref' && read) {
+      const row = this.store.index.getImage(r.ref.name, r.ref.tag);
+      if (!row) throw new VmdnError('E_NOT_FOUND', `no image ${formatImageRef(r.ref)} at this origin`, { ref: formatImageRef(r.ref) });
+      return sendJson(res, 200, { ref: formatImageRef(r.ref), manifest: row.manifest, virtualSize: row.virtualSize, dataSize: row.dataSize }, REF_CACHE_CONTROL);
+    }
+    if (r.kind === 'ref' && m === 'PUT') return this.putImage(req, res, r.ref);
+    if (r.kind === 'missing' && m === 'POST') {
+      this.auth(req);
+      const body = await readJson<{ digests?: unknown }>(req, 16 << 20);
+      if (!isDigestList(body.digests)) throw new VmdnError('E_USAGE', 'body must be {"digests": [up to 100000 digests]}');
+      const digests = body.digests;
+      // under the lease: what is present now stays until the push names its manifest
+      const have = await this.uploading(async () => this.store.index.presentObjects(digests));
+      return sendJson(res, 200, { missing: digests.filter((d) => !have.has(d)) });
+    }
+    if (r.kind === 'stats' && read) return sendJson(res, 200, { role: 'origin', ...this.stats, ...this.store.index.totals() });
+    if (r.kind === 'metrics' && read) {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'cache-control': 'no-store' });
+      res.end(prometheus('vmdn_origin', { requestsTotal: this.stats.requests, objectRequestsTotal: this.stats.objectRequests, bytesServedTotal: this.stats.objectBytesServed, objectsUploadedTotal: this.stats.objectsUploaded }));
+      return;
+    }
+    if (r.kind === 'health' && read) return sendJson(res, 200, { ok: true });
+    throw new VmdnError('E_USAGE', `${m} not allowed on ${url.pathname}`);
+  }
+
+  private async batch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const digests = await readBatchRequest(req);
+    const have = this.store.index.presentObjects(digests);
+    const sent = await serveBatch(res, digests, async (d) => {
+      if (!have.has(d)) return undefined;
+      let bytes: Buffer;
+      try {
+        // synchronous for the reason serveObjectFile gives
+        bytes = fs.readFileSync(this.store.objectPath(d));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw err;
+      }
+      this.opts.onObjectRequest?.(d, 'POST');
+      return bytes;
+    });
+    this.stats.objectRequests += sent.objects;
+    this.stats.objectBytesServed += sent.bytes;
+  }
+
+  private async pack(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const r = await readPackRequest(req);
+    const have = this.store.index.presentObjects([...r.digests, ...r.refs]);
+    const sent = await servePack(res, r, {
+      size: (d) => (have.has(d) ? this.store.index.getObject(d)?.size : undefined),
+      get: async (d) => {
+        try {
+          return await this.store.get(d);
+        } catch (err) {
+          if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') return undefined;
+          throw err;
+        }
+      },
+    }, (o, refs) => this.packer.compress(o, refs));
+    for (const d of sent.sent) this.opts.onObjectRequest?.(d, 'POST');
+    this.stats.objectRequests += sent.sent.length;
+    this.stats.objectBytesServed += sent.bytes;
+  }
+
+  /** Run an authorised upload request under the store's writer lease (see `linger`). */
+  private uploading<T>(fn: () => Promise<T>): Promise<T> {
+    return this.store.writing(async () => {
+      try {
+        return await fn();
+      } finally {
+        this.lastUpload = Date.now();
+        if (!this.linger && !this.closing.signal.aborted) this.linger = this.store.writing(() => this.idle()).finally(() => (this.linger = undefined));
+      }
+    }, this.closing.signal);
+  }
+
+  private async idle(): Promise<void> {
+    const ms = this.opts.uploadLeaseMs ?? 120_000;
+    for (let left = ms; left > 0 && !this.closing.signal.aborted; left = this.lastUpload + ms - Date.now()) {
+      await sleep(left, undefined, { signal: this.closing.signal }).catch(() => {});
+    }
+  }
+
+  private auth(req: http.IncomingMessage): void {
+    try {
+      requireToken(req, this.opts.token);
+    } catch (err) {
+      this.stats.authFailures++;
+      // drain the upload so the client sees the 401 rather than a reset
+      req.resume();
+      throw err;
+    }
+  }
+
+  private async putObject(req: http.IncomingMessage, res: http.ServerResponse, digest: Digest): Promise<void> {
+    this.auth(req);
+    const body = await readBody(req);
+    // putEncoded decodes and re-hashes: a wrong or damaged upload is refused (E_CORRUPT_OBJECT)
+    const r = await this.uploading(() => this.store.putEncoded(digest, body)).catch((err) => {
+      throw err instanceof VmdnError && err.code === 'E_CORRUPT_OBJECT' ? new VmdnError('E_USAGE', `upload of ${digest.slice(0, 12)} does not match its digest`, { digest }) : err;
+    });
+    if (r.added) {
+      this.stats.objectsUploaded++;
+      this.stats.bytesUploaded += body.length;
+    }
+    sendJson(res, r.added ? 201 : 200, r);
+  }
+
+  private async putImage(req: http.IncomingMessage, res: http.ServerResponse, ref: { name: string; tag: string }): Promise<void> {
+    this.auth(req);
+    const body = await readJson<{ manifest?: unknown }>(req, 4096);
+    const digest = assertDigest(body.manifest, 'manifest digest');
+    // the checks and the naming under one lease: gc cannot delete between them
+    await this.uploading(() => this.nameImage(ref, digest));
+    sendJson(res, 201, { ref: formatImageRef(ref), manifest: digest });
+  }
+
+  private async nameImage(ref: { name: string; tag: string }, digest: Digest): Promise<void> {
+    if (!this.store.index.getObject(digest)) throw new VmdnError('E_INCOMPLETE', `manifest ${digest.slice(0, 12)} not uploaded`, { digest });
+    const manifest = decodeManifest(await this.store.get(digest), `upload ${digest.slice(0, 12)}`);
+    const lacking = (ds: Iterable<Digest>) => {
+      const have = this.store.index.presentObjects(ds);
+      return [...ds].filter((d) => !have.has(d));
+    };
+    // file trees first: the objects they reference are only known once they are here
+    let missing = lacking((manifest.filesystems ?? []).flatMap((f) => [...f.tree, ...f.times]));
+    const chunks = missing.length ? new Set<Digest>() : await manifestObjects(manifest, this.store);
+    if (!missing.length) missing = lacking(chunks);
+    if (missing.length) throw new VmdnError('E_INCOMPLETE', `manifest references ${missing.length} objects not uploaded`, { missing: missing.slice(0, 10) });
+    this.store.index.putImage({
+      ...ref, manifest: digest, created: new Date().toISOString(), virtualSize: manifest.virtualSize,
+      allocatedSize: manifest.allocated, dataSize: dataBytes(manifest), format: manifest.source.format,
+    }, [...chunks.keys(), digest]);
+  }
+}

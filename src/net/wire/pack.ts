@@ -1,0 +1,173 @@
+/**
+ * Packs (docs/http-api.md, "Packs"): a batch answered as one zstd frame over
+ * the objects' raw bytes, compressed against reference objects the client
+ * already holds. Per-object compression cannot use what two new objects
+ * share (coturn's tools link the same code; dpkg's status and status-old are
+ * one text twice), nor what a changed object shares with the one it replaces
+ * (a tree chunk with one line inserted). A pack gets both: the objects are
+ * compressed together, with the client's nominated references as a raw-content
+ * dictionary, so what crosses the network is close to what is really new.
+ *
+ * Frame content: records of a 32-byte digest, a 4-byte big-endian length and
+ * that many raw bytes, in request order (objects the server lacks left out).
+ * The dictionary is PACK_DICT_TAG followed by the raw bytes of the first
+ * `refsUsed` references in request order, which the server tells in a header:
+ * it stops at the first reference it does not have.
+ *
+ * Every record is hashed by the receiver before anything is kept; a frame that
+ * does not decode, or a record the request did not ask for, fails the whole pack
+ * (the client then takes the objects another way).
+ */
+import type http from 'node:http';
+import { Compressor, Decompressor } from 'zstd-napi';
+import { frameContentSize, MAX_OBJECT_SIZE } from '../../store/codec.js';
+import { sha256, type Digest } from '../../store/digest.js';
+import { VmdnError } from '../../errors.js';
+import { isDigestList, NO_STORE, readJson } from './http-api.js';
+import { MAX_BATCH } from './batch.js';
+
+export const PACK_PATH = '/v1/objects/pack';
+export const PACK_CONTENT_TYPE = 'application/vnd.vmdn.pack';
+export const PACK_REFS_HEADER = 'x-vmdn-pack-refs';
+/** Raw bytes of objects one pack may carry (the request is cut to fit by the client). */
+export const MAX_PACK_BYTES = 32 << 20;
+/** Raw bytes of references one pack may use as its dictionary. */
+export const MAX_PACK_REF_BYTES = 16 << 20;
+export const MAX_PACK_REFS = 4096;
+/** Never empty, never zstd's dictionary magic: the dictionary is always raw content. */
+const PACK_DICT_TAG = Buffer.from('vmdn-pack-v1\n');
+const RECORD_HEAD = 36;
+/** Enough window for the dictionary and the whole pack (64 MiB + tag < 2^27). */
+const WINDOW_LOG = 27;
+
+export interface PackObject {
+  digest: Digest;
+  data: Uint8Array;
+}
+
+/**
+ * Level by size: a small pack (a delta: tens of new files) is worth zstd's
+ * best; a large one (a first pull) must not cost the server more than the
+ * network it saves.
+ */
+export function packLevel(rawBytes: number): number {
+  if (rawBytes <= 1 << 20) return 19;
+  if (rawBytes <= 8 << 20) return 12;
+  return 6;
+}
+
+function dictionary(refs: Uint8Array[]): Buffer {
+  return Buffer.concat([PACK_DICT_TAG, ...refs]);
+}
+
+export function encodePack(objects: PackObject[], refs: Uint8Array[], level = packLevel(objects.reduce((n, o) => n + o.data.length, 0))): Buffer {
+  const parts: Uint8Array[] = [];
+  for (const o of objects) {
+    const head = Buffer.allocUnsafe(RECORD_HEAD);
+    head.write(o.digest, 0, 32, 'hex');
+    head.writeUInt32BE(o.data.length, 32);
+    parts.push(head, o.data);
+  }
+  const c = new Compressor();
+  c.setParameters({ compressionLevel: level, windowLog: WINDOW_LOG });
+  c.loadDictionary(dictionary(refs));
+  return c.compress(Buffer.concat(parts));
+}
+
+/**
+ * Decode a pack and check every record: asked for, once, within bounds,
+ * hashing to its digest. Throws E_CORRUPT_OBJECT for anything else.
+ */
+export function decodePack(frame: Uint8Array, refs: Uint8Array[], wanted: ReadonlySet<Digest>, source: string): PackObject[] {
+  const bad = (why: string) => new VmdnError('E_CORRUPT_OBJECT', `pack from ${source}: ${why}`, { source });
+  const size = frameContentSize(frame);
+  const limit = wanted.size * RECORD_HEAD + MAX_PACK_BYTES;
+  if (frame.length > limit + (1 << 20)) throw bad(`${frame.length} bytes on the wire, more than ${wanted.size} objects can be`);
+  if (size < 0 || size > limit) throw bad(size < 0 ? 'bad zstd frame header' : `declares ${size} bytes, more than ${wanted.size} objects can be`);
+  let raw: Buffer;
+  try {
+    const d = new Decompressor();
+    d.setParameters({ windowLogMax: WINDOW_LOG });
+    d.loadDictionary(dictionary(refs));
+    raw = d.decompress(frame);
+  } catch (err) {
+    throw bad(`undecodable (${(err as Error).message})`);
+  }
+  if (raw.length !== size) throw bad(`decoded to ${raw.length} bytes, the frame says ${size}`);
+  const out: PackObject[] = [];
+  const seen = new Set<Digest>();
+  for (let p = 0; p < raw.length; ) {
+    if (p + RECORD_HEAD > raw.length) throw bad('truncated record header');
+    const digest = raw.toString('hex', p, p + 32);
+    const len = raw.readUInt32BE(p + 32);
+    p += RECORD_HEAD;
+    if (!wanted.has(digest) || seen.has(digest)) throw bad(`record ${digest.slice(0, 12)} not asked for (or twice)`);
+    if (len > MAX_OBJECT_SIZE || p + len > raw.length) throw bad(`record ${digest.slice(0, 12)} of ${len} bytes overruns the pack`);
+    const data = raw.subarray(p, p + len);
+    p += len;
+    const actual = sha256(data);
+    if (actual !== digest) throw bad(`record ${digest.slice(0, 12)} hashes to ${actual.slice(0, 12)}`);
+    seen.add(digest);
+    out.push({ digest, data });
+  }
+  return out;
+}
+
+export interface PackRequest {
+  digests: Digest[];
+  refs: Digest[];
+}
+
+/** `{"digests": [...], "refs": [...]}`; E_USAGE for anything else. */
+export async function readPackRequest(req: http.IncomingMessage): Promise<PackRequest> {
+  const body = await readJson<{ digests?: unknown; refs?: unknown }>(req, 512 << 10);
+  const refs = body.refs ?? [];
+  if (!isDigestList(body.digests) || body.digests.length > MAX_BATCH || !isDigestList(refs) || refs.length > MAX_PACK_REFS) {
+    throw new VmdnError('E_USAGE', `body must be {"digests": [up to ${MAX_BATCH} digests], "refs": [up to ${MAX_PACK_REFS} digests]}`);
+  }
+  return { digests: body.digests, refs };
+}
+
+/**
+ * Answer a pack from `get` (raw, verified bytes, or undefined when this
+ * server lacks the object). Objects beyond MAX_PACK_BYTES are left out like
+ * missing ones: the client asks again for what did not come.
+ */
+export async function servePack(res: http.ServerResponse, r: PackRequest, store: { size: (d: Digest) => number | undefined; get: (d: Digest) => Promise<Uint8Array | undefined> }, compress: (o: PackObject[], refs: Uint8Array[]) => Promise<Uint8Array>): Promise<{ sent: Digest[]; bytes: number; rawBytes: number }> {
+  // chosen by the sizes the index records before anything is read, so no request makes the server hold more than the limits
+  const pick = (ds: Digest[], limit: number, stopAtMissing: boolean): Digest[] => {
+    const out: Digest[] = [];
+    let n = 0;
+    for (const d of ds) {
+      const size = store.size(d);
+      if (size === undefined) {
+        if (stopAtMissing) break;
+        continue;
+      }
+      if ((out.length || stopAtMissing) && n + size > limit) break;
+      out.push(d);
+      n += size;
+    }
+    return out;
+  };
+  // fetched together: each get decodes and verifies in the store's workers
+  const wanted = pick(r.digests, MAX_PACK_BYTES, false);
+  const got = await Promise.all(wanted.map((d) => store.get(d)));
+  const objects: PackObject[] = [];
+  let rawBytes = 0;
+  got.forEach((data, i) => {
+    if (!data) return;
+    objects.push({ digest: wanted[i]!, data });
+    rawBytes += data.length;
+  });
+  const refs: Uint8Array[] = [];
+  // references must be a prefix of the request's list: stop at the first one that cannot be had
+  for (const data of await Promise.all(pick(r.refs, MAX_PACK_REF_BYTES, true).map((d) => store.get(d)))) {
+    if (!data) break;
+    refs.push(data);
+  }
+  const frame = await compress(objects, refs);
+  res.writeHead(200, { 'content-type': PACK_CONTENT_TYPE, 'cache-control': NO_STORE, 'content-length': frame.length, [PACK_REFS_HEADER]: String(refs.length) });
+  res.end(frame);
+  return { sent: objects.map((o) => o.digest), bytes: frame.length, rawBytes };
+}

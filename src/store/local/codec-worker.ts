@@ -1,0 +1,171 @@
+/**
+ * Worker thread for the CPU-heavy half of object I/O: zstd (de)compression and
+ * hash verification, plus the file write/read itself so the bytes never travel
+ * back to the main thread on import. See codec-pool.ts.
+ *
+ * File I/O here is synchronous on purpose: this thread has nothing else to do
+ * while it waits, and each async call is a round trip through libuv's thread
+ * pool, whose wake-ups cost more than the (page-cache) I/O itself on a busy
+ * 2-core machine.
+ */
+import { parentPort, threadId } from 'node:worker_threads';
+import fs from 'node:fs/promises';
+import fsSync from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { encodeObject, decodeObject } from '../codec.js';
+import { VmdnError, asVmdnError } from '../../errors.js';
+import { sha256 } from '../digest.js';
+import { gcEvery } from '../../util/gc.js';
+import { asBuffer, writeSkippingZeroBlocks } from '../../container/writer-file.js';
+
+const collect = gcEvery(128 * 1024 * 1024);
+
+/** objects/ab/abcdef...: two-hex-digit fan-out keeps directories small. (No path.join: called per object, `objectsDir` is already normal.) */
+export function objectPath(objectsDir: string, digest: string): string {
+  return `${objectsDir}/${digest.slice(0, 2)}/${digest}`;
+}
+
+// unique per process and thread without a random draw per object; the pid
+// stays the second-last dot field, which LocalStore.cleanTmp reads
+const tmpTag = `${process.pid}.${threadId}-${randomBytes(4).toString('hex')}-`;
+let tmpSeq = 0;
+
+function tmpPath(finalPath: string, tmpDir: string): string {
+  return `${tmpDir}/${path.basename(finalPath)}.${tmpTag}${(tmpSeq++).toString(36)}`;
+}
+
+export type CodecRequest =
+  /** Hash (unless `digest` is given), then compress and write unless the object file already exists. */
+  | { op: 'put'; id: number; digest?: string; data: Uint8Array; objectsDir: string; tmpDir: string; level: number }
+  | { op: 'get'; id: number; digest: string; objPath: string; source: string }
+  | { op: 'verify'; id: number; digest: string; objPath: string; source: string }
+  /**
+   * Decode, verify and write the object into `outPath` (or the caller's open
+   * descriptor `fd`: workers share the process's descriptors) at `offset`
+   * (sparse: all-zero 4 KiB blocks skipped). With `length`, an object of any
+   * other size is refused before a byte is written (the caller's room ends there).
+   */
+  | { op: 'copy'; id: number; digest: string; objPath: string; source: string; outPath?: string; fd?: number; offset: number; length?: number }
+  /**
+   * Encoded bytes from elsewhere (a download): decode and verify, keep them under
+   * objects/ by atomic rename, and write the data into `outPath` at every offset.
+   */
+  | { op: 'accept'; id: number; digest: string; encoded: Uint8Array; source: string; objectsDir: string; tmpDir: string; outPath?: string; offsets?: number[] }
+  | { op: 'release'; id: number; outPath: string };
+
+export type CodecResponse =
+  | { id: number; ok: true; digest?: string; added?: boolean; storedSize?: number; size?: number; data?: Uint8Array }
+  | { id: number; ok: false; error: { code: string; message: string; data: Record<string, unknown> } };
+
+/** Write via temp file + rename so a killed process never leaves a partial object under its final name. */
+export async function writeAtomic(finalPath: string, tmpDir: string, bytes: Uint8Array): Promise<void> {
+  const tmp = tmpPath(finalPath, tmpDir);
+  // a failed write (ENOSPC) must not leave its partial temp file behind
+  await fs.writeFile(tmp, bytes).catch(async (err) => {
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
+  });
+  try {
+    await fs.rename(tmp, finalPath);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    await fs.mkdir(path.dirname(finalPath), { recursive: true });
+    await fs.rename(tmp, finalPath);
+  }
+}
+
+/** writeAtomic for the worker's own thread (see the header: no thread-pool round trips). */
+function writeAtomicSync(finalPath: string, tmpDir: string, bytes: Uint8Array): void {
+  const tmp = tmpPath(finalPath, tmpDir);
+  try {
+    fsSync.writeFileSync(tmp, bytes);
+  } catch (err) {
+    fsSync.rmSync(tmp, { force: true });
+    throw err;
+  }
+  try {
+    fsSync.renameSync(tmp, finalPath);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    fsSync.mkdirSync(path.dirname(finalPath), { recursive: true });
+    fsSync.renameSync(tmp, finalPath);
+  }
+}
+
+// one descriptor per output file and worker, closed by 'release'
+const targets = new Map<string, number>();
+
+function target(outPath: string): number {
+  let fd = targets.get(outPath);
+  if (fd === undefined) {
+    fd = fsSync.openSync(outPath, 'r+');
+    targets.set(outPath, fd);
+  }
+  return fd;
+}
+
+/** pwrite `data` at `offset` with the raw writer's rule: all-zero 4 KiB blocks stay holes. */
+async function writeSparse(fd: number, data: Uint8Array, offset: number): Promise<void> {
+  const writeAt = async (buf: Buffer, off: number, len: number, pos: number) => {
+    while (len > 0) {
+      const n = fsSync.writeSync(fd, buf, off, len, pos);
+      if (n <= 0) throw new Error('short write');
+      off += n;
+      len -= n;
+      pos += n;
+    }
+  };
+  await writeSkippingZeroBlocks(writeAt, asBuffer(data), data.length, offset);
+}
+
+async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: ArrayBuffer[] }> {
+  if (req.op === 'put') {
+    const digest = req.digest ?? sha256(req.data);
+    const objPath = objectPath(req.objectsDir, digest);
+    // the object file is the truth: an earlier (maybe killed) run may have written it already
+    const existing = fsSync.statSync(objPath, { throwIfNoEntry: false });
+    if (existing) return { id: req.id, ok: true, digest, added: false, storedSize: existing.size, size: req.data.length };
+    const enc = encodeObject(req.data, req.level);
+    writeAtomicSync(objPath, req.tmpDir, enc);
+    return { id: req.id, ok: true, digest, added: true, storedSize: enc.length, size: req.data.length };
+  }
+  if (req.op === 'release') {
+    const fd = targets.get(req.outPath);
+    targets.delete(req.outPath);
+    if (fd !== undefined) fsSync.closeSync(fd);
+    return { id: req.id, ok: true };
+  }
+  if (req.op === 'accept') {
+    // verified before anything is kept: a bad copy leaves no trace in the store or the image
+    const data = decodeObject(req.digest, req.encoded, req.source);
+    collect(data.length);
+    writeAtomicSync(objectPath(req.objectsDir, req.digest), req.tmpDir, req.encoded);
+    if (req.outPath) for (const off of req.offsets ?? []) await writeSparse(target(req.outPath), data, off);
+    return { id: req.id, ok: true, size: data.length, storedSize: req.encoded.length };
+  }
+  const enc = fsSync.readFileSync(req.objPath);
+  const data = decodeObject(req.digest, enc, req.source);
+  collect(data.length);
+  if (req.op === 'copy') {
+    if (req.length !== undefined && data.length !== req.length) throw new VmdnError('E_CORRUPT_OBJECT', `object ${req.digest.slice(0, 12)} has ${data.length} bytes, expected ${req.length}`, { digest: req.digest });
+    await writeSparse(req.fd ?? target(req.outPath!), data, req.offset);
+    return { id: req.id, ok: true, size: data.length, storedSize: enc.length };
+  }
+  if (req.op === 'verify') return { id: req.id, ok: true, size: data.length, storedSize: enc.length };
+  // copy into a transferable buffer of its own (zstd output may share a pool)
+  const out = new Uint8Array(data.length);
+  out.set(data);
+  return { id: req.id, ok: true, data: out, size: data.length, storedSize: enc.length, transfer: [out.buffer] };
+}
+
+parentPort?.on('message', (req: CodecRequest) => {
+  if ('data' in req) collect(req.data.length);
+  handle(req).then(
+    ({ transfer, ...res }) => parentPort!.postMessage(res, transfer ?? []),
+    (err) => {
+      const e = asVmdnError(err);
+      parentPort!.postMessage({ id: req.id, ok: false, error: { code: e.code, message: e.message, data: e.data } });
+    },
+  );
+});

@@ -1,0 +1,36 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { LocalStore } from './local/local-store.js';
+import { VmdnError } from '../errors.js';
+
+/** --store, else $VMDN_STORE, else $XDG_DATA_HOME/vmdn or ~/.local/share/vmdn. */
+export function resolveStoreDir(flag?: string): string {
+  if (flag) return path.resolve(flag);
+  if (process.env.VMDN_STORE) return path.resolve(process.env.VMDN_STORE);
+  const data = process.env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share');
+  return path.join(data, 'vmdn');
+}
+
+/**
+ * Fail with E_NOT_FOUND unless `dir` holds a store. Opening a store creates it, so
+ * commands that only read or maintain one check first: a mistyped --store must be
+ * an error, not a new empty store that "verifies OK".
+ */
+export function requireStore(dir: string): void {
+  if (!fs.existsSync(path.join(dir, 'index.db'))) {
+    throw new VmdnError('E_NOT_FOUND', `no store at ${dir} (check --store or $VMDN_STORE; "vmdn import" creates one)`, { store: dir });
+  }
+}
+
+/** Open the store, run `fn`, close it. `create: false` for commands that must not create one. */
+export async function withStore<T>(flag: string | undefined, fn: (s: LocalStore) => Promise<T>, opts: { create?: boolean } = {}): Promise<T> {
+  const dir = resolveStoreDir(flag);
+  if (opts.create === false) requireStore(dir);
+  const store = await LocalStore.open(dir);
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
