@@ -22,7 +22,7 @@ import { resolveImage } from '../src/images/image-ops.js';
 import { loadTree } from '../src/strategy/files/export.js';
 import { openDisk } from '../src/container/open.js';
 import { listVolumes } from '../src/fs/volumes.js';
-import { packageObjects, type PackageRef } from '../src/strategy/packages/ingredients.js';
+import { packageObjects, type PackageRef } from '../src/model/package-ref.js';
 
 const IMAGES = ['base', 'academic', 'academic2', 'database', 'turn'];
 const mb = (b: number) => b / 1e6;

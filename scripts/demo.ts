@@ -10,7 +10,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { humanBytes, table } from '../src/cli/output.js';
+import { table } from '../src/cli/output.js';
+import { humanBytes } from '../src/util/size.js';
 import { resolveStoreDir } from '../src/store/location.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

@@ -8,6 +8,7 @@ import { escapeText } from '../inspect/display.js';
 export function safe(s: string): string {
   return escapeText(s);
 }
+import { humanBytes } from '../util/size.js';
 
 export interface GlobalOptions {
   store?: string;
@@ -15,16 +16,6 @@ export interface GlobalOptions {
   progress?: boolean;
 }
 
-export function humanBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (Math.abs(v) >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${units[i]}`;
-}
 
 /** Left-aligned first column, right-aligned numbers. */
 export function table(headers: string[], rows: Array<Array<string | number>>): string {

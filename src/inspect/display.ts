@@ -1,6 +1,6 @@
 /** Showing image names on a terminal: they are data, so control bytes and invalid UTF-8 are escaped, never passed through. */
 import type { TreeEntry } from './tree.js';
-import { humanBytes } from '../cli/output.js';
+import { humanBytes } from '../util/size.js';
 
 const strict = new TextDecoder('utf-8', { fatal: true });
 const ESC: Record<number, string> = { 0x0a: '\\n', 0x09: '\\t', 0x0d: '\\r', 0x5c: '\\\\' };

@@ -7,16 +7,15 @@
 import { VmdnError } from '../errors.js';
 import { isDigest, type Digest } from '../store/digest.js';
 import { validateExt4Params, type Ext4Params } from '../fs/ext4/params.js';
-import { validatePackageRef, type PackageRef } from '../strategy/packages/ingredients.js';
+import { validatePackageRef, type PackageRef } from './package-ref.js';
+import { MAX_CHUNK, type ChunkEntry } from './chunk.js';
 
 export const MANIFEST_KIND = 'vmdn.manifest';
 export const MANIFEST_VERSION = 1;
-export const MAX_CHUNK = 16 * 1024 * 1024;
+export { MAX_CHUNK, type ChunkEntry };
 /** Bound on entries so a hostile manifest cannot make us loop for hours. */
 export const MAX_ENTRIES = 64 * 1024 * 1024;
 
-/** A chunk placed at a virtual offset: [offset, length, digest]. */
-export type ChunkEntry = [offset: number, length: number, digest: Digest];
 
 export interface Manifest {
   kind: typeof MANIFEST_KIND;

@@ -6,6 +6,8 @@
  * vectors in test/vectors/chunker.json fail loudly if either drifts.
  */
 import { VmdnError } from '../errors.js';
+import { parseSize } from '../util/size.js';
+import { MAX_CHUNK } from '../model/chunk.js';
 
 export interface ChunkerParams {
   kind: 'fixed' | 'cdc';
@@ -27,7 +29,7 @@ export interface Chunker {
 }
 
 export const MIN_CHUNK = 64;
-export const MAX_CHUNK = 16 << 20;
+export { MAX_CHUNK };
 export const DEFAULT_CDC: Readonly<ChunkerParams> = Object.freeze({ kind: 'cdc', min: 16 << 10, avg: 64 << 10, max: 256 << 10 });
 export const DEFAULT_FIXED: Readonly<ChunkerParams> = Object.freeze({ kind: 'fixed', min: 64 << 10, avg: 64 << 10, max: 64 << 10 });
 
@@ -183,15 +185,6 @@ export function createChunker(p: ChunkerParams): Chunker {
   return p.kind === 'fixed' ? new FixedChunker(p) : new FastCdc(p);
 }
 
-const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1 << 20, mb: 1 << 20, mib: 1 << 20 };
-
-/** "65536", "64k", "64KiB", "1m": binary units only, because chunk sizes are powers of two. */
-export function parseSize(s: string): number {
-  const m = /^(\d+)([a-z]*)$/i.exec(s.trim());
-  const unit = m ? UNITS[m[2].toLowerCase()] : undefined;
-  if (!m || unit === undefined) throw usage(`invalid size '${s}' (examples: 4096, 64k, 1m)`);
-  return Number(m[1]) * unit;
-}
 
 function formatSize(n: number): string {
   if (n % (1 << 20) === 0) return `${n / (1 << 20)}m`;

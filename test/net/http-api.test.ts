@@ -2,7 +2,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseListen, parseRange, refPath, route, tokenMatches } from '../../src/net/wire/http-api.js';
-import { parseSize } from '../../src/cli/commands/net.js';
+import { parseSize } from '../../src/util/size.js';
 
 const D = 'ab'.repeat(32);
 

@@ -7,7 +7,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeTree, encodeTree } from '../../src/model/files-tree.js';
-import { decodeDebIndex, encodeDebIndex, validatePackageRef, type PackageRef } from '../../src/strategy/packages/ingredients.js';
+import { decodeDebIndex, encodeDebIndex } from '../../src/strategy/packages/ingredients.js';
+import { validatePackageRef, type PackageRef } from '../../src/model/package-ref.js';
 import { decodeManifest, encodeManifest, MANIFEST_KIND, type Manifest } from '../../src/model/manifest.js';
 import { VmdnError } from '../../src/errors.js';
 import { mulberry32, seedFrom } from '../helpers/rng.js';

@@ -2,7 +2,8 @@
 import type { DiffResult } from '../../inspect/diff.js';
 import type { RangeList } from '../../inspect/diff-disk.js';
 import { displayPath, escapeBytes } from '../../inspect/display.js';
-import { humanBytes, safe } from '../output.js';
+import { safe } from '../output.js';
+import { humanBytes } from '../../util/size.js';
 
 function ranges(r: RangeList, indent: string): string[] {
   const out = r.ranges.map((x) => `${indent}${x.kind ? `${x.kind.padEnd(8)} ` : ''}0x${x.start.toString(16)}-0x${x.end.toString(16)} (${humanBytes(x.end - x.start)})`);

@@ -1,8 +1,9 @@
 /** Commands that read inside images without mounting them: inspect, ls, cat, diff. */
 import { once } from 'node:events';
 import { Option, type Command } from 'commander';
-import { humanBytes, printJson, safe, table, type GlobalOptions } from '../output.js';
+import { printJson, safe, table, type GlobalOptions } from '../output.js';
 import { action, common, imageInput } from '../program.js';
+import { humanBytes } from '../../util/size.js';
 import { withImage } from '../../inspect/open-image.js';
 import { listVolumes, pickVolume } from '../../fs/volumes.js';
 import { inspectDisk } from '../../inspect/inspect.js';

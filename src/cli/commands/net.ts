@@ -13,20 +13,13 @@ import { parseListen } from '../../net/wire/http-api.js';
 import { DEFAULT_CONCURRENCY, pullImage } from '../../net/client/pull.js';
 import { pushImage } from '../../net/client/push.js';
 import { warmCache } from '../../net/client/warm.js';
-import { humanBytes, printJson, progressBar, safe, type GlobalOptions } from '../output.js';
+import { printJson, progressBar, safe, type GlobalOptions } from '../output.js';
 import { resolveStoreDir, withStore } from '../../store/location.js';
 import { action, common, imageInput } from '../program.js';
 import { isImagePath } from '../../inspect/open-image.js';
+import { humanBytes, parseSize } from '../../util/size.js';
 import { VmdnError } from '../../errors.js';
 import type { OnProgress } from '../../util/progress.js';
-
-/** 10G, 512M, 1.5GiB, 4096 (binary units). */
-export function parseSize(s: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(s.trim());
-  if (!m) throw new VmdnError('E_USAGE', `invalid size "${s}" (e.g. 512M, 10G)`);
-  const mult = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
-  return Math.floor(Number(m[1]) * mult);
-}
 
 /** --token-file wins over VMDN_TOKEN; surrounding whitespace (a trailing newline) is not part of it. */
 function readToken(file?: string): string | undefined {

@@ -11,7 +11,7 @@ import { formatImageRef } from '../../store/image-name.js';
 import { decodeManifest } from '../../model/manifest.js';
 import { manifestObjects } from '../../strategy/files/export.js';
 import { HttpStore } from './http-store.js';
-import { packageObjects } from '../../strategy/packages/ingredients.js';
+import { packageObjects } from '../../model/package-ref.js';
 import type { OnProgress } from '../../util/progress.js';
 
 export interface WarmResult {

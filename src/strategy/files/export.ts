@@ -25,7 +25,7 @@ import { emptyDirectory, installDirectory, type DirEntrySpec } from '../../fs/ex
 import type { FsRebuild, Manifest } from '../../model/manifest.js';
 import { isZero } from '../../util/zero.js';
 import { TreeFs } from './tree-fs.js';
-import { packageObjects } from '../packages/ingredients.js';
+import { packageObjects } from '../../model/package-ref.js';
 import { throttle, type OnProgress } from '../../util/progress.js';
 import { VmdnError } from '../../errors.js';
 import { allocateDirect, directFiles, stagedInodes, writeDirect } from './direct.js';

@@ -21,7 +21,7 @@ import { StreamChunks } from '../stream-chunks.js';
 import { complement, fileAwareLayout, mergeRanges } from '../chunks/file-layout.js';
 import { encodeTree, pathKey, treeDigests, type TreeRecord } from '../../model/files-tree.js';
 import type { PackageMatcher, PackagesReport } from '../packages/match.js';
-import { packageObjects } from '../packages/ingredients.js';
+import { packageObjects } from '../../model/package-ref.js';
 import type { FsRebuild, Manifest } from '../../model/manifest.js';
 import { throttle, type OnProgress } from '../../util/progress.js';
 import { gcEvery } from '../../util/gc.js';

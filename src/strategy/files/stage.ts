@@ -18,7 +18,7 @@ import type { ChunkEntry } from '../../model/manifest.js';
 import { StreamReader } from '../stream-chunks.js';
 import { VmdnError } from '../../errors.js';
 import { dirBlockCount } from '../../fs/ext4/bigdir.js';
-import type { PackageRef } from '../packages/ingredients.js';
+import type { PackageRef } from '../../model/package-ref.js';
 import type { FileSystem } from '../../fs/types.js';
 import { stagePackageFiles } from '../packages/stage.js';
 import { StagePaths, type Stage } from './stage-dir.js';

@@ -8,7 +8,8 @@
 import fs from 'node:fs';
 import type { ReadableStore } from '../../store/types.js';
 import { readTar } from '../../os/deb.js';
-import { storedTar, type PackageRef } from './ingredients.js';
+import { storedTar } from './ingredients.js';
+import { type PackageRef } from '../../model/package-ref.js';
 import { pathKey, type TreeRecord } from '../../model/files-tree.js';
 import type { FileSystem } from '../../fs/types.js';
 import { CanonicalPaths } from '../../os/canonical-path.js';
