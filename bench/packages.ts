@@ -19,7 +19,7 @@ import { lackingObjects, sharedObjectBytes } from './vmdn-store.js';
 import type { FilesBench } from './files.js';
 import { LocalStore } from '../src/store/local/local-store.js';
 import { resolveImage } from '../src/images/image-ops.js';
-import { loadTree } from '../src/strategy/files/export.js';
+import { loadTree } from '../src/model/objects.js';
 import { openDisk } from '../src/container/open.js';
 import { listVolumes } from '../src/fs/volumes.js';
 import { packageObjects, type PackageRef } from '../src/model/package-ref.js';

@@ -3,6 +3,8 @@ import fs from 'node:fs/promises';
 import type { LocalStore } from '../store/local/local-store.js';
 import { isDigest, type Digest } from '../store/digest.js';
 import { decodeManifest } from '../model/manifest.js';
+import { loadTree, namedObjects, type ObjectRole } from '../model/objects.js';
+import { treeDigests } from '../model/files-tree.js';
 import { asVmdnError } from '../errors.js';
 import type { OnProgress } from '../util/progress.js';
 
@@ -105,16 +107,24 @@ export async function verifyStore(store: LocalStore, opts: { signal?: AbortSigna
     }
     try {
       const m = decodeManifest(await store.get(img.manifest));
-      for (const [, , d] of m.chunks) {
-        if (!onDisk.has(d)) res.problems.push({ digest: d, problem: 'missing', detail: 'chunk referenced by image is missing', image: ref });
+      const missing = (d: Digest, role: ObjectRole) => res.problems.push({ digest: d, problem: 'missing', detail: `${role} object referenced by image is missing`, image: ref });
+      for (const [d, role] of namedObjects(m)) if (!onDisk.has(d)) missing(d, role);
+      // file content is named by the trees: read those that are here (a missing one is reported above)
+      for (const f of m.filesystems ?? []) {
+        if (![...f.tree, ...f.times].every((d) => onDisk.has(d))) continue;
+        const records = await loadTree(f, store, opts.signal).catch((err) => {
+          res.problems.push({ digest: f.tree[0] ?? img.manifest, problem: 'bad-manifest', detail: `filesystem ${f.index}: ${asVmdnError(err).message}`, image: ref });
+          return [];
+        });
+        for (const d of treeDigests(records)) if (!onDisk.has(d)) missing(d, 'file-content');
       }
     } catch (err) {
       res.problems.push({ digest: img.manifest, problem: 'bad-manifest', detail: asVmdnError(err).message, image: ref });
     }
   }
-  // one line per missing digest is enough
+  // one line per missing digest and image is enough
   const seen = new Set<string>();
-  res.problems = res.problems.filter((p) => !seen.has(p.digest + p.problem) && seen.add(p.digest + p.problem));
+  res.problems = res.problems.filter((p) => !seen.has(`${p.digest} ${p.problem} ${p.image ?? ""}`) && seen.add(`${p.digest} ${p.problem} ${p.image ?? ""}`));
   return res;
 }
 

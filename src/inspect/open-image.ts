@@ -12,7 +12,7 @@ import { parseImageRef, formatImageRef } from '../store/image-name.js';
 import { resolveImage } from '../images/image-ops.js';
 import { ManifestDisk } from '../images/manifest-disk.js';
 import { TreeFs } from '../strategy/files/tree-fs.js';
-import { loadTree } from '../strategy/files/export.js';
+import { loadTree } from '../model/objects.js';
 import type { Manifest } from '../model/manifest.js';
 import { resolveStoreDir } from '../store/location.js';
 import { VmdnError } from '../errors.js';

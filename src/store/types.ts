@@ -69,3 +69,58 @@ export function canPrefetch(s: unknown): s is Prefetch {
 export function canCopyToFile(s: unknown): s is CopyToFile {
   return typeof (s as CopyToFile).copyTo === 'function' && (s as CopyToFile).canCopyTo === true;
 }
+
+/**
+ * Optional capability: small records kept beside the objects, by kind and key
+ * (caches of facts derived from objects, e.g. which objects a .deb became).
+ * Never needed to rebuild an image: a store without it only recomputes them.
+ */
+export interface SideRecords {
+  getRecord(kind: string, key: string): Promise<Uint8Array | undefined>;
+  /** Atomic: a reader sees the old record or the new one. */
+  putRecord(kind: string, key: string, data: Uint8Array): Promise<void>;
+}
+
+export function hasSideRecords(s: unknown): s is SideRecords {
+  return typeof (s as SideRecords).getRecord === 'function' && typeof (s as SideRecords).putRecord === 'function';
+}
+
+/** Record kinds and keys are path-safe names (a backend may use them as file or object names). */
+export const RECORD_NAME = /^[a-z0-9][a-z0-9._-]{0,127}$/;
+
+/** A named image: NAME:TAG -> manifest digest, with what `vmdn images` shows about it. */
+export interface ImageRecord {
+  name: string;
+  tag: string;
+  manifest: Digest;
+  created: string;
+  virtualSize: number;
+  allocatedSize: number;
+  dataSize: number;
+  format: string;
+}
+
+/**
+ * Image names, the one mutable part of a store. `set` records the name and its
+ * manifest's references (every object the image needs, the manifest itself
+ * included) in one transaction, and refuses if any of them is absent: a name
+ * never points at an image that cannot be rebuilt, and gc keeps what names need.
+ */
+export interface ImageNames {
+  list(): Promise<ImageRecord[]>;
+  get(name: string, tag: string): Promise<ImageRecord | undefined>;
+  set(record: ImageRecord, refs: Iterable<Digest>): Promise<void>;
+  /** False when there was no such name. */
+  remove(name: string, tag: string): Promise<boolean>;
+}
+
+/** Optional capability: stats of many objects in one call (an index answers in one query). */
+export interface BulkStat {
+  /** The present ones among `digests`. */
+  statMany(digests: Iterable<Digest>): Promise<Map<Digest, ObjectStat>>;
+}
+
+/** A store that holds named images: what origins, pulls and imports write into. */
+export interface ImageStore extends WritableStore, BulkStat {
+  readonly names: ImageNames;
+}

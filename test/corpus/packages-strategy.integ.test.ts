@@ -17,7 +17,7 @@ import { exportAndCheck } from '../helpers/rebuild-checks.js';
 import { hostAptSources } from '../../src/os/apt-mirror.js';
 import { LocalStore } from '../../src/store/local/local-store.js';
 import { resolveImage } from '../../src/images/image-ops.js';
-import { loadTree, manifestObjects } from '../../src/strategy/files/export.js';
+import { loadTree, imageObjects } from '../../src/model/objects.js';
 
 const corpus = corpusDir();
 const noArchive = hostAptSources().length ? undefined : 'the host has no apt sources: no Debian archive to take packages from';
@@ -89,7 +89,7 @@ describe('packages strategy on the shared corpus', { skip }, () => {
     try {
       for (const name of CORPUS_IMAGES) {
         const { manifest } = await resolveImage(s, { name, tag: 'latest' });
-        const missing = [...(await manifestObjects(manifest, s))].filter((d) => !s.index.getObject(d));
+        const missing = [...(await imageObjects(manifest, s))].filter((d) => !s.index.getObject(d));
         assert.deepEqual(missing, [], `${name}: objects gc took`);
       }
     } finally {

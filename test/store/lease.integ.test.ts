@@ -12,7 +12,7 @@ import Database from 'better-sqlite3';
 import { LocalStore } from '../../src/store/local/local-store.js';
 import { parseImageRef } from '../../src/store/image-name.js';
 import { importImageFile, resolveImage } from '../../src/images/image-ops.js';
-import { manifestObjects } from '../../src/strategy/files/export.js';
+import { imageObjects } from '../../src/model/objects.js';
 import { DEFAULT_CDC } from '../../src/strategy/chunker.js';
 import { Origin } from '../../src/net/server/origin.js';
 import { HttpStore } from '../../src/net/client/http-store.js';
@@ -142,7 +142,7 @@ describe('store lease between processes', () => {
     try {
       await importImageFile(pub, small(), parseImageRef('s'), { chunker: DEFAULT_CDC });
       const { digest, manifest } = await resolveImage(pub, parseImageRef('s'));
-      const all = [...(await manifestObjects(manifest, pub)), digest];
+      const all = [...(await imageObjects(manifest, pub)), digest];
       // a push's steps, with a gc started between the uploads and the naming
       const body = Buffer.from(JSON.stringify({ digests: all }));
       const asked = await remote.request('POST', '/v1/objects/missing', { body, auth: true, headers: { 'content-type': 'application/json' } });

@@ -21,7 +21,7 @@ import { startProxy } from '../net/proxy.js';
 import { LocalStore } from '../../src/store/local/local-store.js';
 import { parseImageRef } from '../../src/store/image-name.js';
 import { resolveImage } from '../../src/images/image-ops.js';
-import { loadTree, manifestObjects } from '../../src/strategy/files/export.js';
+import { loadTree, imageObjects, imageObjectRoles, type ObjectRole } from '../../src/model/objects.js';
 import { pathKey, type TreeRecord } from '../../src/model/files-tree.js';
 import { decodeDebIndex } from '../../src/strategy/packages/ingredients.js';
 import { packageObjects } from '../../src/model/package-ref.js';
@@ -86,7 +86,7 @@ async function load(storeDir: string, ref: string): Promise<Loaded> {
     const { manifest, digest } = await resolveImage(store, parseImageRef(ref));
     assert.equal(manifest.filesystems?.length, 1);
     const records = await loadTree(manifest.filesystems![0]!, store);
-    return { manifest, digest, records, objects: await manifestObjects(manifest, store) };
+    return { manifest, digest, records, objects: await imageObjects(manifest, store) };
   } finally {
     await store.close();
   }
@@ -230,6 +230,38 @@ describe('packages strategy against a local Debian archive', { timeout: 180_000 
     const fsck = e2fsckPartition(out, PART.start, PART.size, t.dir);
     assert.ok(fsck.clean, fsck.out);
     fs.rmSync(out);
+  });
+
+  it('verify reports a lost chunk, tree, times, stream, file-content or package object of the image, and exits 5', async () => {
+    const { manifest, digest } = await load(store1(), 'a:1');
+    const store = await LocalStore.open(store1());
+    let roles: Map<Digest, ObjectRole>;
+    try {
+      roles = await imageObjectRoles(manifest, store);
+    } finally {
+      await store.close();
+    }
+    const kinds: ObjectRole[] = ['chunk', 'tree', 'times', 'stream', 'file-content', 'package'];
+    for (const kind of kinds) {
+      const lost = [...roles].find(([, r]) => r === kind)?.[0];
+      assert.ok(lost, `image a:1 has no ${kind} object to lose`);
+      const copy = path.join(t.dir, `verify-${kind}`);
+      fs.cpSync(store1(), copy, { recursive: true });
+      const s = await LocalStore.open(copy);
+      const file = s.objectPath(lost);
+      await s.close();
+      fs.rmSync(file);
+      const r = vmdn(copy, ['verify', '--json']);
+      assert.equal(r.status, 5, `${kind}: ${r.stderr}`);
+      const out = JSON.parse(r.stdout);
+      const missing = out.problems.filter((p: { problem: string }) => p.problem === 'missing');
+      assert.deepEqual([...new Set(missing.map((p: { digest: string }) => p.digest))], [lost], `${kind}: ${JSON.stringify(missing)}`);
+      const forImage = missing.filter((p: { image?: string }) => p.image === 'a:1');
+      assert.equal(forImage.length, 1, JSON.stringify(missing));
+      assert.match(forImage[0].detail, new RegExp(`^${kind} object`));
+      fs.rmSync(copy, { recursive: true });
+    }
+    assert.ok(digest);
   });
 
   it('a stored image reads its package files without a rebuild (cat, diff) and then exits', () => {

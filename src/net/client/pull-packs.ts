@@ -10,7 +10,7 @@
 import type { Digest } from '../../store/digest.js';
 import type { LocalStore } from '../../store/local/local-store.js';
 import { decodeManifest, type Manifest } from '../../model/manifest.js';
-import { loadTree } from '../../strategy/files/export.js';
+import { loadTree } from '../../model/objects.js';
 import type { TreeRecord } from '../../model/files-tree.js';
 import type { HttpStore } from './http-store.js';
 import { fetchPack } from './pack-client.js';

@@ -16,7 +16,8 @@ import { importChunks } from '../../strategy/chunks/import.js';
 import { assembleChunks } from '../../strategy/chunks/export.js';
 import { parseChunkerSpec } from '../../strategy/chunker.js';
 import { dataBytes, decodeManifest, type Manifest } from '../../model/manifest.js';
-import { exportFiles, manifestObjects } from '../../strategy/files/export.js';
+import { exportFiles } from '../../strategy/files/export.js';
+import { imageObjects } from '../../model/objects.js';
 import type { TreeRecord } from '../../model/files-tree.js';
 import path from 'node:path';
 import { formatFromPath, openWriter, planCuts, type OutputFormat } from '../../images/image-ops.js';
@@ -95,7 +96,7 @@ async function pullLeased(o: PullOptions): Promise<PullResult> {
     await packs?.trees(manifest, digest);
     // a files manifest names its tree objects; fetching those (through the cache) gives the rest
     const trees: TreeRecord[][] = [];
-    const chunks = await manifestObjects(manifest, store, o.signal, trees);
+    const chunks = await imageObjects(manifest, store, { signal: o.signal, trees });
     const present = o.cache.index.presentObjects(chunks);
     const missing = new Set([...chunks].filter((d) => !present.has(d)));
     const cached = chunks.size - missing.size - treesFetched;

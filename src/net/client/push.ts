@@ -8,7 +8,7 @@ import type { LocalStore } from '../../store/local/local-store.js';
 import type { Digest } from '../../store/digest.js';
 import { formatImageRef, type ImageRef } from '../../store/image-name.js';
 import { resolveImage } from '../../images/image-ops.js';
-import { manifestObjects } from '../../strategy/files/export.js';
+import { imageObjects } from '../../model/objects.js';
 import { throttle, type OnProgress } from '../../util/progress.js';
 import { HttpStore, type HttpStoreOptions } from './http-store.js';
 import { objectUrlPath, refPath, MAX_MISSING_QUERY } from '../wire/http-api.js';
@@ -41,7 +41,7 @@ export async function pushImage(store: LocalStore, o: PushOptions): Promise<Push
   const t0 = Date.now();
   const { digest, manifest } = await resolveImage(store, o.local);
   // the manifest goes last among the objects: the origin checks its chunks when naming it
-  const all = [...(await manifestObjects(manifest, store)), digest];
+  const all = [...(await imageObjects(manifest, store)), digest];
   const remote = new HttpStore(o.url, { ...o.http, token: o.token });
   try {
     const missing: Digest[] = [];

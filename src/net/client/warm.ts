@@ -9,7 +9,7 @@ import type { Digest } from '../../store/digest.js';
 import type { ImageRef } from '../../store/image-name.js';
 import { formatImageRef } from '../../store/image-name.js';
 import { decodeManifest } from '../../model/manifest.js';
-import { manifestObjects } from '../../strategy/files/export.js';
+import { imageObjects } from '../../model/objects.js';
 import { HttpStore } from './http-store.js';
 import { packageObjects } from '../../model/package-ref.js';
 import type { OnProgress } from '../../util/progress.js';
@@ -38,7 +38,7 @@ export async function warmCache(url: string, refs: ImageRef[], opts: { packagesO
           for (const d of packageObjects(p)) want.add(d);
         }
       }
-      if (!opts.packagesOnly) for (const d of [digest, ...(await manifestObjects(m, remote, opts.signal))]) want.add(d);
+      if (!opts.packagesOnly) for (const d of [digest, ...(await imageObjects(m, remote, { signal: opts.signal }))]) want.add(d);
     }
     const list = [...want];
     let next = 0;

@@ -11,7 +11,7 @@ import type { LocalStore } from '../../store/local/local-store.js';
 import { assertDigest, type Digest } from '../../store/digest.js';
 import { formatImageRef } from '../../store/image-name.js';
 import { decodeManifest, dataBytes } from '../../model/manifest.js';
-import { manifestObjects } from '../../strategy/files/export.js';
+import { imageObjects } from '../../model/objects.js';
 import { VmdnError } from '../../errors.js';
 import {
   closeServer, isDigestList, listen, prometheus, readBody, readJson, REF_CACHE_CONTROL, requireToken, route, sendError, sendJson, serveObjectFile,
@@ -221,7 +221,7 @@ export class Origin {
     };
     // file trees first: the objects they reference are only known once they are here
     let missing = lacking((manifest.filesystems ?? []).flatMap((f) => [...f.tree, ...f.times]));
-    const chunks = missing.length ? new Set<Digest>() : await manifestObjects(manifest, this.store);
+    const chunks = missing.length ? new Set<Digest>() : await imageObjects(manifest, this.store);
     if (!missing.length) missing = lacking(chunks);
     if (missing.length) throw new VmdnError('E_INCOMPLETE', `manifest references ${missing.length} objects not uploaded`, { missing: missing.slice(0, 10) });
     this.store.index.putImage({

@@ -10,7 +10,9 @@ import { objectPath, writeAtomic } from './codec-worker.js';
 import { sha256, assertDigest, isDigest, type Digest } from '../digest.js';
 import { StoreIndex } from './sqlite-index.js';
 import { StoreLeases, type LeaseOptions } from './lease.js';
-import type { ObjectStat, PrunableStore, PutResult, ReadOptions } from '../types.js';
+import type { ImageStore, ObjectStat, PrunableStore, PutResult, ReadOptions, SideRecords } from '../types.js';
+import { LocalNames } from './local-names.js';
+import { DirRecords } from './side-records.js';
 import { VmdnError } from '../../errors.js';
 
 export interface LocalStoreOptions {
@@ -23,8 +25,10 @@ export interface LocalStoreOptions {
 
 const PREFETCH_LANES = 4;
 
-export class LocalStore implements PrunableStore {
+export class LocalStore implements PrunableStore, ImageStore, SideRecords {
   readonly index: StoreIndex;
+  readonly names: LocalNames;
+  private readonly records: DirRecords;
   private pool: CodecPool | null = null;
   private readonly inflight = new Map<Digest, Promise<PutResult>>();
   private readonly level: number;
@@ -32,6 +36,8 @@ export class LocalStore implements PrunableStore {
 
   private constructor(readonly dir: string, private readonly opts: LocalStoreOptions) {
     this.index = new StoreIndex(path.join(dir, 'index.db'));
+    this.names = new LocalNames(this.index);
+    this.records = new DirRecords(dir);
     this.tmpDir = path.join(dir, 'tmp');
     this.objectsDir = path.join(dir, 'objects');
     this.level = opts.level ?? ZSTD_LEVEL;
@@ -59,6 +65,18 @@ export class LocalStore implements PrunableStore {
   private codec(): CodecPool | null {
     if (this.pool === null && (this.opts.workers ?? 2) > 0) this.pool = new CodecPool(this.opts.workers ?? 2);
     return this.pool;
+  }
+
+  async statMany(digests: Iterable<Digest>): Promise<Map<Digest, ObjectStat>> {
+    return this.index.statMany(digests);
+  }
+
+  getRecord(kind: string, key: string): Promise<Uint8Array | undefined> {
+    return this.records.getRecord(kind, key);
+  }
+
+  putRecord(kind: string, key: string, data: Uint8Array): Promise<void> {
+    return this.records.putRecord(kind, key, data);
   }
 
   async has(digest: Digest): Promise<boolean> {

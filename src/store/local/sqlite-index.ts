@@ -20,7 +20,7 @@
  */
 import Database from 'better-sqlite3';
 import type { Digest } from '../digest.js';
-import type { ObjectStat } from '../types.js';
+import type { ImageRecord, ObjectStat } from '../types.js';
 import { asVmdnError, VmdnError } from '../../errors.js';
 import type { LeaseKind, LeaseRow } from './lease.js';
 
@@ -35,16 +35,7 @@ const BUSY_TIMEOUT_MS = 15_000;
 /** Attempts of a write transaction that stays busy beyond the busy timeout. */
 const BUSY_ATTEMPTS = 4;
 
-export interface ImageRow {
-  name: string;
-  tag: string;
-  manifest: Digest;
-  created: string;
-  virtualSize: number;
-  allocatedSize: number;
-  dataSize: number;
-  format: string;
-}
+export type ImageRow = ImageRecord;
 
 export class StoreIndex {
   private readonly db: Database.Database;
@@ -142,6 +133,7 @@ export class StoreIndex {
       addRefs: d.prepare<[number, string]>(`INSERT OR IGNORE INTO manifest_refs (manifest_id, object_id)
         SELECT ?, o.id FROM json_each(?) j JOIN objects o ON o.digest = unhex(j.value)`),
       present: d.prepare<[string], { digest: Buffer }>('SELECT o.digest FROM json_each(?) j JOIN objects o ON o.digest = unhex(j.value)'),
+      statMany: d.prepare<[string], { digest: Buffer; size: number; stored_size: number }>('SELECT o.digest, o.size, o.stored_size FROM json_each(?) j JOIN objects o ON o.digest = unhex(j.value)'),
       hasRefs: d.prepare<[number], { n: number }>('SELECT count(*) AS n FROM manifest_refs WHERE manifest_id = ?'),
       liveDigests: d.prepare<[], { digest: Buffer }>(`SELECT o.digest FROM objects o WHERE o.id IN (${live}) UNION SELECT manifest FROM images`),
       dropDeadRefs: d.prepare(`DELETE FROM manifest_refs WHERE manifest_id NOT IN (SELECT m.id FROM objects m JOIN images i ON i.manifest = m.digest)`),
@@ -213,6 +205,16 @@ export class StoreIndex {
     const list = [...digests];
     if (list.length === 0) return new Set();
     return new Set(this.st.present.all(JSON.stringify(list)).map((r) => r.digest.toString('hex')));
+  }
+  /** Stats of those of `digests` that are indexed, in one query. */
+  statMany(digests: Iterable<Digest>): Map<Digest, ObjectStat> {
+    this.flush();
+    const list = [...digests];
+    if (list.length === 0) return new Map();
+    return new Map(this.st.statMany.all(JSON.stringify(list)).map((r) => {
+      const digest = r.digest.toString('hex');
+      return [digest, { digest, size: r.size, storedSize: r.stored_size }];
+    }));
   }
   getImage(name: string, tag: string): ImageRow | undefined {
     this.flush();

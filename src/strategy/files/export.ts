@@ -18,7 +18,8 @@ import { e2fsName, openFsImage, type FsImage } from '../../fs/ext4/image.js';
 import { mke2fsArgs, superblockFixups } from '../../fs/ext4/params.js';
 import { patchInodeTimes, type InodeTimes } from '../../fs/ext4/patch.js';
 import { assembleChunks } from '../chunks/export.js';
-import { baseName, decodeTree, pathKey, treeDigests, type TreeRecord } from '../../model/files-tree.js';
+import { baseName, pathKey, type TreeRecord } from '../../model/files-tree.js';
+import { loadTree } from '../../model/objects.js';
 import { planStage, stageParent, stageTree, type BigDirPlan, type StagePlan } from './stage.js';
 import { makeStage, removeStaleStages, removeTree, type Stage } from './stage-dir.js';
 import { emptyDirectory, installDirectory, type DirEntrySpec } from '../../fs/ext4/bigdir.js';
@@ -38,26 +39,6 @@ export interface FilesExportOptions {
 }
 
 const BLOCK = 2 << 20;
-
-export async function loadTree(f: FsRebuild, store: ReadableStore, signal?: AbortSignal): Promise<TreeRecord[]> {
-  const text = async (ds: Digest[]) => Buffer.concat(await Promise.all(ds.map((d) => store.get(d, { signal })))).toString('utf8');
-  const records = decodeTree(await text(f.tree), await text(f.times), f.streamBytes, f.packages?.length ?? 0);
-  if (records.length !== f.entries) throw new VmdnError('E_MANIFEST', `filesystem ${f.index}: tree has ${records.length} entries, manifest says ${f.entries}`);
-  return records;
-}
-
-/** Every object a manifest needs, the trees' content included (`trees`, if given, receives each filesystem's records). */
-export async function manifestObjects(m: Manifest, store: ReadableStore, signal?: AbortSignal, trees?: TreeRecord[][]): Promise<Set<Digest>> {
-  const out = new Set<Digest>(m.chunks.map((c) => c[2]));
-  for (const f of m.filesystems ?? []) {
-    for (const d of [...f.tree, ...f.times, ...f.stream.map((c) => c[2])]) out.add(d);
-    for (const p of f.packages ?? []) for (const d of packageObjects(p)) out.add(d);
-    const records = await loadTree(f, store, signal);
-    trees?.push(records);
-    for (const d of treeDigests(records)) out.add(d);
-  }
-  return out;
-}
 
 export async function exportFiles(m: Manifest, store: ReadableStore, writer: DiskWriter, opts: FilesExportOptions = {}): Promise<{ bytesWritten: number }> {
   const work = await fsp.mkdtemp(path.join(opts.workDir ?? os.tmpdir(), 'vmdn-rebuild-'));

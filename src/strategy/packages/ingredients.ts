@@ -9,19 +9,18 @@
  * make up which .deb (STORE/packages/), so a package used by many images is
  * fetched and indexed once.
  */
-import { packageObjects, validatePackageRef, type PackageRef } from '../../model/package-ref.js';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import type { LocalStore } from '../../store/local/local-store.js';
-import type { ReadableStore } from '../../store/types.js';
+import os from 'node:os';
+import { hasSideRecords, type ReadableStore, type WritableStore } from '../../store/types.js';
 import { PassThrough } from 'node:stream';
 import { isDigest, type Digest } from '../../store/digest.js';
 import { fetchDeb, type DebRecord } from '../../os/apt-mirror.js';
 import { dpkgTar, indexTar, readTar, type DebFileIndex } from '../../os/deb.js';
 import { parseChunkerSpec } from '../chunker.js';
-import type { ChunkEntry } from '../../model/manifest.js';
+import { packageObjects, validatePackageRef, type PackageRef } from '../../model/package-ref.js';
 import { StreamReader } from '../stream-chunks.js';
 import { TarChunks } from './tar.js';
 import { DEFAULT_CHUNKER_SPEC, DEFAULT_MIN_FILE } from '../defaults.js';
@@ -57,18 +56,23 @@ export function decodeDebIndex(bytes: Uint8Array): Map<string, DebFileIndex> {
   return out;
 }
 
-const cachePath = (store: LocalStore, sha256: string) => path.join(store.dir, 'packages', `${sha256}.json`);
+/** Which objects a .deb became, by its SHA-256: a side record, so a store without them only unpacks the .deb again. */
+const RECORD_KIND = 'packages';
+const recordKey = (sha256: string) => `${sha256}.json`;
 
-async function cached(store: LocalStore, rec: DebRecord): Promise<PackageRef | undefined> {
+async function cached(store: ReadableStore, rec: DebRecord): Promise<PackageRef | undefined> {
+  if (!hasSideRecords(store)) return undefined;
   let ref: PackageRef;
   try {
-    ref = JSON.parse(await fsp.readFile(cachePath(store, rec.sha256), 'utf8'));
+    const bytes = await store.getRecord(RECORD_KIND, recordKey(rec.sha256));
+    if (!bytes) return undefined;
+    ref = JSON.parse(Buffer.from(bytes).toString('utf8'));
   } catch {
     return undefined;
   }
   if (validatePackageRef(ref) || ref.sha256 !== rec.sha256 || ref.size !== rec.size) return undefined;
   // gc may have dropped objects no image used: then it is fetched again
-  for (const d of packageObjects(ref)) if (!store.index.getObject(d)) return undefined;
+  for (const d of packageObjects(ref)) if (!(await store.has(d))) return undefined;
   return { ...ref, name: rec.name, version: rec.version, arch: rec.arch };
 }
 
@@ -84,10 +88,10 @@ export interface Ingredient {
  * store does not have it yet. `debCache`: a directory of verified .debs kept
  * across stores (optional).
  */
-export async function ingredient(store: LocalStore, rec: DebRecord, opts: { debCache?: string; signal?: AbortSignal; onAdded?: (d: Digest) => void }): Promise<Ingredient> {
+export async function ingredient(store: WritableStore, rec: DebRecord, opts: { debCache?: string; signal?: AbortSignal; onAdded?: (d: Digest) => void }): Promise<Ingredient> {
   const have = await cached(store, rec);
   if (have) return { ref: have, files: decodeDebIndex(await store.get(have.index, { signal: opts.signal })), fetched: 0 };
-  const dir = opts.debCache ?? path.join(store.tmpDir, `debs-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
+  const dir = opts.debCache ?? path.join(os.tmpdir(), `vmdn-debs-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
   const hadCopy = opts.debCache !== undefined && fs.existsSync(path.join(dir, `${rec.sha256}.deb`));
   const file = await fetchDeb(rec, dir, opts.signal);
   try {
@@ -107,11 +111,7 @@ export async function ingredient(store: LocalStore, rec: DebRecord, opts: { debC
     const idx = await store.put(encodeDebIndex(files), { signal: opts.signal });
     if (idx.added) opts.onAdded?.(idx.digest);
     const ref: PackageRef = { name: rec.name, version: rec.version, arch: rec.arch, sha256: rec.sha256, size: rec.size, tarSize: tar.length, tar: chunks, index: idx.digest };
-    const dest = cachePath(store, rec.sha256);
-    await fsp.mkdir(path.dirname(dest), { recursive: true });
-    const tmp = `${dest}.${process.pid}.tmp`;
-    await fsp.writeFile(tmp, JSON.stringify(ref));
-    await fsp.rename(tmp, dest);
+    if (hasSideRecords(store)) await store.putRecord(RECORD_KIND, recordKey(rec.sha256), Buffer.from(JSON.stringify(ref)));
     return { ref, files, fetched: hadCopy ? 0 : rec.size };
   } finally {
     if (!opts.debCache) await fsp.rm(dir, { recursive: true, force: true });

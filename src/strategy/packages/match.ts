@@ -10,7 +10,7 @@
 import crypto from 'node:crypto';
 import type { Disk } from '../../container/disk.js';
 import type { FileSystem } from '../../fs/types.js';
-import type { LocalStore } from '../../store/local/local-store.js';
+import type { WritableStore } from '../../store/types.js';
 import type { Digest } from '../../store/digest.js';
 import { readDpkgFiles } from '../../os/dpkg-files.js';
 import { readPath } from '../../os/fs-read.js';
@@ -107,7 +107,7 @@ async function imageSources(fs: FileSystem): Promise<AptSource[]> {
  * Read the image's dpkg database, find its packages on the mirror, make them
  * ingredients in the store. Undefined when the filesystem has no dpkg database.
  */
-export async function preparePackages(fs: FileSystem, store: LocalStore, opts: PackagesOptions): Promise<PackageMatcher | undefined> {
+export async function preparePackages(fs: FileSystem, store: WritableStore, opts: PackagesOptions): Promise<PackageMatcher | undefined> {
   const db = await readDpkgFiles(fs);
   if (!db || db.packages.length === 0) return undefined;
   const codename = (await readOsRelease(fs))?.VERSION_CODENAME ?? '';
