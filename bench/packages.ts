@@ -18,7 +18,7 @@ import { casyncDelivery, readCaibx, scanCasyncStore } from './casync.js';
 import { lackingObjects, sharedObjectBytes } from './vmdn-store.js';
 import type { FilesBench } from './files.js';
 import { LocalStore } from '../src/store/local/local-store.js';
-import { resolveImage } from '../src/images/image-ops.js';
+import { resolveImage } from '../src/images/names.js';
 import { loadTree } from '../src/model/objects.js';
 import { openDisk } from '../src/container/open.js';
 import { listVolumes } from '../src/fs/volumes.js';

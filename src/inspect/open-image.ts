@@ -9,7 +9,7 @@ import type { Disk } from '../container/disk.js';
 import { openDisk } from '../container/open.js';
 import { LocalStore } from '../store/local/local-store.js';
 import { parseImageRef, formatImageRef } from '../store/image-name.js';
-import { resolveImage } from '../images/image-ops.js';
+import { resolveImage } from '../images/names.js';
 import { ManifestDisk } from '../images/manifest-disk.js';
 import { TreeFs } from '../strategy/files/tree-fs.js';
 import { loadTree } from '../model/objects.js';

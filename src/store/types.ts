@@ -124,3 +124,18 @@ export interface BulkStat {
 export interface ImageStore extends WritableStore, BulkStat {
   readonly names: ImageNames;
 }
+
+/** Those of `digests` that `store` holds, in one call. */
+export async function presentIn(store: BulkStat, digests: Iterable<Digest>): Promise<Set<Digest>> {
+  return new Set((await store.statMany(digests)).keys());
+}
+
+/** Optional capability: a writer's lease, which keeps gc away while the objects a writer adds or reuses are not yet named. */
+export interface WriterLease {
+  writing<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T>;
+}
+
+/** Run `fn` under `store`'s writer lease when it has one. */
+export function asWriter<T>(store: unknown, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  return typeof (store as WriterLease).writing === 'function' ? (store as WriterLease).writing(fn, signal) : fn();
+}

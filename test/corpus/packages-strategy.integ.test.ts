@@ -16,7 +16,7 @@ import { tmpDir } from '../helpers/tmp.js';
 import { exportAndCheck } from '../helpers/rebuild-checks.js';
 import { hostAptSources } from '../../src/os/apt-mirror.js';
 import { LocalStore } from '../../src/store/local/local-store.js';
-import { resolveImage } from '../../src/images/image-ops.js';
+import { resolveImage } from '../../src/images/names.js';
 import { loadTree, imageObjects } from '../../src/model/objects.js';
 
 const corpus = corpusDir();

@@ -12,7 +12,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { LocalStore } from '../../src/store/local/local-store.js';
 import { parseImageRef } from '../../src/store/image-name.js';
-import { importImageFile } from '../../src/images/image-ops.js';
+import { importImageFile } from '../../src/images/import.js';
 import { DEFAULT_CDC } from '../../src/strategy/chunker.js';
 import { uniqueChunks, decodeManifest } from '../../src/model/manifest.js';
 import { Origin } from '../../src/net/server/origin.js';

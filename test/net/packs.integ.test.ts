@@ -11,7 +11,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { LocalStore } from '../../src/store/local/local-store.js';
 import { parseImageRef } from '../../src/store/image-name.js';
-import { importImageFile } from '../../src/images/image-ops.js';
+import { importImageFile } from '../../src/images/import.js';
 import { DEFAULT_CDC } from '../../src/strategy/chunker.js';
 import { Origin } from '../../src/net/server/origin.js';
 import { Edge } from '../../src/net/server/edge.js';

@@ -20,7 +20,7 @@ import { buildDeb, buildImage, DebArchive, PART, sha256, vmdnAsync, vmdnAsyncOk,
 import { startProxy } from '../net/proxy.js';
 import { LocalStore } from '../../src/store/local/local-store.js';
 import { parseImageRef } from '../../src/store/image-name.js';
-import { resolveImage } from '../../src/images/image-ops.js';
+import { resolveImage } from '../../src/images/names.js';
 import { loadTree, imageObjects, imageObjectRoles, type ObjectRole } from '../../src/model/objects.js';
 import { pathKey, type TreeRecord } from '../../src/model/files-tree.js';
 import { decodeDebIndex } from '../../src/strategy/packages/ingredients.js';

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { Option, type Command } from 'commander';
 import { LocalStore } from '../../store/local/local-store.js';
 import { parseImageRef } from '../../store/image-name.js';
-import { importImageFile } from '../../images/image-ops.js';
+import { importImageFile } from '../../images/import.js';
 import { parseChunkerSpec } from '../../strategy/chunker.js';
 import { DEFAULT_CHUNKER_SPEC } from '../../strategy/defaults.js';
 import { Origin } from '../../net/server/origin.js';

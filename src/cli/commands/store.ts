@@ -2,7 +2,9 @@
 import fs from 'node:fs';
 import { Option, type Command } from 'commander';
 import { parseImageRef } from '../../store/image-name.js';
-import { exportImageFile, importImageFile, type Strategy } from '../../images/image-ops.js';
+import type { StrategyName } from '../../strategy/strategy.js';
+import { exportImageFile } from '../../images/export.js';
+import { importImageFile } from '../../images/import.js';
 import { DEFAULT_CHUNKER_SPEC } from '../../strategy/defaults.js';
 import { parseChunkerSpec } from '../../strategy/chunker.js';
 import { parseSize } from '../../util/size.js';
@@ -20,7 +22,7 @@ import { VmdnError } from '../../errors.js';
  * strategy for the file layer (it falls back to chunks per partition where
  * there is no rebuild, and import says so).
  */
-function chooseStrategy(o: { strategy: Strategy | 'auto'; fidelity: 'disk' | 'blocks' | 'files'; sparsify?: boolean }): { strategy: Strategy; sparsify: boolean } {
+function chooseStrategy(o: { strategy: StrategyName | 'auto'; fidelity: 'disk' | 'blocks' | 'files'; sparsify?: boolean }): { strategy: StrategyName; sparsify: boolean } {
   if (o.strategy !== 'auto') return { strategy: o.strategy, sparsify: o.sparsify ?? false };
   if (o.fidelity === 'files') return { strategy: 'files', sparsify: false };
   return { strategy: 'chunks', sparsify: o.fidelity === 'blocks' || (o.sparsify ?? false) };
@@ -52,7 +54,7 @@ export function registerStoreCommands(program: Command): void {
     .option('--apt-source <url>', 'with --strategy packages: a Debian archive root to take packages from, searched in the image release\'s suites (repeatable; default: the host\'s apt sources, else the image\'s own)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .addOption(new Option('--fallback <how>', 'with --strategy packages: a package version the archive lacks is stored as the image\'s own files (files), or the import fails naming it (error)').choices(['files', 'error']).default('files'))
     .option('--deb-cache <dir>', 'with --strategy packages: keep downloaded .debs here too (shared by stores; verified on every use)')
-    .action(action(async (image: string, o: GlobalOptions & { name: string; chunker: string; strategy: Strategy | 'auto'; fidelity: 'disk' | 'blocks' | 'files'; cuts: 'files' | 'disk'; minFile: string; sparsify?: boolean; aptSource: string[]; fallback: 'files' | 'error'; debCache?: string }) => {
+    .action(action(async (image: string, o: GlobalOptions & { name: string; chunker: string; strategy: StrategyName | 'auto'; fidelity: 'disk' | 'blocks' | 'files'; cuts: 'files' | 'disk'; minFile: string; sparsify?: boolean; aptSource: string[]; fallback: 'files' | 'error'; debCache?: string }) => {
       const ref = parseImageRef(o.name);
       const chunker = parseChunkerSpec(o.chunker);
       const choice = chooseStrategy(o);

@@ -11,16 +11,18 @@ import { openDisk } from '../../container/open.js';
 import type { LocalStore } from '../../store/local/local-store.js';
 import { sha256, type Digest } from '../../store/digest.js';
 import { formatImageRef, type ImageRef } from '../../store/image-name.js';
-import type { PutResult, WritableStore } from '../../store/types.js';
+import { presentIn, type PutResult, type WritableStore } from '../../store/types.js';
 import { importChunks } from '../../strategy/chunks/import.js';
-import { assembleChunks } from '../../strategy/chunks/export.js';
 import { parseChunkerSpec } from '../../strategy/chunker.js';
 import { dataBytes, decodeManifest, type Manifest } from '../../model/manifest.js';
-import { exportFiles } from '../../strategy/files/export.js';
 import { imageObjects } from '../../model/objects.js';
 import type { TreeRecord } from '../../model/files-tree.js';
 import path from 'node:path';
-import { formatFromPath, openWriter, planCuts, type OutputFormat } from '../../images/image-ops.js';
+import { planCuts } from '../../strategy/chunks/strategy.js';
+import { placesChunksDirectly } from '../../strategy/registry.js';
+import { nameImage } from '../../images/names.js';
+import { writeImage } from '../../images/export.js';
+import { formatFromPath, openWriter, type OutputFormat } from '../../container/writers.js';
 import type { OnProgress } from '../../util/progress.js';
 import { CachingStore } from '../server/caching-store.js';
 import { placement, pullObjects } from './pull-objects.js';
@@ -92,12 +94,12 @@ async function pullLeased(o: PullOptions): Promise<PullResult> {
     const lap = laps();
     // the trees arrive (in packs, or through the cache below) before the cache is asked what it holds: count them as downloads
     const treeNames = new Set((manifest.filesystems ?? []).flatMap((f) => [...f.tree, ...f.times]));
-    const treesFetched = treeNames.size - o.cache.index.presentObjects(treeNames).size;
+    const treesFetched = treeNames.size - (await presentIn(o.cache, treeNames)).size;
     await packs?.trees(manifest, digest);
     // a files manifest names its tree objects; fetching those (through the cache) gives the rest
     const trees: TreeRecord[][] = [];
     const chunks = await imageObjects(manifest, store, { signal: o.signal, trees });
-    const present = o.cache.index.presentObjects(chunks);
+    const present = await presentIn(o.cache, chunks);
     const missing = new Set([...chunks].filter((d) => !present.has(d)));
     const cached = chunks.size - missing.size - treesFetched;
     const wanted = missing.size;
@@ -121,7 +123,7 @@ async function pullLeased(o: PullOptions): Promise<PullResult> {
       writer = await openWriter(o.out, manifest.virtualSize, format);
     }
     // a plain output file is written during the download (pull-objects.ts); anything else is assembled after it
-    const target = writer?.directTarget && !manifest.filesystems?.length && o.cache.canCopyTo ? writer.directTarget : undefined;
+    const target = writer?.directTarget && placesChunksDirectly(manifest) && o.cache.canCopyTo ? writer.directTarget : undefined;
     try {
       const held = target ? [...chunks].filter((d) => !missing.has(d)) : [];
       await pullObjects(toFetch, held, {
@@ -129,26 +131,24 @@ async function pullLeased(o: PullOptions): Promise<PullResult> {
         signal: o.signal, onProgress: o.onProgress,
       });
       // name it in the cache too: the cache is a full store, `vmdn export` works offline afterwards
-      o.cache.index.putImage({
-        ...o.ref, manifest: digest, created: new Date().toISOString(), virtualSize: manifest.virtualSize,
-        allocatedSize: manifest.allocated, dataSize: dataBytes(manifest), format: manifest.source.format,
-      }, [...chunks, digest]);
+      await nameImage(o.cache, o.ref, digest, manifest, chunks);
       tDownload = lap();
       if (target) {
         await o.cache.releaseTarget(target);
         await writer!.finish();
-      } else if (writer && manifest.filesystems?.length) {
+      } else if (writer) {
         // every object is local now: assemble from the cache itself (its codec workers decode)
-        await exportFiles(manifest, o.cache, writer, { signal: o.signal, onProgress: o.onProgress, workDir: path.dirname(path.resolve(o.out!)) });
-      } else if (writer) await assembleChunks(manifest, o.cache, writer, { signal: o.signal, onProgress: o.onProgress });
+        await writeImage(manifest, o.cache, writer, { signal: o.signal, onProgress: o.onProgress, workDir: path.dirname(path.resolve(o.out!)) });
+      }
     } catch (err) {
       if (target) await o.cache.releaseTarget(target).catch(() => {});
       await writer?.abort().catch(() => {});
       throw err;
     }
     const tWrite = lap();
-    // the manifest's references (its objects and itself) were just recorded: one query, not one per object
-    const imageStoredBytes = o.cache.index.manifestStoredBytes(digest) - (o.cache.index.getObject(digest)?.storedSize ?? 0);
+    // one query for every object's stored size, not one per object
+    let imageStoredBytes = 0;
+    for (const st of (await o.cache.statMany(chunks)).values()) imageStoredBytes += st.storedSize;
     return {
       ref: formatImageRef(o.ref), manifest: digest, out: o.out, format, virtualSize: manifest.virtualSize,
       imageDataBytes: dataBytes(manifest), imageStoredBytes,

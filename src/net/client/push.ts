@@ -7,7 +7,7 @@
 import type { LocalStore } from '../../store/local/local-store.js';
 import type { Digest } from '../../store/digest.js';
 import { formatImageRef, type ImageRef } from '../../store/image-name.js';
-import { resolveImage } from '../../images/image-ops.js';
+import { resolveImage } from '../../images/names.js';
 import { imageObjects } from '../../model/objects.js';
 import { throttle, type OnProgress } from '../../util/progress.js';
 import { HttpStore, type HttpStoreOptions } from './http-store.js';

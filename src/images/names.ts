@@ -1,0 +1,33 @@
+/**
+ * Naming images: the only code that gives a name to a manifest (import, pull
+ * and the origin's uploads all come here), and the one way back from a name.
+ */
+import type { Digest } from '../store/digest.js';
+import type { ImageStore, ReadableStore, ImageNames } from '../store/types.js';
+import { formatImageRef, type ImageRef } from '../store/image-name.js';
+import { dataBytes, decodeManifest, type Manifest } from '../model/manifest.js';
+import { VmdnError } from '../errors.js';
+
+/**
+ * Name `digest` (whose manifest is `manifest`) as `ref`. `refs`: every object
+ * the image needs (model/objects.ts); the manifest is added here.
+ */
+export async function nameImage(store: ImageStore, ref: ImageRef, digest: Digest, manifest: Manifest, refs: Iterable<Digest>, dataSize = dataBytes(manifest)): Promise<void> {
+  await store.names.set(
+    {
+      ...ref, manifest: digest, created: new Date().toISOString(), virtualSize: manifest.virtualSize,
+      allocatedSize: manifest.allocated, dataSize, format: manifest.source.format,
+    },
+    [...refs, digest],
+  );
+}
+
+export async function loadManifest(store: ReadableStore, digest: Digest): Promise<Manifest> {
+  return decodeManifest(await store.get(digest), `object ${digest.slice(0, 12)}`);
+}
+
+export async function resolveImage(store: ReadableStore & { names: ImageNames }, ref: ImageRef, where = 'the store'): Promise<{ digest: Digest; manifest: Manifest }> {
+  const row = await store.names.get(ref.name, ref.tag);
+  if (!row) throw new VmdnError('E_NOT_FOUND', `no image ${formatImageRef(ref)} in ${where}`, { ref: formatImageRef(ref) });
+  return { digest: row.manifest, manifest: await loadManifest(store, row.manifest) };
+}
