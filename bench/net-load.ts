@@ -9,7 +9,7 @@ import { LocalStore } from '../src/store/local/local-store.js';
 import type { Digest } from '../src/store/digest.js';
 import { decodeManifest, uniqueChunks, dataBytes } from '../src/model/manifest.js';
 import { HttpStore } from '../src/net/client/http-store.js';
-import { createPolicy, POLICIES, type PolicyName } from '../src/net/server/eviction.js';
+import { createPolicy, POLICIES, type PolicyName } from '../src/store/cache/eviction.js';
 import { objectUrlPath } from '../src/net/wire/http-api.js';
 
 export interface ImageObjects {

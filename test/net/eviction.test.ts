@@ -1,7 +1,7 @@
 /** Eviction policies over a byte budget, checked on synthetic access traces. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createPolicy, FrequencySketch, LruPolicy, POLICIES, type EvictionPolicy } from '../../src/net/server/eviction.js';
+import { createPolicy, FrequencySketch, LruPolicy, POLICIES, type EvictionPolicy } from '../../src/store/cache/eviction.js';
 
 /** Replay a trace the way the edge does: hit -> touch, miss -> insert and drop the victims. */
 function replay(p: EvictionPolicy, trace: Array<[string, number]>): { hits: number; misses: number; maxBytes: number } {

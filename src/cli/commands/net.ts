@@ -8,7 +8,7 @@ import { parseChunkerSpec } from '../../strategy/chunker.js';
 import { DEFAULT_CHUNKER_SPEC } from '../../strategy/defaults.js';
 import { Origin } from '../../net/server/origin.js';
 import { DEFAULT_POLICY, Edge } from '../../net/server/edge.js';
-import { POLICIES, type PolicyName } from '../../net/server/eviction.js';
+import { POLICIES, type PolicyName } from '../../store/cache/eviction.js';
 import { parseListen } from '../../net/wire/http-api.js';
 import { DEFAULT_CONCURRENCY, pullImage } from '../../net/client/pull.js';
 import { pushImage } from '../../net/client/push.js';

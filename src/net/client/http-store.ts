@@ -18,12 +18,8 @@ import { BATCH_PATH, BatchParser } from '../wire/batch.js';
 /** Received batch bytes waiting for `accept` before the response is paused (bounds memory). */
 const BATCH_PENDING_BYTES = 16 << 20;
 
-export interface BatchResult {
-  /** Not received intact (left out by the server, or the body was cut): fetch them one by one. */
-  missing: Digest[];
-  /** Received but failing verification: refetch past caches. */
-  corrupt: Digest[];
-}
+import type { BatchResult } from '../../store/cache/caching-store.js';
+export type { BatchResult };
 
 export interface HttpStoreOptions {
   /** Attempts per request on connection errors / 5xx before E_UNREACHABLE. */

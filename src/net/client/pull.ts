@@ -24,7 +24,7 @@ import { nameImage } from '../../images/names.js';
 import { writeImage } from '../../images/export.js';
 import { formatFromPath, openWriter, type OutputFormat } from '../../container/writers.js';
 import type { OnProgress } from '../../util/progress.js';
-import { CachingStore } from '../server/caching-store.js';
+import { CachingStore } from '../../store/cache/caching-store.js';
 import { placement, pullObjects } from './pull-objects.js';
 import { PackPuller, type PackStats } from './pull-packs.js';
 import type { DiskWriter } from '../../container/disk.js';

@@ -10,8 +10,8 @@ import fs from 'node:fs';
 import { LocalStore } from '../../store/local/local-store.js';
 import { VmdnError } from '../../errors.js';
 import type { Digest } from '../../store/digest.js';
-import { CachingStore } from './caching-store.js';
-import { createPolicy, type PolicyName } from './eviction.js';
+import { CachingStore } from '../../store/cache/caching-store.js';
+import { createPolicy, type PolicyName } from '../../store/cache/eviction.js';
 import { HttpStore, type HttpStoreOptions } from '../client/http-store.js';
 import {
   closeServer, listen, prometheus, REF_CACHE_CONTROL, route, sendError, sendJson, serveObjectBuffer, serveObjectFile, wantsRefetch,

@@ -5,14 +5,20 @@
  * pull keeps every finished object. With an eviction policy it is the edge's
  * size-bounded cache; without one it is a client's pull cache.
  */
-import type { LocalStore } from '../../store/local/local-store.js';
-import { decodeObject } from '../../store/codec.js';
-import { writeAtomic } from '../../store/local/codec-worker.js';
-import type { Digest } from '../../store/digest.js';
-import type { ObjectStat, PutResult, ReadableStore, ReadOptions, WritableStore } from '../../store/types.js';
+import type { LocalStore } from '../local/local-store.js';
+import { decodeObject } from '../codec.js';
+import { writeAtomic } from '../local/codec-worker.js';
+import type { Digest } from '../digest.js';
+import type { ObjectStat, PutResult, ReadableStore, ReadOptions, WritableStore } from '../types.js';
 import { VmdnError } from '../../errors.js';
 import type { EvictionPolicy } from './eviction.js';
-import type { BatchResult } from '../client/http-store.js';
+
+export interface BatchResult {
+  /** Not received intact (left out by the server, or the body was cut): fetch them one by one. */
+  missing: Digest[];
+  /** Received but failing verification: refetch past caches. */
+  corrupt: Digest[];
+}
 
 export interface FetchOptions extends ReadOptions {
   /** Ask caches on the way to go back to their source (a copy failed verification). */
