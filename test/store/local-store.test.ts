@@ -6,6 +6,8 @@ import { frameContentSize, encodeObject, decodeObject } from '../../src/store/co
 import { sha256 } from '../../src/store/digest.js';
 import { VmdnError } from '../../src/errors.js';
 import { storeSuite } from './store-suite.js';
+import { namesSuite } from './names-suite.js';
+import { CachingStore } from '../../src/store/cache/caching-store.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { prng } from '../helpers/images.js';
 
@@ -16,6 +18,21 @@ for (const workers of [0, 2]) {
     return { store, cleanup: async () => { await store.close(); t.cleanup(); } };
   });
 }
+
+namesSuite('LocalStore', async () => {
+  const t = tmpDir();
+  const store = await LocalStore.open(t.dir, { workers: 0 });
+  return { store, cleanup: async () => { await store.close(); t.cleanup(); } };
+});
+
+// a read-through cache is a store too: what is put into it is kept in its local store
+storeSuite('CachingStore over a LocalStore upstream', async () => {
+  const t = tmpDir();
+  const upstream = await LocalStore.open(`${t.dir}/upstream`, { workers: 0 });
+  const local = await LocalStore.open(`${t.dir}/cache`, { workers: 0 });
+  const store = await CachingStore.open(local, upstream);
+  return { store, cleanup: async () => { await store.close(); await local.close(); await upstream.close(); t.cleanup(); } };
+}, { prunable: false });
 
 describe('LocalStore on disk', () => {
   it('detects a corrupted object file on read and in verifyObject', async () => {

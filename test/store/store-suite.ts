@@ -1,20 +1,25 @@
 /**
- * The behaviour every PrunableStore backend must show. Backends call
- * `storeSuite(name, factory)` from their own test file.
+ * The behaviour every object store must show: every WritableStore (and the
+ * list/delete part for every PrunableStore). Backends and store decorators
+ * call `storeSuite(name, factory)` from their own test file.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { sha256 } from '../../src/store/digest.js';
 import { encodeObject } from '../../src/store/codec.js';
-import type { PrunableStore } from '../../src/store/types.js';
+import type { PrunableStore, WritableStore } from '../../src/store/types.js';
 import { VmdnError } from '../../src/errors.js';
 import { prng } from '../helpers/images.js';
 
-export function storeSuite(name: string, open: () => Promise<{ store: PrunableStore; cleanup: () => Promise<void> }>): void {
+export function storeSuite(name: string, open: () => Promise<{ store: WritableStore | PrunableStore; cleanup: () => Promise<void> }>, opts: { prunable?: boolean } = {}): void {
   describe(`store contract: ${name}`, () => {
     let store: PrunableStore;
     let cleanup: () => Promise<void>;
-    before(async () => ({ store, cleanup } = await open()));
+    before(async () => {
+      const o = await open();
+      store = o.store as PrunableStore;
+      cleanup = o.cleanup;
+    });
     after(async () => cleanup());
 
     it('put then get returns the same bytes, addressed by sha256', async () => {
@@ -70,7 +75,7 @@ export function storeSuite(name: string, open: () => Promise<{ store: PrunableSt
       assert.equal(await store.has(sha256(prng(16, 1000))), false);
     });
 
-    it('list shows stored objects; delete removes them', async () => {
+    it('list shows stored objects; delete removes them', { skip: opts.prunable === false && 'not a PrunableStore' }, async () => {
       const { digest } = await store.put(Buffer.from('to be deleted'));
       const listed: string[] = [];
       for await (const o of store.list()) listed.push(o.digest);
