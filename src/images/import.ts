@@ -37,7 +37,8 @@ async function importLeased(store: ImageStore & { delete(d: Digest): Promise<voi
     const bytes = encodeManifest(r.manifest);
     const digest = sha256(bytes);
     await store.put(bytes, { digest });
-    await nameImage(store, ref, digest, r.manifest, r.refs, r.stats.dataBytes);
+    // references by the one walk every reader uses (not the strategy's own list): gc keeps exactly what export needs
+    await nameImage(store, ref, digest, r.manifest, undefined, r.stats.dataBytes);
     return { ref: formatImageRef(ref), manifest: digest, stats: r.stats, notes: r.notes, ...(r.packages ? { packages: r.packages } : {}) };
   } catch (err) {
     for (const d of added) await store.delete(d).catch(() => {});

@@ -6,13 +6,16 @@ import type { Digest } from '../store/digest.js';
 import type { ImageStore, ReadableStore, ImageNames } from '../store/types.js';
 import { formatImageRef, type ImageRef } from '../store/image-name.js';
 import { dataBytes, decodeManifest, type Manifest } from '../model/manifest.js';
+import { imageObjects } from '../model/objects.js';
 import { VmdnError } from '../errors.js';
 
 /**
- * Name `digest` (whose manifest is `manifest`) as `ref`. `refs`: every object
- * the image needs (model/objects.ts); the manifest is added here.
+ * Name `digest` (whose manifest is `manifest`) as `ref`, recording as its
+ * references every object the image needs: `refs` if the caller already
+ * walked them (model/objects.ts), else walked here. The manifest is added.
  */
-export async function nameImage(store: ImageStore, ref: ImageRef, digest: Digest, manifest: Manifest, refs: Iterable<Digest>, dataSize = dataBytes(manifest)): Promise<void> {
+export async function nameImage(store: ImageStore, ref: ImageRef, digest: Digest, manifest: Manifest, refs?: Iterable<Digest>, dataSize = dataBytes(manifest)): Promise<void> {
+  refs ??= await imageObjects(manifest, store);
   await store.names.set(
     {
       ...ref, manifest: digest, created: new Date().toISOString(), virtualSize: manifest.virtualSize,

@@ -8,7 +8,7 @@
  * did not bring is left for the ordinary batches and GETs.
  */
 import type { Digest } from '../../store/digest.js';
-import type { LocalStore } from '../../store/local/local-store.js';
+import { presentIn, type ImageStore } from '../../store/types.js';
 import { decodeManifest, type Manifest } from '../../model/manifest.js';
 import { loadTree } from '../../model/objects.js';
 import type { TreeRecord } from '../../model/files-tree.js';
@@ -36,7 +36,7 @@ export class PackPuller {
   private off = false;
 
   /** `name`: the image's name (its other tags are the likeliest references). */
-  constructor(private readonly remote: HttpStore, private readonly cache: LocalStore, private readonly name: string, private readonly signal?: AbortSignal) {}
+  constructor(private readonly remote: HttpStore, private readonly cache: ImageStore, private readonly name: string, private readonly signal?: AbortSignal) {}
 
   /**
    * Candidate images the cache holds, other than `except` (read once): the
@@ -46,12 +46,12 @@ export class PackPuller {
   private async held(except: Digest): Promise<Array<{ digest: Digest; manifest: Manifest }>> {
     if (!this.heldManifests) {
       this.heldManifests = [];
-      const rows = this.cache.index.listImages().filter((r) => r.manifest !== except);
+      const rows = (await this.cache.names.list()).filter((r) => r.manifest !== except);
       rows.sort((a, b) => Number(b.name === this.name) - Number(a.name === this.name) || b.created.localeCompare(a.created));
       const seen = new Set<Digest>();
       for (const img of rows) {
         if (this.heldManifests.length >= CANDIDATES) break;
-        if (seen.has(img.manifest) || !this.cache.index.getObject(img.manifest)) continue;
+        if (seen.has(img.manifest) || !(await this.cache.has(img.manifest))) continue;
         seen.add(img.manifest);
         try {
           this.heldManifests.push({ digest: img.manifest, manifest: decodeManifest(await this.cache.get(img.manifest, { signal: this.signal })) });
@@ -84,18 +84,19 @@ export class PackPuller {
   async manifest(digest: Digest): Promise<void> {
     const held = await this.held(digest);
     if (!held.length) this.off = true;
-    if (this.off || this.cache.index.getObject(digest)) return;
+    if (this.off || (await this.cache.has(digest))) return;
     await this.run([{ digests: [digest], refs: held.slice(0, REFERENCE_IMAGES).map((h) => h.digest) }]);
   }
 
   /** Step 2: the trees and times a files manifest names. */
   async trees(m: Manifest, self: Digest): Promise<void> {
     const names = (m.filesystems ?? []).flatMap((f) => [...f.tree, ...f.times]);
-    const missing = names.filter((d) => !this.cache.index.getObject(d));
+    const have = await presentIn(this.cache, names);
+    const missing = names.filter((d) => !have.has(d));
     if (!missing.length || this.off) return;
     const held = (await this.closest(m, self)).map((h) => sequences(h.manifest));
     const target = sequences(m);
-    await this.run(this.plan(missing, target, held));
+    await this.run(await this.plan(missing, target, held));
   }
 
   /** Step 3: the rest of `missing` (emptied of what arrived); `trees`: the target's records, already read. */
@@ -114,25 +115,17 @@ export class PackPuller {
     const placed = new Set<Digest>();
     for (const seq of target.values()) for (const d of seq) if (missing.has(d) && !placed.has(d)) placed.add(d), order.push(d);
     for (const d of missing) if (!placed.has(d)) order.push(d);
-    await this.run(this.plan(order, target, held, sizes(m, trees)));
-    for (const d of [...missing]) if (this.cache.index.getObject(d)) missing.delete(d);
+    await this.run(await this.plan(order, target, held, sizes(m, trees)));
+    for (const d of await presentIn(this.cache, missing)) missing.delete(d);
   }
 
-  private plan(order: Digest[], target: Sequences, held: Sequences[], size: Map<Digest, number> = new Map()): PackPlan[] {
+  private async plan(order: Digest[], target: Sequences, held: Sequences[], size: Map<Digest, number> = new Map()): Promise<PackPlan[]> {
     const refs = nominate(target, held, new Set(order));
-    // one set query for every candidate, not one lookup per use
+    // one query for every candidate, not one lookup per use
     const candidates = new Set<Digest>();
     for (const list of new Set(refs.values())) for (const r of list) candidates.add(r);
-    const present = this.cache.index.presentObjects(candidates);
-    const refSize = new Map<Digest, number>();
-    const sizeOf = (d: Digest) => {
-      const known = size.get(d) ?? refSize.get(d);
-      if (known !== undefined) return known;
-      const s = this.cache.index.getObject(d)?.size;
-      if (s !== undefined) refSize.set(d, s);
-      return s;
-    };
-    return planPacks(order, refs, (d) => present.has(d), sizeOf);
+    const present = await this.cache.statMany(candidates);
+    return planPacks(order, refs, (d) => present.has(d), (d) => size.get(d) ?? present.get(d)?.size);
   }
 
   private async run(plans: PackPlan[]): Promise<void> {
