@@ -36,8 +36,6 @@ export interface StrategyImportOptions {
 export interface StrategyImport {
   manifest: Manifest;
   stats: ChunkImportStats;
-  /** Every object the image references besides its manifest. */
-  refs: Iterable<Digest>;
   /** What the strategy understood or left alone, per volume. */
   notes: string[];
   packages?: Array<{ index: number } & PackagesReport>;

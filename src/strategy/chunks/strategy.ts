@@ -1,7 +1,6 @@
 /** The chunks strategy: the disk as content-defined chunks, bit-exact (faithful at the disk layer). */
 import type { Disk } from '../../container/disk.js';
 import type { CutsBy, Manifest } from '../../model/manifest.js';
-import { uniqueChunks } from '../../model/manifest.js';
 import { VmdnError } from '../../errors.js';
 import { DEFAULT_MIN_FILE } from '../defaults.js';
 import type { CutsOptions, Strategy } from '../strategy.js';
@@ -26,7 +25,7 @@ export const chunksStrategy: Strategy = {
   async import(disk, store, opts) {
     const planned = await planCuts(disk, opts.cuts, opts.signal);
     const { manifest, stats } = await importChunks(disk, store, { ...planned, chunker: opts.chunker, signal: opts.signal, onProgress: opts.onProgress, onAdded: opts.onAdded });
-    return { manifest, stats, refs: uniqueChunks(manifest).keys(), notes: planned.notes };
+    return { manifest, stats, notes: planned.notes };
   },
   export: (m, store, writer, opts) => assembleChunks(m, store, writer, { signal: opts.signal, onProgress: opts.onProgress }),
 };
