@@ -20,7 +20,7 @@
  */
 import type http from 'node:http';
 import { Compressor, Decompressor } from 'zstd-napi';
-import { frameContentSize, MAX_OBJECT_SIZE } from '../store/codec.js';
+import { MAX_OBJECT_SIZE, maxEncodedSize, singleFrameSize } from '../store/codec.js';
 import { sha256, type Digest } from '../store/digest.js';
 import { VmdnError } from '../errors.js';
 import { isDigestList, NO_STORE, readJson } from './http-api.js';
@@ -39,6 +39,11 @@ const PACK_DICT_TAG = Buffer.from('vmdn-pack-v1\n');
 const RECORD_HEAD = 36;
 /** Enough window for the dictionary and the whole pack (64 MiB + tag < 2^27). */
 const WINDOW_LOG = 27;
+
+/** The most raw content a pack of `n` objects can hold; its encoded form is bounded by maxEncodedSize of this. */
+export function maxPackContent(n: number): number {
+  return n * RECORD_HEAD + MAX_PACK_BYTES;
+}
 
 export interface PackObject {
   digest: Digest;
@@ -80,10 +85,11 @@ export function encodePack(objects: PackObject[], refs: Uint8Array[], level = pa
  */
 export function decodePack(frame: Uint8Array, refs: Uint8Array[], wanted: ReadonlySet<Digest>, source: string): PackObject[] {
   const bad = (why: string) => new VmdnError('E_CORRUPT_OBJECT', `pack from ${source}: ${why}`, { source });
-  const size = frameContentSize(frame);
-  const limit = wanted.size * RECORD_HEAD + MAX_PACK_BYTES;
-  if (frame.length > limit + (1 << 20)) throw bad(`${frame.length} bytes on the wire, more than ${wanted.size} objects can be`);
-  if (size < 0 || size > limit) throw bad(size < 0 ? 'bad zstd frame header' : `declares ${size} bytes, more than ${wanted.size} objects can be`);
+  const limit = maxPackContent(wanted.size);
+  if (frame.length > maxEncodedSize(limit)) throw bad(`${frame.length} bytes on the wire, more than ${wanted.size} objects can be`);
+  // one frame, its size declared and within what the request can hold, nothing after it: checked before decoding
+  const size = singleFrameSize(frame, limit);
+  if (typeof size === 'string') throw bad(/^declares/.test(size) ? `frame ${size}: more than ${wanted.size} objects can be` : `bad zstd frame (${size})`);
   let raw: Buffer;
   try {
     const d = new Decompressor();
