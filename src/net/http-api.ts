@@ -172,6 +172,12 @@ export function sendJson(res: http.ServerResponse, status: number, body: unknown
   res.end(text);
 }
 
+/** 503 with Retry-After: the server is at its limit for this kind of work; the client may wait or go another way. */
+export function sendBusy(res: http.ServerResponse, retryAfterSeconds: number, message: string): void {
+  res.setHeader('retry-after', String(retryAfterSeconds));
+  sendJson(res, 503, { error: { code: 'E_UNREACHABLE', message } });
+}
+
 /** Errors keep their code on the wire; the status comes from the one table in errors.ts. */
 export function sendError(res: http.ServerResponse, err: unknown): void {
   const e = asVmdnError(err);
