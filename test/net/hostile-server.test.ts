@@ -130,6 +130,20 @@ describe('a client against hostile servers', () => {
     assert.ok(m.ms < 12_000, `${m.ms} ms`);
   });
 
+  it('a busy origin (503, Retry-After) is not waited for: the pack is left to batches at once', async () => {
+    let asked = 0;
+    await against((req, res) => {
+      asked++;
+      req.resume();
+      res.writeHead(503, { 'retry-after': '2', 'content-type': 'application/json' }).end('{"error":{"code":"E_UNREACHABLE","message":"packs are busy"}}');
+    }, async (url) => {
+      const t0 = Date.now();
+      assert.equal(await fetchPack(new HttpStore(url, { retries: 5 }), [digest], [], async () => new Uint8Array()), undefined);
+      assert.equal(asked, 1);
+      assert.ok(Date.now() - t0 < 1000, `${Date.now() - t0} ms`);
+    });
+  });
+
   it('redirects are refused, naming where they point', async () => {
     await against((_req, res) => res.writeHead(301, { location: 'http://elsewhere.example/v1/images/app/1' }).end(), async (url) => {
       await assert.rejects(new HttpStore(url, FAST).resolve(ref), isCode('E_UNREACHABLE', /HTTP 301 redirect to http:\/\/elsewhere\.example.*does not follow redirects/));
