@@ -85,6 +85,13 @@ describe('object batches', () => {
     });
   }
 
+  it('an edge answers pack requests 404, as docs/http-api.md says (packs are the origin\'s)', async () => {
+    const body = JSON.stringify({ digests: digests.slice(0, 2), refs: [] });
+    const r = await fetch(`${edge.url}/v1/objects/pack`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    assert.equal(r.status, 404);
+    assert.equal(((await r.json()) as { error: { code: string } }).error.code, 'E_NOT_FOUND');
+  });
+
   it('a server without batches answers 404: the client stops asking', async () => {
     let hits = 0;
     const s = http.createServer((_req, res) => {

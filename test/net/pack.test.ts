@@ -7,6 +7,7 @@ import { MAX_BATCH } from '../../src/net/wire/batch.js';
 import { sha256 } from '../../src/store/digest.js';
 import { VmdnError } from '../../src/errors.js';
 import { prng } from '../helpers/images.js';
+import { rleFrame, rss, skippableFrame } from '../helpers/zstd-frames.js';
 
 const obj = (data: Buffer): PackObject => ({ digest: sha256(data), data });
 const wanted = (os: PackObject[]) => new Set(os.map((o) => o.digest));
@@ -47,6 +48,25 @@ describe('pack frames', () => {
     assert.throws(() => decodePack(twice, [], wanted(objects), 'test'), /not asked for \(or twice\)/);
     const big = encodePack([obj(Buffer.alloc(40 << 20))], []);
     assert.throws(() => decodePack(big, [], new Set([sha256(Buffer.alloc(40 << 20))]), 'test'), /more than 1 objects can be/);
+  });
+
+  it('refuses concatenated frames, undeclared or oversized content, trailing bytes and skippable frames, before decoding', () => {
+    const f = encodePack(objects, [base]);
+    const hostile: Array<[string, Buffer]> = [
+      ['a pack, then 2 GiB of zeros without a declared size', Buffer.concat([f, rleFrame(2 ** 31, false)])],
+      ['a pack, then 2 GiB of zeros declared', Buffer.concat([f, rleFrame(2 ** 31, true)])],
+      ['a frame without a declared size', rleFrame(1 << 20, false)],
+      ['a declared size over what the request can hold', rleFrame(2 ** 31, true)],
+      ['trailing garbage', Buffer.concat([f, Buffer.from('xyz')])],
+      ['a skippable frame after', Buffer.concat([f, skippableFrame(Buffer.alloc(100))])],
+    ];
+    for (const [what, bytes] of hostile) {
+      const before = rss();
+      const t0 = Date.now();
+      assert.throws(() => decodePack(bytes, [base], wanted(objects), 'test'), (e: unknown) => e instanceof VmdnError && e.code === 'E_CORRUPT_OBJECT', what);
+      assert.ok(Date.now() - t0 < 200, `${what}: ${Date.now() - t0} ms`);
+      assert.ok(rss() - before < 32 << 20, `${what}: RSS grew ${Math.round((rss() - before) / 2 ** 20)} MiB`);
+    }
   });
 
   it('seeded mutations of a frame are refused or decode to exactly the objects asked for', () => {

@@ -7,16 +7,22 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { decodeObject } from '../../store/codec.js';
-import type { Digest } from '../../store/digest.js';
+import { decodeObject, MAX_OBJECT_SIZE, maxEncodedSize } from '../../store/codec.js';
+import { isDigest, type Digest } from '../../store/digest.js';
 import { formatImageRef, type ImageRef } from '../../store/image-name.js';
 import type { ObjectStat, ReadableStore, ReadOptions } from '../../store/types.js';
 import { VmdnError, type ErrorCode, ERROR_CODES } from '../../errors.js';
-import { objectUrlPath, refPath } from '../wire/http-api.js';
+import { objectUrlPath, parseJson, refPath } from '../wire/http-api.js';
 import { BATCH_PATH, BatchParser } from '../wire/batch.js';
 
 /** Received batch bytes waiting for `accept` before the response is paused (bounds memory). */
 const BATCH_PENDING_BYTES = 16 << 20;
+/** The most an object's answer can be: its encoded form at the object bound. */
+export const MAX_OBJECT_BODY = maxEncodedSize(MAX_OBJECT_SIZE);
+/** Default bound of any other answer: JSON (a push's missing list of 100000 digests is 6.7 MB). */
+export const MAX_JSON_BODY = 16 << 20;
+/** A name lookup's answer, and what is kept of an error page. */
+const SMALL_BODY = 64 << 10;
 
 import type { BatchResult } from '../../store/cache/caching-store.js';
 export type { BatchResult };
@@ -31,7 +37,17 @@ export interface HttpStoreOptions {
   verifyAttempts?: number;
   /** Parallel keep-alive connections. */
   connections?: number;
+  /** Idle timeout: an attempt fails when no byte arrives for this long. */
   timeoutMs?: number;
+  /**
+   * Overall deadline of an attempt: this long, plus the time its bytes take at
+   * minBytesPerSecond (so a large object may take longer, a server dripping a
+   * byte now and then cannot hold a request open). Default 120 s, or
+   * $VMDN_HTTP_DEADLINE_MS.
+   */
+  deadlineMs?: number;
+  /** Slowest transfer rate the deadline allows for beyond deadlineMs (default 32 KiB/s). */
+  minBytesPerSecond?: number;
   token?: string;
   /** Ask for objects in batches (POST, never cached by HTTP caches): off behind a generic cache or CDN. */
   batches?: boolean;
@@ -75,52 +91,118 @@ export class HttpStore implements ReadableStore {
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new VmdnError('E_USAGE', `unsupported URL scheme ${u.protocol} (use http or https)`);
     this.base = u.href.replace(/\/+$/, '');
     const { batches, ...rest } = opts;
-    this.o = { retries: 5, backoffMs: 200, maxBackoffMs: 5000, verifyAttempts: 3, connections: 16, timeoutMs: 60_000, ...rest };
+    const deadlineMs = Number(process.env.VMDN_HTTP_DEADLINE_MS) > 0 ? Number(process.env.VMDN_HTTP_DEADLINE_MS) : 120_000;
+    this.o = { retries: 5, backoffMs: 200, maxBackoffMs: 5000, verifyAttempts: 3, connections: 16, timeoutMs: 60_000, deadlineMs, minBytesPerSecond: 32 << 10, ...rest };
     this.batches = batches ?? true;
     const Agent = u.protocol === 'https:' ? https.Agent : http.Agent;
     this.agent = new Agent({ keepAlive: true, maxSockets: this.o.connections, keepAliveMsecs: 10_000 });
   }
 
-  /** One HTTP exchange, no retries. */
-  private once(method: string, path: string, headers: http.OutgoingHttpHeaders, body: Uint8Array | undefined, signal?: AbortSignal): Promise<Reply> {
+  /**
+   * Arm the overall deadline of one attempt on `req`: `moved()` is the bytes
+   * it has carried so far, each of which extends it by 1/minBytesPerSecond s.
+   * Returns the disarm function.
+   */
+  private deadline(req: http.ClientRequest, moved: () => number): () => void {
+    const started = Date.now();
+    const until = () => started + this.o.deadlineMs + (moved() * 1000) / this.o.minBytesPerSecond;
+    let timer: NodeJS.Timeout;
+    const arm = () => {
+      timer = setTimeout(() => {
+        if (Date.now() < until()) return arm();
+        const s = ((Date.now() - started) / 1000).toFixed(1);
+        req.destroy(Object.assign(new Error(`timed out: ${moved()} bytes in ${s} s, slower than ${this.o.minBytesPerSecond} bytes/s after ${this.o.deadlineMs} ms`), { code: 'ETIMEDOUT' }));
+      }, Math.max(10, until() - Date.now()));
+    };
+    arm();
+    return () => clearTimeout(timer);
+  }
+
+  /**
+   * One HTTP exchange, no retries. The answer is held to `maxBody` bytes (an
+   * error answer's body to its first SMALL_BODY), the attempt to the deadline;
+   * redirects are refused: objects and names live at the URL given.
+   */
+  private once(method: string, path: string, headers: http.OutgoingHttpHeaders, body: Uint8Array | undefined, maxBody: number, signal?: AbortSignal): Promise<Reply> {
     const mod = this.base.startsWith('https:') ? https : http;
     return new Promise((resolve, reject) => {
+      let moved = body?.length ?? 0;
+      let disarm = () => {};
+      const fail = (err: Error) => {
+        disarm();
+        req.destroy();
+        reject(err);
+      };
       const req = mod.request(this.base + path, { method, headers, agent: this.agent, signal }, (res) => {
+        const status = res.statusCode ?? 0;
+        const what = `${method} ${this.base}${path}`;
+        if (status >= 300 && status < 400) {
+          const to = res.headers.location ? ` to ${String(res.headers.location).slice(0, 200)}` : '';
+          return fail(new VmdnError('E_UNREACHABLE', `${what}: HTTP ${status} redirect${to}; vmdn does not follow redirects, give the server's final URL`, { url: this.base, status }));
+        }
+        const isError = status >= 400;
+        const limit = isError ? SMALL_BODY : maxBody;
+        const tooLarge = (n: number) => new VmdnError('E_UNREACHABLE', `${what}: answer of ${n} bytes or more, larger than this request can return (${limit})`, { url: this.base, limit });
+        const declared = Number(res.headers['content-length'] ?? 0);
+        if (!isError && method !== 'HEAD' && declared > limit) return fail(tooLarge(declared));
         const parts: Buffer[] = [];
-        res.on('data', (b: Buffer) => parts.push(b));
+        let n = 0;
+        res.on('data', (b: Buffer) => {
+          moved += b.length;
+          if (n + b.length > limit) {
+            if (!isError) return fail(tooLarge(n + b.length));
+            // an error page is only read for its message: keep its start
+            parts.push(b.subarray(0, limit - n));
+            disarm();
+            req.destroy();
+            return resolve({ status, headers: res.headers, body: Buffer.concat(parts) });
+          }
+          n += b.length;
+          parts.push(b);
+        });
         res.on('error', reject);
         res.on('end', () => {
+          disarm();
           const buf = Buffer.concat(parts);
           const want = res.headers['content-length'];
           // a cut connection can look like a short but complete body
-          if (method !== 'HEAD' && want !== undefined && Number(want) !== buf.length && res.statusCode !== 304) {
+          if (method !== 'HEAD' && want !== undefined && Number(want) !== buf.length && status !== 304) {
             reject(Object.assign(new Error(`short body: ${buf.length} of ${want} bytes`), { code: 'ECONNRESET' }));
-          } else resolve({ status: res.statusCode ?? 0, headers: res.headers, body: buf });
+          } else resolve({ status, headers: res.headers, body: buf });
         });
       });
+      disarm = this.deadline(req, () => moved);
       req.setTimeout(this.o.timeoutMs, () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
-      req.on('error', reject);
+      req.on('error', (err) => {
+        disarm();
+        reject(err);
+      });
+      req.on('close', disarm);
       req.end(body);
     });
   }
 
   /** A request with retries on connection failures and 5xx; 4xx answers become typed errors. */
-  async request(method: string, path: string, opts: { headers?: http.OutgoingHttpHeaders; body?: Uint8Array; signal?: AbortSignal; auth?: boolean } = {}): Promise<Reply> {
+  async request(method: string, path: string, opts: { headers?: http.OutgoingHttpHeaders; body?: Uint8Array; signal?: AbortSignal; auth?: boolean; maxBody?: number; returnBusy?: boolean } = {}): Promise<Reply> {
     const headers: http.OutgoingHttpHeaders = { ...opts.headers };
     if (opts.auth && this.o.token) headers.authorization = `Bearer ${this.o.token}`;
     if (opts.body) headers['content-length'] = opts.body.length;
     let last: unknown;
+    let retryAfter = 0;
     for (let attempt = 0; attempt < this.o.retries; attempt++) {
       if (attempt > 0) {
         this.stats.retries++;
-        const delay = Math.min(this.o.maxBackoffMs, this.o.backoffMs * 2 ** (attempt - 1));
+        const delay = Math.min(this.o.maxBackoffMs, Math.max(retryAfter, this.o.backoffMs * 2 ** (attempt - 1)));
         await sleep(delay / 2 + Math.random() * delay / 2, opts.signal);
       }
       opts.signal?.throwIfAborted();
       this.stats.requests++;
       try {
-        const r = await this.once(method, path, headers, opts.body, opts.signal);
+        const r = await this.once(method, path, headers, opts.body, opts.maxBody ?? MAX_JSON_BODY, opts.signal);
+        // a busy server (503, Retry-After): the caller may rather take another way than wait
+        if (r.status === 503 && opts.returnBusy) return r;
         if (r.status >= 500 && r.status !== 501) {
+          retryAfter = r.status === 503 ? Math.min(60, Number(r.headers['retry-after']) || 0) * 1000 : 0;
           last = new Error(`HTTP ${r.status}${errorText(r)}`);
           continue;
         }
@@ -150,7 +232,7 @@ export class HttpStore implements ReadableStore {
     let last: VmdnError | undefined;
     for (let attempt = 0; attempt < this.o.verifyAttempts; attempt++) {
       const headers = attempt > 0 || opts.noCache ? { 'cache-control': 'no-cache', pragma: 'no-cache' } : {};
-      const r = await this.request('GET', objectUrlPath(digest), { headers, signal: opts.signal });
+      const r = await this.request('GET', objectUrlPath(digest), { headers, signal: opts.signal, maxBody: MAX_OBJECT_BODY });
       this.stats.objectsFetched++;
       this.stats.bytesFetched += r.body.length;
       try {
@@ -180,6 +262,7 @@ export class HttpStore implements ReadableStore {
     const body = Buffer.from(JSON.stringify({ digests }));
     const mod = this.base.startsWith('https:') ? https : http;
     this.stats.requests++;
+    let moved = body.length;
     const status = await new Promise<number>((resolve) => {
       const req = mod.request(this.base + BATCH_PATH, { method: 'POST', agent: this.agent, signal, headers: { 'content-type': 'application/json', 'content-length': body.length } }, (res) => {
         if (res.statusCode !== 200) {
@@ -206,6 +289,7 @@ export class HttpStore implements ReadableStore {
           if (pendingBytes >= BATCH_PENDING_BYTES) res.pause();
         });
         res.on('data', (chunk: Buffer) => {
+          moved += chunk.length;
           try {
             parser.push(chunk);
           } catch {
@@ -216,6 +300,9 @@ export class HttpStore implements ReadableStore {
         res.on('close', () => resolve(res.complete && parser.atBoundary ? 200 : 0));
       });
       req.setTimeout(this.o.timeoutMs, () => req.destroy());
+      // what did not come within the deadline is fetched one by one
+      const disarm = this.deadline(req, () => moved);
+      req.on('close', disarm);
       req.on('error', () => resolve(0));
       req.end(body);
     });
@@ -256,8 +343,15 @@ export class HttpStore implements ReadableStore {
   /** name:tag -> manifest digest. */
   async resolve(ref: ImageRef, signal?: AbortSignal): Promise<Digest> {
     try {
-      const r = await this.request('GET', refPath(ref), { signal });
-      return (JSON.parse(r.body.toString('utf8')) as { manifest: Digest }).manifest;
+      const r = await this.request('GET', refPath(ref), { signal, maxBody: SMALL_BODY });
+      let manifest: unknown;
+      try {
+        manifest = (parseJson(r.body.toString('utf8')) as { manifest?: unknown } | null)?.manifest;
+      } catch {
+        /* reported below */
+      }
+      if (!isDigest(manifest)) throw new VmdnError('E_MANIFEST', `${this.base} named ${formatImageRef(ref)} with no valid manifest digest`, { ref: formatImageRef(ref), url: this.base });
+      return manifest;
     } catch (err) {
       if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') {
         throw new VmdnError('E_NOT_FOUND', `no image ${formatImageRef(ref)} at ${this.base}`, { ref: formatImageRef(ref), url: this.base });
@@ -268,7 +362,14 @@ export class HttpStore implements ReadableStore {
 
   async listImages(): Promise<Array<Record<string, unknown>>> {
     const r = await this.request('GET', '/v1/images');
-    return (JSON.parse(r.body.toString('utf8')) as { images: Array<Record<string, unknown>> }).images;
+    let images: unknown;
+    try {
+      images = (parseJson(r.body.toString('utf8')) as { images?: unknown } | null)?.images;
+    } catch {
+      /* reported below */
+    }
+    if (!Array.isArray(images)) throw new VmdnError('E_UNREACHABLE', `${this.base} answered the image list with something else`, { url: this.base });
+    return images as Array<Record<string, unknown>>;
   }
 
   async close(): Promise<void> {
@@ -278,7 +379,7 @@ export class HttpStore implements ReadableStore {
 
 function errorText(r: Reply): string {
   try {
-    return `: ${(JSON.parse(r.body.toString('utf8')) as { error: { message: string } }).error.message}`;
+    return `: ${String((parseJson(r.body.toString('utf8')) as { error: { message: string } }).error.message).slice(0, 500)}`;
   } catch {
     return '';
   }
@@ -289,9 +390,9 @@ function remoteError(r: Reply, what: string): VmdnError {
   let code: ErrorCode = r.status === 404 ? 'E_NOT_FOUND' : r.status === 401 || r.status === 403 ? 'E_AUTH' : 'E_USAGE';
   let message = `${what}: HTTP ${r.status}`;
   try {
-    const e = (JSON.parse(r.body.toString('utf8')) as { error: { code: string; message: string } }).error;
-    if (e.code in ERROR_CODES) code = e.code as ErrorCode;
-    message = `${what}: ${e.message}`;
+    const e = (parseJson(r.body.toString('utf8')) as { error: { code: unknown; message: unknown } }).error;
+    if (typeof e.code === 'string' && Object.hasOwn(ERROR_CODES, e.code)) code = e.code as ErrorCode;
+    if (typeof e.message === 'string') message = `${what}: ${e.message.slice(0, 500)}`;
   } catch {
     /* not one of ours (e.g. a proxy's HTML page) */
   }

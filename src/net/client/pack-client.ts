@@ -2,12 +2,14 @@
  * The client side of packs (pack.ts): ask, decode against the references the
  * server used, verify every record. A server without packs (404, 405, 400 or
  * 501: an older vmdn, an edge, an HTTP cache configured to refuse them) turns
- * them off for this HttpStore, and the caller takes the objects by batch or GET.
+ * them off for this HttpStore, and the caller takes the objects by batch or GET;
+ * so does a busy one (503: the origin's pack slots are taken), for this call.
  */
 import type { Digest } from '../../store/digest.js';
 import { VmdnError } from '../../errors.js';
 import type { HttpStore } from './http-store.js';
-import { decodePack, PACK_CONTENT_TYPE, PACK_PATH, PACK_REFS_HEADER, type PackObject } from '../wire/pack.js';
+import { maxEncodedSize } from '../../store/codec.js';
+import { decodePack, maxPackContent, PACK_CONTENT_TYPE, PACK_PATH, PACK_REFS_HEADER, type PackObject } from '../wire/pack.js';
 
 const unsupported = new WeakSet<HttpStore>();
 
@@ -27,7 +29,8 @@ export async function fetchPack(remote: HttpStore, digests: Digest[], refs: Dige
   const body = Buffer.from(JSON.stringify({ digests, refs }));
   let r;
   try {
-    r = await remote.request('POST', PACK_PATH, { headers: { 'content-type': 'application/json' }, body, signal });
+    // the answer can be no larger than this request's objects; a busy origin (503) is not waited for
+    r = await remote.request('POST', PACK_PATH, { headers: { 'content-type': 'application/json' }, body, signal, maxBody: maxEncodedSize(maxPackContent(digests.length)), returnBusy: true });
   } catch (err) {
     if (err instanceof VmdnError && (err.code === 'E_NOT_FOUND' || err.code === 'E_USAGE')) {
       unsupported.add(remote);
@@ -35,6 +38,8 @@ export async function fetchPack(remote: HttpStore, digests: Digest[], refs: Dige
     }
     throw err;
   }
+  // busy: this pull takes the rest by batch or GET, without turning packs off for later pulls through this store
+  if (r.status === 503) return undefined;
   if (r.status !== 200 || r.headers['content-type'] !== PACK_CONTENT_TYPE) {
     unsupported.add(remote);
     return undefined;

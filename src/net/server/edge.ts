@@ -9,12 +9,12 @@ import http from 'node:http';
 import fs from 'node:fs';
 import { LocalStore } from '../../store/local/local-store.js';
 import { VmdnError } from '../../errors.js';
-import type { Digest } from '../../store/digest.js';
+import { isDigest, type Digest } from '../../store/digest.js';
 import { CachingStore } from '../../store/cache/caching-store.js';
 import { createPolicy, type PolicyName } from '../../store/cache/eviction.js';
 import { HttpStore, type HttpStoreOptions } from '../client/http-store.js';
 import {
-  closeServer, listen, prometheus, REF_CACHE_CONTROL, route, sendError, sendJson, serveObjectBuffer, serveObjectFile, wantsRefetch,
+  closeServer, listen, parseJson, prometheus, REF_CACHE_CONTROL, route, sendError, sendJson, serveObjectBuffer, serveObjectFile, wantsRefetch,
 } from '../wire/http-api.js';
 import { readBatchRequest, serveBatch } from '../wire/batch.js';
 
@@ -89,6 +89,8 @@ export class Edge {
     const m = req.method ?? 'GET';
     if (!r) throw new VmdnError('E_NOT_FOUND', `no such endpoint ${url.pathname}`);
     if (r.kind === 'batch' && m === 'POST') return this.batch(req, res);
+    // docs/http-api.md: packs are the origin's; 404 is what a client takes for "no packs here"
+    if (r.kind === 'pack') throw new VmdnError('E_NOT_FOUND', 'an edge does not serve packs: ask for batches or single objects');
     if (m !== 'GET' && m !== 'HEAD') throw new VmdnError('E_USAGE', `${m} not allowed: an edge is read-only, upload to the origin`);
     switch (r.kind) {
       case 'object':
@@ -106,8 +108,14 @@ export class Edge {
         const hit = this.refs.get(key);
         const ttl = this.opts.refTtlMs ?? 5000;
         if (hit && Date.now() - hit.at < ttl && !wantsRefetch(req)) return sendJson(res, 200, hit.body, REF_CACHE_CONTROL);
-        const reply = await this.upstream.request('GET', url.pathname);
-        const body = JSON.parse(reply.body.toString('utf8'));
+        const reply = await this.upstream.request('GET', url.pathname, { maxBody: 64 << 10 });
+        let body: { manifest?: unknown } | undefined;
+        try {
+          body = parseJson(reply.body.toString('utf8')) as { manifest?: unknown };
+        } catch {
+          /* reported below */
+        }
+        if (!isDigest(body?.manifest)) throw new VmdnError('E_UNREACHABLE', `upstream ${this.opts.upstream} answered ${url.pathname} without a valid manifest digest`);
         this.refs.set(key, { at: Date.now(), body });
         return sendJson(res, 200, body, REF_CACHE_CONTROL);
       }

@@ -14,11 +14,11 @@ import { decodeManifest, dataBytes } from '../../model/manifest.js';
 import { imageObjects } from '../../model/objects.js';
 import { VmdnError } from '../../errors.js';
 import {
-  closeServer, isDigestList, listen, prometheus, readBody, readJson, REF_CACHE_CONTROL, requireToken, route, sendError, sendJson, serveObjectFile,
+  closeServer, isDigestList, listen, prometheus, readBody, readJson, REF_CACHE_CONTROL, requireToken, route, sendBusy, sendError, sendJson, serveObjectFile,
 } from '../wire/http-api.js';
-import { readBatchRequest, serveBatch } from '../wire/batch.js';
-import { readPackRequest, servePack } from '../wire/pack.js';
-import { PackCompressor } from './pack-worker.js';
+import { BATCH_BUDGET, ByteBudget, readBatchRequest, serveBatch } from '../wire/batch.js';
+import { PACK_RETRY_AFTER, PackSlots, readPackRequest, servePack, type PackRequest } from '../wire/pack.js';
+import { PackBuilder } from './pack-worker.js';
 
 export interface OriginOptions {
   /** Bearer token for uploads; without one the origin is read-only. */
@@ -42,7 +42,10 @@ export class Origin {
   readonly server: http.Server;
   readonly stats: OriginStats = { requests: 0, objectRequests: 0, objectBytesServed: 0, objectsUploaded: 0, bytesUploaded: 0, authFailures: 0 };
   url = '';
-  private readonly packer = new PackCompressor();
+  private readonly packer = new PackBuilder();
+  // unauthenticated work is bounded however many requests arrive (pack.ts, batch.ts)
+  private readonly packSlots = new PackSlots();
+  private readonly batchBudget = new ByteBudget(BATCH_BUDGET);
   /**
    * A push is several requests (ask what is missing, upload, name the
    * manifest): the store's writer lease is taken by the first and kept until
@@ -135,25 +138,40 @@ export class Origin {
       }
       this.opts.onObjectRequest?.(d, 'POST');
       return bytes;
-    });
+    }, { budget: this.batchBudget, sizeOf: (d) => (have.has(d) ? this.store.index.getObject(d)?.storedSize : undefined) });
     this.stats.objectRequests += sent.objects;
     this.stats.objectBytesServed += sent.bytes;
   }
 
   private async pack(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const r = await readPackRequest(req);
+    // refused before its body is even parsed: a flood of requests costs next to nothing
+    const turn = this.packSlots.take();
+    if (!turn) {
+      req.resume();
+      return sendBusy(res, PACK_RETRY_AFTER, 'packs are busy: retry later, or ask for a batch');
+    }
+    let r: PackRequest;
+    try {
+      r = await readPackRequest(req);
+    } catch (err) {
+      void turn.then((release) => release());
+      throw err;
+    }
+    const release = await turn;
+    try {
+      // a client that left while waiting for its turn costs nothing more
+      if (!res.destroyed && !req.socket.destroyed) await this.servePackNow(r, res);
+    } finally {
+      release();
+    }
+  }
+
+  private async servePackNow(r: PackRequest, res: http.ServerResponse): Promise<void> {
     const have = this.store.index.presentObjects([...r.digests, ...r.refs]);
     const sent = await servePack(res, r, {
       size: (d) => (have.has(d) ? this.store.index.getObject(d)?.size : undefined),
-      get: async (d) => {
-        try {
-          return await this.store.get(d);
-        } catch (err) {
-          if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') return undefined;
-          throw err;
-        }
-      },
-    }, (o, refs) => this.packer.compress(o, refs));
+      path: (d) => this.store.objectPath(d),
+    }, (o, refs) => this.packer.build(o, refs));
     for (const d of sent.sent) this.opts.onObjectRequest?.(d, 'POST');
     this.stats.objectRequests += sent.sent.length;
     this.stats.objectBytesServed += sent.bytes;

@@ -14,6 +14,7 @@ import type http from 'node:http';
 import { MAX_OBJECT_SIZE } from '../../store/codec.js';
 import type { Digest } from '../../store/digest.js';
 import { VmdnError } from '../../errors.js';
+import { drained } from '../../util/drain.js';
 import { isDigestList, NO_STORE, readJson } from './http-api.js';
 
 export const BATCH_PATH = '/v1/objects/batch';
@@ -25,13 +26,56 @@ const LOOKAHEAD = 16;
 /** Records gathered into one socket write. */
 const WRITE_GROUP = 1 << 20;
 
-/** The digests of a batch request body; E_USAGE for anything else. */
+/** Stored bytes all of a server's batches may hold at once (read, not yet taken by the socket). */
+export const BATCH_BUDGET = 32 << 20;
+
+/** The digests of a batch request body, each once (a repeated one would be sent again); E_USAGE for anything else. */
 export async function readBatchRequest(req: http.IncomingMessage): Promise<Digest[]> {
   const body = await readJson<{ digests?: unknown }>(req, 128 << 10);
   if (!isDigestList(body.digests) || body.digests.length > MAX_BATCH) {
     throw new VmdnError('E_USAGE', `body must be {"digests": [up to ${MAX_BATCH} digests]}`);
   }
-  return body.digests;
+  return [...new Set(body.digests)];
+}
+
+/**
+ * A byte budget shared by concurrent work, granted in request order. A claim
+ * larger than the whole budget is granted alone (cut to the budget's size).
+ */
+export class ByteBudget {
+  private used = 0;
+  private readonly waiting: Array<{ n: number; go: () => void }> = [];
+  constructor(readonly capacity: number) {}
+
+  /** Resolves to the bytes granted, to be given back to release. */
+  acquire(bytes: number): Promise<number> {
+    const n = Math.min(bytes, this.capacity);
+    if (!this.waiting.length && this.used + n <= this.capacity) {
+      this.used += n;
+      return Promise.resolve(n);
+    }
+    return new Promise((resolve) => this.waiting.push({ n, go: () => resolve(n) }));
+  }
+
+  release(n: number): void {
+    this.used -= n;
+    while (this.waiting.length && this.used + this.waiting[0]!.n <= this.capacity) {
+      const w = this.waiting.shift()!;
+      this.used += w.n;
+      w.go();
+    }
+  }
+
+  get held(): number {
+    return this.used;
+  }
+}
+
+export interface BatchLimits {
+  /** Shared by the server's batches: each object's stored size is held from before it is read until the socket took it. */
+  budget: ByteBudget;
+  /** An object's stored size, as the server's index records it (undefined: left out, holds nothing). */
+  sizeOf: (d: Digest) => number | undefined;
 }
 
 /**
@@ -39,21 +83,27 @@ export async function readBatchRequest(req: http.IncomingMessage): Promise<Diges
  * when this server cannot have it (left out). A failure after the header
  * went out cuts the body; the client takes the rest one by one.
  */
-export async function serveBatch(res: http.ServerResponse, digests: Digest[], source: (d: Digest) => Promise<Uint8Array | undefined>): Promise<{ objects: number; bytes: number }> {
+export async function serveBatch(res: http.ServerResponse, digests: Digest[], source: (d: Digest) => Promise<Uint8Array | undefined>, limits?: BatchLimits): Promise<{ objects: number; bytes: number }> {
   res.writeHead(200, { 'content-type': BATCH_CONTENT_TYPE, 'cache-control': NO_STORE });
-  const ahead: Array<Promise<Uint8Array | undefined>> = [];
+  const ahead: Array<{ p: Promise<Uint8Array | undefined>; held: Promise<number> }> = [];
   let next = 0;
   const fill = () => {
     while (next < digests.length && ahead.length < LOOKAHEAD) {
-      const p = source(digests[next++]!);
+      const d = digests[next++]!;
+      const held = limits ? limits.budget.acquire(limits.sizeOf(d) ?? 0) : Promise.resolve(0);
+      const p = held.then(() => source(d));
       p.catch(() => {}); // surfaced when awaited in order
-      ahead.push(p);
+      ahead.push({ p, held });
     }
   };
   let objects = 0;
   let bytes = 0;
   let group: Uint8Array[] = [];
   let groupBytes = 0;
+  let groupHeld = 0;
+  const release = (n: number) => {
+    if (n) limits!.budget.release(n);
+  };
   const flush = async () => {
     res.cork();
     let ok = true;
@@ -61,12 +111,18 @@ export async function serveBatch(res: http.ServerResponse, digests: Digest[], so
     res.uncork();
     group = [];
     groupBytes = 0;
-    if (!ok && !res.destroyed) await new Promise((resolve) => { res.once('drain', resolve); res.once('close', resolve); });
+    // uncork() may already have flushed and emitted 'drain' (Node 26 does, synchronously): wait only if still needed
+    if (!ok && res.writableNeedDrain && !res.destroyed) await drained(res);
+    // taken by the socket (or never to be): what the group held is free again
+    release(groupHeld);
+    groupHeld = 0;
   };
   try {
     for (let i = 0; i < digests.length && !res.destroyed; i++) {
       fill();
-      const enc = await ahead.shift()!;
+      const a = ahead.shift()!;
+      groupHeld += await a.held;
+      const enc = await a.p;
       if (!enc) continue;
       const head = Buffer.allocUnsafe(RECORD_HEAD);
       head.write(digests[i]!, 0, 32, 'hex');
@@ -81,6 +137,9 @@ export async function serveBatch(res: http.ServerResponse, digests: Digest[], so
     res.end();
   } catch (err) {
     res.destroy(err as Error);
+  } finally {
+    release(groupHeld);
+    for (const a of ahead) void a.held.then(release);
   }
   return { objects, bytes };
 }

@@ -172,6 +172,12 @@ export function sendJson(res: http.ServerResponse, status: number, body: unknown
   res.end(text);
 }
 
+/** 503 with Retry-After: the server is at its limit for this kind of work; the client may wait or go another way. */
+export function sendBusy(res: http.ServerResponse, retryAfterSeconds: number, message: string): void {
+  res.setHeader('retry-after', String(retryAfterSeconds));
+  sendJson(res, 503, { error: { code: 'E_UNREACHABLE', message } });
+}
+
 /** Errors keep their code on the wire; the status comes from the one table in errors.ts. */
 export function sendError(res: http.ServerResponse, err: unknown): void {
   const e = asVmdnError(err);
@@ -197,9 +203,29 @@ export async function readBody(req: http.IncomingMessage, limit = MAX_UPLOAD): P
   return Buffer.concat(parts);
 }
 
+/** Nesting deeper than any vmdn document: the parse succeeds, but what walks the result later (String(), JSON.stringify) would overflow the stack. */
+export const MAX_JSON_DEPTH = 32;
+
+/** JSON.parse, refusing (SyntaxError) nesting deeper than `maxDepth` before parsing. */
+export function parseJson(text: string, maxDepth = MAX_JSON_DEPTH): unknown {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: the next character is escaped
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > maxDepth) throw new SyntaxError(`JSON nested deeper than ${maxDepth} levels`);
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return JSON.parse(text);
+}
+
 export async function readJson<T>(req: http.IncomingMessage, limit: number): Promise<T> {
   try {
-    return JSON.parse((await readBody(req, limit)).toString('utf8')) as T;
+    return parseJson((await readBody(req, limit)).toString('utf8')) as T;
   } catch (err) {
     if (err instanceof VmdnError) throw err;
     throw new VmdnError('E_USAGE', 'request body is not valid JSON');

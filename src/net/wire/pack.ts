@@ -20,7 +20,7 @@
  */
 import type http from 'node:http';
 import { Compressor, Decompressor } from 'zstd-napi';
-import { frameContentSize, MAX_OBJECT_SIZE } from '../../store/codec.js';
+import { MAX_OBJECT_SIZE, maxEncodedSize, singleFrameSize } from '../../store/codec.js';
 import { sha256, type Digest } from '../../store/digest.js';
 import { VmdnError } from '../../errors.js';
 import { isDigestList, NO_STORE, readJson } from './http-api.js';
@@ -39,6 +39,11 @@ const PACK_DICT_TAG = Buffer.from('vmdn-pack-v1\n');
 const RECORD_HEAD = 36;
 /** Enough window for the dictionary and the whole pack (64 MiB + tag < 2^27). */
 const WINDOW_LOG = 27;
+
+/** The most raw content a pack of `n` objects can hold; its encoded form is bounded by maxEncodedSize of this. */
+export function maxPackContent(n: number): number {
+  return n * RECORD_HEAD + MAX_PACK_BYTES;
+}
 
 export interface PackObject {
   digest: Digest;
@@ -60,6 +65,13 @@ function dictionary(refs: Uint8Array[]): Buffer {
   return Buffer.concat([PACK_DICT_TAG, ...refs]);
 }
 
+// One (de)compression context per thread, reused: each holds tens of MiB of
+// native tables and a copy of the dictionary that the JS garbage collector
+// does not see, so one per pack piled up to gigabytes on a busy origin.
+// Calls are synchronous, so a thread never uses one twice at once.
+let compressor: Compressor | undefined;
+let decompressor: Decompressor | undefined;
+
 export function encodePack(objects: PackObject[], refs: Uint8Array[], level = packLevel(objects.reduce((n, o) => n + o.data.length, 0))): Buffer {
   const parts: Uint8Array[] = [];
   for (const o of objects) {
@@ -68,10 +80,14 @@ export function encodePack(objects: PackObject[], refs: Uint8Array[], level = pa
     head.writeUInt32BE(o.data.length, 32);
     parts.push(head, o.data);
   }
-  const c = new Compressor();
+  const c = (compressor ??= new Compressor());
   c.setParameters({ compressionLevel: level, windowLog: WINDOW_LOG });
-  c.loadDictionary(dictionary(refs));
-  return c.compress(Buffer.concat(parts));
+  try {
+    c.loadDictionary(dictionary(refs));
+    return c.compress(Buffer.concat(parts));
+  } finally {
+    c.setParameters({}); // drops the dictionary's copy
+  }
 }
 
 /**
@@ -80,18 +96,21 @@ export function encodePack(objects: PackObject[], refs: Uint8Array[], level = pa
  */
 export function decodePack(frame: Uint8Array, refs: Uint8Array[], wanted: ReadonlySet<Digest>, source: string): PackObject[] {
   const bad = (why: string) => new VmdnError('E_CORRUPT_OBJECT', `pack from ${source}: ${why}`, { source });
-  const size = frameContentSize(frame);
-  const limit = wanted.size * RECORD_HEAD + MAX_PACK_BYTES;
-  if (frame.length > limit + (1 << 20)) throw bad(`${frame.length} bytes on the wire, more than ${wanted.size} objects can be`);
-  if (size < 0 || size > limit) throw bad(size < 0 ? 'bad zstd frame header' : `declares ${size} bytes, more than ${wanted.size} objects can be`);
+  const limit = maxPackContent(wanted.size);
+  if (frame.length > maxEncodedSize(limit)) throw bad(`${frame.length} bytes on the wire, more than ${wanted.size} objects can be`);
+  // one frame, its size declared and within what the request can hold, nothing after it: checked before decoding
+  const size = singleFrameSize(frame, limit);
+  if (typeof size === 'string') throw bad(/^declares/.test(size) ? `frame ${size}: more than ${wanted.size} objects can be` : `bad zstd frame (${size})`);
   let raw: Buffer;
+  const d = (decompressor ??= new Decompressor());
   try {
-    const d = new Decompressor();
     d.setParameters({ windowLogMax: WINDOW_LOG });
     d.loadDictionary(dictionary(refs));
     raw = d.decompress(frame);
   } catch (err) {
     throw bad(`undecodable (${(err as Error).message})`);
+  } finally {
+    d.setParameters({});
   }
   if (raw.length !== size) throw bad(`decoded to ${raw.length} bytes, the frame says ${size}`);
   const out: PackObject[] = [];
@@ -118,56 +137,105 @@ export interface PackRequest {
   refs: Digest[];
 }
 
-/** `{"digests": [...], "refs": [...]}`; E_USAGE for anything else. */
+/**
+ * `{"digests": [...], "refs": [...]}`; E_USAGE for anything else. Each digest
+ * is taken once (a repeated one would be read and compressed again); the
+ * references stop at the first repeated one, keeping them a prefix of the
+ * client's list as the pack's dictionary must be.
+ */
 export async function readPackRequest(req: http.IncomingMessage): Promise<PackRequest> {
   const body = await readJson<{ digests?: unknown; refs?: unknown }>(req, 512 << 10);
   const refs = body.refs ?? [];
   if (!isDigestList(body.digests) || body.digests.length > MAX_BATCH || !isDigestList(refs) || refs.length > MAX_PACK_REFS) {
     throw new VmdnError('E_USAGE', `body must be {"digests": [up to ${MAX_BATCH} digests], "refs": [up to ${MAX_PACK_REFS} digests]}`);
   }
-  return { digests: body.digests, refs };
+  const seen = new Set<Digest>();
+  const firstRepeat = refs.findIndex((d) => seen.size === seen.add(d).size);
+  return { digests: [...new Set(body.digests)], refs: firstRepeat < 0 ? refs : refs.slice(0, firstRepeat) };
 }
 
 /**
- * Answer a pack from `get` (raw, verified bytes, or undefined when this
- * server lacks the object). Objects beyond MAX_PACK_BYTES are left out like
- * missing ones: the client asks again for what did not come.
+ * Packs an origin builds at once, and requests that may wait for a turn. One:
+ * a pack's compressor alone takes 70-200 MiB (level and references), and the
+ * pack worker runs one job at a time anyway.
  */
-export async function servePack(res: http.ServerResponse, r: PackRequest, store: { size: (d: Digest) => number | undefined; get: (d: Digest) => Promise<Uint8Array | undefined> }, compress: (o: PackObject[], refs: Uint8Array[]) => Promise<Uint8Array>): Promise<{ sent: Digest[]; bytes: number; rawBytes: number }> {
-  // chosen by the sizes the index records before anything is read, so no request makes the server hold more than the limits
-  const pick = (ds: Digest[], limit: number, stopAtMissing: boolean): Digest[] => {
-    const out: Digest[] = [];
+export const PACK_JOBS = 1;
+export const PACK_QUEUE = 4;
+/** Seconds a busy origin asks a client to wait (503, Retry-After); a pull takes batches instead. */
+export const PACK_RETRY_AFTER = 2;
+
+/**
+ * The origin's limit on pack work: a pack holds up to 48 MiB of raw objects
+ * and references and costs seconds of CPU, so however many requests arrive,
+ * PACK_JOBS run, PACK_QUEUE wait, and the rest are refused at once (503).
+ */
+export class PackSlots {
+  private running = 0;
+  private readonly queue: Array<() => void> = [];
+  constructor(private readonly jobs = PACK_JOBS, private readonly waiting = PACK_QUEUE) {}
+
+  /** Resolves to the slot's release once it is this request's turn; undefined when the queue is full too. */
+  take(): Promise<() => void> | undefined {
+    if (this.running < this.jobs) {
+      this.running++;
+      return Promise.resolve(this.releaser());
+    }
+    if (this.queue.length >= this.waiting) return undefined;
+    return new Promise((resolve) => this.queue.push(() => resolve(this.releaser())));
+  }
+
+  private releaser(): () => void {
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const next = this.queue.shift();
+      if (next) next(); // the slot passes on
+      else this.running--;
+    };
+  }
+}
+
+/** Objects named for a pack, with the files that hold them (read, decoded and verified where the pack is built). */
+export interface PackSource {
+  digest: Digest;
+  path: string;
+}
+
+export interface BuiltPack {
+  frame: Uint8Array;
+  /** The objects in it, in order (a file gone meanwhile is left out). */
+  sent: Digest[];
+  /** The references used: a prefix of those given (stopping at one gone meanwhile). */
+  refsUsed: number;
+  rawBytes: number;
+}
+
+/**
+ * Answer a pack. Objects and references are chosen by the sizes `store`
+ * records before anything is read, so no request makes the server hold more
+ * than the limits; objects beyond MAX_PACK_BYTES are left out like missing
+ * ones (the client asks again for what did not come). `build` reads, verifies
+ * and compresses them (pack-worker.ts: off the event loop, its memory in one thread).
+ */
+export async function servePack(res: http.ServerResponse, r: PackRequest, store: { size: (d: Digest) => number | undefined; path: (d: Digest) => string }, build: (objects: PackSource[], refs: PackSource[]) => Promise<BuiltPack>): Promise<{ sent: Digest[]; bytes: number; rawBytes: number }> {
+  const pick = (ds: Digest[], limit: number, stopAtMissing: boolean): PackSource[] => {
+    const out: PackSource[] = [];
     let n = 0;
     for (const d of ds) {
       const size = store.size(d);
       if (size === undefined) {
-        if (stopAtMissing) break;
+        if (stopAtMissing) break; // references must be a prefix of the request's list
         continue;
       }
       if ((out.length || stopAtMissing) && n + size > limit) break;
-      out.push(d);
+      out.push({ digest: d, path: store.path(d) });
       n += size;
     }
     return out;
   };
-  // fetched together: each get decodes and verifies in the store's workers
-  const wanted = pick(r.digests, MAX_PACK_BYTES, false);
-  const got = await Promise.all(wanted.map((d) => store.get(d)));
-  const objects: PackObject[] = [];
-  let rawBytes = 0;
-  got.forEach((data, i) => {
-    if (!data) return;
-    objects.push({ digest: wanted[i]!, data });
-    rawBytes += data.length;
-  });
-  const refs: Uint8Array[] = [];
-  // references must be a prefix of the request's list: stop at the first one that cannot be had
-  for (const data of await Promise.all(pick(r.refs, MAX_PACK_REF_BYTES, true).map((d) => store.get(d)))) {
-    if (!data) break;
-    refs.push(data);
-  }
-  const frame = await compress(objects, refs);
-  res.writeHead(200, { 'content-type': PACK_CONTENT_TYPE, 'cache-control': NO_STORE, 'content-length': frame.length, [PACK_REFS_HEADER]: String(refs.length) });
-  res.end(frame);
-  return { sent: objects.map((o) => o.digest), bytes: frame.length, rawBytes };
+  const pack = await build(pick(r.digests, MAX_PACK_BYTES, false), pick(r.refs, MAX_PACK_REF_BYTES, true));
+  res.writeHead(200, { 'content-type': PACK_CONTENT_TYPE, 'cache-control': NO_STORE, 'content-length': pack.frame.length, [PACK_REFS_HEADER]: String(pack.refsUsed) });
+  res.end(pack.frame);
+  return { sent: pack.sent, bytes: pack.frame.length, rawBytes: pack.rawBytes };
 }

@@ -15,19 +15,10 @@
  */
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { StoreIndex } from './sqlite-index.js';
+import type { LeaseKind, LeaseRow, StoreIndex } from './sqlite-index.js';
+
+export type { LeaseKind, LeaseRow };
 import { asVmdnError } from '../../errors.js';
-
-export type LeaseKind = 'write' | 'gc';
-
-export interface LeaseRow {
-  id: number;
-  kind: LeaseKind;
-  pid: number;
-  /** The process's start time (Linux /proc), to tell a reused pid from its first owner; '' elsewhere. */
-  procStart: string;
-  started: string;
-}
 
 export interface LeaseOptions {
   signal?: AbortSignal;

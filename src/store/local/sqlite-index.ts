@@ -22,7 +22,6 @@ import Database from 'better-sqlite3';
 import type { Digest } from '../digest.js';
 import type { ImageRecord, ObjectStat } from '../types.js';
 import { asVmdnError, VmdnError } from '../../errors.js';
-import type { LeaseKind, LeaseRow } from './lease.js';
 
 /** 2: digests as BLOBs, integer reference pairs. 1 was a pre-release layout (hex TEXT). */
 const SCHEMA_VERSION = 2;
@@ -36,6 +35,19 @@ const BUSY_TIMEOUT_MS = 15_000;
 const BUSY_ATTEMPTS = 4;
 
 export type ImageRow = ImageRecord;
+
+/** A row of the leases table: the store lock (lease.ts). */
+export type LeaseKind = 'write' | 'gc';
+
+export interface LeaseRow {
+  id: number;
+  kind: LeaseKind;
+  pid: number;
+  /** The process's start time (Linux /proc), to tell a reused pid from its first owner; '' elsewhere. */
+  procStart: string;
+  started: string;
+}
+
 
 export class StoreIndex {
   private readonly db: Database.Database;
