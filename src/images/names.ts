@@ -3,7 +3,7 @@
  * and the origin's uploads all come here), and the one way back from a name.
  */
 import type { Digest } from '../store/digest.js';
-import type { ImageStore, ReadableStore, ImageNames } from '../store/types.js';
+import { asWriter, type ImageStore, type ReadableStore, type ImageNames } from '../store/types.js';
 import { formatImageRef, type ImageRef } from '../store/image-name.js';
 import { dataBytes, decodeManifest, type Manifest } from '../model/manifest.js';
 import { imageObjects } from '../model/objects.js';
@@ -33,4 +33,14 @@ export async function resolveImage(store: ReadableStore & { names: ImageNames },
   const row = await store.names.get(ref.name, ref.tag);
   if (!row) throw new VmdnError('E_NOT_FOUND', `no image ${formatImageRef(ref)} in ${where}`, { ref: formatImageRef(ref) });
   return { digest: row.manifest, manifest: await loadManifest(store, row.manifest) };
+}
+
+/** Remove names (all or none: an unknown one is E_NOT_FOUND before any goes); objects stay until gc. */
+export async function removeImages(store: { names: ImageNames }, refs: ImageRef[]): Promise<void> {
+  const known = await Promise.all(refs.map((r) => store.names.get(r.name, r.tag)));
+  const missing = refs.filter((_, i) => !known[i]);
+  if (missing.length) throw new VmdnError('E_NOT_FOUND', `no image ${missing.map(formatImageRef).join(', ')}`, { refs: missing.map(formatImageRef) });
+  await asWriter(store, async () => {
+    for (const r of refs) await store.names.remove(r.name, r.tag);
+  });
 }

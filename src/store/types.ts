@@ -139,3 +139,22 @@ export interface WriterLease {
 export function asWriter<T>(store: unknown, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
   return typeof (store as WriterLease).writing === 'function' ? (store as WriterLease).writing(fn, signal) : fn();
 }
+
+/**
+ * Optional capability: the local file holding an object's encoded bytes, for
+ * servers that stream it or read it in another thread. The file may vanish
+ * (gc, eviction): readers treat ENOENT as absent. Stores without local files
+ * (S3, memory) do not have it; servers then use getEncoded.
+ */
+export interface EncodedFiles {
+  encodedFile(digest: Digest): string;
+}
+
+export function hasEncodedFiles(s: unknown): s is EncodedFiles {
+  return typeof (s as EncodedFiles).encodedFile === 'function';
+}
+
+/** Optional capability: counts and bytes of everything a store holds. */
+export interface StoreTotals {
+  totals(): Promise<{ objects: number; size: number; stored: number }>;
+}

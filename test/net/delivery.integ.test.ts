@@ -32,7 +32,7 @@ const FAST = { retries: 2, backoffMs: 10, maxBackoffMs: 20 };
 describe('network delivery on 127.0.0.1', () => {
   let t: ReturnType<typeof tmpDir>;
   let publisher: LocalStore;
-  let origin: Origin;
+  let origin: Origin<LocalStore>;
   let edge1: Edge;
   let edge2: Edge;
   let requested: string[] = [];

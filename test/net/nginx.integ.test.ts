@@ -23,7 +23,7 @@ const skip = hasNginx() ? false : 'nginx not installed (scripts/ensure-debian-to
 
 describe('nginx proxy_cache as an edge', { skip }, () => {
   let t: ReturnType<typeof tmpDir>;
-  let origin: Origin;
+  let origin: Origin<LocalStore>;
   let nginx: Nginx;
   let objects = 0;
   let requested: string[] = [];

@@ -9,6 +9,7 @@ import { DEFAULT_CHUNKER_SPEC } from '../../strategy/defaults.js';
 import { parseChunkerSpec } from '../../strategy/chunker.js';
 import { parseSize } from '../../util/size.js';
 import { collectGarbage, storeStats, verifyStore } from '../../images/maintenance.js';
+import { removeImages } from '../../images/names.js';
 import { removeStaleStages } from '../../strategy/files/stage-dir.js';
 import { printJson, progressBar, safe, table, type GlobalOptions } from '../output.js';
 import { humanBytes } from '../../util/size.js';
@@ -95,7 +96,7 @@ export function registerStoreCommands(program: Command): void {
   common(program.command('images'))
     .description('list stored images: virtual size, allocated, non-zero data, stored (compressed) and unique bytes')
     .action(action(async (o: GlobalOptions) => withStore(o.store, async (s) => {
-      const rows = s.index.listImages().map((i) => ({
+      const rows = (await s.names.list()).map((i) => ({
         ref: `${i.name}:${i.tag}`,
         manifest: i.manifest,
         format: i.format,
@@ -118,9 +119,7 @@ export function registerStoreCommands(program: Command): void {
     .argument('<name[:tag]...>', 'images to remove')
     .action(action(async (names: string[], o: GlobalOptions) => withStore(o.store, async (s) => {
       const refs = names.map(parseImageRef);
-      const missing = refs.filter((r) => !s.index.getImage(r.name, r.tag));
-      if (missing.length) throw new VmdnError('E_NOT_FOUND', `no image ${missing.map((r) => `${r.name}:${r.tag}`).join(', ')}`, {});
-      await s.writing(async () => refs.forEach((r) => s.index.removeImage(r.name, r.tag)));
+      await removeImages(s, refs);
       const removed = refs.map((r) => `${r.name}:${r.tag}`);
       if (o.json) return printJson({ removed });
       console.log(`removed ${removed.join(', ')}; run "vmdn gc" to free unshared objects`);

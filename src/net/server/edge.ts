@@ -161,7 +161,7 @@ export class Edge {
   private async storedBytes(digest: Digest): Promise<Uint8Array | undefined> {
     if (this.store.lookup(digest)) {
       try {
-        return fs.readFileSync(this.store.cache.objectPath(digest));
+        return fs.readFileSync(this.store.cache.encodedFile(digest));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         await this.store.drop(digest, false);
@@ -178,10 +178,10 @@ export class Edge {
   private async serveObject(req: http.IncomingMessage, res: http.ServerResponse, digest: Digest): Promise<number> {
     const refetch = wantsRefetch(req);
     // a client that found our copy damaged asks again with no-cache: drop it and go upstream
-    if (refetch && this.store.cache.index.getObject(digest)) await this.store.drop(digest, false);
+    if (refetch && (await this.store.cache.has(digest))) await this.store.drop(digest, false);
     if (!refetch && this.store.lookup(digest)) {
       try {
-        return await serveObjectFile(req, res, digest, this.store.cache.objectPath(digest));
+        return await serveObjectFile(req, res, digest, this.store.cache.encodedFile(digest));
       } catch (err) {
         // evicted or deleted between lookup and open: fetch it again below
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;

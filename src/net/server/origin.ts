@@ -1,5 +1,5 @@
 /**
- * The origin: serves a LocalStore over HTTP (docs/http-api.md) and accepts
+ * The origin: serves a store's images over HTTP (docs/http-api.md) and accepts
  * authenticated uploads. Object bodies stream from disk; uploads are decoded
  * and re-hashed before they are stored, and a name is only given to a
  * manifest whose every object is present.
@@ -7,18 +7,22 @@
 import http from 'node:http';
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { LocalStore } from '../../store/local/local-store.js';
+import { asWriter, hasEncodedFiles, presentIn, type EncodedFiles, type ImageStore, type StoreTotals, type WriterLease } from '../../store/types.js';
+import { nameImage } from '../../images/names.js';
 import { assertDigest, type Digest } from '../../store/digest.js';
 import { formatImageRef } from '../../store/image-name.js';
-import { decodeManifest, dataBytes } from '../../model/manifest.js';
+import { decodeManifest } from '../../model/manifest.js';
 import { imageObjects } from '../../model/objects.js';
 import { VmdnError } from '../../errors.js';
 import {
-  closeServer, isDigestList, listen, prometheus, readBody, readJson, REF_CACHE_CONTROL, requireToken, route, sendBusy, sendError, sendJson, serveObjectFile,
+  closeServer, isDigestList, listen, prometheus, readBody, readJson, REF_CACHE_CONTROL, requireToken, route, sendBusy, sendError, sendJson, serveObjectBuffer, serveObjectFile,
 } from '../wire/http-api.js';
 import { BATCH_BUDGET, ByteBudget, readBatchRequest, serveBatch } from '../wire/batch.js';
 import { PACK_RETRY_AFTER, PackSlots, readPackRequest, servePack, type PackRequest } from '../wire/pack.js';
 import { PackBuilder } from './pack-worker.js';
+
+/** What an origin serves from: any store with image names; local files and a writer lease are used when it has them. */
+export type OriginStore = ImageStore & Partial<EncodedFiles & WriterLease & StoreTotals>;
 
 export interface OriginOptions {
   /** Bearer token for uploads; without one the origin is read-only. */
@@ -38,7 +42,7 @@ export interface OriginStats {
   authFailures: number;
 }
 
-export class Origin {
+export class Origin<S extends OriginStore = OriginStore> {
   readonly server: http.Server;
   readonly stats: OriginStats = { requests: 0, objectRequests: 0, objectBytesServed: 0, objectsUploaded: 0, bytesUploaded: 0, authFailures: 0 };
   url = '';
@@ -56,7 +60,7 @@ export class Origin {
   private linger: Promise<void> | undefined;
   private readonly closing = new AbortController();
 
-  constructor(readonly store: LocalStore, private readonly opts: OriginOptions = {}) {
+  constructor(readonly store: S, private readonly opts: OriginOptions = {}) {
     this.server = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
       this.handle(req, res).catch((err) => sendError(res, err));
     });
@@ -84,10 +88,14 @@ export class Origin {
     if (r.kind === 'object' && read) {
       this.stats.objectRequests++;
       this.opts.onObjectRequest?.(r.digest, m);
-      if (!this.store.index.getObject(r.digest)) throw new VmdnError('E_NOT_FOUND', `object ${r.digest} not at this origin`, { digest: r.digest });
-      const n = await serveObjectFile(req, res, r.digest, this.store.objectPath(r.digest)).catch((err) => {
-        throw (err as NodeJS.ErrnoException).code === 'ENOENT' ? new VmdnError('E_NOT_FOUND', `object ${r.digest} not at this origin`) : err;
-      });
+      const absent = () => new VmdnError('E_NOT_FOUND', `object ${r.digest} not at this origin`, { digest: r.digest });
+      if (!(await this.store.has(r.digest))) throw absent();
+      // a local file streams (large objects never sit in memory whole); other stores hand over bytes
+      const n = hasEncodedFiles(this.store)
+        ? await serveObjectFile(req, res, r.digest, this.store.encodedFile(r.digest)).catch((err) => {
+            throw (err as NodeJS.ErrnoException).code === 'ENOENT' ? absent() : err;
+          })
+        : serveObjectBuffer(req, res, r.digest, (await this.encoded(r.digest)) ?? (() => { throw absent(); })());
       this.stats.objectBytesServed += n;
       return;
     }
@@ -95,11 +103,11 @@ export class Origin {
     if (r.kind === 'batch' && m === 'POST') return this.batch(req, res);
     if (r.kind === 'pack' && m === 'POST') return this.pack(req, res);
     if (r.kind === 'images' && read) {
-      const images = this.store.index.listImages().map((i) => ({ ref: `${i.name}:${i.tag}`, ...i }));
+      const images = (await this.store.names.list()).map((i) => ({ ref: `${i.name}:${i.tag}`, ...i }));
       return sendJson(res, 200, { images }, REF_CACHE_CONTROL);
     }
     if (r.kind === 'ref' && read) {
-      const row = this.store.index.getImage(r.ref.name, r.ref.tag);
+      const row = await this.store.names.get(r.ref.name, r.ref.tag);
       if (!row) throw new VmdnError('E_NOT_FOUND', `no image ${formatImageRef(r.ref)} at this origin`, { ref: formatImageRef(r.ref) });
       return sendJson(res, 200, { ref: formatImageRef(r.ref), manifest: row.manifest, virtualSize: row.virtualSize, dataSize: row.dataSize }, REF_CACHE_CONTROL);
     }
@@ -110,10 +118,10 @@ export class Origin {
       if (!isDigestList(body.digests)) throw new VmdnError('E_USAGE', 'body must be {"digests": [up to 100000 digests]}');
       const digests = body.digests;
       // under the lease: what is present now stays until the push names its manifest
-      const have = await this.uploading(async () => this.store.index.presentObjects(digests));
+      const have = await this.uploading(() => presentIn(this.store, digests));
       return sendJson(res, 200, { missing: digests.filter((d) => !have.has(d)) });
     }
-    if (r.kind === 'stats' && read) return sendJson(res, 200, { role: 'origin', ...this.stats, ...this.store.index.totals() });
+    if (r.kind === 'stats' && read) return sendJson(res, 200, { role: 'origin', ...this.stats, ...(await this.store.totals?.()) });
     if (r.kind === 'metrics' && read) {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'cache-control': 'no-store' });
       res.end(prometheus('vmdn_origin', { requestsTotal: this.stats.requests, objectRequestsTotal: this.stats.objectRequests, bytesServedTotal: this.stats.objectBytesServed, objectsUploadedTotal: this.stats.objectsUploaded }));
@@ -123,22 +131,26 @@ export class Origin {
     throw new VmdnError('E_USAGE', `${m} not allowed on ${url.pathname}`);
   }
 
+  /** An object's encoded bytes as stored, or undefined if it is not (or no longer) here. */
+  private async encoded(d: Digest): Promise<Uint8Array | undefined> {
+    try {
+      // synchronous for the reason serveObjectFile gives
+      return hasEncodedFiles(this.store) ? fs.readFileSync(this.store.encodedFile(d)) : await this.store.getEncoded(d);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err instanceof VmdnError && err.code === 'E_NOT_FOUND')) return undefined;
+      throw err;
+    }
+  }
+
   private async batch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const digests = await readBatchRequest(req);
-    const have = this.store.index.presentObjects(digests);
+    const have = await this.store.statMany(digests);
     const sent = await serveBatch(res, digests, async (d) => {
       if (!have.has(d)) return undefined;
-      let bytes: Buffer;
-      try {
-        // synchronous for the reason serveObjectFile gives
-        bytes = fs.readFileSync(this.store.objectPath(d));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-        throw err;
-      }
-      this.opts.onObjectRequest?.(d, 'POST');
+      const bytes = await this.encoded(d);
+      if (bytes) this.opts.onObjectRequest?.(d, 'POST');
       return bytes;
-    }, { budget: this.batchBudget, sizeOf: (d) => (have.has(d) ? this.store.index.getObject(d)?.storedSize : undefined) });
+    }, { budget: this.batchBudget, sizeOf: (d) => have.get(d)?.storedSize });
     this.stats.objectRequests += sent.objects;
     this.stats.objectBytesServed += sent.bytes;
   }
@@ -167,10 +179,16 @@ export class Origin {
   }
 
   private async servePackNow(r: PackRequest, res: http.ServerResponse): Promise<void> {
-    const have = this.store.index.presentObjects([...r.digests, ...r.refs]);
+    const have = await this.store.statMany([...r.digests, ...r.refs]);
+    const store = this.store;
     const sent = await servePack(res, r, {
-      size: (d) => (have.has(d) ? this.store.index.getObject(d)?.size : undefined),
-      path: (d) => this.store.objectPath(d),
+      size: (d) => have.get(d)?.size,
+      // local files are read by the pack worker itself; other stores' bytes are handed to it
+      source: async (d) => {
+        if (hasEncodedFiles(store)) return { digest: d, path: store.encodedFile(d) };
+        const encoded = await this.encoded(d);
+        return encoded && { digest: d, encoded };
+      },
     }, (o, refs) => this.packer.build(o, refs));
     for (const d of sent.sent) this.opts.onObjectRequest?.(d, 'POST');
     this.stats.objectRequests += sent.sent.length;
@@ -179,12 +197,12 @@ export class Origin {
 
   /** Run an authorised upload request under the store's writer lease (see `linger`). */
   private uploading<T>(fn: () => Promise<T>): Promise<T> {
-    return this.store.writing(async () => {
+    return asWriter(this.store, async () => {
       try {
         return await fn();
       } finally {
         this.lastUpload = Date.now();
-        if (!this.linger && !this.closing.signal.aborted) this.linger = this.store.writing(() => this.idle()).finally(() => (this.linger = undefined));
+        if (!this.linger && !this.closing.signal.aborted) this.linger = asWriter(this.store, () => this.idle()).finally(() => (this.linger = undefined));
       }
     }, this.closing.signal);
   }
@@ -231,20 +249,17 @@ export class Origin {
   }
 
   private async nameImage(ref: { name: string; tag: string }, digest: Digest): Promise<void> {
-    if (!this.store.index.getObject(digest)) throw new VmdnError('E_INCOMPLETE', `manifest ${digest.slice(0, 12)} not uploaded`, { digest });
+    if (!(await this.store.has(digest))) throw new VmdnError('E_INCOMPLETE', `manifest ${digest.slice(0, 12)} not uploaded`, { digest });
     const manifest = decodeManifest(await this.store.get(digest), `upload ${digest.slice(0, 12)}`);
-    const lacking = (ds: Iterable<Digest>) => {
-      const have = this.store.index.presentObjects(ds);
+    const lacking = async (ds: Iterable<Digest>) => {
+      const have = await presentIn(this.store, ds);
       return [...ds].filter((d) => !have.has(d));
     };
     // file trees first: the objects they reference are only known once they are here
-    let missing = lacking((manifest.filesystems ?? []).flatMap((f) => [...f.tree, ...f.times]));
+    let missing = await lacking((manifest.filesystems ?? []).flatMap((f) => [...f.tree, ...f.times]));
     const chunks = missing.length ? new Set<Digest>() : await imageObjects(manifest, this.store);
-    if (!missing.length) missing = lacking(chunks);
+    if (!missing.length) missing = await lacking(chunks);
     if (missing.length) throw new VmdnError('E_INCOMPLETE', `manifest references ${missing.length} objects not uploaded`, { missing: missing.slice(0, 10) });
-    this.store.index.putImage({
-      ...ref, manifest: digest, created: new Date().toISOString(), virtualSize: manifest.virtualSize,
-      allocatedSize: manifest.allocated, dataSize: dataBytes(manifest), format: manifest.source.format,
-    }, [...chunks.keys(), digest]);
+    await nameImage(this.store, ref, digest, manifest, chunks);
   }
 }

@@ -26,9 +26,9 @@ const collect = gcEvery(1);
 function load(list: PackSource[], prefix: boolean): PackObject[] {
   const out: PackObject[] = [];
   for (const o of list) {
-    let encoded: Buffer;
+    let encoded: Uint8Array;
     try {
-      encoded = fs.readFileSync(o.path);
+      encoded = 'encoded' in o ? o.encoded : fs.readFileSync(o.path);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       if (prefix) break;

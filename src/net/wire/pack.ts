@@ -196,11 +196,8 @@ export class PackSlots {
   }
 }
 
-/** Objects named for a pack, with the files that hold them (read, decoded and verified where the pack is built). */
-export interface PackSource {
-  digest: Digest;
-  path: string;
-}
+/** An object named for a pack: the file that holds it, or its encoded bytes (read, decoded and verified where the pack is built). */
+export type PackSource = { digest: Digest; path: string } | { digest: Digest; encoded: Uint8Array };
 
 export interface BuiltPack {
   frame: Uint8Array;
@@ -218,9 +215,14 @@ export interface BuiltPack {
  * ones (the client asks again for what did not come). `build` reads, verifies
  * and compresses them (pack-worker.ts: off the event loop, its memory in one thread).
  */
-export async function servePack(res: http.ServerResponse, r: PackRequest, store: { size: (d: Digest) => number | undefined; path: (d: Digest) => string }, build: (objects: PackSource[], refs: PackSource[]) => Promise<BuiltPack>): Promise<{ sent: Digest[]; bytes: number; rawBytes: number }> {
-  const pick = (ds: Digest[], limit: number, stopAtMissing: boolean): PackSource[] => {
-    const out: PackSource[] = [];
+export async function servePack(
+  res: http.ServerResponse,
+  r: PackRequest,
+  store: { size: (d: Digest) => number | undefined; source: (d: Digest) => Promise<PackSource | undefined> },
+  build: (objects: PackSource[], refs: PackSource[]) => Promise<BuiltPack>,
+): Promise<{ sent: Digest[]; bytes: number; rawBytes: number }> {
+  const pick = async (ds: Digest[], limit: number, stopAtMissing: boolean): Promise<PackSource[]> => {
+    const chosen: Digest[] = [];
     let n = 0;
     for (const d of ds) {
       const size = store.size(d);
@@ -228,13 +230,18 @@ export async function servePack(res: http.ServerResponse, r: PackRequest, store:
         if (stopAtMissing) break; // references must be a prefix of the request's list
         continue;
       }
-      if ((out.length || stopAtMissing) && n + size > limit) break;
-      out.push({ digest: d, path: store.path(d) });
+      if ((chosen.length || stopAtMissing) && n + size > limit) break;
+      chosen.push(d);
       n += size;
+    }
+    const out: PackSource[] = [];
+    for (const s of await Promise.all(chosen.map((d) => store.source(d)))) {
+      if (s) out.push(s);
+      else if (stopAtMissing) break;
     }
     return out;
   };
-  const pack = await build(pick(r.digests, MAX_PACK_BYTES, false), pick(r.refs, MAX_PACK_REF_BYTES, true));
+  const pack = await build(await pick(r.digests, MAX_PACK_BYTES, false), await pick(r.refs, MAX_PACK_REF_BYTES, true));
   res.writeHead(200, { 'content-type': PACK_CONTENT_TYPE, 'cache-control': NO_STORE, 'content-length': pack.frame.length, [PACK_REFS_HEADER]: String(pack.refsUsed) });
   res.end(pack.frame);
   return { sent: pack.sent, bytes: pack.frame.length, rawBytes: pack.rawBytes };

@@ -10,7 +10,7 @@ import { objectPath, writeAtomic } from './codec-worker.js';
 import { sha256, assertDigest, isDigest, type Digest } from '../digest.js';
 import { StoreIndex } from './sqlite-index.js';
 import { StoreLeases, type LeaseOptions } from './lease.js';
-import type { ImageStore, ObjectStat, PrunableStore, PutResult, ReadOptions, SideRecords } from '../types.js';
+import type { EncodedFiles, ImageStore, ObjectStat, PrunableStore, PutResult, ReadOptions, SideRecords, StoreTotals } from '../types.js';
 import { LocalNames } from './local-names.js';
 import { DirRecords } from './side-records.js';
 import { VmdnError } from '../../errors.js';
@@ -25,7 +25,7 @@ export interface LocalStoreOptions {
 
 const PREFETCH_LANES = 4;
 
-export class LocalStore implements PrunableStore, ImageStore, SideRecords {
+export class LocalStore implements PrunableStore, ImageStore, SideRecords, EncodedFiles, StoreTotals {
   readonly index: StoreIndex;
   readonly names: LocalNames;
   private readonly records: DirRecords;
@@ -65,6 +65,15 @@ export class LocalStore implements PrunableStore, ImageStore, SideRecords {
   private codec(): CodecPool | null {
     if (this.pool === null && (this.opts.workers ?? 2) > 0) this.pool = new CodecPool(this.opts.workers ?? 2);
     return this.pool;
+  }
+
+  encodedFile(digest: Digest): string {
+    assertDigest(digest);
+    return this.objectPath(digest);
+  }
+
+  async totals(): Promise<{ objects: number; size: number; stored: number }> {
+    return this.index.totals();
   }
 
   async statMany(digests: Iterable<Digest>): Promise<Map<Digest, ObjectStat>> {
