@@ -8,6 +8,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { VmdnError, asVmdnError } from '../errors.js';
+import { isProcessAlive } from '../util/process.js';
 
 export class TempFile {
   private closed = false;
@@ -86,21 +87,12 @@ export async function removeStaleTemps(outPath: string): Promise<number> {
   for (const name of names) {
     if (!name.startsWith(prefix)) continue;
     const m = /^(\d+)-[0-9a-f]+$/.exec(name.slice(prefix.length));
-    if (!m || Number(m[1]) === process.pid || isAlive(Number(m[1]))) continue;
+    if (!m || Number(m[1]) === process.pid || isProcessAlive(Number(m[1]))) continue;
     await fs.rm(path.join(dir, name), { force: true }).then(() => n++, () => undefined);
   }
   return n;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it runs, as another user
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export function checkVirtualSize(virtualSize: number, max: number): void {
   if (!Number.isSafeInteger(virtualSize) || virtualSize < 0 || virtualSize > max) {

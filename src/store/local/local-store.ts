@@ -14,6 +14,7 @@ import type { EncodedFiles, ImageStore, ObjectStat, PrunableStore, PutResult, Re
 import { LocalNames } from './local-names.js';
 import { DirRecords } from './side-records.js';
 import { VmdnError } from '../../errors.js';
+import { isProcessAlive } from '../../util/process.js';
 
 export interface LocalStoreOptions {
   /** Codec worker threads; 0 runs (de)compression on the calling thread. */
@@ -310,7 +311,7 @@ export class LocalStore implements PrunableStore, ImageStore, SideRecords, Encod
     let n = 0;
     for (const name of await fs.readdir(this.tmpDir)) {
       const pid = Number(name.split('.').at(-2));
-      if (Number.isInteger(pid) && pid !== process.pid && isAlive(pid)) continue;
+      if (Number.isInteger(pid) && pid !== process.pid && isProcessAlive(pid)) continue;
       if (pid === process.pid) continue;
       await fs.rm(path.join(this.tmpDir, name), { force: true });
       n++;
@@ -342,11 +343,3 @@ export class LocalStore implements PrunableStore, ImageStore, SideRecords, Encod
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}

@@ -24,6 +24,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { VmdnError } from '../../errors.js';
 import { pathKey } from '../../model/files-tree.js';
+import { isProcessAlive } from '../../util/process.js';
 
 const PREFIX = 'vmdn-stage-';
 const STAGE_NAME = /^vmdn-stage-(\d+)-[A-Za-z0-9]+$/;
@@ -65,15 +66,6 @@ export async function removeTree(dir: string): Promise<void> {
   if (!ok) await fsp.rm(dir, { recursive: true, force: true });
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: someone else's process, alive
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Remove stages whose process is gone (only directories we own: a name
@@ -92,7 +84,7 @@ export async function removeStaleStages(opts: { parents?: string[]; dryRun?: boo
     }
     for (const name of names) {
       const m = STAGE_NAME.exec(name);
-      if (!m || alive(Number(m[1]))) continue;
+      if (!m || isProcessAlive(Number(m[1]))) continue;
       const p = path.join(parent, name);
       const st = await fsp.lstat(p).catch(() => undefined);
       if (!st?.isDirectory() || st.uid !== process.getuid?.()) continue;
