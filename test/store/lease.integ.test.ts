@@ -101,7 +101,8 @@ describe('store lease between processes', () => {
 
   it('a SIGKILLed import or gc does not leave the store locked', async () => {
     const dir = path.join(t.dir, 'c');
-    vmdnOk(dir, ['stats']);
+    // an empty store (read-only commands no longer create one)
+    await (await LocalStore.open(dir)).close();
     // an import killed while it holds the writer lease
     const imp = vmdnStart(dir, ['import', big(), '--name', 'victim']);
     await waitFor(() => leases(dir).some((l) => l.pid === imp.child.pid), 20_000, 'the import lease');
