@@ -142,8 +142,9 @@ describe('what held in the hostile review', () => {
       assert.ok(answers.every((a) => a.status === 200), `${answers.filter((a) => a.status !== 200).length} GETs failed`);
       const slowest = Math.max(...during);
       console.log(`/health idle ${idle.toFixed(0)} ms, under load slowest ${slowest.toFixed(0)} ms`);
-      // generous: CI shares 2 cores with the test client itself
-      assert.ok(slowest < 1500, `/health took ${slowest.toFixed(0)} ms under load`);
+      // against the idle anchor of this run: CI shares 2 cores with the test client itself
+      const bound = Math.max(2000, 40 * idle);
+      assert.ok(slowest < bound, `/health took ${slowest.toFixed(0)} ms under load (idle ${idle.toFixed(0)} ms, bound ${bound.toFixed(0)} ms)`);
     } finally {
       clearInterval(drip);
       slow.forEach((s) => s.destroy());

@@ -43,7 +43,8 @@ parentPort?.on('message', (job: PackJob) => {
   try {
     const objects = load(job.objects, false);
     const refs = load(job.refs, true);
-    const frame = encodePack(objects, refs.map((r) => r.data));
+    // a buffer of its own to transfer: zstd's output is external memory, which Node 26 refuses to transfer
+    const frame = new Uint8Array(encodePack(objects, refs.map((r) => r.data)));
     const pack: BuiltPack = { frame, sent: objects.map((o) => o.digest), refsUsed: refs.length, rawBytes: objects.reduce((n, o) => n + o.data.length, 0) };
     parentPort!.postMessage({ id: job.id, ok: true, pack } satisfies PackDone, [frame.buffer as ArrayBuffer]);
   } catch (err) {

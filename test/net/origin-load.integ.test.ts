@@ -102,7 +102,11 @@ describe('origin under hostile load', () => {
     t.cleanup();
   });
 
-  it('64 concurrent pack and batch requests naming every object over and over: RSS < 300 MB, /health within 1.5 s', { timeout: 120_000 }, async () => {
+  it('64 concurrent pack and batch requests naming every object over and over: RSS < 300 MB, /health stays fast', { timeout: 120_000 }, async () => {
+    // the anchor: /health on the idle origin, asked the same way, in this run (the machine's own load counts in both)
+    const idlePinger = healthPinger(url);
+    await new Promise((r) => setTimeout(r, 1500));
+    const idle = Math.max(...(await idlePinger.stop()));
     const repeat = (n: number) => Array.from({ length: n }, (_v, i) => digests[i % digests.length]!);
     const pack = { digests: repeat(1024), refs: repeat(4096) };
     const batch = { digests: repeat(1024) };
@@ -122,10 +126,12 @@ describe('origin under hostile load', () => {
     const packs = answers.filter((a) => a.kind === 'pack');
     const batches = answers.filter((a) => a.kind === 'batch');
     const slowest = Math.max(...health);
-    console.log(`origin RSS ${Math.round(baseline / 2 ** 20)} -> peak ${Math.round(peak / 2 ** 20)} MiB; /health slowest ${slowest.toFixed(0)} ms of ${health.length}; packs ${packs.filter((a) => a.status === 200).length} served, ${packs.filter((a) => a.status === 503).length} busy`);
+    console.log(`origin RSS ${Math.round(baseline / 2 ** 20)} -> peak ${Math.round(peak / 2 ** 20)} MiB; /health idle ${idle.toFixed(0)} ms, slowest under load ${slowest.toFixed(0)} ms of ${health.length}; packs ${packs.filter((a) => a.status === 200).length} served, ${packs.filter((a) => a.status === 503).length} busy`);
     assert.ok(peak < 300 << 20, `origin RSS peaked at ${Math.round(peak / 2 ** 20)} MiB`);
     // generous: the machines this runs on share 2 cores with other work (most answers take a few ms)
-    assert.ok(slowest < 1500, `/health took ${slowest.toFixed(0)} ms`);
+    // under load /health may wait for a few answers in flight, never for the whole wave (~10 s when packs were unbounded)
+    const bound = Math.max(2000, 40 * idle);
+    assert.ok(slowest < bound, `/health took ${slowest.toFixed(0)} ms under load (idle ${idle.toFixed(0)} ms, bound ${bound.toFixed(0)} ms)`);
     // each object once per answer, however often it was named
     for (const b of batches) {
       assert.equal(b.status, 200);
