@@ -9,6 +9,8 @@ import type { Disk } from '../container/disk.js';
 import { OVERLAY_BLOCK, type Overlay } from './overlay.js';
 import { VmdnError } from '../errors.js';
 
+const BASE_PIECE = 4 << 20;
+
 export class BlockDevice {
   readonly size: number;
   /** Overlay writes one at a time: two partial writes to one block must not both start from the old bytes. */
@@ -31,11 +33,27 @@ export class BlockDevice {
     }
   }
 
+  /**
+   * The base's bytes in pieces one after another: a piece's chunks are fetched
+   * together, and only a piece's worth of them is decoded at a time, whatever
+   * the request's size.
+   */
+  private async readBase(offset: number, into: Uint8Array): Promise<void> {
+    for (let at = 0; at < into.length; at += BASE_PIECE) {
+      const n = Math.min(BASE_PIECE, into.length - at);
+      into.set(await this.base.read(offset + at, n), at);
+    }
+  }
+
   async read(offset: number, length: number): Promise<Uint8Array> {
     this.checkRange(offset, length);
     const ov = this.overlay;
-    if (!ov || ov.writtenBlocks === 0 || length === 0) return this.base.read(offset, length);
+    if (length <= BASE_PIECE && (!ov || ov.writtenBlocks === 0)) return this.base.read(offset, length);
     const out = new Uint8Array(length);
+    if (!ov || ov.writtenBlocks === 0) {
+      await this.readBase(offset, out);
+      return out;
+    }
     const end = offset + length;
     // runs of blocks that are all in the overlay, or all not
     let b = Math.floor(offset / OVERLAY_BLOCK);
@@ -44,9 +62,8 @@ export class BlockDevice {
       const inOverlay = ov.has(b);
       let runEnd = at;
       while (runEnd < end && ov.has(b) === inOverlay) runEnd = Math.min(end, ++b * OVERLAY_BLOCK);
-      const [s, n] = [at, runEnd - at];
-      const into = out.subarray(s - offset, s - offset + n);
-      parts.push(inOverlay ? ov.read(s, into) : this.base.read(s, n).then((d) => into.set(d)));
+      const into = out.subarray(at - offset, runEnd - offset);
+      parts.push(inOverlay ? ov.read(at, into) : this.readBase(at, into));
       at = runEnd;
     }
     await Promise.all(parts);
@@ -64,10 +81,10 @@ export class BlockDevice {
     return this.overlay;
   }
 
-  write(offset: number, data: Uint8Array): Promise<void> {
+  async write(offset: number, data: Uint8Array): Promise<void> {
     const ov = this.requireOverlay();
     this.checkRange(offset, data.length);
-    if (data.length === 0) return Promise.resolve();
+    if (data.length === 0) return;
     return this.serial(async () => {
       const start = Math.floor(offset / OVERLAY_BLOCK) * OVERLAY_BLOCK;
       const stop = Math.ceil((offset + data.length) / OVERLAY_BLOCK) * OVERLAY_BLOCK;

@@ -56,7 +56,7 @@ export class NbdServer {
   private socketFile?: { path: string; ino: number };
 
   constructor(private readonly device: BlockDevice, private readonly opts: NbdServerOptions) {
-    this.budget = new ByteBudget(opts.budgetBytes ?? 4 * LIMITS.maxRequest);
+    this.budget = new ByteBudget(opts.budgetBytes ?? LIMITS.maxRequest);
     let flags = TFLAG.HAS_FLAGS | TFLAG.SEND_FLUSH | TFLAG.SEND_FUA | TFLAG.SEND_TRIM | TFLAG.SEND_WRITE_ZEROES | TFLAG.CAN_MULTI_CONN;
     if (device.readOnly) flags |= TFLAG.READ_ONLY;
     this.info = { name: opts.name, size: device.size, flags, matches: opts.matches };
@@ -130,7 +130,9 @@ export class NbdServer {
     /** Run `fn` beside the requests in flight, its `bytes` counted against the budget until the reply is sent. */
     const spawn = async (bytes: number, fn: () => Promise<void>) => {
       while (inflight.size >= maxInFlight) await Promise.race(inflight);
-      const p = fn()
+      // fn may throw before it returns a promise: that too is this request's failure, not the connection's
+      const p = Promise.resolve()
+        .then(fn)
         .catch(() => undefined)
         .finally(() => {
           this.budget.release(bytes);
