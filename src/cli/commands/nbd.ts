@@ -60,8 +60,9 @@ With --json, one JSON document (uri, export, size, overlay) is printed once the 
         name,
         // the empty name, the name as typed and every spelling of the same reference
         matches: (n) => n === '' || n === image || (safeParse(n) === name),
+        // failures always; why each connection ended (bad magic, client left...) with VMDN_NBD_DEBUG=1
         onEvent: (e) => {
-          if (e.event !== 'connect' && process.env.VMDN_NBD_DEBUG) process.stderr.write(`vmdn nbd: connection dropped: ${e.why}\n`);
+          if (e.event === 'error' || (e.event === 'close' && process.env.VMDN_NBD_DEBUG)) process.stderr.write(`vmdn nbd: connection ${e.event === 'error' ? 'failed' : 'ended'}: ${e.why}\n`);
         },
       });
       try {
