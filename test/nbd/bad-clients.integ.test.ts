@@ -215,4 +215,25 @@ describe('vmdn nbd and bad clients', () => {
     // mutated offsets may have written anywhere (into the overlay): check the reply, not the bytes
     await stillServes(false);
   });
+
+  it('a corrupt object in the store fails the reads that need it with EIO, not the server', async () => {
+    // damage every stored object: whatever chunk a read needs next fails its hash check
+    const walk = (d: string): string[] => fs.readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(d, e.name)) : [path.join(d, e.name)]));
+    for (const f of walk(path.join(store, 'objects'))) {
+      const b = fs.readFileSync(f);
+      b[b.length - 1]! ^= 0xff;
+      fs.writeFileSync(f, b);
+    }
+    const c = await RawConn.connect(sock);
+    await c.go('');
+    const errors = new Set<number>();
+    for (let off = 0; off + 4 * MiB <= image.length; off += 4 * MiB) {
+      c.send(request(CMD.READ, off, 4 * MiB));
+      const r = (await c.reply(4 * MiB))!;
+      errors.add(r.error);
+    }
+    assert.ok(errors.has(5), `some read failed with EIO (got ${[...errors]})`);
+    c.destroy();
+    assert.ok(server.alive());
+  });
 });

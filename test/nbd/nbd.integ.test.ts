@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { tmpDir } from '../helpers/tmp.js';
 import { ext4Disk } from '../helpers/ext4-disk.js';
 import { mulberry32, seedFrom } from '../helpers/rng.js';
-import { qemuCompare, vmdn, vmdnOk } from '../helpers/cli.js';
+import { CLI, qemuCompare, vmdn, vmdnOk } from '../helpers/cli.js';
 import { hasQemuTools, RawConn, CMD, EPERM, request, startNbd } from './raw-client.js';
 
 const skip = hasQemuTools() ? false : 'qemu-img/qemu-io not installed (scripts/ensure-debian-tools.mjs installs them)';
@@ -163,6 +163,20 @@ describe('vmdn nbd with qemu', { skip }, () => {
     const other = vmdn(store, ['nbd', 'other:1', '--socket', ks, '--overlay', ovl]);
     assert.equal(other.status, 2, other.stdout + other.stderr);
     assert.match(other.stdout + other.stderr, /not an overlay for this image/);
+  });
+
+  it('usage errors: neither or both of --socket and --listen, --overlay with --readonly, a bad address', () => {
+    for (const args of [[], ['--socket', sock, '--listen', '127.0.0.1:0'], ['--socket', path.join(t.dir, 'x.sock'), '--readonly', '--overlay', path.join(t.dir, 'x.ovl')], ['--listen', 'nowhere']]) {
+      const r = vmdn(store, ['nbd', 'img:1', ...args]);
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+      assert.equal(r.json?.error?.code, 'E_USAGE');
+    }
+    // bounded: a server that took the socket over would run until killed
+    const busy = spawnSync(process.execPath, [CLI, 'nbd', 'img:1', '--socket', sock, '--store', store, '--json'], { encoding: 'utf8', timeout: 15_000 });
+    assert.equal(busy.status, 2, `a socket a live server listens on is not taken over: ${busy.stdout}${busy.stderr}`);
+    assert.match(busy.stdout, /already listening/);
+    // (its overlay holds the random writes by now: ask for its size, not its bytes)
+    assert.equal(spawnSync('qemu-img', ['info', uri('')]).status, 0, 'the first server still serves');
   });
 
   it('refuses a files-strategy image clearly', () => {
