@@ -16,6 +16,7 @@ const LAYERS = [
   ['images', '^src/images/'],
   ['inspect', '^src/inspect/'],
   ['net', '^src/net/'],
+  ['nbd', '^src/nbd/'],
   ['cli', '^src/cli/'],
 ];
 

@@ -8,9 +8,11 @@ import { exitWhenFlushed, reportError } from './output.js';
 import { registerStoreCommands } from './commands/store.js';
 import { registerInspectCommands } from './commands/inspect.js';
 import { registerNetCommands } from './commands/net.js';
+import { registerNbdCommands } from './commands/nbd.js';
 
 registerStoreCommands(program);
 registerNetCommands(program);
+registerNbdCommands(program);
 registerInspectCommands(program);
 
 // Exit explicitly once the command is done: after a failure, work still in flight

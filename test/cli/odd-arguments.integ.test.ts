@@ -71,7 +71,7 @@ describe('odd arguments', () => {
 
   it('read-only and maintenance commands do not create a missing store', async () => {
     const nowhere = at('no-such-store');
-    for (const args of [['gc'], ['verify'], ['images'], ['stats'], ['rm', 'disk'], ['export', 'disk', at('x.raw')], ['push', 'disk', 'http://127.0.0.1:9', '--name', 'x']]) {
+    for (const args of [['gc'], ['verify'], ['images'], ['stats'], ['rm', 'disk'], ['export', 'disk', at('x.raw')], ['push', 'disk', 'http://127.0.0.1:9', '--name', 'x'], ['nbd', 'disk', '--socket', at('n.sock')]]) {
       const r = await runCli([...args, '--store', nowhere, '--json'], { timeoutMs: 20_000 });
       assert.equal(r.json?.error?.code, 'E_NOT_FOUND', `${args[0]}: ${r.stdout}${r.stderr}`);
       assert.match(r.json.error.message, /no store at/);

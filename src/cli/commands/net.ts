@@ -34,7 +34,7 @@ function readToken(file?: string): string | undefined {
 }
 
 /** Run until SIGINT/SIGTERM, then close. */
-function untilSignal(close: () => Promise<void>): Promise<void> {
+export function untilSignal(close: () => Promise<void>): Promise<void> {
   return new Promise((resolve, reject) => {
     const stop = () => {
       process.off('SIGINT', stop);

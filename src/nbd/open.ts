@@ -1,0 +1,69 @@
+/**
+ * A stored image as the BlockDevice NBD serves: the manifest resolved by name,
+ * its chunks read through ManifestDisk (fetched from the store and verified by
+ * hash), writes into an overlay file of the user's, a temporary one (removed on
+ * close), or refused (read-only).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { ImageNames, ReadableStore } from '../store/types.js';
+import type { ImageRef } from '../store/image-name.js';
+import { formatImageRef } from '../store/image-name.js';
+import { resolveImage } from '../images/names.js';
+import { ManifestDisk } from '../images/manifest-disk.js';
+import { VmdnError } from '../errors.js';
+import { BlockDevice } from './device.js';
+import { Overlay } from './overlay.js';
+
+export interface OpenedDevice {
+  device: BlockDevice;
+  manifest: string;
+  /** The overlay file, if writes are accepted. */
+  overlay?: string;
+  temporaryOverlay: boolean;
+  /** Flush and close the overlay (a temporary one is deleted). */
+  close(): Promise<void>;
+}
+
+/** Decoded chunks kept per device: readers come back to the same metadata chunks often. */
+const CHUNK_CACHE_ENTRIES = 32;
+
+export async function openStoredDevice(
+  store: ReadableStore & { names: ImageNames },
+  ref: ImageRef,
+  opts: { overlay?: string; readOnly?: boolean },
+): Promise<OpenedDevice> {
+  const { digest, manifest } = await resolveImage(store, ref);
+  if (manifest.filesystems?.length) {
+    // their filesystems are rebuilt from trees on export; ManifestDisk alone would read them as zeros
+    throw new VmdnError('E_UNSUPPORTED', `${formatImageRef(ref)} is a files/packages-strategy image: nbd serves chunk images; export files images first (vmdn export, then import with --strategy chunks)`, { image: formatImageRef(ref) });
+  }
+  const base = new ManifestDisk(manifest, store, CHUNK_CACHE_ENTRIES);
+  if (opts.readOnly) {
+    return { device: new BlockDevice(base, null), manifest: digest, temporaryOverlay: false, close: () => base.close() };
+  }
+  const tmp = opts.overlay ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'vmdn-nbd-'));
+  const file = opts.overlay ?? path.join(tmp!, 'overlay');
+  let overlay: Overlay;
+  try {
+    overlay = await Overlay.open(file, manifest.virtualSize, digest);
+  } catch (err) {
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    device: new BlockDevice(base, overlay),
+    manifest: digest,
+    overlay: file,
+    temporaryOverlay: !!tmp,
+    close: async () => {
+      try {
+        await overlay.close();
+        await base.close();
+      } finally {
+        if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+      }
+    },
+  };
+}
