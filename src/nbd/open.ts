@@ -12,6 +12,7 @@ import type { ImageRef } from '../store/image-name.js';
 import { formatImageRef } from '../store/image-name.js';
 import { resolveImage } from '../images/names.js';
 import { ManifestDisk } from '../images/manifest-disk.js';
+import type { Manifest } from '../model/manifest.js';
 import { VmdnError } from '../errors.js';
 import { BlockDevice } from './device.js';
 import { Overlay } from './overlay.js';
@@ -27,7 +28,7 @@ export interface OpenedDevice {
 }
 
 /** Decoded chunks kept per device: readers come back to the same metadata chunks often. */
-const CHUNK_CACHE_ENTRIES = 32;
+export const CHUNK_CACHE_ENTRIES = 32;
 
 export async function openStoredDevice(
   store: ReadableStore & { names: ImageNames },
@@ -35,11 +36,21 @@ export async function openStoredDevice(
   opts: { overlay?: string; readOnly?: boolean },
 ): Promise<OpenedDevice> {
   const { digest, manifest } = await resolveImage(store, ref);
+  requireChunkImage(manifest, ref);
+  const base = new ManifestDisk(manifest, store, CHUNK_CACHE_ENTRIES);
+  return deviceOver(base, digest, manifest.virtualSize, opts);
+}
+
+/** The image as a chunk-strategy manifest, or E_UNSUPPORTED naming the image. */
+export function requireChunkImage(manifest: Manifest, ref: ImageRef): void {
   if (manifest.filesystems?.length) {
     // their filesystems are rebuilt from trees on export; ManifestDisk alone would read them as zeros
     throw new VmdnError('E_UNSUPPORTED', `${formatImageRef(ref)} is a files/packages-strategy image: nbd serves chunk images; export files images first (vmdn export, then import with --strategy chunks)`, { image: formatImageRef(ref) });
   }
-  const base = new ManifestDisk(manifest, store, CHUNK_CACHE_ENTRIES);
+}
+
+/** A base disk with the overlay the options ask for (a temporary one, the user's file, or none). */
+export async function deviceOver(base: ManifestDisk, digest: string, virtualSize: number, opts: { overlay?: string; readOnly?: boolean }): Promise<OpenedDevice> {
   if (opts.readOnly) {
     return { device: new BlockDevice(base, null), manifest: digest, temporaryOverlay: false, close: () => base.close() };
   }
@@ -47,7 +58,7 @@ export async function openStoredDevice(
   const file = opts.overlay ?? path.join(tmp!, 'overlay');
   let overlay: Overlay;
   try {
-    overlay = await Overlay.open(file, manifest.virtualSize, digest);
+    overlay = await Overlay.open(file, virtualSize, digest);
   } catch (err) {
     if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
     throw err;

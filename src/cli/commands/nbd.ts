@@ -4,7 +4,10 @@ import { LocalStore } from '../../store/local/local-store.js';
 import { formatImageRef, parseImageRef } from '../../store/image-name.js';
 import { requireStore, resolveStoreDir } from '../../store/location.js';
 import { parseListen } from '../../net/wire/http-api.js';
-import { openStoredDevice } from '../../nbd/open.js';
+import path from 'node:path';
+import { openStoredDevice, type OpenedDevice } from '../../nbd/open.js';
+import { openRemoteDevice, type RemoteDevice } from '../../nbd/remote.js';
+import { reportChanges, serveMetrics, type Snapshot } from '../../nbd/metrics.js';
 import { NbdServer, type ListenAddress } from '../../nbd/server.js';
 import { VmdnError } from '../../errors.js';
 import { printJson, safe, type GlobalOptions } from '../output.js';
@@ -16,6 +19,10 @@ interface NbdOptions extends GlobalOptions {
   listen?: string;
   overlay?: string;
   readonly?: boolean;
+  from?: string;
+  cache?: string;
+  fill: boolean;
+  metrics?: string;
 }
 
 export function registerNbdCommands(program: Command): void {
@@ -26,6 +33,10 @@ export function registerNbdCommands(program: Command): void {
     .option('--listen <host:port>', 'listen on TCP (no authentication: keep it on a trusted network)')
     .option('--overlay <file>', 'keep writes in this file (created, or reused if made for this image); default: a temporary overlay deleted on exit')
     .option('--readonly', 'refuse writes (EPERM); the export is flagged read-only')
+    .option('--from <url>', 'serve the image from this origin or edge while it downloads: reads fetch what they touch')
+    .option('--cache <dir>', 'with --from: object cache (default: the store, as for vmdn pull)')
+    .option('--no-fill', 'with --from: fetch only what reads touch, no background download of the rest')
+    .option('--metrics <host:port>', 'with --from: serve the counters as Prometheus text over HTTP')
     .addHelpText('after', `
 What the client sees is the disk "vmdn export IMAGE" would write. Reads come from the store's
 chunks, each verified by hash; writes never touch the store: they go to the overlay, in 4 KiB
@@ -45,12 +56,17 @@ With --json, one JSON document (uri, export, size, overlay) is printed once the 
       const addr: ListenAddress = o.socket ? { socket: o.socket } : parseListen(o.listen!);
       const ref = parseImageRef(image);
       const name = formatImageRef(ref);
-      const dir = resolveStoreDir(o.store);
-      requireStore(dir);
+      if (!o.from && (o.cache || !o.fill || o.metrics)) throw new VmdnError('E_USAGE', '--cache, --no-fill and --metrics go with --from URL');
+      const metricsAt = o.metrics ? parseListen(o.metrics) : undefined;
+      const dir = o.from ? (o.cache ? path.resolve(o.cache) : resolveStoreDir(o.store)) : resolveStoreDir(o.store);
+      // a pull creates its cache; a local store must exist
+      if (!o.from) requireStore(dir);
       const store = await LocalStore.open(dir);
-      let opened;
+      let opened: OpenedDevice | RemoteDevice;
       try {
-        opened = await openStoredDevice(store, ref, { overlay: o.overlay, readOnly: o.readonly });
+        opened = o.from
+          ? await openRemoteDevice(o.from, ref, store, { overlay: o.overlay, readOnly: o.readonly, fill: o.fill })
+          : await openStoredDevice(store, ref, { overlay: o.overlay, readOnly: o.readonly });
       } catch (err) {
         await store.close();
         throw err;
@@ -65,16 +81,27 @@ With --json, one JSON document (uri, export, size, overlay) is printed once the 
           if (e.event === 'error' || (e.event === 'close' && process.env.VMDN_NBD_DEBUG)) process.stderr.write(`vmdn nbd: connection ${e.event === 'error' ? 'failed' : 'ended'}: ${e.why}\n`);
         },
       });
+      const counters: RemoteDevice['counters'] | undefined = (opened as Partial<RemoteDevice>).counters;
+      const snapshot = (): Snapshot => ({ ...counters!, guestBytesRead: server.stats.bytesRead });
+      let metrics: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+      let stopReport = () => {};
       try {
         const uri = await server.listen(addr);
-        const doc = { role: 'nbd', uri, export: name, manifest: opened.manifest, size: device.size, readOnly: device.readOnly, overlay: opened.overlay ?? null, temporaryOverlay: opened.temporaryOverlay, pid: process.pid };
+        if (counters && metricsAt) metrics = await serveMetrics(snapshot, metricsAt.host, metricsAt.port);
+        const lazy = counters ? { from: o.from, cache: dir, fill: o.fill, metrics: metrics?.url ?? null } : {};
+        const doc = { role: 'nbd', uri, export: name, manifest: opened.manifest, size: device.size, readOnly: device.readOnly, overlay: opened.overlay ?? null, temporaryOverlay: opened.temporaryOverlay, pid: process.pid, ...lazy };
         if (o.json) printJson(doc);
-        else console.log(`vmdn nbd serving ${name} (${device.size} bytes${device.readOnly ? ', read-only' : `, writes to ${safe(opened.overlay ?? '')}`}) at ${uri}`);
+        else console.log(`vmdn nbd serving ${name} (${device.size} bytes${device.readOnly ? ', read-only' : `, writes to ${safe(opened.overlay ?? '')}`}) at ${uri}${o.from ? ` from ${safe(o.from)}` : ''}`);
+        // the counters as JSON lines after the document, whenever they change
+        if (counters && o.json) stopReport = reportChanges(snapshot, (line) => process.stdout.write(`${line}\n`));
       } catch (err) {
+        metrics?.server.close();
         await opened.close().finally(() => store.close());
         throw err;
       }
       await untilSignal(async () => {
+        stopReport();
+        metrics?.server.close();
         await server.close();
         await opened.close();
         await store.close();

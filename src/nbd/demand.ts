@@ -1,0 +1,86 @@
+/**
+ * The store a lazily served image reads its chunks through: a CachingStore in
+ * front of the origin (each object verified, kept in the local cache, one
+ * fetch per object however many readers wait for it), with the guest's
+ * misses counted and visible to the background fill, which waits while any
+ * is on its way (the guest is waiting; the fill is not).
+ */
+import type { CachingStore } from '../store/cache/caching-store.js';
+import type { Digest } from '../store/digest.js';
+import type { ObjectStat, ReadableStore, ReadOptions } from '../store/types.js';
+
+export interface LazyCounters {
+  /** Objects the image needs (chunks), and how many of them the cache holds now. */
+  objects: number;
+  cachedObjects: number;
+  /** Objects a guest read waited for (not in the cache when asked), and their encoded bytes. */
+  demandObjects: number;
+  demandBytes: number;
+  /** Objects the background fill brought (none a guest had asked for first). */
+  prefilledObjects: number;
+  prefilledBytes: number;
+  /** Fetches that failed (origin unreachable, corrupt past every retry): their reads answered EIO. */
+  demandErrors: number;
+  fillErrors: number;
+  /** Every object is in the cache and the image is named there. */
+  fillDone: boolean;
+}
+
+export function newCounters(objects: number, cachedObjects: number): LazyCounters {
+  return { objects, cachedObjects, demandObjects: 0, demandBytes: 0, prefilledObjects: 0, prefilledBytes: 0, demandErrors: 0, fillErrors: 0, fillDone: false };
+}
+
+export class DemandStore implements ReadableStore {
+  private inflight = 0;
+  private idleWaiters: Array<() => void> = [];
+  /** Objects fetched because a guest asked (the fill does not count them again). */
+  readonly demanded = new Set<Digest>();
+
+  constructor(readonly store: CachingStore, readonly counters: LazyCounters) {}
+
+  /** Resolves once no guest read waits on the origin. */
+  idle(): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  async get(digest: Digest, opts?: ReadOptions): Promise<Uint8Array> {
+    if (this.store.cache.index.getObject(digest)) return this.store.get(digest, opts);
+    this.inflight++;
+    // a second reader of an object on its way joins that fetch (CachingStore coalesces): counted once
+    const first = !this.demanded.has(digest);
+    this.demanded.add(digest);
+    try {
+      const data = await this.store.get(digest, opts);
+      if (first) {
+        this.counters.demandObjects++;
+        this.counters.demandBytes += this.store.cache.index.getObject(digest)?.storedSize ?? 0;
+        this.counters.cachedObjects++;
+      }
+      return data;
+    } catch (err) {
+      if (first) {
+        this.demanded.delete(digest);
+        this.counters.demandErrors++;
+      }
+      throw err;
+    } finally {
+      if (--this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  getEncoded(digest: Digest, opts?: ReadOptions): Promise<Uint8Array> {
+    return this.store.getEncoded(digest, opts);
+  }
+
+  has(digest: Digest): Promise<boolean> {
+    return this.store.has(digest);
+  }
+
+  stat(digest: Digest): Promise<ObjectStat | undefined> {
+    return this.store.stat(digest);
+  }
+
+  /** The caching store and its cache belong to the caller. */
+  async close(): Promise<void> {}
+}

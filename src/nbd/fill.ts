@@ -1,0 +1,82 @@
+/**
+ * Background fill of a lazily served image: every object the cache lacks,
+ * in disk order (a guest reading on tends to want what comes next), a few
+ * small batches at a time, each batch waiting while a guest read waits on
+ * the origin, so the guest's fetches never queue behind the fill's. An
+ * unreachable origin pauses the fill (backoff), it never ends it. Once
+ * every object is in the cache, the image is named there, under the cache's
+ * writer lease held since the start (as pull does: gc must not take the
+ * unnamed objects meanwhile), so a later pull or export needs nothing more.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { LocalStore } from '../store/local/local-store.js';
+import type { Digest } from '../store/digest.js';
+import type { ImageRef } from '../store/image-name.js';
+import type { Manifest } from '../model/manifest.js';
+import { nameImage } from '../images/names.js';
+import type { DemandStore } from './demand.js';
+
+export interface FillOptions {
+  /** Batches in flight at once (default 2): few, the guest's reads come first. */
+  lanes?: number;
+  /** Objects per batch (default 16). */
+  batch?: number;
+  /** Longest pause after a failed batch, ms (default 10 s; the first is 500 ms). */
+  maxBackoffMs?: number;
+  signal?: AbortSignal;
+  onError?: (err: unknown) => void;
+}
+
+/** The image's distinct objects in the order of their first place on the disk. */
+export function diskOrder(manifest: Manifest): Digest[] {
+  const seen = new Set<Digest>();
+  for (const [, , d] of [...manifest.chunks].sort((a, b) => a[0] - b[0])) seen.add(d);
+  return [...seen];
+}
+
+export async function fillImage(demand: DemandStore, ref: ImageRef, digest: Digest, manifest: Manifest, objects: Set<Digest>, o: FillOptions = {}): Promise<void> {
+  const cache: LocalStore = demand.store.cache;
+  return cache.writing(async () => {
+    const size = o.batch ?? 16;
+    const missing = () => diskOrder(manifest).filter((d) => !cache.index.getObject(d));
+    for (let todo = missing(); todo.length; todo = missing()) {
+      const groups: Digest[][] = [];
+      for (let i = 0; i < todo.length; i += size) groups.push(todo.slice(i, i + size));
+      const lane = async () => {
+        let pause = 0;
+        for (let group = groups.shift(); group; group = groups.shift()) {
+          o.signal?.throwIfAborted();
+          await demand.idle();
+          try {
+            await fetchGroup(demand, group.filter((d) => !cache.index.getObject(d)));
+            pause = 0;
+          } catch (err) {
+            demand.counters.fillErrors++;
+            o.onError?.(err);
+            groups.unshift(group); // again after a pause (what arrived is skipped)
+            pause = Math.min(o.maxBackoffMs ?? 10_000, pause ? pause * 2 : 500);
+            await sleep(pause, undefined, { signal: o.signal });
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: o.lanes ?? 2 }, lane));
+    }
+    await nameImage(cache, ref, digest, manifest, objects);
+    demand.counters.fillDone = true;
+  }, o.signal);
+}
+
+/** One batch through the caching store (verified, kept, coalesced with guest reads of the same objects). */
+async function fetchGroup(demand: DemandStore, group: Digest[]): Promise<void> {
+  const cache = demand.store.cache;
+  const pending = demand.store.fillMany(group);
+  const results = await Promise.allSettled([...pending].map(async ([d, p]) => {
+    await p;
+    if (demand.demanded.has(d)) return;
+    demand.counters.prefilledObjects++;
+    demand.counters.prefilledBytes += cache.index.getObject(d)?.storedSize ?? 0;
+    demand.counters.cachedObjects++;
+  }));
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+}
