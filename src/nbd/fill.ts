@@ -21,6 +21,8 @@ export interface FillOptions {
   lanes?: number;
   /** Objects per batch (default 16). */
   batch?: number;
+  /** Pause after each batch, ms (default 0): a throttle; tests use it to catch a fill mid-way. */
+  pauseMs?: number;
   /** Longest pause after a failed batch, ms (default 10 s; the first is 500 ms). */
   maxBackoffMs?: number;
   signal?: AbortSignal;
@@ -50,6 +52,7 @@ export async function fillImage(demand: DemandStore, ref: ImageRef, digest: Dige
           try {
             await fetchGroup(demand, group.filter((d) => !cache.index.getObject(d)));
             pause = 0;
+            if (o.pauseMs) await sleep(o.pauseMs, undefined, { signal: o.signal });
           } catch (err) {
             demand.counters.fillErrors++;
             o.onError?.(err);

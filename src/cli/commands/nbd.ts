@@ -65,7 +65,7 @@ With --json, one JSON document (uri, export, size, overlay) is printed once the 
       let opened: OpenedDevice | RemoteDevice;
       try {
         opened = o.from
-          ? await openRemoteDevice(o.from, ref, store, { overlay: o.overlay, readOnly: o.readonly, fill: o.fill })
+          ? await openRemoteDevice(o.from, ref, store, { overlay: o.overlay, readOnly: o.readonly, fill: o.fill, fillOptions: { pauseMs: Number(process.env.VMDN_NBD_FILL_PAUSE_MS) || 0 } })
           : await openStoredDevice(store, ref, { overlay: o.overlay, readOnly: o.readonly });
       } catch (err) {
         await store.close();

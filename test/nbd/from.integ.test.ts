@@ -1,0 +1,217 @@
+/**
+ * `vmdn nbd NAME --from URL` against a real `vmdn serve` origin (a child
+ * process) and real NBD clients: the export reads as the image while it
+ * downloads, reads fetch only what they touch, nothing is fetched twice, the
+ * fill leaves a cache a pull needs nothing more from, an unreachable origin
+ * fails reads with EIO without killing the server, and a killed fill resumes.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { tmpDir } from '../helpers/tmp.js';
+import { prng } from '../helpers/images.js';
+import { CLI, qemuCompare, vmdn, vmdnOk, vmdnStart, waitFor } from '../helpers/cli.js';
+import { LocalStore } from '../../src/store/local/local-store.js';
+import { hasQemuTools } from './raw-client.js';
+
+const skip = hasQemuTools() ? false : 'qemu-img/qemu-io not installed (scripts/ensure-debian-tools.mjs installs them)';
+
+interface Origin { child: ChildProcess; url: string; port: number; stop: () => Promise<void> }
+
+/** `vmdn serve` on 127.0.0.1:PORT (0: any), resolved once it prints its URL. */
+async function startOrigin(store: string, port = 0): Promise<Origin> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--listen', `127.0.0.1:${port}`, '--store', store, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (b: Buffer) => {
+      out += b;
+      const m = /"url":\s*"([^"]+)"/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    child.on('exit', (code) => reject(new Error(`vmdn serve exited ${code}`)));
+  });
+  const stop = () => new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.on('exit', () => resolve());
+    child.kill('SIGTERM');
+  });
+  return { child, url, port: Number(new URL(url).port), stop };
+}
+
+async function objectRequests(url: string): Promise<number> {
+  return ((await (await fetch(`${url}/stats`)).json()) as { objectRequests: number }).objectRequests;
+}
+
+/** `vmdn nbd ... --json`: the listening document, then the counters lines as they come. */
+async function startFrom(store: string, args: string[], env: Record<string, string> = {}) {
+  Object.assign(process.env, env);
+  const run = vmdnStart(store, ['nbd', ...args]);
+  for (const k of Object.keys(env)) delete process.env[k];
+  let exited = false;
+  run.done.then(() => (exited = true));
+  await waitFor(() => exited || /^\}$/m.test(run.output().stdout), 30_000, 'vmdn nbd to listen');
+  if (exited) throw new Error(`vmdn nbd exited: ${run.output().stderr}`);
+  const counters = () => run.output().stdout.split('\n').filter((l) => l.startsWith('{"event":"counters"')).map((l) => JSON.parse(l));
+  return {
+    ...run,
+    counters,
+    last: () => counters().at(-1) ?? {},
+    alive: () => run.child.exitCode === null && run.child.signalCode === null,
+    stop: async () => {
+      run.child.kill('SIGTERM');
+      return run.done;
+    },
+  };
+}
+
+function qemuIo(uri: string, cmds: string[]): { status: number; out: string; ms: number } {
+  const t0 = Date.now();
+  const r = spawnSync('qemu-io', ['-f', 'raw', ...cmds.flatMap((c) => ['-c', c]), uri], { encoding: 'utf8', timeout: 120_000 });
+  return { status: r.status ?? -1, out: r.stdout + r.stderr, ms: Date.now() - t0 };
+}
+
+async function cachedObjects(dir: string): Promise<number> {
+  const s = await LocalStore.open(dir);
+  try {
+    let n = 0;
+    for await (const _o of s.list()) n++;
+    return n;
+  } finally {
+    await s.close();
+  }
+}
+
+describe('vmdn nbd --from an origin', { skip }, () => {
+  const t = tmpDir('vmdn-nbd-from-');
+  const originStore = path.join(t.dir, 'origin');
+  const disk = path.join(t.dir, 'disk.raw');
+  let origin: Origin;
+  /** Objects the origin holds for the image: its chunks and the manifest. */
+  let total = 0;
+  let n = 0;
+  const next = () => {
+    n++;
+    return { cache: path.join(t.dir, `cache${n}`), sock: path.join(t.dir, `nbd${n}.sock`) };
+  };
+  const uri = (sock: string) => `nbd+unix:///img:1?socket=${sock}`;
+
+  before(async () => {
+    // 8 MiB that does not compress, then 8 MiB of hole: ~200 chunks
+    fs.writeFileSync(disk, prng(13, 8 << 20));
+    fs.truncateSync(disk, 16 << 20);
+    vmdnOk(originStore, ['import', disk, '--name', 'img:1']);
+    total = await cachedObjects(originStore);
+    origin = await startOrigin(originStore);
+  });
+  after(async () => {
+    await origin.stop();
+    t.cleanup();
+  });
+
+  it('reads as the image while it downloads, and fetches no object twice', { timeout: 120_000 }, async () => {
+    const { cache, sock } = next();
+    const before = await objectRequests(origin.url);
+    const s = await startFrom(cache, ['img:1', '--from', origin.url, '--cache', cache, '--socket', sock, '--readonly'], { VMDN_NBD_FILL_PAUSE_MS: '50' });
+    try {
+      const c = qemuCompare(disk, uri(sock));
+      assert.ok(c.identical, c.out);
+      await waitFor(() => s.last().fillDone === true, 60_000, 'the fill');
+      const last = s.last();
+      assert.equal(last.demandObjects + last.prefilledObjects, total - 1, JSON.stringify(last));
+      assert.ok(last.guestBytesRead >= 16 << 20);
+      const fetched = (await objectRequests(origin.url)) - before;
+      assert.ok(fetched <= total, `origin served ${fetched} objects for an image of ${total} (manifest included)`);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('--no-fill: a small read fetches a few objects, not the image', { timeout: 60_000 }, async () => {
+    const { cache, sock } = next();
+    const before = await objectRequests(origin.url);
+    const s = await startFrom(cache, ['img:1', '--from', origin.url, '--cache', cache, '--socket', sock, '--no-fill']);
+    try {
+      const r = qemuIo(uri(sock), ['read -P 0 12M 64k', 'read 1M 64k']);
+      assert.equal(r.status, 0, r.out);
+      assert.doesNotMatch(r.out, /fail|error/i);
+      await new Promise((res) => setTimeout(res, 1500));
+      const fetched = (await objectRequests(origin.url)) - before;
+      assert.ok(fetched >= 2 && fetched <= 6, `${fetched} objects fetched of ${total}`);
+      assert.equal(s.last().fillDone, false);
+      assert.ok(s.last().demandObjects <= 5, JSON.stringify(s.last()));
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('the fill names the image in the cache (the default cache, the store): a pull then downloads nothing, verify is clean', { timeout: 120_000 }, async () => {
+    const { cache, sock } = next();
+    const s = await startFrom(cache, ['img:1', '--from', origin.url, '--socket', sock, '--readonly']);
+    try {
+      await waitFor(() => s.last().fillDone === true, 60_000, 'the fill');
+      assert.equal(s.last().cachedObjects, total - 1);
+      const out = path.join(t.dir, 'pulled.raw');
+      const p = vmdnOk(cache, ['pull', origin.url, 'img:1', out]);
+      assert.equal(p.objects.downloaded, 0, JSON.stringify(p.objects));
+      assert.ok(fs.readFileSync(out).equals(fs.readFileSync(disk)));
+      const v = vmdn(cache, ['verify']);
+      assert.equal(v.status, 0, v.stdout + v.stderr);
+      assert.equal(v.json.imagesChecked, 1);
+      assert.deepEqual(v.json.problems, []);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('origin gone: a read of what is not cached fails with EIO in bounded time, the server lives, and reads again once the origin is back', { timeout: 120_000 }, async () => {
+    const { cache, sock } = next();
+    const s = await startFrom(cache, ['img:1', '--from', origin.url, '--cache', cache, '--socket', sock, '--no-fill']);
+    try {
+      assert.equal(qemuIo(uri(sock), ['read 0 64k']).status, 0);
+      const port = origin.port;
+      await origin.stop();
+      const failed = qemuIo(uri(sock), ['read 4M 64k']);
+      assert.match(failed.out, /Input\/output error/, failed.out);
+      assert.ok(failed.ms < 30_000, `the failing read took ${failed.ms} ms`);
+      assert.ok(s.alive(), 'vmdn nbd died');
+      // what is cached still reads
+      assert.doesNotMatch(qemuIo(uri(sock), ['read 0 64k']).out, /error/i);
+      origin = await startOrigin(originStore, port);
+      const again = qemuIo(uri(sock), ['read 4M 64k']);
+      assert.doesNotMatch(again.out, /error/i, again.out);
+      await waitFor(() => s.last().demandErrors >= 1, 5000, 'the counters');
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('kill -9 during the fill: the cache verifies, and the restarted server fetches none of what the first one kept', { timeout: 120_000 }, async () => {
+    const { cache, sock } = next();
+    const env = { VMDN_NBD_FILL_PAUSE_MS: '150' };
+    const first = await startFrom(cache, ['img:1', '--from', origin.url, '--cache', cache, '--socket', sock, '--readonly'], env);
+    await waitFor(() => (first.last().prefilledObjects ?? 0) >= 32, 60_000, 'the fill to get going');
+    first.child.kill('SIGKILL');
+    await first.done;
+    const kept = await cachedObjects(cache);
+    assert.ok(kept > 1 && kept < total, `${kept} of ${total} objects kept`);
+    const v1 = vmdn(cache, ['verify']);
+    // objects only: no image is named in the cache yet
+    assert.equal(v1.status, 0, v1.stdout + v1.stderr);
+    const before = await objectRequests(origin.url);
+    fs.rmSync(sock, { force: true });
+    const second = await startFrom(cache, ['img:1', '--from', origin.url, '--cache', cache, '--socket', sock, '--readonly']);
+    try {
+      await waitFor(() => second.last().fillDone === true, 60_000, 'the second fill');
+      const fetched = (await objectRequests(origin.url)) - before;
+      assert.equal(fetched, total - kept, `fetched ${fetched}, missing were ${total - kept}`);
+      const c = qemuCompare(disk, uri(sock));
+      assert.ok(c.identical, c.out);
+      const v2 = vmdn(cache, ['verify']);
+      assert.equal(v2.status, 0, v2.stdout + v2.stderr);
+    } finally {
+      await second.stop();
+    }
+  });
+});
