@@ -48,6 +48,11 @@ Examples:
   qemu-system-x86_64 -drive file=nbd+unix:///?socket=/tmp/debian.sock,format=raw ...
   vmdn nbd debian:12 --listen 127.0.0.1:10809 --overlay debian.ovl   (writes survive restarts)
   vmdn nbd debian:12 --socket /tmp/d.sock --readonly
+  vmdn nbd debian:12 --from https://origin.example --socket /tmp/d.sock   (serve it while it downloads)
+
+With --from URL, reads fetch the objects they touch from the origin into the cache (verified,
+each once); a background fill fetches the rest in disk order and names the image in the cache,
+so a later pull or export needs nothing more. With --json the counters follow as JSON lines.
 
 With --json, one JSON document (uri, export, size, overlay) is printed once the server listens.`)
     .action(action(async (image: string, o: NbdOptions) => {
