@@ -14,6 +14,8 @@ import { tmpDir } from '../helpers/tmp.js';
 import { prng } from '../helpers/images.js';
 import { CLI, qemuCompare, vmdn, vmdnOk, vmdnStart, waitFor } from '../helpers/cli.js';
 import { LocalStore } from '../../src/store/local/local-store.js';
+import { resolveImage } from '../../src/images/names.js';
+import { parseImageRef } from '../../src/store/image-name.js';
 import { hasQemuTools } from './raw-client.js';
 
 const skip = hasQemuTools() ? false : 'qemu-img/qemu-io not installed (scripts/ensure-debian-tools.mjs installs them)';
@@ -122,7 +124,7 @@ describe('vmdn nbd --from an origin', { skip }, () => {
   it('reads as the image while it downloads, and fetches no object twice', { timeout: 120_000 }, async () => {
     const { cache, sock } = next();
     const before = await objectRequests(origin.url);
-    const s = await startFrom(cache, ['img:1', '--from', origin.url, '--cache', cache, '--socket', sock, '--readonly'], { VMDN_NBD_FILL_PAUSE_MS: '50' });
+    const s = await startFrom(cache, ['img:1', '--from', origin.url, '--cache', cache, '--socket', sock, '--readonly', '--metrics', '127.0.0.1:0'], { VMDN_NBD_FILL_PAUSE_MS: '50' });
     try {
       const c = qemuCompare(disk, uri(sock));
       assert.ok(c.identical, c.out);
@@ -132,6 +134,9 @@ describe('vmdn nbd --from an origin', { skip }, () => {
       assert.ok(last.guestBytesRead >= 16 << 20);
       const fetched = (await objectRequests(origin.url)) - before;
       assert.ok(fetched <= total, `origin served ${fetched} objects for an image of ${total} (manifest included)`);
+      const metrics = await (await fetch(JSON.parse(s.output().stdout.slice(0, s.output().stdout.indexOf('\n}\n') + 2)).metrics)).text();
+      assert.match(metrics, /^vmdn_nbd_fill_done 1$/m);
+      assert.match(metrics, new RegExp(`^vmdn_nbd_cached_objects ${total - 1}$`, 'm'));
     } finally {
       await s.stop();
     }
@@ -225,6 +230,32 @@ describe('vmdn nbd --from an origin', { skip }, () => {
       assert.equal(v2.status, 0, v2.stdout + v2.stderr);
     } finally {
       await second.stop();
+    }
+  });
+
+  it('an object corrupt at the origin: the read that needs it fails with EIO, the server lives, and reads it once the origin has it right', { timeout: 120_000 }, async () => {
+    const { cache, sock } = next();
+    const store = await LocalStore.open(originStore);
+    const { manifest } = await resolveImage(store, parseImageRef('img:1'));
+    const [at, , digest] = manifest.chunks.find(([o]) => o >= 2 << 20)!;
+    const file = store.objectPath(digest);
+    await store.close();
+    const good = fs.readFileSync(file);
+    const bad = Buffer.from(good);
+    bad[bad.length >> 1] ^= 0xff;
+    fs.writeFileSync(file, bad);
+    const s = await startFrom(cache, ['img:1', '--from', origin.url, '--cache', cache, '--socket', sock, '--no-fill']);
+    try {
+      const failed = qemuIo(uri(sock), [`read ${at} 4k`]);
+      assert.match(failed.out, /Input\/output error/, failed.out);
+      assert.ok(s.alive(), 'vmdn nbd died');
+      assert.doesNotMatch(qemuIo(uri(sock), ['read 0 64k']).out, /error/i);
+      fs.writeFileSync(file, good);
+      const again = qemuIo(uri(sock), [`read ${at} 4k`]);
+      assert.doesNotMatch(again.out, /error/i, again.out);
+    } finally {
+      fs.writeFileSync(file, good);
+      await s.stop();
     }
   });
 });
