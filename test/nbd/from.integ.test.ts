@@ -212,9 +212,12 @@ describe('vmdn nbd --from an origin', { skip }, () => {
     const { cache, sock } = next();
     const env = { VMDN_NBD_FILL_PAUSE_MS: '150' };
     const first = await startFrom(cache, ['img:1', '--from', origin.url, '--cache', cache, '--socket', sock, '--readonly'], env);
-    await waitFor(() => (first.last().prefilledObjects ?? 0) >= 32, 60_000, 'the fill to get going');
-    first.child.kill('SIGKILL');
-    await first.done;
+    try {
+      await waitFor(() => (first.last().prefilledObjects ?? 0) >= 32, 60_000, 'the fill to get going');
+    } finally {
+      first.child.kill('SIGKILL');
+      await first.done;
+    }
     const kept = await cachedObjects(cache);
     assert.ok(kept > 1 && kept < total, `${kept} of ${total} objects kept`);
     const v1 = vmdn(cache, ['verify']);
@@ -260,5 +263,17 @@ describe('vmdn nbd --from an origin', { skip }, () => {
       fs.writeFileSync(file, good);
       await s.stop();
     }
+  });
+
+  it('usage: --cache, --no-fill, --metrics only with --from; an origin unreachable at start is an error, not a server', { timeout: 60_000 }, async () => {
+    const { cache, sock } = next();
+    for (const extra of [['--no-fill'], ['--cache', cache], ['--metrics', '127.0.0.1:0']]) {
+      const r = vmdn(originStore, ['nbd', 'img:1', '--socket', sock, ...extra]);
+      assert.equal(r.status, 2, `${extra[0]}: ${r.stderr}`);
+    }
+    const r = vmdn(cache, ['nbd', 'img:1', '--from', 'http://127.0.0.1:1', '--socket', sock]);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr + r.stdout, /unreachable/);
+    assert.ok(!fs.existsSync(sock));
   });
 });
