@@ -16,6 +16,7 @@ import type { Manifest } from '../model/manifest.js';
 import { VmdnError } from '../errors.js';
 import { BlockDevice } from './device.js';
 import { Overlay } from './overlay.js';
+import { isProcessAlive } from '../util/process.js';
 
 export interface OpenedDevice {
   device: BlockDevice;
@@ -54,7 +55,8 @@ export async function deviceOver(base: ManifestDisk, digest: string, virtualSize
   if (opts.readOnly) {
     return { device: new BlockDevice(base, null), manifest: digest, temporaryOverlay: false, close: () => base.close() };
   }
-  const tmp = opts.overlay ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'vmdn-nbd-'));
+  if (!opts.overlay) removeStaleOverlays();
+  const tmp = opts.overlay ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), `${TMP_PREFIX}${process.pid}-`));
   const file = opts.overlay ?? path.join(tmp!, 'overlay');
   let overlay: Overlay;
   try {
@@ -78,3 +80,36 @@ export async function deviceOver(base: ManifestDisk, digest: string, virtualSize
     },
   };
 }
+
+const TMP_PREFIX = 'vmdn-nbd-';
+
+/**
+ * Temporary overlays of servers that were killed (SIGKILL leaves no chance to
+ * clean up): their directories carry the pid, and the next server removes
+ * those of dead processes that belong to this user. They hold guest writes
+ * nobody can reach any more.
+ */
+export function removeStaleOverlays(dir = os.tmpdir()): string[] {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    const pid = Number(new RegExp(`^${TMP_PREFIX}(\\d+)-`).exec(name)?.[1]);
+    if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || isProcessAlive(pid)) continue;
+    const p = path.join(dir, name);
+    try {
+      const st = fs.lstatSync(p);
+      if (!st.isDirectory() || st.uid !== process.getuid?.()) continue;
+      fs.rmSync(p, { recursive: true, force: true });
+      removed.push(p);
+    } catch {
+      // gone meanwhile, or not ours to remove
+    }
+  }
+  return removed;
+}
+
