@@ -5,6 +5,7 @@
  * connections so many clients with large requests cannot exhaust memory.
  */
 import type { Socket } from 'node:net';
+import { drained } from '../util/drain.js';
 
 /** The peer went away (or sent EOF) before the bytes we needed arrived. */
 export class PeerClosed extends Error {
@@ -75,16 +76,7 @@ export function writeAll(sock: Socket, parts: Uint8Array[]): Promise<void> {
   if (sock.destroyed || !sock.writable) return Promise.resolve();
   let ok = true;
   for (const p of parts) ok = sock.write(p) && ok;
-  if (ok) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      sock.off('drain', done);
-      sock.off('close', done);
-      resolve();
-    };
-    sock.on('drain', done);
-    sock.on('close', done);
-  });
+  return ok ? Promise.resolve() : drained(sock);
 }
 
 /** Bytes in flight across all connections; one request larger than the whole budget still runs alone. */

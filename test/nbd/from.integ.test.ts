@@ -17,30 +17,14 @@ import { LocalStore } from '../../src/store/local/local-store.js';
 import { resolveImage } from '../../src/images/names.js';
 import { parseImageRef } from '../../src/store/image-name.js';
 import { hasQemuTools } from './raw-client.js';
+import { startServe, type Served } from '../helpers/serve.js';
 
 const skip = hasQemuTools() ? false : 'qemu-img/qemu-io not installed (scripts/ensure-debian-tools.mjs installs them)';
 
-interface Origin { child: ChildProcess; url: string; port: number; stop: () => Promise<void> }
+type Origin = Served;
 
-/** `vmdn serve` on 127.0.0.1:PORT (0: any), resolved once it prints its URL. */
-async function startOrigin(store: string, port = 0): Promise<Origin> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--listen', `127.0.0.1:${port}`, '--store', store, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (b: Buffer) => {
-      out += b;
-      const m = /"url":\s*"([^"]+)"/.exec(out);
-      if (m) resolve(m[1]!);
-    });
-    child.on('exit', (code) => reject(new Error(`vmdn serve exited ${code}`)));
-  });
-  const stop = () => new Promise<void>((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.on('exit', () => resolve());
-    child.kill('SIGTERM');
-  });
-  return { child, url, port: Number(new URL(url).port), stop };
-}
+/** `vmdn serve` on 127.0.0.1:PORT (0: any). */
+const startOrigin = (store: string, port = 0): Promise<Origin> => startServe(store, { port });
 
 async function objectRequests(url: string): Promise<number> {
   return ((await (await fetch(`${url}/stats`)).json()) as { objectRequests: number }).objectRequests;

@@ -15,6 +15,7 @@ import path from 'node:path';
 import { CLI, vmdn, vmdnOk } from '../helpers/cli.js';
 import { prng, writeRaw } from '../helpers/images.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { startServe } from '../helpers/serve.js';
 
 const TOKEN = 'held-token';
 
@@ -58,16 +59,7 @@ describe('what held in the hostile review', () => {
     writeRaw(img, 8 << 20, [{ offset: 0, data: prng(5, 2 << 20) }]);
     vmdnOk(store, ['import', img, '--name', 'held:1']);
     digest = vmdnOk(store, ['images', '--json']).images[0].manifest;
-    child = spawn(process.execPath, [CLI, 'serve', '--listen', '127.0.0.1:0', '--store', store, '--json'], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, VMDN_TOKEN: TOKEN } });
-    port = await new Promise<number>((resolve, reject) => {
-      let out = '';
-      child.stdout!.on('data', (b: Buffer) => {
-        out += b;
-        const m = /"url":\s*"http:\/\/[^:]+:(\d+)"/.exec(out);
-        if (m) resolve(Number(m[1]));
-      });
-      child.on('exit', (code) => reject(new Error(`vmdn serve exited ${code}`)));
-    });
+    ({ child, port } = await startServe(store, { env: { ...process.env, VMDN_TOKEN: TOKEN } }));
   });
 
   after(() => {

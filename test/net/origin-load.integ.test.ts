@@ -16,6 +16,7 @@ import { LocalStore } from '../../src/store/local/local-store.js';
 import { CLI } from '../helpers/cli.js';
 import { prng } from '../helpers/images.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { startServe } from '../helpers/serve.js';
 
 const agent = new http.Agent({ keepAlive: false, maxSockets: 256 });
 
@@ -84,16 +85,7 @@ describe('origin under hostile load', () => {
       storedBytes += r.storedSize;
     }
     await store.close();
-    child = spawn(process.execPath, [CLI, 'serve', '--listen', '127.0.0.1:0', '--store', path.join(t.dir, 'store'), '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    url = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      child.stdout!.on('data', (b: Buffer) => {
-        out += b;
-        const m = /"url":\s*"([^"]+)"/.exec(out);
-        if (m) resolve(m[1]!);
-      });
-      child.on('exit', (code) => reject(new Error(`vmdn serve exited ${code}`)));
-    });
+    ({ child, url } = await startServe(path.join(t.dir, 'store')));
   });
 
   after(() => {
