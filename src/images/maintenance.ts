@@ -29,6 +29,8 @@ export async function collectGarbage(store: LocalStore, opts: { dryRun?: boolean
 const DELETE_BATCH = 512;
 
 async function sweep(store: LocalStore, dryRun: boolean): Promise<GcResult> {
+  // a boot profile lives as long as some name keeps its manifest (docs/format.md)
+  if (!dryRun) store.index.dropUnnamedProfiles();
   const live = store.index.liveDigests();
   const res: GcResult = { removedObjects: 0, freedBytes: 0, removedTmpFiles: 0 };
   const files = new Set<Digest>();

@@ -24,10 +24,21 @@ export interface LazyCounters {
   fillErrors: number;
   /** Every object is in the cache and the image is named there. */
   fillDone: boolean;
+  /** Objects in the boot profile the fill follows first (0: none, or refused). */
+  profileObjects: number;
+  /** Of those, how many the fill fetched (the rest were cached already, or a guest asked first). */
+  profilePrefetched: number;
+  /**
+   * Objects a guest read first found in the cache because the fill had
+   * brought them from the profile: the prefetch paid off. Set against
+   * demandObjects (the reads that had to wait): a profile that does not
+   * match what the guest reads shows as few hits and many demand objects.
+   */
+  profileHits: number;
 }
 
 export function newCounters(objects: number, cachedObjects: number): LazyCounters {
-  return { objects, cachedObjects, demandObjects: 0, demandBytes: 0, prefilledObjects: 0, prefilledBytes: 0, demandErrors: 0, fillErrors: 0, fillDone: false };
+  return { objects, cachedObjects, demandObjects: 0, demandBytes: 0, prefilledObjects: 0, prefilledBytes: 0, demandErrors: 0, fillErrors: 0, fillDone: false, profileObjects: 0, profilePrefetched: 0, profileHits: 0 };
 }
 
 export class DemandStore implements ReadableStore {
@@ -35,6 +46,8 @@ export class DemandStore implements ReadableStore {
   private idleWaiters: Array<() => void> = [];
   /** Objects fetched because a guest asked (the fill does not count them again). */
   readonly demanded = new Set<Digest>();
+  /** Profile objects the fill brought and no guest has read yet (a first read of one is a profile hit). */
+  readonly profileFilled = new Set<Digest>();
 
   constructor(readonly store: CachingStore, readonly counters: LazyCounters) {}
 
@@ -45,7 +58,10 @@ export class DemandStore implements ReadableStore {
   }
 
   async get(digest: Digest, opts?: ReadOptions): Promise<Uint8Array> {
-    if (this.store.cache.index.getObject(digest)) return this.store.get(digest, opts);
+    if (this.store.cache.index.getObject(digest)) {
+      if (this.profileFilled.delete(digest)) this.counters.profileHits++;
+      return this.store.get(digest, opts);
+    }
     this.inflight++;
     // a second reader of an object on its way joins that fetch (CachingStore coalesces): counted once
     const first = !this.demanded.has(digest);

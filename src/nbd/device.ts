@@ -15,6 +15,8 @@ export class BlockDevice {
   readonly size: number;
   /** Overlay writes one at a time: two partial writes to one block must not both start from the old bytes. */
   private writing: Promise<unknown> = Promise.resolve();
+  /** Told every range read from the base image (not the overlay), before it is read: a ProfileRecorder's `touch`. */
+  onBaseRead: ((offset: number, length: number) => void) | undefined;
 
   constructor(
     private readonly base: Disk,
@@ -41,14 +43,19 @@ export class BlockDevice {
   private async readBase(offset: number, into: Uint8Array): Promise<void> {
     for (let at = 0; at < into.length; at += BASE_PIECE) {
       const n = Math.min(BASE_PIECE, into.length - at);
-      into.set(await this.base.read(offset + at, n), at);
+      into.set(await this.baseRead(offset + at, n), at);
     }
+  }
+
+  private baseRead(offset: number, length: number): Promise<Uint8Array> {
+    this.onBaseRead?.(offset, length);
+    return this.base.read(offset, length);
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
     this.checkRange(offset, length);
     const ov = this.overlay;
-    if (length <= BASE_PIECE && (!ov || ov.writtenBlocks === 0)) return this.base.read(offset, length);
+    if (length <= BASE_PIECE && (!ov || ov.writtenBlocks === 0)) return this.baseRead(offset, length);
     const out = new Uint8Array(length);
     if (!ov || ov.writtenBlocks === 0) {
       await this.readBase(offset, out);

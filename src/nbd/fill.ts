@@ -1,6 +1,8 @@
 /**
  * Background fill of a lazily served image: every object the cache lacks,
- * in disk order (a guest reading on tends to want what comes next), a few
+ * the boot profile's objects first in the order a recorded run read them
+ * (profile.ts), then in disk order (a guest reading on tends to want what
+ * comes next), a few
  * small batches at a time, each batch waiting while a guest read waits on
  * the origin, so the guest's fetches never queue behind the fill's. An
  * unreachable origin pauses the fill (backoff), it never ends it. Once
@@ -27,6 +29,8 @@ export interface FillOptions {
   maxBackoffMs?: number;
   signal?: AbortSignal;
   onError?: (err: unknown) => void;
+  /** Objects to fetch first, in this order (a boot profile's, checked against the image). */
+  first?: Digest[];
 }
 
 /** The image's distinct objects in the order of their first place on the disk. */
@@ -36,11 +40,20 @@ export function diskOrder(manifest: Manifest): Digest[] {
   return [...seen];
 }
 
+/** The fill's order: `first` (those of them in the image), then the rest in disk order; each object once. */
+export function fillOrder(manifest: Manifest, first: Digest[] = []): Digest[] {
+  const disk = diskOrder(manifest);
+  const inImage = new Set(disk);
+  return [...new Set([...first.filter((d) => inImage.has(d)), ...disk])];
+}
+
 export async function fillImage(demand: DemandStore, ref: ImageRef, digest: Digest, manifest: Manifest, objects: Set<Digest>, o: FillOptions = {}): Promise<void> {
   const cache: LocalStore = demand.store.cache;
   return cache.writing(async () => {
     const size = o.batch ?? 16;
-    const missing = () => diskOrder(manifest).filter((d) => !cache.index.getObject(d));
+    const order = fillOrder(manifest, o.first);
+    const profiled = new Set(o.first);
+    const missing = () => order.filter((d) => !cache.index.getObject(d));
     for (let todo = missing(); todo.length; todo = missing()) {
       const groups: Digest[][] = [];
       for (let i = 0; i < todo.length; i += size) groups.push(todo.slice(i, i + size));
@@ -50,7 +63,7 @@ export async function fillImage(demand: DemandStore, ref: ImageRef, digest: Dige
           o.signal?.throwIfAborted();
           await demand.idle();
           try {
-            await fetchGroup(demand, group.filter((d) => !cache.index.getObject(d)));
+            await fetchGroup(demand, group.filter((d) => !cache.index.getObject(d)), profiled);
             pause = 0;
             if (o.pauseMs) await sleep(o.pauseMs, undefined, { signal: o.signal });
           } catch (err) {
@@ -70,7 +83,7 @@ export async function fillImage(demand: DemandStore, ref: ImageRef, digest: Dige
 }
 
 /** One batch through the caching store (verified, kept, coalesced with guest reads of the same objects). */
-async function fetchGroup(demand: DemandStore, group: Digest[]): Promise<void> {
+async function fetchGroup(demand: DemandStore, group: Digest[], profiled: Set<Digest>): Promise<void> {
   const cache = demand.store.cache;
   const pending = demand.store.fillMany(group);
   const results = await Promise.allSettled([...pending].map(async ([d, p]) => {
@@ -79,6 +92,10 @@ async function fetchGroup(demand: DemandStore, group: Digest[]): Promise<void> {
     demand.counters.prefilledObjects++;
     demand.counters.prefilledBytes += cache.index.getObject(d)?.storedSize ?? 0;
     demand.counters.cachedObjects++;
+    if (profiled.has(d)) {
+      demand.counters.profilePrefetched++;
+      demand.profileFilled.add(d);
+    }
   }));
   const failed = results.find((r) => r.status === 'rejected');
   if (failed) throw (failed as PromiseRejectedResult).reason;

@@ -35,6 +35,9 @@ const HELP: Record<string, string> = {
   objects: 'objects the image needs',
   cachedObjects: 'objects of the image in the local cache',
   fillDone: '1 once every object is cached and the image is named in the cache',
+  profileObjects: 'objects in the boot profile the fill follows first (0: none)',
+  profilePrefetchedTotal: 'boot profile objects fetched by the fill',
+  profileHitsTotal: 'objects a read found cached because the fill had prefetched them from the profile',
 };
 
 export function metricsText(s: Snapshot): string {
@@ -42,6 +45,7 @@ export function metricsText(s: Snapshot): string {
     guestBytesReadTotal: s.guestBytesRead, demandObjectsTotal: s.demandObjects, demandBytesTotal: s.demandBytes,
     prefilledObjectsTotal: s.prefilledObjects, prefilledBytesTotal: s.prefilledBytes, demandErrorsTotal: s.demandErrors,
     fillErrorsTotal: s.fillErrors, objects: s.objects, cachedObjects: s.cachedObjects, fillDone: s.fillDone ? 1 : 0,
+    profileObjects: s.profileObjects, profilePrefetchedTotal: s.profilePrefetched, profileHitsTotal: s.profileHits,
   }, HELP);
 }
 

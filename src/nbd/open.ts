@@ -21,6 +21,8 @@ import { isProcessAlive } from '../util/process.js';
 export interface OpenedDevice {
   device: BlockDevice;
   manifest: string;
+  /** The image's manifest, decoded (a ProfileRecorder maps reads to its chunks). */
+  image: Manifest;
   /** The overlay file, if writes are accepted. */
   overlay?: string;
   temporaryOverlay: boolean;
@@ -39,7 +41,7 @@ export async function openStoredDevice(
   const { digest, manifest } = await resolveImage(store, ref);
   requireChunkImage(manifest, ref);
   const base = new ManifestDisk(manifest, store, CHUNK_CACHE_ENTRIES);
-  return deviceOver(base, digest, manifest.virtualSize, opts);
+  return deviceOver(base, digest, manifest, opts);
 }
 
 /** The image as a chunk-strategy manifest, or E_UNSUPPORTED naming the image. */
@@ -51,16 +53,16 @@ export function requireChunkImage(manifest: Manifest, ref: ImageRef): void {
 }
 
 /** A base disk with the overlay the options ask for (a temporary one, the user's file, or none). */
-export async function deviceOver(base: ManifestDisk, digest: string, virtualSize: number, opts: { overlay?: string; readOnly?: boolean }): Promise<OpenedDevice> {
+export async function deviceOver(base: ManifestDisk, digest: string, image: Manifest, opts: { overlay?: string; readOnly?: boolean }): Promise<OpenedDevice> {
   if (opts.readOnly) {
-    return { device: new BlockDevice(base, null), manifest: digest, temporaryOverlay: false, close: () => base.close() };
+    return { device: new BlockDevice(base, null), manifest: digest, image, temporaryOverlay: false, close: () => base.close() };
   }
   if (!opts.overlay) removeStaleOverlays();
   const tmp = opts.overlay ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), `${TMP_PREFIX}${process.pid}-`));
   const file = opts.overlay ?? path.join(tmp!, 'overlay');
   let overlay: Overlay;
   try {
-    overlay = await Overlay.open(file, virtualSize, digest);
+    overlay = await Overlay.open(file, image.virtualSize, digest);
   } catch (err) {
     if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
     throw err;
@@ -68,6 +70,7 @@ export async function deviceOver(base: ManifestDisk, digest: string, virtualSize
   return {
     device: new BlockDevice(base, overlay),
     manifest: digest,
+    image,
     overlay: file,
     temporaryOverlay: !!tmp,
     close: async () => {

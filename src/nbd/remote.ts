@@ -5,7 +5,7 @@
  * HttpStore + CachingStore a pull uses (verified by hash, a bad copy fetched
  * again past caches, kept in the local cache, one fetch per object), while
  * a background fill (fill.ts) brings the rest and names the image in the
- * cache. An unreachable origin fails the reads that need it with EIO once
+ * cache, the image's boot profile first when the origin has one (profile.ts). An unreachable origin fails the reads that need it with EIO once
  * HttpStore's retries are spent; the server lives on and serves again when
  * the origin is back.
  */
@@ -18,6 +18,9 @@ import { imageObjects } from '../model/objects.js';
 import { ManifestDisk } from '../images/manifest-disk.js';
 import { DemandStore, newCounters, type LazyCounters } from './demand.js';
 import { fillImage, type FillOptions } from './fill.js';
+import { loadProfile, type LoadedProfile } from './profile.js';
+import type { Digest } from '../store/digest.js';
+import type { Manifest } from '../model/manifest.js';
 import { CHUNK_CACHE_ENTRIES, deviceOver, requireChunkImage, type OpenedDevice } from './open.js';
 
 export interface RemoteOptions {
@@ -26,11 +29,17 @@ export interface RemoteOptions {
   /** Fetch the rest of the image in the background (default true). */
   fill?: boolean;
   http?: HttpStoreOptions;
-  fillOptions?: Omit<FillOptions, 'signal'>;
+  fillOptions?: Omit<FillOptions, 'signal' | 'first'>;
+  /** Prefetch in the order of the origin's boot profile for the image (default true). */
+  profile?: boolean;
+  /** Where warnings go (a refused profile); default stderr. */
+  warn?: (msg: string) => void;
 }
 
 export interface RemoteDevice extends OpenedDevice {
   counters: LazyCounters;
+  /** The boot profile the fill follows first, if the origin had a usable one. */
+  profile: LoadedProfile | undefined;
   /** Settles when the fill ends: done (image named in the cache), stopped by close(), or never started (--no-fill). */
   filled: Promise<void>;
 }
@@ -51,18 +60,21 @@ export async function openRemoteDevice(url: string, ref: ImageRef, cache: LocalS
     const cached = [...objects].filter((d) => cache.index.getObject(d)).length;
     const counters = newCounters(objects.size, cached);
     const demand = new DemandStore(store, counters);
-    opened = await deviceOver(new ManifestDisk(manifest, demand, CHUNK_CACHE_ENTRIES), digest, manifest.virtualSize, o);
+    const warn = o.warn ?? ((msg: string) => process.stderr.write(`vmdn nbd: ${msg}\n`));
+    const profile = o.profile === false || o.fill === false ? undefined : await originProfile(remote, store, digest, manifest, warn);
+    counters.profileObjects = profile?.order.length ?? 0;
+    opened = await deviceOver(new ManifestDisk(manifest, demand, CHUNK_CACHE_ENTRIES), digest, manifest, o);
     const filled = o.fill === false
       ? Promise.resolve()
       : fillImage(demand, ref, digest, manifest, objects, {
-        ...o.fillOptions, signal: stop.signal,
+        ...o.fillOptions, signal: stop.signal, first: profile?.order,
         onError: o.fillOptions?.onError ?? ((err) => process.stderr.write(`vmdn nbd: fill paused: ${(err as Error).message}\n`)),
       }).catch((err) => {
         if (!stop.signal.aborted) process.stderr.write(`vmdn nbd: fill stopped: ${(err as Error).message}\n`);
       });
     const device = opened;
     return {
-      ...device, counters, filled,
+      ...device, counters, filled, profile,
       close: async () => {
         stop.abort();
         await filled;
@@ -78,4 +90,16 @@ export async function openRemoteDevice(url: string, ref: ImageRef, cache: LocalS
     await remote.close();
     throw err;
   }
+}
+
+/** The origin's profile for the image, fetched (verified, kept in the cache) and checked; any failure is a warning and no profile. */
+async function originProfile(remote: HttpStore, store: CachingStore, digest: Digest, manifest: Manifest, warn: (msg: string) => void): Promise<LoadedProfile | undefined> {
+  let pointer: Digest | undefined;
+  try {
+    pointer = await remote.profile(digest);
+  } catch (err) {
+    warn(`boot profile unavailable, prefetching in disk order: ${(err as Error).message}`);
+    return undefined;
+  }
+  return pointer ? loadProfile(store, pointer, digest, manifest, warn) : undefined;
 }

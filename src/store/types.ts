@@ -85,6 +85,22 @@ export function hasSideRecords(s: unknown): s is SideRecords {
   return typeof (s as SideRecords).getRecord === 'function' && typeof (s as SideRecords).putRecord === 'function';
 }
 
+/**
+ * Optional capability: boot profiles (docs/format.md), one pointer per
+ * manifest to the profile object recorded on it. The pointer is mutable (a
+ * new recording replaces it), the object immutable; gc keeps the profile of
+ * a named image like the image's own objects.
+ */
+export interface BootProfiles {
+  getProfile(manifest: Digest): Promise<Digest | undefined>;
+  /** Atomic replace; the profile object must already be in the store (E_STORE otherwise). */
+  setProfile(manifest: Digest, profile: Digest): Promise<void>;
+}
+
+export function hasBootProfiles(s: unknown): s is BootProfiles {
+  return typeof (s as BootProfiles).getProfile === 'function' && typeof (s as BootProfiles).setProfile === 'function';
+}
+
 /** Record kinds and keys are path-safe names (a backend may use them as file or object names). */
 export const RECORD_NAME = /^[a-z0-9][a-z0-9._-]{0,127}$/;
 

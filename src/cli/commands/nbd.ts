@@ -9,6 +9,7 @@ import { openStoredDevice, type OpenedDevice } from '../../nbd/open.js';
 import { openRemoteDevice, type RemoteDevice } from '../../nbd/remote.js';
 import { reportChanges, serveMetrics, type Snapshot } from '../../nbd/metrics.js';
 import { NbdServer, type ListenAddress } from '../../nbd/server.js';
+import { ProfileRecorder } from '../../nbd/profile.js';
 import { VmdnError } from '../../errors.js';
 import { printJson, safe, type GlobalOptions } from '../output.js';
 import { action, common } from '../program.js';
@@ -23,6 +24,8 @@ interface NbdOptions extends GlobalOptions {
   cache?: string;
   fill: boolean;
   metrics?: string;
+  recordProfile?: boolean;
+  profile: boolean;
 }
 
 export function registerNbdCommands(program: Command): void {
@@ -37,6 +40,8 @@ export function registerNbdCommands(program: Command): void {
     .option('--cache <dir>', 'with --from: object cache (default: the store, as for vmdn pull)')
     .option('--no-fill', 'with --from: fetch only what reads touch, no background download of the rest')
     .option('--metrics <host:port>', 'with --from: serve the counters as Prometheus text over HTTP')
+    .option('--record-profile', 'record the order clients first read the image\'s objects (a boot profile); stored on exit, tied to the image (vmdn push carries it)')
+    .option('--no-profile', 'with --from: ignore the origin\'s boot profile (the fill goes in disk order)')
     .addHelpText('after', `
 What the client sees is the disk "vmdn export IMAGE" would write. Reads come from the store's
 chunks, each verified by hash; writes never touch the store: they go to the overlay, in 4 KiB
@@ -54,6 +59,13 @@ With --from URL, reads fetch the objects they touch from the origin into the cac
 each once); a background fill fetches the rest in disk order and names the image in the cache,
 so a later pull or export needs nothing more. With --json the counters follow as JSON lines.
 
+Boot profiles: --record-profile notes which objects clients read first, in order (boot the VM
+once through it), and on SIGINT/SIGTERM stores that list in the store (the cache with --from),
+tied to the image; vmdn push carries it to the origin. A later --from of the image fetches the
+profile first and its fill prefetches those objects ahead of the guest; the counters
+profilePrefetched and profileHits (against demandObjects) show whether it pays off.
+  vmdn nbd debian:12 --socket /tmp/d.sock --record-profile   (then boot, then Ctrl-C)
+
 With --json, one JSON document (uri, export, size, overlay) is printed once the server listens.`)
     .action(action(async (image: string, o: NbdOptions) => {
       if (!!o.socket === !!o.listen) throw new VmdnError('E_USAGE', 'give exactly one of --socket PATH or --listen HOST:PORT');
@@ -61,7 +73,7 @@ With --json, one JSON document (uri, export, size, overlay) is printed once the 
       const addr: ListenAddress = o.socket ? { socket: o.socket } : parseListen(o.listen!);
       const ref = parseImageRef(image);
       const name = formatImageRef(ref);
-      if (!o.from && (o.cache || !o.fill || o.metrics)) throw new VmdnError('E_USAGE', '--cache, --no-fill and --metrics go with --from URL');
+      if (!o.from && (o.cache || !o.fill || o.metrics || !o.profile)) throw new VmdnError('E_USAGE', '--cache, --no-fill, --no-profile and --metrics go with --from URL');
       const metricsAt = o.metrics ? parseListen(o.metrics) : undefined;
       const dir = o.from ? (o.cache ? path.resolve(o.cache) : resolveStoreDir(o.store)) : resolveStoreDir(o.store);
       // a pull creates its cache; a local store must exist
@@ -70,13 +82,15 @@ With --json, one JSON document (uri, export, size, overlay) is printed once the 
       let opened: OpenedDevice | RemoteDevice;
       try {
         opened = o.from
-          ? await openRemoteDevice(o.from, ref, store, { overlay: o.overlay, readOnly: o.readonly, fill: o.fill, fillOptions: { pauseMs: Number(process.env.VMDN_NBD_FILL_PAUSE_MS) || 0 } })
+          ? await openRemoteDevice(o.from, ref, store, { overlay: o.overlay, readOnly: o.readonly, fill: o.fill, profile: o.profile, fillOptions: { pauseMs: Number(process.env.VMDN_NBD_FILL_PAUSE_MS) || 0 } })
           : await openStoredDevice(store, ref, { overlay: o.overlay, readOnly: o.readonly });
       } catch (err) {
         await store.close();
         throw err;
       }
       const { device } = opened;
+      const recorder = o.recordProfile ? new ProfileRecorder(opened.image, opened.manifest) : undefined;
+      if (recorder) device.onBaseRead = (offset, length) => recorder.touch(offset, length);
       const server = new NbdServer(device, {
         name,
         // the empty name, the name as typed and every spelling of the same reference
@@ -93,8 +107,8 @@ With --json, one JSON document (uri, export, size, overlay) is printed once the 
       try {
         const uri = await server.listen(addr);
         if (counters && metricsAt) metrics = await serveMetrics(snapshot, metricsAt.host, metricsAt.port);
-        const lazy = counters ? { from: o.from, cache: dir, fill: o.fill, metrics: metrics?.url ?? null } : {};
-        const doc = { role: 'nbd', uri, export: name, manifest: opened.manifest, size: device.size, readOnly: device.readOnly, overlay: opened.overlay ?? null, temporaryOverlay: opened.temporaryOverlay, pid: process.pid, ...lazy };
+        const lazy = counters ? { from: o.from, cache: dir, fill: o.fill, metrics: metrics?.url ?? null, profile: (opened as RemoteDevice).profile?.digest ?? null } : {};
+        const doc = { role: 'nbd', uri, recordProfile: !!recorder, export: name, manifest: opened.manifest, size: device.size, readOnly: device.readOnly, overlay: opened.overlay ?? null, temporaryOverlay: opened.temporaryOverlay, pid: process.pid, ...lazy };
         if (o.json) printJson(doc);
         else console.log(`vmdn nbd serving ${name} (${device.size} bytes${device.readOnly ? ', read-only' : `, writes to ${safe(opened.overlay ?? '')}`}) at ${uri}${o.from ? ` from ${safe(o.from)}` : ''}`);
         // the counters as JSON lines after the document, whenever they change
@@ -108,10 +122,19 @@ With --json, one JSON document (uri, export, size, overlay) is printed once the 
         stopReport();
         metrics?.server.close();
         await server.close();
-        await opened.close();
-        await store.close();
+        try {
+          if (recorder) reportProfile(await recorder.save(store), recorder.count, !!o.json);
+        } finally {
+          await opened.close();
+          await store.close();
+        }
       });
     }));
+}
+
+function reportProfile(digest: string | undefined, objects: number, json: boolean): void {
+  if (json) process.stdout.write(`${JSON.stringify({ event: 'profile', profile: digest ?? null, objects })}\n`);
+  else console.log(digest ? `vmdn nbd: boot profile of ${objects} objects stored (${digest.slice(0, 12)})` : 'vmdn nbd: no reads, no boot profile stored');
 }
 
 function safeParse(n: string): string | undefined {

@@ -106,11 +106,15 @@ export function registerStoreCommands(program: Command): void {
         dataBytes: i.dataSize,
         storedBytes: s.index.manifestStoredBytes(i.manifest),
         uniqueBytes: s.index.uniqueStoredBytes(i.manifest),
+        // a boot profile recorded on the image (vmdn nbd --record-profile), or null
+        profile: s.index.getProfile(i.manifest) ?? null,
       }));
       if (o.json) return printJson({ images: rows });
       if (rows.length === 0) return void console.log('no images (vmdn import IMAGE --name NAME to add one)');
       console.log(table(['IMAGE', 'VIRTUAL', 'ALLOCATED', 'DATA', 'STORED', 'UNIQUE', 'MANIFEST'],
         rows.map((r) => [r.ref, humanBytes(r.virtualBytes), humanBytes(r.allocatedBytes), humanBytes(r.dataBytes), humanBytes(r.storedBytes), humanBytes(r.uniqueBytes), r.manifest.slice(0, 12)])));
+      const profiled = rows.filter((r) => r.profile).map((r) => r.ref);
+      if (profiled.length) console.log(`\nboot profile recorded: ${profiled.join(', ')}`);
       console.log('\nSTORED: compressed bytes of the objects the image needs; UNIQUE: of those, the ones no other image shares (what rm + gc would free).');
     }, { create: false })));
 

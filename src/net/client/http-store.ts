@@ -12,7 +12,7 @@ import { isDigest, type Digest } from '../../store/digest.js';
 import { formatImageRef, type ImageRef } from '../../store/image-name.js';
 import type { ObjectStat, ReadableStore, ReadOptions } from '../../store/types.js';
 import { VmdnError, type ErrorCode, ERROR_CODES } from '../../errors.js';
-import { objectUrlPath, parseJson, refPath } from '../wire/http-api.js';
+import { objectUrlPath, parseJson, profilePath, refPath } from '../wire/http-api.js';
 import { BATCH_PATH, BatchParser } from '../wire/batch.js';
 
 /** Received batch bytes waiting for `accept` before the response is paused (bounds memory). */
@@ -358,6 +358,29 @@ export class HttpStore implements ReadableStore {
       }
       throw err;
     }
+  }
+
+  /**
+   * The boot profile the server names for a manifest, undefined if none (or
+   * a server from before profiles: its 404 says the same). A malformed answer
+   * is E_UNREACHABLE: not the server we expect.
+   */
+  async profile(manifest: Digest, signal?: AbortSignal): Promise<Digest | undefined> {
+    let r: Reply;
+    try {
+      r = await this.request('GET', profilePath(manifest), { signal, maxBody: SMALL_BODY });
+    } catch (err) {
+      if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') return undefined;
+      throw err;
+    }
+    let profile: unknown;
+    try {
+      profile = (parseJson(r.body.toString('utf8')) as { profile?: unknown } | null)?.profile;
+    } catch {
+      /* reported below */
+    }
+    if (!isDigest(profile)) throw new VmdnError('E_UNREACHABLE', `${this.base} answered the boot profile of ${manifest.slice(0, 12)} without a valid digest`, { url: this.base });
+    return profile;
   }
 
   async listImages(): Promise<Array<Record<string, unknown>>> {

@@ -3,6 +3,8 @@
  * lacks, upload only those (encoded, as stored; the origin re-hashes each),
  * then name the manifest. The name is set last, so an interrupted push
  * leaves at most unnamed objects and a retry sends only what is still missing.
+ * A boot profile recorded on the image goes along: its object with the
+ * others, its pointer after the name.
  */
 import type { LocalStore } from '../../store/local/local-store.js';
 import type { Digest } from '../../store/digest.js';
@@ -11,7 +13,7 @@ import { resolveImage } from '../../images/names.js';
 import { imageObjects } from '../../model/objects.js';
 import { throttle, type OnProgress } from '../../util/progress.js';
 import { HttpStore, type HttpStoreOptions } from './http-store.js';
-import { objectUrlPath, refPath, MAX_MISSING_QUERY } from '../wire/http-api.js';
+import { objectUrlPath, profilePath, refPath, MAX_MISSING_QUERY } from '../wire/http-api.js';
 import { VmdnError } from '../../errors.js';
 
 export interface PushOptions {
@@ -33,6 +35,8 @@ export interface PushResult {
   objects: number;
   objectsSent: number;
   bytesSent: number;
+  /** The boot profile carried with the image (docs/format.md), or null when the local store has none. */
+  profile: Digest | null;
   seconds: number;
 }
 
@@ -42,6 +46,9 @@ export async function pushImage(store: LocalStore, o: PushOptions): Promise<Push
   const { digest, manifest } = await resolveImage(store, o.local);
   // the manifest goes last among the objects: the origin checks its chunks when naming it
   const all = [...(await imageObjects(manifest, store)), digest];
+  // its boot profile (if one was recorded here) travels as an object, then as a pointer set after the name
+  const profile = (await store.getProfile(digest)) ?? null;
+  if (profile && (await store.has(profile))) all.push(profile);
   const remote = new HttpStore(o.url, { ...o.http, token: o.token });
   try {
     const missing: Digest[] = [];
@@ -66,7 +73,12 @@ export async function pushImage(store: LocalStore, o: PushOptions): Promise<Push
     await Promise.all(Array.from({ length: Math.min(missing.length, o.concurrency ?? 8) }, worker));
     const body = Buffer.from(JSON.stringify({ manifest: digest }));
     await remote.request('PUT', refPath(o.remote), { body, auth: true, headers: { 'content-type': 'application/json' }, signal: o.signal });
-    return { ref: formatImageRef(o.remote), manifest: digest, objects: all.length, objectsSent: missing.length, bytesSent, seconds: (Date.now() - t0) / 1000 };
+    const sentProfile = profile && all.at(-1) === profile ? profile : null;
+    if (sentProfile) {
+      const pb = Buffer.from(JSON.stringify({ profile: sentProfile }));
+      await remote.request('PUT', profilePath(digest), { body: pb, auth: true, headers: { 'content-type': 'application/json' }, signal: o.signal });
+    }
+    return { ref: formatImageRef(o.remote), manifest: digest, objects: all.length, objectsSent: missing.length, bytesSent, profile: sentProfile, seconds: (Date.now() - t0) / 1000 };
   } finally {
     await remote.close();
   }

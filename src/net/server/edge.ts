@@ -103,22 +103,11 @@ export class Edge {
         return;
       case 'images':
         return sendJson(res, 200, { images: await this.upstream.listImages() }, REF_CACHE_CONTROL);
-      case 'ref': {
-        const key = `${r.ref.name}:${r.ref.tag}`;
-        const hit = this.refs.get(key);
-        const ttl = this.opts.refTtlMs ?? 5000;
-        if (hit && Date.now() - hit.at < ttl && !wantsRefetch(req)) return sendJson(res, 200, hit.body, REF_CACHE_CONTROL);
-        const reply = await this.upstream.request('GET', url.pathname, { maxBody: 64 << 10 });
-        let body: { manifest?: unknown } | undefined;
-        try {
-          body = parseJson(reply.body.toString('utf8')) as { manifest?: unknown };
-        } catch {
-          /* reported below */
-        }
-        if (!isDigest(body?.manifest)) throw new VmdnError('E_UNREACHABLE', `upstream ${this.opts.upstream} answered ${url.pathname} without a valid manifest digest`);
-        this.refs.set(key, { at: Date.now(), body });
-        return sendJson(res, 200, body, REF_CACHE_CONTROL);
-      }
+      case 'ref':
+        return this.passThrough(req, res, url.pathname, 'manifest');
+      // a boot profile pointer is mutable like a name: reused as briefly; the profile object is an object like any
+      case 'profile':
+        return this.passThrough(req, res, url.pathname, 'profile');
       case 'stats':
         return sendJson(res, 200, this.stats);
       case 'metrics': {
@@ -137,6 +126,23 @@ export class Edge {
       default:
         throw new VmdnError('E_USAGE', `${m} not allowed on ${url.pathname}`);
     }
+  }
+
+  /** A small mutable answer of upstream's (a name's manifest, a manifest's profile), reused for refTtlMs; `field` must hold a digest. */
+  private async passThrough(req: http.IncomingMessage, res: http.ServerResponse, pathname: string, field: 'manifest' | 'profile'): Promise<void> {
+    const hit = this.refs.get(pathname);
+    const ttl = this.opts.refTtlMs ?? 5000;
+    if (hit && Date.now() - hit.at < ttl && !wantsRefetch(req)) return sendJson(res, 200, hit.body, REF_CACHE_CONTROL);
+    const reply = await this.upstream.request('GET', pathname, { maxBody: 64 << 10 });
+    let body: Record<string, unknown> | undefined;
+    try {
+      body = parseJson(reply.body.toString('utf8')) as Record<string, unknown>;
+    } catch {
+      /* reported below */
+    }
+    if (!isDigest(body?.[field])) throw new VmdnError('E_UNREACHABLE', `upstream ${this.opts.upstream} answered ${pathname} without a valid ${field} digest`);
+    this.refs.set(pathname, { at: Date.now(), body });
+    return sendJson(res, 200, body, REF_CACHE_CONTROL);
   }
 
   private async batch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

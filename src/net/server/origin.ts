@@ -7,11 +7,12 @@
 import http from 'node:http';
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { asWriter, hasEncodedFiles, presentIn, type EncodedFiles, type ImageStore, type StoreTotals, type WriterLease } from '../../store/types.js';
+import { asWriter, hasBootProfiles, hasEncodedFiles, presentIn, type EncodedFiles, type ImageStore, type StoreTotals, type WriterLease } from '../../store/types.js';
 import { nameImage } from '../../images/names.js';
 import { assertDigest, type Digest } from '../../store/digest.js';
 import { formatImageRef } from '../../store/image-name.js';
 import { decodeManifest } from '../../model/manifest.js';
+import { decodeProfile } from '../../model/profile.js';
 import { imageObjects } from '../../model/objects.js';
 import { VmdnError } from '../../errors.js';
 import {
@@ -112,6 +113,12 @@ export class Origin<S extends OriginStore = OriginStore> {
       return sendJson(res, 200, { ref: formatImageRef(r.ref), manifest: row.manifest, virtualSize: row.virtualSize, dataSize: row.dataSize }, REF_CACHE_CONTROL);
     }
     if (r.kind === 'ref' && m === 'PUT') return this.putImage(req, res, r.ref);
+    if (r.kind === 'profile' && read) {
+      const profile = hasBootProfiles(this.store) ? await this.store.getProfile(r.manifest) : undefined;
+      if (!profile) throw new VmdnError('E_NOT_FOUND', `no boot profile for manifest ${r.manifest.slice(0, 12)} at this origin`, { manifest: r.manifest });
+      return sendJson(res, 200, { manifest: r.manifest, profile }, REF_CACHE_CONTROL);
+    }
+    if (r.kind === 'profile' && m === 'PUT') return this.putProfile(req, res, r.manifest);
     if (r.kind === 'missing' && m === 'POST') {
       this.auth(req);
       const body = await readJson<{ digests?: unknown }>(req, 16 << 20);
@@ -246,6 +253,29 @@ export class Origin<S extends OriginStore = OriginStore> {
     // the checks and the naming under one lease: gc cannot delete between them
     await this.uploading(() => this.nameImage(ref, digest));
     sendJson(res, 201, { ref: formatImageRef(ref), manifest: digest });
+  }
+
+  /** Point a manifest at its boot profile: both objects uploaded before, the profile checked against the manifest. */
+  private async putProfile(req: http.IncomingMessage, res: http.ServerResponse, manifestDigest: Digest): Promise<void> {
+    this.auth(req);
+    const body = await readJson<{ profile?: unknown }>(req, 4096);
+    const profile = assertDigest(body.profile, 'profile digest');
+    const store = this.store;
+    if (!hasBootProfiles(store)) throw new VmdnError('E_UNSUPPORTED', 'this origin\'s store keeps no boot profiles');
+    await this.uploading(async () => {
+      for (const d of [manifestDigest, profile]) {
+        if (!(await store.has(d))) throw new VmdnError('E_INCOMPLETE', `object ${d.slice(0, 12)} not uploaded`, { digest: d });
+      }
+      const manifest = decodeManifest(await store.get(manifestDigest), `upload ${manifestDigest.slice(0, 12)}`);
+      // a profile clients would refuse is refused here already (E_MANIFEST, 500 -> a usage error for the uploader)
+      try {
+        decodeProfile(await store.get(profile), `upload ${profile.slice(0, 12)}`, { manifest: manifestDigest, chunks: new Set(manifest.chunks.map((c) => c[2])) });
+      } catch (err) {
+        throw new VmdnError('E_USAGE', (err as Error).message, { profile });
+      }
+      await store.setProfile(manifestDigest, profile);
+    });
+    sendJson(res, 201, { manifest: manifestDigest, profile });
   }
 
   private async nameImage(ref: { name: string; tag: string }, digest: Digest): Promise<void> {

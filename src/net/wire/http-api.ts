@@ -26,6 +26,7 @@ export type Route =
   | { kind: 'images' }
   | { kind: 'ref'; ref: ImageRef }
   | { kind: 'object'; digest: Digest }
+  | { kind: 'profile'; manifest: Digest }
   | { kind: 'missing' }
   | { kind: 'batch' }
   | { kind: 'pack' }
@@ -44,6 +45,8 @@ export function route(pathname: string): Route | undefined {
   if (pathname === '/health') return { kind: 'health' };
   const obj = /^\/v1\/objects\/([0-9a-f]{64})$/.exec(pathname);
   if (obj) return { kind: 'object', digest: obj[1]! };
+  const prof = /^\/v1\/profiles\/([0-9a-f]{64})$/.exec(pathname);
+  if (prof) return { kind: 'profile', manifest: prof[1]! };
   if (pathname.startsWith('/v1/images/')) {
     // names may contain '/', tags may not: the tag is the last segment
     try {
@@ -60,6 +63,8 @@ export function route(pathname: string): Route | undefined {
 
 export const refPath = (r: ImageRef) => `/v1/images/${r.name.split('/').map(encodeURIComponent).join('/')}/${encodeURIComponent(r.tag)}`;
 export const objectUrlPath = (d: Digest) => `/v1/objects/${d}`;
+/** A manifest's boot profile pointer: mutable (a new recording replaces it), so cached only briefly, as names are. */
+export const profilePath = (manifest: Digest) => `/v1/profiles/${manifest}`;
 
 /** A client asking caches to go back to the source (after a hash failure). */
 export function wantsRefetch(req: http.IncomingMessage): boolean {

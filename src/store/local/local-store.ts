@@ -10,7 +10,7 @@ import { objectPath, writeAtomic } from './codec-worker.js';
 import { sha256, assertDigest, isDigest, type Digest } from '../digest.js';
 import { StoreIndex } from './sqlite-index.js';
 import { StoreLeases, type LeaseOptions } from './lease.js';
-import type { EncodedFiles, ImageStore, ObjectStat, PrunableStore, PutResult, ReadOptions, SideRecords, StoreTotals } from '../types.js';
+import type { BootProfiles, EncodedFiles, ImageStore, ObjectStat, PrunableStore, PutResult, ReadOptions, SideRecords, StoreTotals } from '../types.js';
 import { LocalNames } from './local-names.js';
 import { DirRecords } from './side-records.js';
 import { VmdnError } from '../../errors.js';
@@ -26,7 +26,7 @@ export interface LocalStoreOptions {
 
 const PREFETCH_LANES = 4;
 
-export class LocalStore implements PrunableStore, ImageStore, SideRecords, EncodedFiles, StoreTotals {
+export class LocalStore implements PrunableStore, ImageStore, SideRecords, EncodedFiles, StoreTotals, BootProfiles {
   readonly index: StoreIndex;
   readonly names: LocalNames;
   private readonly records: DirRecords;
@@ -87,6 +87,14 @@ export class LocalStore implements PrunableStore, ImageStore, SideRecords, Encod
 
   putRecord(kind: string, key: string, data: Uint8Array): Promise<void> {
     return this.records.putRecord(kind, key, data);
+  }
+
+  async getProfile(manifest: Digest): Promise<Digest | undefined> {
+    return this.index.getProfile(manifest);
+  }
+
+  async setProfile(manifest: Digest, profile: Digest): Promise<void> {
+    this.index.setProfile(manifest, profile);
   }
 
   async has(digest: Digest): Promise<boolean> {

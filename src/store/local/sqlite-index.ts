@@ -97,7 +97,7 @@ export class StoreIndex {
 
   private migrate(): void {
     const v = this.db.pragma('user_version', { simple: true }) as number;
-    if (v === SCHEMA_VERSION) return this.migrateLeases();
+    if (v === SCHEMA_VERSION) return this.migrateAdded();
     if (v > SCHEMA_VERSION) throw new VmdnError('E_STORE', `store index schema ${v} is newer than this vmdn (${SCHEMA_VERSION}): upgrade vmdn`, { schema: v });
     if (v !== 0) throw new VmdnError('E_STORE', `store index schema ${v} is from a pre-release vmdn: import into a new store`, { schema: v });
     // Digests are 32-byte BLOBs and references are integer pairs: the index
@@ -112,7 +112,24 @@ export class StoreIndex {
       CREATE INDEX IF NOT EXISTS manifest_refs_object ON manifest_refs (object_id);
       PRAGMA user_version = ${SCHEMA_VERSION};
     `);
+    this.migrateAdded();
+  }
+
+  private migrateAdded(): void {
     this.migrateLeases();
+    this.migrateProfiles();
+  }
+
+  /**
+   * Boot profiles (docs/format.md): manifest -> the profile object recorded
+   * on it, one per manifest, replaced by a newer recording. Added to schema 2
+   * as the leases were; an older vmdn ignores the table (and its gc would
+   * drop the profile objects: they are only hints).
+   */
+  private migrateProfiles(): void {
+    if (this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'profiles'").get()) return;
+    this.write(() => this.db.exec(`CREATE TABLE IF NOT EXISTS profiles (
+      manifest BLOB PRIMARY KEY, profile BLOB NOT NULL, created TEXT NOT NULL) WITHOUT ROWID`));
   }
 
   /**
@@ -147,7 +164,8 @@ export class StoreIndex {
       present: d.prepare<[string], { digest: Buffer }>('SELECT o.digest FROM json_each(?) j JOIN objects o ON o.digest = unhex(j.value)'),
       statMany: d.prepare<[string], { digest: Buffer; size: number; stored_size: number }>('SELECT o.digest, o.size, o.stored_size FROM json_each(?) j JOIN objects o ON o.digest = unhex(j.value)'),
       hasRefs: d.prepare<[number], { n: number }>('SELECT count(*) AS n FROM manifest_refs WHERE manifest_id = ?'),
-      liveDigests: d.prepare<[], { digest: Buffer }>(`SELECT o.digest FROM objects o WHERE o.id IN (${live}) UNION SELECT manifest FROM images`),
+      liveDigests: d.prepare<[], { digest: Buffer }>(`SELECT o.digest FROM objects o WHERE o.id IN (${live}) UNION SELECT manifest FROM images
+        UNION SELECT p.profile FROM profiles p JOIN images i ON i.manifest = p.manifest`),
       dropDeadRefs: d.prepare(`DELETE FROM manifest_refs WHERE manifest_id NOT IN (SELECT m.id FROM objects m JOIN images i ON i.manifest = m.digest)`),
       // bytes only this manifest references, among manifests that some image names
       uniqueStored: d.prepare<[number, number], { n: number | null }>(`SELECT sum(o.stored_size) AS n FROM manifest_refs r JOIN objects o ON o.id = r.object_id
@@ -156,8 +174,12 @@ export class StoreIndex {
       manifestStored: d.prepare<[number], { n: number | null }>(`SELECT sum(o.stored_size) AS n FROM manifest_refs r JOIN objects o ON o.id = r.object_id WHERE r.manifest_id = ?`),
       totals: d.prepare<[], { objects: number; size: number | null; stored: number | null }>('SELECT count(*) AS objects, sum(size) AS size, sum(stored_size) AS stored FROM objects'),
       // gc's re-check, inside its delete transaction: no named image needs the object (any more)
-      isLive: d.prepare<[Buffer, Buffer], { n: number }>(`SELECT EXISTS (SELECT 1 FROM images WHERE manifest = ?)
-        OR EXISTS (SELECT 1 FROM objects o JOIN manifest_refs r ON r.object_id = o.id JOIN objects m ON m.id = r.manifest_id JOIN images i ON i.manifest = m.digest WHERE o.digest = ?) AS n`),
+      isLive: d.prepare<[Buffer, Buffer, Buffer], { n: number }>(`SELECT EXISTS (SELECT 1 FROM images WHERE manifest = ?)
+        OR EXISTS (SELECT 1 FROM objects o JOIN manifest_refs r ON r.object_id = o.id JOIN objects m ON m.id = r.manifest_id JOIN images i ON i.manifest = m.digest WHERE o.digest = ?)
+        OR EXISTS (SELECT 1 FROM profiles p JOIN images i ON i.manifest = p.manifest WHERE p.profile = ?) AS n`),
+      getProfile: d.prepare<[Buffer], { profile: Buffer }>('SELECT profile FROM profiles WHERE manifest = ?'),
+      putProfile: d.prepare<[Buffer, Buffer, string]>('INSERT OR REPLACE INTO profiles (manifest, profile, created) VALUES (?, ?, ?)'),
+      dropUnnamedProfiles: d.prepare('DELETE FROM profiles WHERE manifest NOT IN (SELECT manifest FROM images)'),
       addLease: d.prepare<[string, number, string, string]>('INSERT INTO leases (kind, pid, proc_start, started) VALUES (?, ?, ?, ?)'),
       leasesBefore: d.prepare<[number], { id: number; kind: LeaseKind; pid: number; proc_start: string; started: string }>('SELECT id, kind, pid, proc_start, started FROM leases WHERE id < ? ORDER BY id'),
       dropLease: d.prepare<[number]>('DELETE FROM leases WHERE id = ?'),
@@ -259,10 +281,28 @@ export class StoreIndex {
     this.flush();
     return this.write(() => digests.filter((d) => {
       const k = key(d);
-      if (this.st.isLive.get(k, k)!.n !== 0) return false;
+      if (this.st.isLive.get(k, k, k)!.n !== 0) return false;
       this.st.delObject.run(k);
       return true;
     }));
+  }
+
+  /** The boot profile object recorded on `manifest`, if any. */
+  getProfile(manifest: Digest): Digest | undefined {
+    return this.st.getProfile.get(key(manifest))?.profile.toString('hex');
+  }
+  /** Point `manifest` at a profile (replacing any older one, in one statement); the profile object must be indexed. */
+  setProfile(manifest: Digest, profile: Digest): void {
+    this.flush();
+    this.write(() => {
+      this.id(profile);
+      this.st.putProfile.run(key(manifest), key(profile), new Date().toISOString());
+    });
+  }
+  /** gc's first step: profiles of manifests no image names are let go (their objects become garbage). */
+  dropUnnamedProfiles(): number {
+    this.flush();
+    return this.write(() => this.st.dropUnnamedProfiles.run().changes);
   }
 
   /** Queue a lease request (lease.ts); its id orders it among the others. */
