@@ -9,15 +9,15 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { tmpDir } from '../helpers/tmp.js';
 import { prng } from '../helpers/images.js';
-import { CLI, qemuCompare, vmdn, vmdnOk, vmdnStart, waitFor } from '../helpers/cli.js';
+import { qemuCompare, vmdn, vmdnOk, waitFor } from '../helpers/cli.js';
 import { LocalStore } from '../../src/store/local/local-store.js';
 import { resolveImage } from '../../src/images/names.js';
 import { parseImageRef } from '../../src/store/image-name.js';
 import { hasQemuTools } from './raw-client.js';
 import { startServe, type Served } from '../helpers/serve.js';
+import { qemuIo, startNbd } from '../helpers/nbd-run.js';
 
 const skip = hasQemuTools() ? false : 'qemu-img/qemu-io not installed (scripts/ensure-debian-tools.mjs installs them)';
 
@@ -30,42 +30,7 @@ async function objectRequests(url: string): Promise<number> {
   return ((await (await fetch(`${url}/stats`)).json()) as { objectRequests: number }).objectRequests;
 }
 
-/** `vmdn nbd ... --json`: the listening document, then the counters lines as they come. */
-async function startFrom(store: string, args: string[], env: Record<string, string> = {}) {
-  Object.assign(process.env, env);
-  const run = vmdnStart(store, ['nbd', ...args]);
-  for (const k of Object.keys(env)) delete process.env[k];
-  let exited = false;
-  run.done.then(() => (exited = true));
-  await waitFor(() => exited || /^\}$/m.test(run.output().stdout), 30_000, 'vmdn nbd to listen');
-  if (exited) throw new Error(`vmdn nbd exited: ${run.output().stderr}`);
-  const counters = () => run.output().stdout.split('\n').filter((l) => l.startsWith('{"event":"counters"')).map((l) => JSON.parse(l));
-  return {
-    ...run,
-    counters,
-    last: () => counters().at(-1) ?? {},
-    alive: () => run.child.exitCode === null && run.child.signalCode === null,
-    /** SIGTERM; a server still there 15 s later is killed and the test fails (never a hung run). */
-    stop: async () => {
-      run.child.kill('SIGTERM');
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), 15_000)));
-      const r = await Promise.race([run.done, late]);
-      clearTimeout(timer);
-      if (r === 'late') {
-        run.child.kill('SIGKILL');
-        throw new Error('vmdn nbd did not stop within 15 s of SIGTERM');
-      }
-      return r;
-    },
-  };
-}
-
-function qemuIo(uri: string, cmds: string[]): { status: number; out: string; ms: number } {
-  const t0 = Date.now();
-  const r = spawnSync('qemu-io', ['-f', 'raw', ...cmds.flatMap((c) => ['-c', c]), uri], { encoding: 'utf8', timeout: 120_000 });
-  return { status: r.status ?? -1, out: r.stdout + r.stderr, ms: Date.now() - t0 };
-}
+const startFrom = startNbd;
 
 async function cachedObjects(dir: string): Promise<number> {
   const s = await LocalStore.open(dir);
