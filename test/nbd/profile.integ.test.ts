@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { tmpDir } from '../helpers/tmp.js';
 import { prng } from '../helpers/images.js';
-import { vmdnOk, waitFor } from '../helpers/cli.js';
+import { vmdn, vmdnOk, waitFor } from '../helpers/cli.js';
 import { startServe, type Served } from '../helpers/serve.js';
 import { qemuIo, startNbd } from '../helpers/nbd-run.js';
 import { mulberry32, seedFrom } from '../helpers/rng.js';
@@ -99,6 +99,8 @@ describe('boot profiles: record, gc, push, prefetch', { skip }, () => {
       const p = decodeProfile(await st.get(profile), 'test', { manifest: mdig, chunks: new Set(manifest.chunks.map((c) => c[2])) });
       assert.deepEqual(p.reads.map((x) => x[1]), order);
     });
+    // --no-profile is for --from
+    assert.equal(vmdn(pub, ['nbd', 'img:1', '--socket', sock(), '--no-profile']).status, 2);
     const images = vmdnOk(pub, ['images']);
     assert.equal(images.images[0].profile, profile);
     vmdnOk(pub, ['gc']);
@@ -122,8 +124,12 @@ describe('boot profiles: record, gc, push, prefetch', { skip }, () => {
     assert.equal(r.status, 200);
     assert.deepEqual(await r.json(), { manifest: mdig, profile });
     assert.equal((await fetch(`${origin.url}/v1/profiles/${'0'.repeat(64)}`)).status, 404);
-    // uploads need the token
+    // uploads need the token, and a profile that is one of this image's
     assert.equal((await fetch(`${origin.url}/v1/profiles/${mdig}`, { method: 'PUT', body: JSON.stringify({ profile }) })).status, 401);
+    const put = (p: string) => fetch(`${origin.url}/v1/profiles/${mdig}`, { method: 'PUT', headers: { authorization: `Bearer ${TOKEN}` }, body: JSON.stringify({ profile: p }) });
+    assert.equal((await put(mdig)).status, 400, 'the manifest accepted as its own profile');
+    assert.equal((await put('0'.repeat(64))).status, 409);
+    assert.equal((await (await fetch(`${origin.url}/v1/profiles/${mdig}`)).json()).profile, profile);
     const edge = await Edge.open({ upstream: origin.url, cacheDir: path.join(t.dir, 'edge'), maxSize: 1 << 30 });
     await edge.listen();
     const client = new HttpStore(edge.url);
@@ -136,12 +142,12 @@ describe('boot profiles: record, gc, push, prefetch', { skip }, () => {
     }
   });
 
-  it('--from prefetches the profile first: a replay of the recorded reads waits for no object', { timeout: 180_000 }, async () => {
+  it('--from prefetches the profile first: a replay of the recorded reads waits for no object (and, recorded there, gives the same profile)', { timeout: 180_000 }, async () => {
     assert.ok(profile, 'needs the push above');
     const cache = path.join(t.dir, 'cache-replay');
     const s0 = sock();
     // one batch per lane per 700 ms: the fill is still early in the disk when the profile is in
-    const s = await startNbd(cache, ['img:1', '--from', origin.url, '--cache', cache, '--socket', s0], { VMDN_NBD_FILL_PAUSE_MS: '700' });
+    const s = await startNbd(cache, ['img:1', '--from', origin.url, '--cache', cache, '--socket', s0, '--record-profile'], { VMDN_NBD_FILL_PAUSE_MS: '700' });
     try {
       assert.equal(s.doc().profile, profile);
       await waitFor(() => s.last().profilePrefetched === order.length, 60_000, 'the profile prefetch');
@@ -164,6 +170,14 @@ describe('boot profiles: record, gc, push, prefetch', { skip }, () => {
     } finally {
       await s.stop();
     }
+    // recorded in the cache, where the fill named the image: the same objects in the same order (other times)
+    const again = s.lines('profile').at(-1)?.profile;
+    assert.ok(again, s.output().stderr);
+    vmdnOk(cache, ['gc']);
+    await withStore(cache, async (st) => {
+      assert.equal(await st.getProfile(mdig), again);
+      assert.deepEqual(decodeProfile(await st.get(again), 'cache').reads.map((x) => x[1]), order);
+    });
   });
 
   it('a truncated profile at the origin is refused with a warning; the fill goes in disk order and completes', { timeout: 120_000 }, async () => {

@@ -103,7 +103,7 @@ describe('boot profile format', () => {
 });
 
 describe('ProfileRecorder', () => {
-  it('lists each object once, in the order a client first reads it (reads of holes and the overlay record nothing)', async () => {
+  it('lists each object once, in the order a client first reads it (reads of holes record nothing)', async () => {
     // 12 chunks, 8 distinct: chunks 8..11 repeat the objects of 0..3
     const m = manifestOf(12, 8);
     const rec = new ProfileRecorder(m, dg('m'));
