@@ -46,7 +46,7 @@ export class DemandStore implements ReadableStore {
   private idleWaiters: Array<() => void> = [];
   /** Objects fetched because a guest asked (the fill does not count them again). */
   readonly demanded = new Set<Digest>();
-  /** Profile objects the fill brought and no guest has read yet (a first read of one is a profile hit). */
+  /** Profile objects the fill is bringing or brought and no guest has read yet (a first read of one, once cached, is a profile hit). */
   readonly profileFilled = new Set<Digest>();
 
   constructor(readonly store: CachingStore, readonly counters: LazyCounters) {}
@@ -66,6 +66,8 @@ export class DemandStore implements ReadableStore {
     // a second reader of an object on its way joins that fetch (CachingStore coalesces): counted once
     const first = !this.demanded.has(digest);
     this.demanded.add(digest);
+    // the guest waits for it, even if the fill asked first: not a profile hit
+    this.profileFilled.delete(digest);
     try {
       const data = await this.store.get(digest, opts);
       if (first) {

@@ -86,16 +86,20 @@ export async function fillImage(demand: DemandStore, ref: ImageRef, digest: Dige
 async function fetchGroup(demand: DemandStore, group: Digest[], profiled: Set<Digest>): Promise<void> {
   const cache = demand.store.cache;
   const pending = demand.store.fillMany(group);
+  // marked before the fetch: a guest read that finds the object cached the moment it lands is a hit
+  for (const d of pending.keys()) if (profiled.has(d) && !demand.demanded.has(d)) demand.profileFilled.add(d);
   const results = await Promise.allSettled([...pending].map(async ([d, p]) => {
-    await p;
+    try {
+      await p;
+    } catch (err) {
+      demand.profileFilled.delete(d);
+      throw err;
+    }
     if (demand.demanded.has(d)) return;
     demand.counters.prefilledObjects++;
     demand.counters.prefilledBytes += cache.index.getObject(d)?.storedSize ?? 0;
     demand.counters.cachedObjects++;
-    if (profiled.has(d)) {
-      demand.counters.profilePrefetched++;
-      demand.profileFilled.add(d);
-    }
+    if (profiled.has(d)) demand.counters.profilePrefetched++;
   }));
   const failed = results.find((r) => r.status === 'rejected');
   if (failed) throw (failed as PromiseRejectedResult).reason;

@@ -17,6 +17,7 @@ import type { LocalStore } from '../store/local/local-store.js';
 import type { Digest } from '../store/digest.js';
 import type { ReadableStore } from '../store/types.js';
 import type { Manifest } from '../model/manifest.js';
+import type { BlockDevice } from './device.js';
 import { decodeProfile, encodeProfile, PROFILE_KIND, PROFILE_VERSION, MAX_PROFILE_MS } from '../model/profile.js';
 
 export class ProfileRecorder {
@@ -27,6 +28,13 @@ export class ProfileRecorder {
 
   constructor(private readonly manifest: Manifest, readonly manifestDigest: Digest) {
     this.starts = Float64Array.from(manifest.chunks, (c) => c[0]);
+  }
+
+  /** A recorder fed by every base read of an opened device (openStoredDevice, openRemoteDevice). */
+  static attach(opened: { device: BlockDevice; image: Manifest; manifest: Digest }): ProfileRecorder {
+    const rec = new ProfileRecorder(opened.image, opened.manifest);
+    opened.device.onBaseRead = (offset, length) => rec.touch(offset, length);
+    return rec;
   }
 
   /** Objects recorded so far. */

@@ -89,8 +89,7 @@ With --json, one JSON document (uri, export, size, overlay) is printed once the 
         throw err;
       }
       const { device } = opened;
-      const recorder = o.recordProfile ? new ProfileRecorder(opened.image, opened.manifest) : undefined;
-      if (recorder) device.onBaseRead = (offset, length) => recorder.touch(offset, length);
+      const recorder = o.recordProfile ? ProfileRecorder.attach(opened) : undefined;
       const server = new NbdServer(device, {
         name,
         // the empty name, the name as typed and every spelling of the same reference
