@@ -9,6 +9,8 @@ const D = 'ab'.repeat(32);
 describe('http api', () => {
   it('routes objects, names with slashes and tags, and refuses the rest', () => {
     assert.deepEqual(route(`/v1/objects/${D}`), { kind: 'object', digest: D });
+    assert.deepEqual(route(`/v1/profiles/${D}`), { kind: 'profile', manifest: D });
+    assert.equal(route(`/v1/profiles/${D}x`), undefined);
     assert.deepEqual(route('/v1/objects/missing'), { kind: 'missing' });
     assert.deepEqual(route('/v1/images'), { kind: 'images' });
     assert.deepEqual(route('/v1/images/debian/bookworm/12.1'), { kind: 'ref', ref: { name: 'debian/bookworm', tag: '12.1' } });
