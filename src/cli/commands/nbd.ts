@@ -1,14 +1,8 @@
 /** `vmdn nbd`: serve a stored image as a network block device (NBD) until SIGINT/SIGTERM. */
 import type { Command } from 'commander';
-import { LocalStore } from '../../store/local/local-store.js';
-import { formatImageRef, parseImageRef } from '../../store/image-name.js';
-import { requireStore, resolveStoreDir } from '../../store/location.js';
 import { parseListen } from '../../net/wire/http-api.js';
-import path from 'node:path';
-import { openStoredDevice, type OpenedDevice } from '../../nbd/open.js';
-import { openRemoteDevice, type RemoteDevice } from '../../nbd/remote.js';
-import { reportChanges, serveMetrics, type Snapshot } from '../../nbd/metrics.js';
-import { NbdServer, type ListenAddress } from '../../nbd/server.js';
+import { reportChanges } from '../../nbd/metrics.js';
+import { checkServeOptions, serveImage } from '../../nbd/serve-image.js';
 import { VmdnError } from '../../errors.js';
 import { printJson, safe, type GlobalOptions } from '../output.js';
 import { action, common } from '../program.js';
@@ -57,67 +51,33 @@ so a later pull or export needs nothing more. With --json the counters follow as
 With --json, one JSON document (uri, export, size, overlay) is printed once the server listens.`)
     .action(action(async (image: string, o: NbdOptions) => {
       if (!!o.socket === !!o.listen) throw new VmdnError('E_USAGE', 'give exactly one of --socket PATH or --listen HOST:PORT');
-      if (o.overlay && o.readonly) throw new VmdnError('E_USAGE', '--overlay and --readonly exclude each other');
-      const addr: ListenAddress = o.socket ? { socket: o.socket } : parseListen(o.listen!);
-      const ref = parseImageRef(image);
-      const name = formatImageRef(ref);
-      if (!o.from && (o.cache || !o.fill || o.metrics)) throw new VmdnError('E_USAGE', '--cache, --no-fill and --metrics go with --from URL');
-      const metricsAt = o.metrics ? parseListen(o.metrics) : undefined;
-      const dir = o.from ? (o.cache ? path.resolve(o.cache) : resolveStoreDir(o.store)) : resolveStoreDir(o.store);
-      // a pull creates its cache; a local store must exist
-      if (!o.from) requireStore(dir);
-      const store = await LocalStore.open(dir);
-      let opened: OpenedDevice | RemoteDevice;
-      try {
-        opened = o.from
-          ? await openRemoteDevice(o.from, ref, store, { overlay: o.overlay, readOnly: o.readonly, fill: o.fill, fillOptions: { pauseMs: Number(process.env.VMDN_NBD_FILL_PAUSE_MS) || 0 } })
-          : await openStoredDevice(store, ref, { overlay: o.overlay, readOnly: o.readonly });
-      } catch (err) {
-        await store.close();
-        throw err;
-      }
-      const { device } = opened;
-      const server = new NbdServer(device, {
-        name,
-        // the empty name, the name as typed and every spelling of the same reference
-        matches: (n) => n === '' || n === image || (safeParse(n) === name),
+      checkServeOptions(o);
+      const served = await serveImage({
+        image, listen: o.socket ? { socket: o.socket } : parseListen(o.listen!), store: o.store,
+        overlay: o.overlay, readOnly: o.readonly, from: o.from, cache: o.cache, fill: o.fill,
+        metrics: o.metrics ? parseListen(o.metrics) : undefined,
         // failures always; why each connection ended (bad magic, client left...) with VMDN_NBD_DEBUG=1
         onEvent: (e) => {
           if (e.event === 'error' || (e.event === 'close' && process.env.VMDN_NBD_DEBUG)) process.stderr.write(`vmdn nbd: connection ${e.event === 'error' ? 'failed' : 'ended'}: ${e.why}\n`);
         },
       });
-      const counters: RemoteDevice['counters'] | undefined = (opened as Partial<RemoteDevice>).counters;
-      const snapshot = (): Snapshot => ({ ...counters!, guestBytesRead: server.stats.bytesRead });
-      let metrics: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+      const { opened, name, uri, counters } = served;
+      const { device } = opened;
       let stopReport = () => {};
       try {
-        const uri = await server.listen(addr);
-        if (counters && metricsAt) metrics = await serveMetrics(snapshot, metricsAt.host, metricsAt.port);
-        const lazy = counters ? { from: o.from, cache: dir, fill: o.fill, metrics: metrics?.url ?? null } : {};
+        const lazy = counters ? { from: o.from, cache: served.storeDir, fill: o.fill, metrics: served.metricsUrl ?? null } : {};
         const doc = { role: 'nbd', uri, export: name, manifest: opened.manifest, size: device.size, readOnly: device.readOnly, overlay: opened.overlay ?? null, temporaryOverlay: opened.temporaryOverlay, pid: process.pid, ...lazy };
         if (o.json) printJson(doc);
         else console.log(`vmdn nbd serving ${name} (${device.size} bytes${device.readOnly ? ', read-only' : `, writes to ${safe(opened.overlay ?? '')}`}) at ${uri}${o.from ? ` from ${safe(o.from)}` : ''}`);
         // the counters as JSON lines after the document, whenever they change
-        if (counters && o.json) stopReport = reportChanges(snapshot, (line) => process.stdout.write(`${line}\n`));
+        if (counters && o.json) stopReport = reportChanges(served.snapshot, (line) => process.stdout.write(`${line}\n`));
       } catch (err) {
-        metrics?.server.close();
-        await opened.close().finally(() => store.close());
+        await served.close();
         throw err;
       }
       await untilSignal(async () => {
         stopReport();
-        metrics?.server.close();
-        await server.close();
-        await opened.close();
-        await store.close();
+        await served.close();
       });
     }));
-}
-
-function safeParse(n: string): string | undefined {
-  try {
-    return formatImageRef(parseImageRef(n));
-  } catch {
-    return undefined;
-  }
 }
