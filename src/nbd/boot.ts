@@ -151,7 +151,8 @@ async function runQemu(qemu: string, args: string[], o: BootOptions, counters: (
   let exited = false;
   const exit = new Promise<'exit'>((resolve, reject) => {
     child.once('error', (err) => reject(new VmdnError('E_IO', `${qemu}: ${err.message}`, {}, { cause: err })));
-    child.once('exit', (code, signal) => {
+    // 'close': after the console's last bytes were read, not only the process's end
+    child.once('close', (code, signal) => {
       exited = true;
       r.exit = { code, signal };
       resolve('exit');

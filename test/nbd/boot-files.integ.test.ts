@@ -49,6 +49,8 @@ async function found(disk: string) {
   }
 }
 
+const hasQemu = spawnSync('qemu-system-x86_64', ['--version']).status === 0;
+
 const OS = { '/etc/os-release': 'ID=debian\n' };
 
 describe('vmdn boot: the kernel and initrd inside an image', () => {
@@ -121,6 +123,15 @@ describe('vmdn boot: refusals', () => {
   before(() => {
     vmdnOk(store, ['import', diskWith(OS), '--name', 'nokernel']);
     vmdnOk(store, ['import', diskWith({ ...OS, '/boot/vmlinuz-1': 'K' }), '--name', 'files', '--strategy', 'files']);
+    vmdnOk(store, ['import', diskWith({ ...OS, '/boot/vmlinuz-1': 'not a kernel', '/boot/initrd.img-1': 'not an initrd' }), '--name', 'fake']);
+  });
+
+  it('qemu dying before --until matched (here: the "kernel" is not one) is E_IO, and qemu\'s words are on the console', { skip: hasQemu ? false : 'qemu-system-x86_64 not installed' }, () => {
+    const r = boot(store, ['fake', '--until', 'login:', '--timeout', '60']);
+    assert.equal(r.status, 6, r.stderr);
+    assert.match(r.json.error.message, /^qemu exited with status 1 before the console matched \/login:\//);
+    assert.match(r.stderr, /^qemu: .*kernel/m);
+    assert.deepEqual(r.left, []);
   });
 
   it('an image without a kernel: E_UNSUPPORTED saying what was looked for, nothing left behind', () => {
