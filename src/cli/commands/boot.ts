@@ -52,7 +52,7 @@ export function registerBootCommands(program: Command): void {
     .option('--from <url>', 'boot the image from this origin or edge while it downloads: the guest\'s reads fetch what they touch')
     .option('--cache <dir>', 'with --from: object cache (default: the store)')
     .option('--no-fill', 'with --from: fetch only what the guest reads, no background download of the rest')
-    .option('--record-profile', 'record which parts of the image the boot read (for prefetching later boots)')
+    .option('--record-profile', 'record which parts of the image the boot reads, for prefetching later boots (refused with E_UNSUPPORTED until vmdn nbd records profiles)')
     .option('--overlay <file>', 'keep the guest\'s writes in this file (reused next time); default: a temporary overlay deleted on exit')
     .option('--readonly', 'a read-only disk (the kernel is given "ro")')
     .addOption(new Option('--memory <MiB>', 'guest memory in MiB').argParser(intIn('--memory', 64, 1 << 20)).default(1024))
