@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   E_USAGE: { exit: 2, http: 400, summary: 'invalid arguments' },
   E_IO: { exit: 6, http: 500, summary: 'I/O error' },
   E_ABORTED: { exit: 130, http: 499, summary: 'operation aborted' },
+  E_TIMEOUT: { exit: 9, http: 504, summary: 'timed out' },
   E_INTERNAL: { exit: 70, http: 500, summary: 'internal error' },
   // network delivery
   E_AUTH: { exit: 7, http: 401, summary: 'missing or invalid token' },

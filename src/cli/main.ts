@@ -9,10 +9,12 @@ import { registerStoreCommands } from './commands/store.js';
 import { registerInspectCommands } from './commands/inspect.js';
 import { registerNetCommands } from './commands/net.js';
 import { registerNbdCommands } from './commands/nbd.js';
+import { registerBootCommands } from './commands/boot.js';
 
 registerStoreCommands(program);
 registerNetCommands(program);
 registerNbdCommands(program);
+registerBootCommands(program);
 registerInspectCommands(program);
 
 // Exit explicitly once the command is done: after a failure, work still in flight

@@ -1,15 +1,9 @@
 /** `vmdn nbd`: serve a stored image as a network block device (NBD) until SIGINT/SIGTERM. */
 import type { Command } from 'commander';
-import { LocalStore } from '../../store/local/local-store.js';
-import { formatImageRef, parseImageRef } from '../../store/image-name.js';
-import { requireStore, resolveStoreDir } from '../../store/location.js';
 import { parseListen } from '../../net/wire/http-api.js';
-import path from 'node:path';
-import { openStoredDevice, type OpenedDevice } from '../../nbd/open.js';
-import { openRemoteDevice, type RemoteDevice } from '../../nbd/remote.js';
-import { reportChanges, serveMetrics, type Snapshot } from '../../nbd/metrics.js';
-import { NbdServer, type ListenAddress } from '../../nbd/server.js';
-import { ProfileRecorder } from '../../nbd/profile.js';
+import { reportChanges } from '../../nbd/metrics.js';
+import { checkServeOptions, serveImage } from '../../nbd/serve-image.js';
+import type { RemoteDevice } from '../../nbd/remote.js';
 import { VmdnError } from '../../errors.js';
 import { printJson, safe, type GlobalOptions } from '../output.js';
 import { action, common } from '../program.js';
@@ -38,10 +32,10 @@ export function registerNbdCommands(program: Command): void {
     .option('--readonly', 'refuse writes (EPERM); the export is flagged read-only')
     .option('--from <url>', 'serve the image from this origin or edge while it downloads: reads fetch what they touch')
     .option('--cache <dir>', 'with --from: object cache (default: the store, as for vmdn pull)')
-    .option('--no-fill', 'with --from: fetch only what reads touch, no background download of the rest')
-    .option('--metrics <host:port>', 'with --from: serve the counters as Prometheus text over HTTP')
     .option('--record-profile', 'record the order clients first read the image\'s objects (a boot profile); stored on exit, tied to the image (vmdn push carries it)')
     .option('--no-profile', 'with --from: ignore the origin\'s boot profile (the fill goes in disk order)')
+    .option('--no-fill', 'with --from: fetch only what reads touch, no background download of the rest')
+    .option('--metrics <host:port>', 'with --from: serve the counters as Prometheus text over HTTP')
     .addHelpText('after', `
 What the client sees is the disk "vmdn export IMAGE" would write. Reads come from the store's
 chunks, each verified by hash; writes never touch the store: they go to the overlay, in 4 KiB
@@ -69,64 +63,34 @@ profilePrefetched and profileHits (against demandObjects) show whether it pays o
 With --json, one JSON document (uri, export, size, overlay) is printed once the server listens.`)
     .action(action(async (image: string, o: NbdOptions) => {
       if (!!o.socket === !!o.listen) throw new VmdnError('E_USAGE', 'give exactly one of --socket PATH or --listen HOST:PORT');
-      if (o.overlay && o.readonly) throw new VmdnError('E_USAGE', '--overlay and --readonly exclude each other');
-      const addr: ListenAddress = o.socket ? { socket: o.socket } : parseListen(o.listen!);
-      const ref = parseImageRef(image);
-      const name = formatImageRef(ref);
-      if (!o.from && (o.cache || !o.fill || o.metrics || !o.profile)) throw new VmdnError('E_USAGE', '--cache, --no-fill, --no-profile and --metrics go with --from URL');
-      const metricsAt = o.metrics ? parseListen(o.metrics) : undefined;
-      const dir = o.from ? (o.cache ? path.resolve(o.cache) : resolveStoreDir(o.store)) : resolveStoreDir(o.store);
-      // a pull creates its cache; a local store must exist
-      if (!o.from) requireStore(dir);
-      const store = await LocalStore.open(dir);
-      let opened: OpenedDevice | RemoteDevice;
-      try {
-        opened = o.from
-          ? await openRemoteDevice(o.from, ref, store, { overlay: o.overlay, readOnly: o.readonly, fill: o.fill, profile: o.profile, fillOptions: { pauseMs: Number(process.env.VMDN_NBD_FILL_PAUSE_MS) || 0 } })
-          : await openStoredDevice(store, ref, { overlay: o.overlay, readOnly: o.readonly });
-      } catch (err) {
-        await store.close();
-        throw err;
-      }
-      const { device } = opened;
-      const recorder = o.recordProfile ? ProfileRecorder.attach(opened) : undefined;
-      const server = new NbdServer(device, {
-        name,
-        // the empty name, the name as typed and every spelling of the same reference
-        matches: (n) => n === '' || n === image || (safeParse(n) === name),
+      checkServeOptions(o);
+      const served = await serveImage({
+        image, listen: o.socket ? { socket: o.socket } : parseListen(o.listen!), store: o.store,
+        overlay: o.overlay, readOnly: o.readonly, from: o.from, cache: o.cache, fill: o.fill,
+        metrics: o.metrics ? parseListen(o.metrics) : undefined, profile: o.profile, recordProfile: o.recordProfile,
         // failures always; why each connection ended (bad magic, client left...) with VMDN_NBD_DEBUG=1
         onEvent: (e) => {
           if (e.event === 'error' || (e.event === 'close' && process.env.VMDN_NBD_DEBUG)) process.stderr.write(`vmdn nbd: connection ${e.event === 'error' ? 'failed' : 'ended'}: ${e.why}\n`);
         },
       });
-      const counters: RemoteDevice['counters'] | undefined = (opened as Partial<RemoteDevice>).counters;
-      const snapshot = (): Snapshot => ({ ...counters!, guestBytesRead: server.stats.bytesRead });
-      let metrics: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+      const { opened, name, uri, counters } = served;
+      const { device } = opened;
       let stopReport = () => {};
       try {
-        const uri = await server.listen(addr);
-        if (counters && metricsAt) metrics = await serveMetrics(snapshot, metricsAt.host, metricsAt.port);
-        const lazy = counters ? { from: o.from, cache: dir, fill: o.fill, metrics: metrics?.url ?? null, profile: (opened as RemoteDevice).profile?.digest ?? null } : {};
-        const doc = { role: 'nbd', uri, recordProfile: !!recorder, export: name, manifest: opened.manifest, size: device.size, readOnly: device.readOnly, overlay: opened.overlay ?? null, temporaryOverlay: opened.temporaryOverlay, pid: process.pid, ...lazy };
+        const lazy = counters ? { from: o.from, cache: served.storeDir, fill: o.fill, metrics: served.metricsUrl ?? null, profile: (opened as RemoteDevice).profile?.digest ?? null } : {};
+        const doc = { role: 'nbd', uri, recordProfile: !!served.recorder, export: name, manifest: opened.manifest, size: device.size, readOnly: device.readOnly, overlay: opened.overlay ?? null, temporaryOverlay: opened.temporaryOverlay, pid: process.pid, ...lazy };
         if (o.json) printJson(doc);
         else console.log(`vmdn nbd serving ${name} (${device.size} bytes${device.readOnly ? ', read-only' : `, writes to ${safe(opened.overlay ?? '')}`}) at ${uri}${o.from ? ` from ${safe(o.from)}` : ''}`);
         // the counters as JSON lines after the document, whenever they change
-        if (counters && o.json) stopReport = reportChanges(snapshot, (line) => process.stdout.write(`${line}\n`));
+        if (counters && o.json) stopReport = reportChanges(served.snapshot, (line) => process.stdout.write(`${line}\n`));
       } catch (err) {
-        metrics?.server.close();
-        await opened.close().finally(() => store.close());
+        await served.close();
         throw err;
       }
       await untilSignal(async () => {
         stopReport();
-        metrics?.server.close();
-        await server.close();
-        try {
-          if (recorder) reportProfile(await recorder.save(store), recorder.count, !!o.json);
-        } finally {
-          await opened.close();
-          await store.close();
-        }
+        const { profile } = await served.close();
+        if (served.recorder) reportProfile(profile, served.recorder.count, !!o.json);
       });
     }));
 }
@@ -134,12 +98,4 @@ With --json, one JSON document (uri, export, size, overlay) is printed once the 
 function reportProfile(digest: string | undefined, objects: number, json: boolean): void {
   if (json) process.stdout.write(`${JSON.stringify({ event: 'profile', profile: digest ?? null, objects })}\n`);
   else console.log(digest ? `vmdn nbd: boot profile of ${objects} objects stored (${digest.slice(0, 12)})` : 'vmdn nbd: no reads, no boot profile stored');
-}
-
-function safeParse(n: string): string | undefined {
-  try {
-    return formatImageRef(parseImageRef(n));
-  } catch {
-    return undefined;
-  }
 }
