@@ -81,7 +81,7 @@ describe('vmdn import/export of VHD and VDI', () => {
     assert.equal(fs.readFileSync(at('by-name.vhd')).toString('latin1', 0, 8), 'conectix');
   });
 
-  it('a fixed VHD is rounded up to a whole MiB (Azure), the padding reading as zeros', () => {
+  it('a fixed VHD is rounded up to a whole MiB (Azure), the padding reading as zeros; odd sizes in dynamic VHD and VDI', () => {
     const odd = at('odd.raw');
     writeRaw(odd, 5 * MiB + 4608, [{ offset: 5 * MiB, data: prng(11, 4608) }]);
     vmdnOk(store, ['import', odd, '--name', 'odd']);
@@ -90,6 +90,12 @@ describe('vmdn import/export of VHD and VDI', () => {
     const info = JSON.parse(sh('qemu-img', ['info', '--output=json', '-f', 'vpc', at('odd.vhd')]));
     assert.equal(info['virtual-size'], 6 * MiB);
     same(at('odd.vhd'), 'vpc', odd, 'raw');
+    // dynamic VHD and VDI of a size that is no whole number of blocks: the last block is partial
+    vmdnOk(store, ['export', 'odd', at('odd-dyn.vhd')]);
+    same(at('odd-dyn.vhd'), 'vpc', odd, 'raw');
+    vmdnOk(store, ['export', 'odd', at('odd.vdi')]);
+    sh('qemu-img', ['check', '-f', 'vdi', at('odd.vdi')]);
+    same(at('odd.vdi'), 'vdi', odd, 'raw');
   });
 
   it('raw and fixed VHD stream through a pipe as the file output; dynamic VHD and VDI are refused', () => {
