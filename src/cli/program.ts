@@ -18,7 +18,7 @@ program
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
   .addHelpText('after', `
 Store: --store DIR, else $VMDN_STORE, else ~/.local/share/vmdn (created by the first import or pull).
-qcow2 backing files: only regular files beside the image, unless --allow-backing PATH trusts one.
+qcow2 backing files and VHD parents: only regular files beside the image, unless --allow-backing PATH trusts one.
 Images are named NAME[:TAG]; TAG defaults to "latest".
 
 Examples:
@@ -40,7 +40,7 @@ export const common = (c: Command) =>
  * own directory (or not regular files) are refused unless named here.
  */
 export const imageInput = (c: Command) =>
-  c.option('--allow-backing <path>', 'trust this file as a qcow2 backing file although it is not a regular file beside the image (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[]);
+  c.option('--allow-backing <path>', 'trust this file as a qcow2 backing file or VHD parent although it is not a regular file beside the image (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[]);
 
 export function action<A extends unknown[]>(fn: (...args: A) => Promise<number | void>) {
   return async (...args: A) => {

@@ -2,6 +2,8 @@
 import type { Disk } from './disk.js';
 import { RawDisk } from './raw.js';
 import { Qcow2Disk } from './qcow2/reader.js';
+import { VhdDisk } from './vhd/reader.js';
+import { VdiDisk } from './vdi/reader.js';
 import { probeFormat, type ReadableFormat } from './probe.js';
 import { asVmdnError } from '../errors.js';
 
@@ -11,14 +13,19 @@ export type { ReadableFormat };
 export interface OpenDiskOptions {
   /** Skip probing and open as this format (e.g. a raw image that happens to start with qcow2 magic). */
   readonly format?: ReadableFormat;
-  /** Backing files trusted outside an image's directory (default: the process's list, see qcow2-backing.ts). */
+  /** Backing (qcow2) and parent (VHD) files trusted outside an image's directory (default: the process's list, see qcow2/backing.ts). */
   readonly allowBacking?: readonly string[];
 }
 
 export async function openDisk(path: string, opts: OpenDiskOptions = {}): Promise<Disk> {
   try {
     const format = opts.format ?? (await probeFormat(path));
-    return format === 'qcow2' ? await Qcow2Disk.open(path, { allowBacking: opts.allowBacking }) : await RawDisk.open(path);
+    switch (format) {
+      case 'qcow2': return await Qcow2Disk.open(path, { allowBacking: opts.allowBacking });
+      case 'vhd': return await VhdDisk.open(path, { allowBacking: opts.allowBacking });
+      case 'vdi': return await VdiDisk.open(path);
+      default: return await RawDisk.open(path);
+    }
   } catch (err) {
     // File system errors (ENOENT, EACCES, ...) become E_NOT_FOUND / E_IO; anything else passes through untouched.
     if (typeof (err as NodeJS.ErrnoException)?.errno === 'number') throw asVmdnError(err);

@@ -1,5 +1,5 @@
 /**
- * Image format detection by magic bytes. Only qcow2 and raw are readable;
+ * Image format detection by magic bytes. qcow2, VHD, VDI and raw are readable;
  * other well-known formats are named and refused so they are never silently
  * treated as raw disks (a VMDK read as raw would "work" and be garbage).
  */
@@ -7,12 +7,12 @@ import { VmdnError } from '../errors.js';
 import { QCOW2_MAGIC } from './qcow2/layout.js';
 import { openImageFile } from './image-file.js';
 
-export type ReadableFormat = 'qcow2' | 'raw';
+export type ReadableFormat = 'qcow2' | 'vhd' | 'vdi' | 'raw';
 
 const PROBE_BYTES = 512;
 
 function unsupported(path: string, format: string): never {
-  throw new VmdnError('E_UNSUPPORTED', `${path}: ${format} images are not supported yet (convert to qcow2 or raw)`, { path, format });
+  throw new VmdnError('E_UNSUPPORTED', `${path}: ${format} images are not supported yet (convert to qcow2, VHD, VDI or raw)`, { path, format });
 }
 
 function startsWith(buf: Uint8Array, at: number, s: string): boolean {
@@ -33,15 +33,16 @@ export function classify(path: string, head: Uint8Array, tail: Uint8Array): Read
   }
   if (startsWith(head, 0, 'KDMV') || startsWith(head, 0, '# Disk DescriptorFile')) unsupported(path, 'VMDK');
   if (startsWith(head, 0, 'vhdxfile')) unsupported(path, 'VHDX');
-  if (startsWith(head, 0, 'conectix') || startsWith(tail, 0, 'conectix')) unsupported(path, 'VHD');
+  // VHD: a footer at the end (all kinds), with a copy at the start (dynamic and differencing).
+  if (startsWith(head, 0, 'conectix') || startsWith(tail, 0, 'conectix')) return 'vhd';
   // VDI: text banner, then the little-endian signature 0xbeda107f at 0x40.
-  if (head.length >= 0x44 && head[0x40] === 0x7f && head[0x41] === 0x10 && head[0x42] === 0xda && head[0x43] === 0xbe) unsupported(path, 'VDI');
+  if (head.length >= 0x44 && head[0x40] === 0x7f && head[0x41] === 0x10 && head[0x42] === 0xda && head[0x43] === 0xbe) return 'vdi';
   if (startsWith(head, 0, 'QED\0')) unsupported(path, 'QED');
   if (startsWith(head, 0, 'LUKS\xba\xbe')) unsupported(path, 'LUKS');
   return 'raw';
 }
 
-/** Detect the format of the image at `path` ('qcow2' or 'raw'); other known formats throw E_UNSUPPORTED. */
+/** Detect the format of the image at `path`; other known formats throw E_UNSUPPORTED. */
 export async function probeFormat(path: string): Promise<ReadableFormat> {
   const { fh, size } = await openImageFile(path);
   try {

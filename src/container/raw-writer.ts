@@ -12,9 +12,19 @@ const BATCH = 8 << 20;
 /** Raw files have no format limit of their own; stay within exact JS integers. */
 const MAX_RAW_SIZE = Number.MAX_SAFE_INTEGER;
 
-export async function createRawWriter(outPath: string, virtualSize: number): Promise<DiskWriter> {
+/**
+ * Bytes after the disk data: a format whose metadata is a trailer (fixed VHD's
+ * footer) is a raw file padded to `at` (zeros, a hole) with `bytes` there.
+ */
+export interface RawTrailer {
+  readonly at: number;
+  readonly bytes: Uint8Array;
+}
+
+export async function createRawWriter(outPath: string, virtualSize: number, trailer?: RawTrailer): Promise<DiskWriter> {
   checkVirtualSize(virtualSize, MAX_RAW_SIZE);
-  return new RawWriter(await TempFile.create(outPath), virtualSize);
+  if (trailer && !(trailer.at >= virtualSize)) throw new VmdnError('E_INTERNAL', `trailer at ${trailer.at} inside the disk (${virtualSize})`);
+  return new RawWriter(await TempFile.create(outPath), virtualSize, trailer);
 }
 
 class RawWriter implements DiskWriter {
@@ -26,6 +36,7 @@ class RawWriter implements DiskWriter {
   constructor(
     private readonly file: TempFile,
     private readonly virtualSize: number,
+    private readonly trailer?: RawTrailer,
   ) {
     this.out = new Batcher(BATCH, 0, (buf, len, start) => this.writeNonZero(buf, len, start));
   }
@@ -74,7 +85,9 @@ class RawWriter implements DiskWriter {
     this.state = 'finishing';
     try {
       await this.out.drain();
-      await this.file.fh.truncate(this.virtualSize);
+      const t = this.trailer;
+      await this.file.fh.truncate(t ? t.at : this.virtualSize);
+      if (t) await this.file.writeAt(t.bytes, 0, t.bytes.length, t.at);
       await this.file.commit();
       this.state = 'done';
     } catch (err) {

@@ -1,24 +1,43 @@
-/** Output containers: which format a file name asks for, and a writer for it. */
+/** Output containers: which format a file name asks for, and a writer for it ("-": stdout, where the format streams). */
 import path from 'node:path';
 import type { DiskWriter } from './disk.js';
 import { createRawWriter } from './raw-writer.js';
 import { createQcow2Writer } from './qcow2/writer.js';
+import { createDynamicVhdWriter, createFixedVhdWriter, fixedVhdTrailer } from './vhd/writer.js';
+import { createVdiWriter } from './vdi/writer.js';
+import { createStreamWriter } from './stream-writer.js';
 import { VmdnError } from '../errors.js';
 
-export type OutputFormat = 'raw' | 'qcow2';
+/** vhd: dynamic VHD; vhd-fixed: fixed VHD (what Azure takes). */
+export const OUTPUT_FORMATS = ['raw', 'qcow2', 'vhd', 'vhd-fixed', 'vdi'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+/** Formats written front to back with nothing to patch afterwards: the only ones that can go to a pipe. */
+const STREAMABLE: readonly OutputFormat[] = ['raw', 'vhd-fixed'];
+const BY_EXTENSION: Record<string, OutputFormat> = { '.raw': 'raw', '.img': 'raw', '.qcow2': 'qcow2', '.vhd': 'vhd', '.vdi': 'vdi' };
 
 export function formatFromPath(out: string, explicit?: string): OutputFormat {
-  const ext = path.extname(out).toLowerCase();
-  const f = explicit ?? (ext === '.qcow2' ? 'qcow2' : ['.raw', '.img'].includes(ext) ? 'raw' : undefined);
-  if (f === 'raw' || f === 'qcow2') return f;
-  if (f === undefined) throw new VmdnError('E_USAGE', `cannot tell the output format from "${path.basename(out)}": use a .raw/.img/.qcow2 name or --format`, { out });
-  throw new VmdnError('E_USAGE', `unknown format "${f}" (use raw or qcow2)`, { format: f });
+  const f = explicit ?? (out === '-' ? undefined : BY_EXTENSION[path.extname(out).toLowerCase()]);
+  if ((OUTPUT_FORMATS as readonly string[]).includes(f as string)) return f as OutputFormat;
+  if (f === undefined) {
+    if (out === '-') throw new VmdnError('E_USAGE', `writing to stdout needs --format (${STREAMABLE.join(' or ')})`, { out });
+    throw new VmdnError('E_USAGE', `cannot tell the output format from "${path.basename(out)}": use a .raw/.img/.qcow2/.vhd/.vdi name or --format`, { out });
+  }
+  throw new VmdnError('E_USAGE', `unknown format "${f}" (use ${OUTPUT_FORMATS.join(', ')})`, { format: f });
 }
 
 export async function openWriter(out: string, virtualSize: number, format: OutputFormat, compress?: 'zstd' | 'deflate'): Promise<DiskWriter> {
-  if (format === 'raw') {
-    if (compress) throw new VmdnError('E_USAGE', '--compress applies to qcow2 output only');
-    return createRawWriter(out, virtualSize);
+  if (compress && format !== 'qcow2') throw new VmdnError('E_USAGE', '--compress applies to qcow2 output only');
+  if (out === '-') {
+    if (!STREAMABLE.includes(format)) {
+      throw new VmdnError('E_USAGE', `${format} cannot be written to a pipe (its tables precede the data and are only known at the end); write to a file, or use ${STREAMABLE.join(' or ')}`, { format });
+    }
+    return createStreamWriter(process.stdout, virtualSize, format === 'vhd-fixed' ? fixedVhdTrailer(virtualSize) : undefined);
   }
-  return createQcow2Writer(out, virtualSize, { compress: compress ?? false });
+  switch (format) {
+    case 'raw': return createRawWriter(out, virtualSize);
+    case 'qcow2': return createQcow2Writer(out, virtualSize, { compress: compress ?? false });
+    case 'vhd': return createDynamicVhdWriter(out, virtualSize);
+    case 'vhd-fixed': return createFixedVhdWriter(out, virtualSize);
+    case 'vdi': return createVdiWriter(out, virtualSize);
+  }
 }

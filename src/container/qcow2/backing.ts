@@ -39,17 +39,17 @@ function backingError(parent: string, msg: string, data: Record<string, unknown>
 }
 
 /**
- * Open `name`, the backing file of `parent`. `chain` holds the real paths of
- * the images above `parent`; `openQcow2` is passed in to avoid an import cycle.
+ * Check `name`, the backing (or parent) file that `parent` names, against the
+ * rules above, and return the path to open (what was checked, not the name
+ * again: a symlink swapped in between would escape the checks) and the chain
+ * to hand to it. Shared with the other formats that have parents (VHD).
  */
-export async function openBacking(
+export async function checkBackingFile(
   parent: string,
   name: string,
-  format: string | null,
   chain: readonly string[],
-  openQcow2: OpenQcow2,
   allowBacking: readonly string[] = processAllowed,
-): Promise<Disk> {
+): Promise<{ target: string; file: string; below: string[] }> {
   // qemu protocol syntax (json:{...}, nbd://, http://) would need network or option parsing; refuse it.
   if (name.startsWith('json:') || /^[a-z][a-z0-9+.-]*:\/\//i.test(name)) {
     throw new VmdnError('E_UNSUPPORTED', `${parent}: backing file "${name}" uses a qemu protocol, only local files are supported`, { path: parent });
@@ -81,9 +81,22 @@ export async function openBacking(
     if (!st.isFile()) throw backingError(parent, `backing file ${file} is not a regular file ${hint}`, { backing: file });
   }
   if (!st.isFile() && !st.isBlockDevice()) throw backingError(parent, `backing file ${file} is not a regular file or block device`, { backing: file });
+  return { target: trusted ? file : real, file, below };
+}
 
-  // open what was checked, not the name again (a symlink swapped in between would escape the checks)
-  const target = trusted ? file : real;
+/**
+ * Open `name`, the backing file of `parent`. `chain` holds the real paths of
+ * the images above `parent`; `openQcow2` is passed in to avoid an import cycle.
+ */
+export async function openBacking(
+  parent: string,
+  name: string,
+  format: string | null,
+  chain: readonly string[],
+  openQcow2: OpenQcow2,
+  allowBacking: readonly string[] = processAllowed,
+): Promise<Disk> {
+  const { target, file, below } = await checkBackingFile(parent, name, chain, allowBacking);
   let fmt = format;
   try {
     fmt ??= await probeFormat(target);
