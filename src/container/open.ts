@@ -2,6 +2,7 @@
 import type { Disk } from './disk.js';
 import { RawDisk } from './raw.js';
 import { Qcow2Disk } from './qcow2/reader.js';
+import { VmdkDisk } from './vmdk/reader.js';
 import { probeFormat, type ReadableFormat } from './probe.js';
 import { asVmdnError } from '../errors.js';
 
@@ -18,7 +19,9 @@ export interface OpenDiskOptions {
 export async function openDisk(path: string, opts: OpenDiskOptions = {}): Promise<Disk> {
   try {
     const format = opts.format ?? (await probeFormat(path));
-    return format === 'qcow2' ? await Qcow2Disk.open(path, { allowBacking: opts.allowBacking }) : await RawDisk.open(path);
+    if (format === 'qcow2') return await Qcow2Disk.open(path, { allowBacking: opts.allowBacking });
+    if (format === 'vmdk') return await VmdkDisk.open(path);
+    return await RawDisk.open(path);
   } catch (err) {
     // File system errors (ENOENT, EACCES, ...) become E_NOT_FOUND / E_IO; anything else passes through untouched.
     if (typeof (err as NodeJS.ErrnoException)?.errno === 'number') throw asVmdnError(err);

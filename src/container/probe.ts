@@ -1,5 +1,5 @@
 /**
- * Image format detection by magic bytes. Only qcow2 and raw are readable;
+ * Image format detection by magic bytes. qcow2, VMDK and raw are readable;
  * other well-known formats are named and refused so they are never silently
  * treated as raw disks (a VMDK read as raw would "work" and be garbage).
  */
@@ -7,7 +7,7 @@ import { VmdnError } from '../errors.js';
 import { QCOW2_MAGIC } from './qcow2/layout.js';
 import { openImageFile } from './image-file.js';
 
-export type ReadableFormat = 'qcow2' | 'raw';
+export type ReadableFormat = 'qcow2' | 'vmdk' | 'raw';
 
 const PROBE_BYTES = 512;
 
@@ -31,7 +31,8 @@ export function classify(path: string, head: Uint8Array, tail: Uint8Array): Read
       return 'qcow2'; // other versions are reported by the qcow2 reader itself
     }
   }
-  if (startsWith(head, 0, 'KDMV') || startsWith(head, 0, '# Disk DescriptorFile')) unsupported(path, 'VMDK');
+  // VMDK: a sparse extent header, or a text descriptor naming the extent files.
+  if (startsWith(head, 0, 'KDMV') || startsWith(head, 0, '# Disk DescriptorFile')) return 'vmdk';
   if (startsWith(head, 0, 'vhdxfile')) unsupported(path, 'VHDX');
   if (startsWith(head, 0, 'conectix') || startsWith(tail, 0, 'conectix')) unsupported(path, 'VHD');
   // VDI: text banner, then the little-endian signature 0xbeda107f at 0x40.
@@ -41,7 +42,7 @@ export function classify(path: string, head: Uint8Array, tail: Uint8Array): Read
   return 'raw';
 }
 
-/** Detect the format of the image at `path` ('qcow2' or 'raw'); other known formats throw E_UNSUPPORTED. */
+/** Detect the format of the image at `path` ('qcow2', 'vmdk' or 'raw'); other known formats throw E_UNSUPPORTED. */
 export async function probeFormat(path: string): Promise<ReadableFormat> {
   const { fh, size } = await openImageFile(path);
   try {
