@@ -4,6 +4,7 @@ import { Option, type Command } from 'commander';
 import { parseImageRef } from '../../store/image-name.js';
 import type { StrategyName } from '../../strategy/strategy.js';
 import { exportImageFile } from '../../images/export.js';
+import { OUTPUT_FORMATS } from '../../container/writers.js';
 import { importImageFile } from '../../images/import.js';
 import { DEFAULT_CHUNKER_SPEC } from '../../strategy/defaults.js';
 import { parseChunkerSpec } from '../../strategy/chunker.js';
@@ -43,7 +44,7 @@ export function refuseExisting(out: string, force?: boolean): void {
 
 export function registerStoreCommands(program: Command): void {
   imageInput(common(program.command('import')))
-    .description('import a disk image (qcow2 or raw) into the store under a name')
+    .description('import a disk image (qcow2, vmdk or raw) into the store under a name')
     .argument('<image>', 'image file')
     .requiredOption('-n, --name <name[:tag]>', 'name to store it under')
     .addOption(new Option('--chunker <spec>', 'chunking: cdc[:min:avg:max] or fixed[:size], e.g. cdc:16k:64k:256k, fixed:64k').default(DEFAULT_CHUNKER_SPEC))
@@ -78,19 +79,22 @@ export function registerStoreCommands(program: Command): void {
   common(program.command('export'))
     .description('rebuild a stored image as a file, bit for bit')
     .argument('<name[:tag]>', 'image name')
-    .argument('<out>', 'output file (.raw/.img or .qcow2)')
-    .addOption(new Option('--format <format>', 'output format (default: from the extension)').choices(['raw', 'qcow2']))
+    .argument('<out>', 'output file (.raw/.img, .qcow2 or .vmdk), or - for stdout (vmdk only, the default there)')
+    .addOption(new Option('--format <format>', 'output format (default: from the extension); vmdk is streamOptimized (compressed, written front to back: the OVA flavour, can go to a pipe), vmdk-sparse is monolithicSparse').choices([...OUTPUT_FORMATS]))
     .addOption(new Option('--compress <algo>', 'compress qcow2 clusters').choices(['zstd', 'deflate']))
     .option('-f, --force', 'replace <out> if it exists')
     .action(action(async (name: string, out: string, o: GlobalOptions & { format?: string; compress?: 'zstd' | 'deflate'; force?: boolean }) => {
       const ref = parseImageRef(name);
-      refuseExisting(out, o.force);
+      const toStdout = out === '-';
+      if (!toStdout) refuseExisting(out, o.force);
       const bar = progressBar(o, 'export');
       const t0 = Date.now();
       const r = await withStore(o.store, (s) => exportImageFile(s, ref, out, { format: o.format, compress: o.compress, onProgress: bar.onProgress }), { create: false }).finally(bar.stop);
       const seconds = (Date.now() - t0) / 1000;
+      // with the image on stdout, the summary goes to stderr
+      if (o.json && toStdout) return void process.stderr.write(`${JSON.stringify({ ...r, seconds })}\n`);
       if (o.json) return printJson({ ...r, seconds });
-      console.log(`exported ${r.ref} to ${safe(r.out)} (${r.format}, ${humanBytes(r.virtualSize)} virtual, ${humanBytes(r.bytesWritten)} data) in ${seconds.toFixed(1)} s`);
+      (toStdout ? console.error : console.log)(`exported ${r.ref} to ${safe(r.out)} (${r.format}, ${humanBytes(r.virtualSize)} virtual, ${humanBytes(r.bytesWritten)} data) in ${seconds.toFixed(1)} s`);
     }));
 
   common(program.command('images'))
