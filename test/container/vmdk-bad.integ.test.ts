@@ -9,7 +9,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { openDisk } from '../../src/container/open.js';
+import { VmdkDisk } from '../../src/container/vmdk/reader.js';
 import type { ErrorCode } from '../../src/errors.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { vmdn, vmdnOk } from '../helpers/cli.js';
@@ -86,7 +86,7 @@ const cases: Case[] = [
 
 describe('vmdk reader rejects bad input', () => {
   for (const [name, base, edit, code] of cases) {
-    it(`${name} -> ${code}`, async () => expectCode(await patched(img[base], edit), code, (f) => openDisk(f)));
+    it(`${name} -> ${code}`, async () => expectCode(await patched(img[base], edit), code, (f) => VmdkDisk.open(f)));
   }
 });
 
@@ -113,16 +113,16 @@ describe('descriptors: extents only beside the descriptor, and only what is unde
   ];
   let k = 0;
   for (const [name, lines, code, extra] of refused) {
-    it(`${name} -> ${code}`, async () => expectCode(await desc(`d${k++}.vmdk`, lines, extra), code, (f) => openDisk(f)));
+    it(`${name} -> ${code}`, async () => expectCode(await desc(`d${k++}.vmdk`, lines, extra), code, (f) => VmdkDisk.open(f)));
   }
 
   it('a symlink escaping the directory is refused; one staying inside is followed', async () => {
     await fs.mkdir(at('outside'));
     await fs.copyFile(at('multi', 'multi-s001.vmdk'), at('outside', 'real.vmdk'));
     await fs.symlink(at('outside', 'real.vmdk'), at('multi', 'escape.vmdk'));
-    await expectCode(await desc('esc.vmdk', ['RW 4096 SPARSE "escape.vmdk"']), 'E_FORMAT', (f) => openDisk(f));
+    await expectCode(await desc('esc.vmdk', ['RW 4096 SPARSE "escape.vmdk"']), 'E_FORMAT', (f) => VmdkDisk.open(f));
     await fs.symlink('multi-s001.vmdk', at('multi', 'inside.vmdk'));
-    const d = await openDisk(await desc('ins.vmdk', ['RW 4096 SPARSE "inside.vmdk"']));
+    const d = await VmdkDisk.open(await desc('ins.vmdk', ['RW 4096 SPARSE "inside.vmdk"']));
     assert.equal(d.virtualSize, 2 * MiB);
     await d.close();
   });

@@ -4,7 +4,7 @@
  * and builds the header sector both writers start with.
  */
 import { VmdnError } from '../../errors.js';
-import { checkWrite, isZero } from '../writer-file.js';
+import { checkVirtualSize, checkWrite, isZero } from '../writer-file.js';
 import { sparseHeader, VMDK_MAGIC, SECTOR, FLAGS, NL_CHECK, COMPRESS_DEFLATE, COMPRESS_NONE, GD_AT_END } from './layout.js';
 
 /** 64 KiB grains and 512-entry tables: what VMware and qemu write. */
@@ -16,6 +16,12 @@ export const DESCRIPTOR_SECTORS = 20;
 export const MAX_FILE_SECTOR = 0xffffffff;
 /** The largest disk the writers accept: what 32-bit grain table entries can address. */
 export const MAX_WRITE_SIZE = (MAX_FILE_SECTOR - 1) * SECTOR;
+
+/** The writers' size check: VMDK has no way to say "empty disk" (qemu refuses capacity 0 too). */
+export function checkVmdkSize(virtualSize: number): void {
+  checkVirtualSize(virtualSize, MAX_WRITE_SIZE);
+  if (virtualSize === 0) throw new VmdnError('E_USAGE', 'a VMDK cannot hold an empty (0-byte) disk', { virtualSize });
+}
 
 export type EmitGrain = (index: number, grain: Buffer) => Promise<void>;
 

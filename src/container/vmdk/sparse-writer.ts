@@ -7,19 +7,19 @@
  */
 import type { DiskWriter } from '../disk.js';
 import { VmdnError, asVmdnError } from '../../errors.js';
-import { Batcher, TempFile, asBuffer, checkVirtualSize } from '../writer-file.js';
+import { Batcher, TempFile, asBuffer } from '../writer-file.js';
 import { SECTOR } from './layout.js';
 import { buildDescriptor } from './descriptor.js';
 import { cidFor } from './stream-writer.js';
 import {
-  GrainAssembler, GRAIN_SECTORS, GTES, DESCRIPTOR_OFFSET, DESCRIPTOR_SECTORS, MAX_FILE_SECTOR, MAX_WRITE_SIZE,
+  GrainAssembler, GRAIN_SECTORS, GTES, DESCRIPTOR_OFFSET, DESCRIPTOR_SECTORS, MAX_FILE_SECTOR, checkVmdkSize,
   buildHeader, descriptorSectors, tableBytes, extentName,
 } from './grains.js';
 
 const BATCH = 8 << 20;
 
 export async function createMonolithicSparseWriter(outPath: string, virtualSize: number, outName: string): Promise<DiskWriter> {
-  checkVirtualSize(virtualSize, MAX_WRITE_SIZE);
+  checkVmdkSize(virtualSize);
   return new MonolithicSparseWriter(await TempFile.create(outPath), virtualSize, extentName(outName));
 }
 

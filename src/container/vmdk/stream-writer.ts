@@ -12,11 +12,11 @@
 import zlib from 'node:zlib';
 import type { DiskWriter } from '../disk.js';
 import { VmdnError, asVmdnError } from '../../errors.js';
-import { asBuffer, checkVirtualSize } from '../writer-file.js';
+import { asBuffer } from '../writer-file.js';
 import { SECTOR, marker, MARKER, GRAIN_MARKER_HEAD } from './layout.js';
 import { buildDescriptor } from './descriptor.js';
 import {
-  GrainAssembler, GRAIN_SECTORS, GTES, MAX_FILE_SECTOR, MAX_WRITE_SIZE, buildHeader, descriptorSectors, tableBytes, extentName,
+  GrainAssembler, GRAIN_SECTORS, GTES, MAX_FILE_SECTOR, checkVmdkSize, buildHeader, descriptorSectors, tableBytes, extentName,
 } from './grains.js';
 import type { SeqSink } from './sink.js';
 
@@ -27,15 +27,15 @@ const OVERHEAD = GRAIN_SECTORS;
 export const cidFor = (capacity: number): number => (Math.imul(capacity % 2 ** 32, 0x9e3779b1) >>> 0) || 1;
 
 export async function createStreamOptimizedWriter(sink: SeqSink, virtualSize: number, outName: string): Promise<DiskWriter> {
-  checkVirtualSize(virtualSize, MAX_WRITE_SIZE);
-  const w = new StreamOptimizedWriter(sink, virtualSize);
   try {
+    checkVmdkSize(virtualSize);
+    const w = new StreamOptimizedWriter(sink, virtualSize);
     await w.start(extentName(outName));
+    return w;
   } catch (err) {
     await sink.discard().catch(() => undefined);
     throw asVmdnError(err);
   }
-  return w;
 }
 
 class StreamOptimizedWriter implements DiskWriter {
