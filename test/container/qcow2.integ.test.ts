@@ -159,7 +159,7 @@ describe('qcow2 reader vs qemu-img', () => {
   });
 
   it('refuses other formats by name', async () => {
-    for (const [fmt, name, extra] of [['vmdk', 'VMDK', []], ['vhdx', 'VHDX', []], ['vdi', 'VDI', []], ['vpc', 'VHD', []], ['vpc', 'VHD', ['-o', 'subformat=fixed']]] as const) {
+    for (const [fmt, name, extra] of [['vhdx', 'VHDX', []], ['vdi', 'VDI', []], ['vpc', 'VHD', []], ['vpc', 'VHD', ['-o', 'subformat=fixed']]] as const) {
       const file = at(`other-${fmt}${extra.length}.img`);
       await qemuImg('create', '-f', fmt, ...extra, file, '16M');
       await assert.rejects(openDisk(file), (e: Error & { code?: string }) => {
