@@ -15,7 +15,7 @@ import { openDisk, probeFormat } from '../../src/container/open.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { CLI, vmdnOk, qemuCompare } from '../helpers/cli.js';
 import { qemuImg, assertSameContent, assertExtents } from './qcow2-fixtures.js';
-import { SUBFORMATS, makeSource, convertTo, makeMultiExtent } from './vmdk-fixtures.js';
+import { SUBFORMATS, makeSource, convertTo, makeMultiExtent, qemuIoRaw } from './vmdk-fixtures.js';
 
 const t = tmpDir('vmdn-vmdk-');
 const at = (...p: string[]): string => path.join(t.dir, ...p);
@@ -56,6 +56,22 @@ describe('vmdk made by qemu-img reads back identical', () => {
       assert.ok(qemuCompare(src, out).identical, qemuCompare(src, out).out);
     });
   }
+
+  it('twoGbMaxExtentSparse over two real extents (2.05 GiB, mostly holes) imports identical', async () => {
+    const dir = at('two');
+    await fs.mkdir(dir);
+    const big = path.join(dir, 'big.raw');
+    await fs.writeFile(big, '');
+    await fs.truncate(big, 2100 * 1024 * 1024);
+    await qemuIoRaw(big, 'write -P 0x33 0 64k', 'write -P 0x44 2047M 2M', 'write -P 0x55 2099M 1M'); // one write across the extent boundary
+    const vmdk = path.join(dir, 'two.vmdk');
+    await qemuImg('convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=twoGbMaxExtentSparse', big, vmdk);
+    assert.match(await fs.readFile(vmdk, 'latin1'), /two-s002\.vmdk/);
+    vmdnOk(store, ['import', vmdk, '-n', 'two']);
+    const out = path.join(dir, 'out.raw');
+    vmdnOk(store, ['export', 'two', out]);
+    assert.ok(qemuCompare(big, out).identical);
+  });
 
   it('a hand-built descriptor of sparse and flat extents (qemu agrees) imports identical', () => {
     assert.ok(qemuCompare(multi.desc, multi.ref).identical, 'fixture: qemu reads the descriptor as the reference');

@@ -76,9 +76,9 @@ export class VmdkDisk implements Disk {
     for (const p of this.parts) {
       if (!p.disk) continue;
       for await (const e of p.disk.extents(signal)) {
-        const end = Math.min(e.offset + e.length, p.length);
+        // a sparse extent may hold more than the descriptor gives it: clip
         if (e.offset >= p.length) break;
-        m.add(p.start + e.offset, end - e.offset, e.kind);
+        m.add(p.start + e.offset, Math.min(e.offset + e.length, p.length) - e.offset, e.kind);
         yield* m.done.splice(0);
       }
     }

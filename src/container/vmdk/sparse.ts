@@ -16,6 +16,8 @@ import { ExtentMerger, readExact } from './io.js';
 
 /** Grain tables kept decoded (2 KiB each); enough for 16 GiB of 64 KiB grains at a time. */
 const GT_CACHE = 1024;
+/** Bytes of inflated grains kept (128 grains of the usual 64 KiB; at least two grains of any size). */
+const GRAIN_CACHE_BYTES = 8 << 20;
 /** A deflate stream of one grain longer than this is corrupt (qemu allows twice the grain). */
 const MAX_COMPRESSED_FACTOR = 2;
 
@@ -26,7 +28,8 @@ export class SparseExtent implements Disk {
   readonly virtualSize: number;
   readonly clusterSize: number;
   private readonly gts = new Map<number, Uint32Array | null>();
-  private lastGrain: { index: number; data: Buffer } | null = null;
+  /** Recently inflated grains, oldest first: readers of a filesystem come back to a grain many times. */
+  private readonly inflated = new Map<number, Promise<Buffer>>();
 
   private constructor(
     private readonly fh: fs.FileHandle,
@@ -136,9 +139,21 @@ export class SparseExtent implements Disk {
     return out;
   }
 
+  private inflateGrain(g: number, sector: number): Promise<Buffer> {
+    let p = this.inflated.get(g);
+    if (p) {
+      this.inflated.delete(g); // re-insert: most recently used last
+    } else {
+      p = this.inflateUncached(g, sector);
+      p.catch(() => this.inflated.delete(g)); // a failure is not remembered
+      if (this.inflated.size >= Math.max(2, GRAIN_CACHE_BYTES / this.clusterSize)) this.inflated.delete(this.inflated.keys().next().value!);
+    }
+    this.inflated.set(g, p);
+    return p;
+  }
+
   /** Read the grain marker at `sector` and inflate its data: exactly the grain, nothing else. */
-  private async inflateGrain(g: number, sector: number): Promise<Buffer> {
-    if (this.lastGrain?.index === g) return this.lastGrain.data;
+  private async inflateUncached(g: number, sector: number): Promise<Buffer> {
     const where = `${this.path}: compressed grain ${g} at sector ${sector}`;
     const head = Buffer.from(await readExact(this.fh, this.path, sector * SECTOR, GRAIN_MARKER_HEAD));
     const lba = head.readBigUInt64LE(0);
@@ -157,7 +172,6 @@ export class SparseExtent implements Disk {
     const want = this.grainBytes(g);
     if (out.length < want) throw new VmdnError('E_FORMAT', `${where}: inflated to ${out.length} bytes, expected ${want}`, data);
     if (out.length < this.clusterSize) out = Buffer.concat([out, Buffer.alloc(this.clusterSize - out.length)]);
-    this.lastGrain = { index: g, data: out };
     return out;
   }
 
