@@ -87,6 +87,7 @@ export function registerStoreCommands(program: Command): void {
       const ref = parseImageRef(name);
       const toStdout = out === '-';
       if (!toStdout) refuseExisting(out, o.force);
+      else if (process.stdout.isTTY) throw new VmdnError('E_USAGE', 'stdout is a terminal: redirect or pipe the image (vmdn export NAME - > disk.vmdk)');
       const bar = progressBar(o, 'export');
       const t0 = Date.now();
       const r = await withStore(o.store, (s) => exportImageFile(s, ref, out, { format: o.format, compress: o.compress, onProgress: bar.onProgress }), { create: false }).finally(bar.stop);
