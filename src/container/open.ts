@@ -4,6 +4,7 @@ import { RawDisk } from './raw.js';
 import { Qcow2Disk } from './qcow2/reader.js';
 import { VhdDisk } from './vhd/reader.js';
 import { VdiDisk } from './vdi/reader.js';
+import { VmdkDisk } from './vmdk/reader.js';
 import { probeFormat, type ReadableFormat } from './probe.js';
 import { asVmdnError } from '../errors.js';
 
@@ -24,6 +25,7 @@ export async function openDisk(path: string, opts: OpenDiskOptions = {}): Promis
       case 'qcow2': return await Qcow2Disk.open(path, { allowBacking: opts.allowBacking });
       case 'vhd': return await VhdDisk.open(path, { allowBacking: opts.allowBacking });
       case 'vdi': return await VdiDisk.open(path);
+      case 'vmdk': return await VmdkDisk.open(path);
       default: return await RawDisk.open(path);
     }
   } catch (err) {

@@ -1,5 +1,5 @@
 /**
- * Image format detection by magic bytes. qcow2, VHD, VDI and raw are readable;
+ * Image format detection by magic bytes. qcow2, VMDK, VHD, VDI and raw are readable;
  * other well-known formats are named and refused so they are never silently
  * treated as raw disks (a VMDK read as raw would "work" and be garbage).
  */
@@ -7,7 +7,7 @@ import { VmdnError } from '../errors.js';
 import { QCOW2_MAGIC } from './qcow2/layout.js';
 import { openImageFile } from './image-file.js';
 
-export type ReadableFormat = 'qcow2' | 'vhd' | 'vdi' | 'raw';
+export type ReadableFormat = 'qcow2' | 'vmdk' | 'vhd' | 'vdi' | 'raw';
 
 const PROBE_BYTES = 512;
 
@@ -31,7 +31,8 @@ export function classify(path: string, head: Uint8Array, tail: Uint8Array): Read
       return 'qcow2'; // other versions are reported by the qcow2 reader itself
     }
   }
-  if (startsWith(head, 0, 'KDMV') || startsWith(head, 0, '# Disk DescriptorFile')) unsupported(path, 'VMDK');
+  // VMDK: a sparse extent header, or a text descriptor naming the extent files.
+  if (startsWith(head, 0, 'KDMV') || startsWith(head, 0, '# Disk DescriptorFile')) return 'vmdk';
   if (startsWith(head, 0, 'vhdxfile')) unsupported(path, 'VHDX');
   // VHD: a footer at the end (all kinds), with a copy at the start (dynamic and differencing).
   if (startsWith(head, 0, 'conectix') || startsWith(tail, 0, 'conectix')) return 'vhd';

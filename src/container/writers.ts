@@ -6,36 +6,44 @@ import { createQcow2Writer } from './qcow2/writer.js';
 import { createDynamicVhdWriter, createFixedVhdWriter, fixedVhdTrailer } from './vhd/writer.js';
 import { createVdiWriter } from './vdi/writer.js';
 import { createStreamWriter } from './stream-writer.js';
+import { createVmdkWriter, STDOUT } from './vmdk/writer.js';
 import { VmdnError } from '../errors.js';
 
-/** vhd: dynamic VHD; vhd-fixed: fixed VHD (what Azure takes). */
-export const OUTPUT_FORMATS = ['raw', 'qcow2', 'vhd', 'vhd-fixed', 'vdi'] as const;
+/**
+ * vhd: dynamic VHD; vhd-fixed: fixed VHD (what Azure takes); vmdk:
+ * streamOptimized (compressed, streamable: the OVA flavour); vmdk-sparse:
+ * monolithicSparse.
+ */
+export const OUTPUT_FORMATS = ['raw', 'qcow2', 'vmdk', 'vmdk-sparse', 'vhd', 'vhd-fixed', 'vdi'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 /** Formats written front to back with nothing to patch afterwards: the only ones that can go to a pipe. */
-const STREAMABLE: readonly OutputFormat[] = ['raw', 'vhd-fixed'];
-const BY_EXTENSION: Record<string, OutputFormat> = { '.raw': 'raw', '.img': 'raw', '.qcow2': 'qcow2', '.vhd': 'vhd', '.vdi': 'vdi' };
+const STREAMABLE: readonly OutputFormat[] = ['vmdk', 'raw', 'vhd-fixed'];
+const BY_EXTENSION: Record<string, OutputFormat> = { '.raw': 'raw', '.img': 'raw', '.qcow2': 'qcow2', '.vmdk': 'vmdk', '.vhd': 'vhd', '.vdi': 'vdi' };
 
 export function formatFromPath(out: string, explicit?: string): OutputFormat {
-  const f = explicit ?? (out === '-' ? undefined : BY_EXTENSION[path.extname(out).toLowerCase()]);
+  // stdout has no extension: the compact streamable format is the default there
+  const f = explicit ?? (out === STDOUT ? 'vmdk' : BY_EXTENSION[path.extname(out).toLowerCase()]);
   if ((OUTPUT_FORMATS as readonly string[]).includes(f as string)) return f as OutputFormat;
   if (f === undefined) {
-    if (out === '-') throw new VmdnError('E_USAGE', `writing to stdout needs --format (${STREAMABLE.join(' or ')})`, { out });
-    throw new VmdnError('E_USAGE', `cannot tell the output format from "${path.basename(out)}": use a .raw/.img/.qcow2/.vhd/.vdi name or --format`, { out });
+    throw new VmdnError('E_USAGE', `cannot tell the output format from "${path.basename(out)}": use a .raw/.img/.qcow2/.vmdk/.vhd/.vdi name or --format`, { out });
   }
   throw new VmdnError('E_USAGE', `unknown format "${f}" (use ${OUTPUT_FORMATS.join(', ')})`, { format: f });
 }
 
 export async function openWriter(out: string, virtualSize: number, format: OutputFormat, compress?: 'zstd' | 'deflate'): Promise<DiskWriter> {
-  if (compress && format !== 'qcow2') throw new VmdnError('E_USAGE', '--compress applies to qcow2 output only');
-  if (out === '-') {
+  if (compress && format !== 'qcow2') throw new VmdnError('E_USAGE', '--compress applies to qcow2 output only (vmdk is always deflate-compressed, vmdk-sparse never)');
+  if (out === STDOUT) {
     if (!STREAMABLE.includes(format)) {
-      throw new VmdnError('E_USAGE', `${format} cannot be written to a pipe (its tables precede the data and are only known at the end); write to a file, or use ${STREAMABLE.join(' or ')}`, { format });
+      throw new VmdnError('E_USAGE', `${format} cannot be written to a pipe (its tables precede the data and are only known at the end); write to a file, or use ${STREAMABLE.join(', ')}`, { format });
     }
+    if (format === 'vmdk') return createVmdkWriter(out, virtualSize, 'streamOptimized');
     return createStreamWriter(process.stdout, virtualSize, format === 'vhd-fixed' ? fixedVhdTrailer(virtualSize) : undefined);
   }
   switch (format) {
     case 'raw': return createRawWriter(out, virtualSize);
     case 'qcow2': return createQcow2Writer(out, virtualSize, { compress: compress ?? false });
+    case 'vmdk': return createVmdkWriter(out, virtualSize, 'streamOptimized');
+    case 'vmdk-sparse': return createVmdkWriter(out, virtualSize, 'monolithicSparse');
     case 'vhd': return createDynamicVhdWriter(out, virtualSize);
     case 'vhd-fixed': return createFixedVhdWriter(out, virtualSize);
     case 'vdi': return createVdiWriter(out, virtualSize);

@@ -70,7 +70,7 @@ describe('bad input is refused and changes nothing', () => {
       sh('qemu-img', ['create', '-f', 'qcow2', '-b', 'nowhere.qcow2', '-F', 'qcow2', '-u', f('orphan.qcow2'), '64M']);
       return f('orphan.qcow2');
     }, ['E_BACKING']],
-    ['a VMDK (not read yet)', () => { const b = Buffer.alloc(4096); b.write('KDMV', 0, 'latin1'); fs.writeFileSync(f('x.vmdk'), b); return f('x.vmdk'); }, ['E_UNSUPPORTED']],
+    ['a VMDK magic over an empty header', () => { const b = Buffer.alloc(4096); b.write('KDMV', 0, 'latin1'); fs.writeFileSync(f('x.vmdk'), b); return f('x.vmdk'); }, ['E_FORMAT']],
     ['a file that does not exist', () => f('nope.qcow2'), ['E_NOT_FOUND']],
   ];
 
@@ -91,7 +91,7 @@ describe('bad input is refused and changes nothing', () => {
   it('usage errors exit 2', () => {
     assert.equal(vmdn(store, ['import', good, '--name', 'Bad Name!']).status, 2);
     assert.equal(vmdn(store, ['import', good, '--name', 'x', '--chunker', 'cdc:1k:3k:2k']).status, 2);
-    assert.equal(vmdn(store, ['export', 'keep', f('out.vmdk')]).status, 2);
+    assert.equal(vmdn(store, ['export', 'keep', f('out.vhdx')]).status, 2);
     assert.equal(vmdn(store, ['frobnicate']).status, 2);
   });
 });

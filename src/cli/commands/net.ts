@@ -155,6 +155,8 @@ export function registerNetCommands(program: Command): void {
     .option('--no-packs', 'no packs: missing objects come as stored, not compressed together against the images the cache holds (less server CPU, more bytes)')
     .action(action(async (url: string, name: string, out: string, o: GlobalOptions & { cache?: string; seed?: string[]; format?: string; concurrency: number; retries: number; batch: boolean; packs: boolean }) => {
       const ref = parseImageRef(name);
+      // pull reports on stdout: an image there would be corrupted by it (export can stream instead)
+      if (out === '-') throw new VmdnError('E_USAGE', 'pull writes a file, not stdout; once pulled, the image is in the store: `vmdn export NAME -` streams it');
       const cache = await LocalStore.open(o.cache ?? resolveStoreDir(o.store));
       const bar = phasedBar(o, 'pull');
       try {

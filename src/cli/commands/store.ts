@@ -44,7 +44,7 @@ export function refuseExisting(out: string, force?: boolean): void {
 
 export function registerStoreCommands(program: Command): void {
   imageInput(common(program.command('import')))
-    .description('import a disk image (qcow2, VHD, VDI or raw; told apart by content) into the store under a name')
+    .description('import a disk image (qcow2, VMDK, VHD, VDI or raw; told apart by content) into the store under a name')
     .argument('<image>', 'image file')
     .requiredOption('-n, --name <name[:tag]>', 'name to store it under')
     .addOption(new Option('--chunker <spec>', 'chunking: cdc[:min:avg:max] or fixed[:size], e.g. cdc:16k:64k:256k, fixed:64k').default(DEFAULT_CHUNKER_SPEC))
@@ -79,21 +79,23 @@ export function registerStoreCommands(program: Command): void {
   common(program.command('export'))
     .description('rebuild a stored image as a file, bit for bit')
     .argument('<name[:tag]>', 'image name')
-    .argument('<out>', 'output file (.raw/.img, .qcow2, .vhd, .vdi), or - for stdout (raw and vhd-fixed only: the others have tables before the data)')
-    .addOption(new Option('--format <format>', 'output format (default: from the extension): raw, qcow2, vhd (dynamic), vhd-fixed (Azure: size rounded up to a whole MiB), vdi (dynamic)').choices([...OUTPUT_FORMATS]))
+    .argument('<out>', 'output file (.raw/.img, .qcow2, .vmdk, .vhd, .vdi), or - for stdout (vmdk, the default there, raw or vhd-fixed: the others have tables before the data)')
+    .addOption(new Option('--format <format>', 'output format (default: from the extension): raw, qcow2, vmdk (streamOptimized: compressed, written front to back, the OVA flavour), vmdk-sparse (monolithicSparse), vhd (dynamic), vhd-fixed (Azure: size rounded up to a whole MiB), vdi (dynamic)').choices([...OUTPUT_FORMATS]))
     .addOption(new Option('--compress <algo>', 'compress qcow2 clusters').choices(['zstd', 'deflate']))
     .option('-f, --force', 'replace <out> if it exists')
     .action(action(async (name: string, out: string, o: GlobalOptions & { format?: string; compress?: 'zstd' | 'deflate'; force?: boolean }) => {
       const ref = parseImageRef(name);
-      if (out !== '-') refuseExisting(out, o.force);
+      const toStdout = out === '-';
+      if (!toStdout) refuseExisting(out, o.force);
+      else if (process.stdout.isTTY) throw new VmdnError('E_USAGE', 'stdout is a terminal: redirect or pipe the image (vmdn export NAME - > disk.vmdk)');
       const bar = progressBar(o, 'export');
       const t0 = Date.now();
       const r = await withStore(o.store, (s) => exportImageFile(s, ref, out, { format: o.format, compress: o.compress, onProgress: bar.onProgress }), { create: false }).finally(bar.stop);
       const seconds = (Date.now() - t0) / 1000;
-      // stdout carries the image: the summary goes to stderr
-      if (out === '-') return void process.stderr.write(`${JSON.stringify({ ...r, seconds })}\n`);
+      // with the image on stdout, the summary goes to stderr
+      if (o.json && toStdout) return void process.stderr.write(`${JSON.stringify({ ...r, seconds })}\n`);
       if (o.json) return printJson({ ...r, seconds });
-      console.log(`exported ${r.ref} to ${safe(r.out)} (${r.format}, ${humanBytes(r.virtualSize)} virtual, ${humanBytes(r.bytesWritten)} data) in ${seconds.toFixed(1)} s`);
+      (toStdout ? console.error : console.log)(`exported ${r.ref} to ${safe(r.out)} (${r.format}, ${humanBytes(r.virtualSize)} virtual, ${humanBytes(r.bytesWritten)} data) in ${seconds.toFixed(1)} s`);
     }));
 
   common(program.command('images'))
