@@ -29,10 +29,15 @@ export interface FillOptions {
   onError?: (err: unknown) => void;
 }
 
-/** The image's distinct objects in the order of their first place on the disk. */
-export function diskOrder(manifest: Manifest): Digest[] {
+/**
+ * The image's distinct objects: its disk chunks in the order of their first
+ * place on the disk, then every other object it needs (`objects`: a files
+ * image's trees, small-file streams, packages and big files' content).
+ */
+export function diskOrder(manifest: Manifest, objects: Iterable<Digest> = []): Digest[] {
   const seen = new Set<Digest>();
   for (const [, , d] of [...manifest.chunks].sort((a, b) => a[0] - b[0])) seen.add(d);
+  for (const d of objects) seen.add(d);
   return [...seen];
 }
 
@@ -40,7 +45,8 @@ export async function fillImage(demand: DemandStore, ref: ImageRef, digest: Dige
   const cache: LocalStore = demand.store.cache;
   return cache.writing(async () => {
     const size = o.batch ?? 16;
-    const missing = () => diskOrder(manifest).filter((d) => !cache.index.getObject(d));
+    const order = diskOrder(manifest, objects);
+    const missing = () => order.filter((d) => !cache.index.getObject(d));
     for (let todo = missing(); todo.length; todo = missing()) {
       const groups: Digest[][] = [];
       for (let i = 0; i < todo.length; i += size) groups.push(todo.slice(i, i + size));

@@ -15,10 +15,9 @@ import { CachingStore } from '../store/cache/caching-store.js';
 import { HttpStore, type HttpStoreOptions } from '../net/client/http-store.js';
 import { decodeManifest } from '../model/manifest.js';
 import { imageObjects } from '../model/objects.js';
-import { ManifestDisk } from '../images/manifest-disk.js';
 import { DemandStore, newCounters, type LazyCounters } from './demand.js';
 import { fillImage, type FillOptions } from './fill.js';
-import { CHUNK_CACHE_ENTRIES, deviceOver, requireChunkImage, type OpenedDevice } from './open.js';
+import { deviceOver, openBase, type OpenedDevice } from './open.js';
 
 export interface RemoteOptions {
   overlay?: string;
@@ -46,12 +45,18 @@ export async function openRemoteDevice(url: string, ref: ImageRef, cache: LocalS
     const store = await CachingStore.open(cache, remote);
     const digest = await remote.resolve(ref);
     const manifest = decodeManifest(await store.get(digest), `${url} ${digest.slice(0, 12)}`);
-    requireChunkImage(manifest, ref);
     const objects = await imageObjects(manifest, store);
     const cached = [...objects].filter((d) => cache.index.getObject(d)).length;
     const counters = newCounters(objects.size, cached);
     const demand = new DemandStore(store, counters);
-    opened = await deviceOver(new ManifestDisk(manifest, demand, CHUNK_CACHE_ENTRIES), digest, manifest.virtualSize, o);
+    // files/packages images: their filesystems' metadata is built first (the tree, small files and packages fetched now)
+    const base = await openBase(manifest, demand);
+    try {
+      opened = { ...(await deviceOver(base.disk, digest, manifest.virtualSize, o)), rebuilt: base.stats };
+    } catch (err) {
+      await base.disk.close();
+      throw err;
+    }
     const filled = o.fill === false
       ? Promise.resolve()
       : fillImage(demand, ref, digest, manifest, objects, {
