@@ -15,6 +15,8 @@ import { CachingStore } from '../store/cache/caching-store.js';
 import { HttpStore, type HttpStoreOptions } from '../net/client/http-store.js';
 import { decodeManifest } from '../model/manifest.js';
 import { imageObjects } from '../model/objects.js';
+import type { TreeRecord } from '../model/files-tree.js';
+import { metadataInputs } from '../strategy/files/direct.js';
 import { DemandStore, newCounters, type LazyCounters } from './demand.js';
 import { fillImage, type FillOptions } from './fill.js';
 import { deviceOver, openBase, type OpenedDevice } from './open.js';
@@ -45,11 +47,13 @@ export async function openRemoteDevice(url: string, ref: ImageRef, cache: LocalS
     const store = await CachingStore.open(cache, remote);
     const digest = await remote.resolve(ref);
     const manifest = decodeManifest(await store.get(digest), `${url} ${digest.slice(0, 12)}`);
-    const objects = await imageObjects(manifest, store);
+    const trees: TreeRecord[][] = [];
+    const objects = await imageObjects(manifest, store, { trees });
     const cached = [...objects].filter((d) => cache.index.getObject(d)).length;
     const counters = newCounters(objects.size, cached);
     const demand = new DemandStore(store, counters);
-    // files/packages images: their filesystems' metadata is built first (the tree, small files and packages fetched now)
+    // files/packages images: their filesystems' metadata is built first; what it reads comes in batches first
+    await demand.warm((manifest.filesystems ?? []).flatMap((f, i) => metadataInputs(f, trees[i]!)));
     const base = await openBase(manifest, demand);
     try {
       opened = { ...(await deviceOver(base.disk, digest, manifest.virtualSize, o)), rebuilt: base.stats };

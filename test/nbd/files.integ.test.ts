@@ -18,6 +18,7 @@ import { corpusDir } from '../helpers/corpus.js';
 import { startServe, type Served } from '../helpers/serve.js';
 import { hasQemuTools } from './raw-client.js';
 import { LocalStore } from '../../src/store/local/local-store.js';
+import { buildDeb, buildImage, DebArchive, vmdnAsyncOk } from '../helpers/debs.js';
 
 const skip = hasQemuTools() ? false : 'qemu-img/qemu-io not installed (scripts/ensure-debian-tools.mjs installs them)';
 const MiB = 2 ** 20;
@@ -175,6 +176,47 @@ describe('vmdn nbd of a files-strategy image', { skip }, () => {
     vmdnOk(cache, ['export', 'files:1', out]);
     assert.ok(fs.readFileSync(out).equals(fs.readFileSync(exported)));
     fs.rmSync(out);
+  });
+});
+
+describe('vmdn nbd of a packages-strategy image', { skip }, () => {
+  const t = tmpDir('vmdn-nbd-packages-');
+  let archive: DebArchive | undefined;
+  const savedCache = process.env.VMDN_DEB_CACHE;
+  after(async () => {
+    if (savedCache !== undefined) process.env.VMDN_DEB_CACHE = savedCache;
+    await archive?.close();
+    t.cleanup();
+  });
+
+  it('serves exactly what vmdn export writes: package files unpacked for the metadata build, own big files read on demand', { timeout: 180_000 }, async () => {
+    delete process.env.VMDN_DEB_CACHE; // the CLI would share .debs across stores through it
+    const work = path.join(t.dir, 'debs');
+    fs.mkdirSync(work);
+    const alpha = buildDeb({ name: 'alpha', version: '1.0-1', arch: 'amd64', compress: 'xz', files: [{ path: 'usr/bin/alpha', data: prng(31, 40_000), mode: 0o755 }, { path: 'usr/share/alpha/data.bin', data: prng(32, 1_300_000) }] }, work);
+    const beta = buildDeb({ name: 'beta', version: '2.0-1', arch: 'all', compress: 'gzip', files: [{ path: 'usr/share/beta/words.txt', data: Buffer.from('beta words\n'.repeat(100)) }] }, work);
+    archive = await DebArchive.start();
+    archive.add(alpha).add(beta);
+    const disk = path.join(t.dir, 'pk.raw');
+    buildImage(disk, {
+      packages: [alpha, beta],
+      userFiles: [{ path: 'srv/own.bin', data: prng(33, 700_000) }, { path: 'root/notes.txt', data: Buffer.from('notes\n') }],
+      hardLinks: [['srv/own.bin', 'srv/own-link.bin']],
+    }, t.dir);
+    const store = path.join(t.dir, 'store');
+    const r = await vmdnAsyncOk(store, ['import', disk, '--name', 'pk:1', '--strategy', 'packages', '--apt-source', archive.url]);
+    assert.equal(r.packages?.[0]?.installed, 2, JSON.stringify(r));
+    const exported = path.join(t.dir, 'exported.raw');
+    vmdnOk(store, ['export', 'pk:1', exported]);
+    const sock = path.join(t.dir, 'pk.sock');
+    const s = await startNbd(store, ['pk:1', '--socket', sock, '--readonly']);
+    try {
+      assert.ok(s.info.rebuilt && s.info.rebuilt.directFiles >= 1, JSON.stringify(s.info));
+      const c = qemuCompare(exported, `nbd+unix:///pk:1?socket=${sock}`);
+      assert.ok(c.identical, c.out);
+    } finally {
+      await s.stop();
+    }
   });
 });
 

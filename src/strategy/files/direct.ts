@@ -13,7 +13,9 @@ import { allocateFiles, type AllocRequest, type FileMap } from '../../fs/ext4/al
 import { openFsImage, type FsImage } from '../../fs/ext4/image.js';
 import { pathKey, type TreeRecord } from '../../model/files-tree.js';
 import { VmdnError } from '../../errors.js';
-import type { ChunkEntry } from '../../model/manifest.js';
+import type { ChunkEntry, FsRebuild } from '../../model/manifest.js';
+import type { Digest } from '../../store/digest.js';
+import { packageObjects } from '../../model/package-ref.js';
 import type { PhysRun } from '../../fs/ext4/alloc.js';
 
 /** Smaller files could become inline data or fit a block: not worth it, and mke2fs may not leave them blockless. */
@@ -40,6 +42,21 @@ export function directFiles(records: TreeRecord[], p: Ext4Params): Set<number> {
     if (r.type === 'file' && r.chunks && r.link === undefined && r.pkg === undefined && r.streamOffset === undefined && r.size! >= MIN_DIRECT) out.add(i);
   });
   return out;
+}
+
+/**
+ * The objects a metadata-only build (buildFsMetadata) reads: the small-file
+ * stream, the packages, and the content of every file that is not direct.
+ * Lets a lazy reader fetch them in batches before the build asks one by one.
+ */
+export function metadataInputs(f: FsRebuild, records: TreeRecord[]): Digest[] {
+  const direct = directFiles(records, f.params);
+  const out = new Set<Digest>(f.stream.map((c) => c[2]));
+  for (const p of f.packages ?? []) for (const d of packageObjects(p)) out.add(d);
+  records.forEach((r, i) => {
+    if (r.link === undefined && !direct.has(i)) for (const c of r.chunks ?? []) out.add(c[2]);
+  });
+  return [...out];
 }
 
 /** Logical block ranges a file's chunks touch, merged. */
