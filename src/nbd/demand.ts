@@ -87,6 +87,32 @@ export class DemandStore implements ReadableStore {
     }
   }
 
+  /**
+   * Objects needed before any read can be served (a files image's metadata
+   * build): fetched in batches, a few at once, and counted as demand (the
+   * client waits on them).
+   */
+  async warm(digests: Digest[], batch = 64, lanes = 4): Promise<void> {
+    const todo = digests.filter((d) => !this.store.cache.index.getObject(d));
+    const groups: Digest[][] = [];
+    for (let i = 0; i < todo.length; i += batch) groups.push(todo.slice(i, i + batch));
+    const lane = async () => {
+      for (let g = groups.shift(); g; g = groups.shift()) {
+        const results = await Promise.allSettled([...this.store.fillMany(g)].map(async ([d, p]) => {
+          await p;
+          if (this.demanded.has(d)) return;
+          this.demanded.add(d);
+          this.counters.demandObjects++;
+          this.counters.demandBytes += this.store.cache.index.getObject(d)?.storedSize ?? 0;
+          this.counters.cachedObjects++;
+        }));
+        const failed = results.find((r) => r.status === 'rejected');
+        if (failed) throw (failed as PromiseRejectedResult).reason;
+      }
+    };
+    await Promise.all(Array.from({ length: lanes }, lane));
+  }
+
   getEncoded(digest: Digest, opts?: ReadOptions): Promise<Uint8Array> {
     return this.store.getEncoded(digest, opts);
   }

@@ -33,16 +33,21 @@ export interface FillOptions {
   first?: Digest[];
 }
 
-/** The image's distinct objects in the order of their first place on the disk. */
-export function diskOrder(manifest: Manifest): Digest[] {
+/**
+ * The image's distinct objects: its disk chunks in the order of their first
+ * place on the disk, then every other object it needs (`objects`: a files
+ * image's trees, small-file streams, packages and big files' content).
+ */
+export function diskOrder(manifest: Manifest, objects: Iterable<Digest> = []): Digest[] {
   const seen = new Set<Digest>();
   for (const [, , d] of [...manifest.chunks].sort((a, b) => a[0] - b[0])) seen.add(d);
+  for (const d of objects) seen.add(d);
   return [...seen];
 }
 
 /** The fill's order: `first` (those of them in the image), then the rest in disk order; each object once. */
-export function fillOrder(manifest: Manifest, first: Digest[] = []): Digest[] {
-  const disk = diskOrder(manifest);
+export function fillOrder(manifest: Manifest, first: Digest[] = [], objects: Iterable<Digest> = []): Digest[] {
+  const disk = diskOrder(manifest, objects);
   const inImage = new Set(disk);
   return [...new Set([...first.filter((d) => inImage.has(d)), ...disk])];
 }
@@ -51,7 +56,7 @@ export async function fillImage(demand: DemandStore, ref: ImageRef, digest: Dige
   const cache: LocalStore = demand.store.cache;
   return cache.writing(async () => {
     const size = o.batch ?? 16;
-    const order = fillOrder(manifest, o.first);
+    const order = fillOrder(manifest, o.first, objects);
     const profiled = new Set(o.first);
     const missing = () => order.filter((d) => !cache.index.getObject(d));
     for (let todo = missing(); todo.length; todo = missing()) {

@@ -1,7 +1,7 @@
 /**
  * A stored image as the BlockDevice NBD serves: the manifest resolved by name,
  * its chunks read through ManifestDisk (fetched from the store and verified by
- * hash), writes into an overlay file of the user's, a temporary one (removed on
+ * hash), its rebuilt filesystems (files/packages images) through RebuiltDisk, writes into an overlay file of the user's, a temporary one (removed on
  * close), or refused (read-only).
  */
 import fs from 'node:fs';
@@ -9,11 +9,11 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ImageNames, ReadableStore } from '../store/types.js';
 import type { ImageRef } from '../store/image-name.js';
-import { formatImageRef } from '../store/image-name.js';
+import type { Disk } from '../container/disk.js';
 import { resolveImage } from '../images/names.js';
 import { ManifestDisk } from '../images/manifest-disk.js';
 import type { Manifest } from '../model/manifest.js';
-import { VmdnError } from '../errors.js';
+import { RebuiltDisk, type RebuiltStats } from './rebuilt.js';
 import { BlockDevice } from './device.js';
 import { Overlay } from './overlay.js';
 import { isProcessAlive } from '../util/process.js';
@@ -26,6 +26,8 @@ export interface OpenedDevice {
   /** The overlay file, if writes are accepted. */
   overlay?: string;
   temporaryOverlay: boolean;
+  /** Files/packages images: how their filesystems' metadata was built before the first read. */
+  rebuilt?: RebuiltStats;
   /** Flush and close the overlay (a temporary one is deleted). */
   close(): Promise<void>;
 }
@@ -39,21 +41,44 @@ export async function openStoredDevice(
   opts: { overlay?: string; readOnly?: boolean },
 ): Promise<OpenedDevice> {
   const { digest, manifest } = await resolveImage(store, ref);
-  requireChunkImage(manifest, ref);
-  const base = new ManifestDisk(manifest, store, CHUNK_CACHE_ENTRIES);
-  return deviceOver(base, digest, manifest, opts);
+  const base = await openBase(manifest, store);
+  return { ...(await deviceOver(base.disk, digest, manifest, opts)), rebuilt: base.stats };
 }
 
-/** The image as a chunk-strategy manifest, or E_UNSUPPORTED naming the image. */
-export function requireChunkImage(manifest: Manifest, ref: ImageRef): void {
-  if (manifest.filesystems?.length) {
-    // their filesystems are rebuilt from trees on export; ManifestDisk alone would read them as zeros
-    throw new VmdnError('E_UNSUPPORTED', `${formatImageRef(ref)} is a files/packages-strategy image: nbd serves chunk images; export files images first (vmdn export, then import with --strategy chunks)`, { image: formatImageRef(ref) });
+/**
+ * The disk a manifest reads as: its chunks (chunk strategy), or, for files
+ * and packages images, their filesystems' metadata rebuilt into a private
+ * work directory (removed on close; a killed server's is removed by the next
+ * one, like its overlay) with big files' content read from their chunks.
+ */
+export async function openBase(manifest: Manifest, store: ReadableStore): Promise<{ disk: Disk; stats?: RebuiltStats }> {
+  if (!manifest.filesystems?.length) return { disk: new ManifestDisk(manifest, store, CHUNK_CACHE_ENTRIES) };
+  removeStaleOverlays();
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), `${TMP_PREFIX}${process.pid}-`));
+  let disk: RebuiltDisk;
+  try {
+    disk = await RebuiltDisk.open(manifest, store, work, CHUNK_CACHE_ENTRIES);
+  } catch (err) {
+    fs.rmSync(work, { recursive: true, force: true });
+    throw err;
   }
+  const base: Disk = {
+    format: disk.format, virtualSize: disk.virtualSize, clusterSize: disk.clusterSize,
+    extents: () => disk.extents(),
+    read: (o, l) => disk.read(o, l),
+    close: async () => {
+      try {
+        await disk.close();
+      } finally {
+        fs.rmSync(work, { recursive: true, force: true });
+      }
+    },
+  };
+  return { disk: base, stats: disk.stats };
 }
 
 /** A base disk with the overlay the options ask for (a temporary one, the user's file, or none). */
-export async function deviceOver(base: ManifestDisk, digest: string, image: Manifest, opts: { overlay?: string; readOnly?: boolean }): Promise<OpenedDevice> {
+export async function deviceOver(base: Disk, digest: string, image: Manifest, opts: { overlay?: string; readOnly?: boolean }): Promise<OpenedDevice> {
   if (opts.readOnly) {
     return { device: new BlockDevice(base, null), manifest: digest, image, temporaryOverlay: false, close: () => base.close() };
   }

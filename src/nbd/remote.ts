@@ -15,13 +15,14 @@ import { CachingStore } from '../store/cache/caching-store.js';
 import { HttpStore, type HttpStoreOptions } from '../net/client/http-store.js';
 import { decodeManifest } from '../model/manifest.js';
 import { imageObjects } from '../model/objects.js';
-import { ManifestDisk } from '../images/manifest-disk.js';
+import type { TreeRecord } from '../model/files-tree.js';
+import { metadataInputs } from '../strategy/files/direct.js';
 import { DemandStore, newCounters, type LazyCounters } from './demand.js';
 import { fillImage, type FillOptions } from './fill.js';
 import { loadProfile, type LoadedProfile } from './profile.js';
 import type { Digest } from '../store/digest.js';
 import type { Manifest } from '../model/manifest.js';
-import { CHUNK_CACHE_ENTRIES, deviceOver, requireChunkImage, type OpenedDevice } from './open.js';
+import { deviceOver, openBase, type OpenedDevice } from './open.js';
 
 export interface RemoteOptions {
   overlay?: string;
@@ -55,15 +56,23 @@ export async function openRemoteDevice(url: string, ref: ImageRef, cache: LocalS
     const store = await CachingStore.open(cache, remote);
     const digest = await remote.resolve(ref);
     const manifest = decodeManifest(await store.get(digest), `${url} ${digest.slice(0, 12)}`);
-    requireChunkImage(manifest, ref);
-    const objects = await imageObjects(manifest, store);
+    const trees: TreeRecord[][] = [];
+    const objects = await imageObjects(manifest, store, { trees });
     const cached = [...objects].filter((d) => cache.index.getObject(d)).length;
     const counters = newCounters(objects.size, cached);
     const demand = new DemandStore(store, counters);
     const warn = o.warn ?? ((msg: string) => process.stderr.write(`vmdn nbd: ${msg}\n`));
     const profile = o.profile === false || o.fill === false ? undefined : await originProfile(remote, store, digest, manifest, warn);
     counters.profileObjects = profile?.order.length ?? 0;
-    opened = await deviceOver(new ManifestDisk(manifest, demand, CHUNK_CACHE_ENTRIES), digest, manifest, o);
+    // files/packages images: their filesystems' metadata is built first; what it reads comes in batches first
+    await demand.warm((manifest.filesystems ?? []).flatMap((f, i) => metadataInputs(f, trees[i]!)));
+    const base = await openBase(manifest, demand);
+    try {
+      opened = { ...(await deviceOver(base.disk, digest, manifest, o)), rebuilt: base.stats };
+    } catch (err) {
+      await base.disk.close();
+      throw err;
+    }
     const filled = o.fill === false
       ? Promise.resolve()
       : fillImage(demand, ref, digest, manifest, objects, {

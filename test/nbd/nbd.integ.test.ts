@@ -178,12 +178,4 @@ describe('vmdn nbd with qemu', { skip }, () => {
     // (its overlay holds the random writes by now: ask for its size, not its bytes)
     assert.equal(spawnSync('qemu-img', ['info', uri('')]).status, 0, 'the first server still serves');
   });
-
-  it('refuses a files-strategy image clearly', () => {
-    vmdnOk(store, ['import', disk, '--name', 'files:1', '--strategy', 'files']);
-    const r = vmdn(store, ['nbd', 'files:1', '--socket', path.join(t.dir, 'f.sock')]);
-    assert.equal(r.status, 3, r.stdout + r.stderr);
-    assert.match(r.stdout + r.stderr, /E_UNSUPPORTED/);
-    assert.match(r.stdout + r.stderr, /nbd serves chunk images; export files images first/);
-  });
 });

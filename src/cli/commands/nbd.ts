@@ -39,7 +39,9 @@ export function registerNbdCommands(program: Command): void {
     .addHelpText('after', `
 What the client sees is the disk "vmdn export IMAGE" would write. Reads come from the store's
 chunks, each verified by hash; writes never touch the store: they go to the overlay, in 4 KiB
-blocks, and reads return the overlay's blocks over the image. Chunk-strategy images only for now.
+blocks, and reads return the overlay's blocks over the image. Files and packages images: their
+filesystems' metadata is rebuilt first (as export does, needing root; small files and packages are
+read for it), big files' content is read from their chunks when the client reads their blocks.
 
 Examples:
   vmdn nbd debian:12 --socket /tmp/debian.sock
@@ -78,9 +80,9 @@ With --json, one JSON document (uri, export, size, overlay) is printed once the 
       let stopReport = () => {};
       try {
         const lazy = counters ? { from: o.from, cache: served.storeDir, fill: o.fill, metrics: served.metricsUrl ?? null, profile: (opened as RemoteDevice).profile?.digest ?? null } : {};
-        const doc = { role: 'nbd', uri, recordProfile: !!served.recorder, export: name, manifest: opened.manifest, size: device.size, readOnly: device.readOnly, overlay: opened.overlay ?? null, temporaryOverlay: opened.temporaryOverlay, pid: process.pid, ...lazy };
+        const doc = { role: 'nbd', uri, recordProfile: !!served.recorder, export: name, manifest: opened.manifest, size: device.size, readOnly: device.readOnly, overlay: opened.overlay ?? null, temporaryOverlay: opened.temporaryOverlay, pid: process.pid, rebuilt: opened.rebuilt ?? null, ...lazy };
         if (o.json) printJson(doc);
-        else console.log(`vmdn nbd serving ${name} (${device.size} bytes${device.readOnly ? ', read-only' : `, writes to ${safe(opened.overlay ?? '')}`}) at ${uri}${o.from ? ` from ${safe(o.from)}` : ''}`);
+        else console.log(`vmdn nbd serving ${name} (${device.size} bytes${device.readOnly ? ', read-only' : `, writes to ${safe(opened.overlay ?? '')}`}) at ${uri}${o.from ? ` from ${safe(o.from)}` : ''}${opened.rebuilt ? `; filesystem metadata rebuilt in ${(opened.rebuilt.buildMs / 1000).toFixed(1)} s, ${opened.rebuilt.directFiles} big files read from their chunks on demand` : ''}`);
         // the counters as JSON lines after the document, whenever they change
         if (counters && o.json) stopReport = reportChanges(served.snapshot, (line) => process.stdout.write(`${line}\n`));
       } catch (err) {

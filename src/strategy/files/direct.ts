@@ -13,7 +13,9 @@ import { allocateFiles, type AllocRequest, type FileMap } from '../../fs/ext4/al
 import { openFsImage, type FsImage } from '../../fs/ext4/image.js';
 import { pathKey, type TreeRecord } from '../../model/files-tree.js';
 import { VmdnError } from '../../errors.js';
-import type { ChunkEntry } from '../../model/manifest.js';
+import type { ChunkEntry, FsRebuild } from '../../model/manifest.js';
+import type { Digest } from '../../store/digest.js';
+import { packageObjects } from '../../model/package-ref.js';
 import type { PhysRun } from '../../fs/ext4/alloc.js';
 
 /** Smaller files could become inline data or fit a block: not worth it, and mke2fs may not leave them blockless. */
@@ -28,14 +30,33 @@ interface Dir {
   extra: boolean;
 }
 
-/** Record indices of the files whose content goes straight into the image (empty when the path does not apply). */
-export function directFiles(records: TreeRecord[], p: Ext4Params, store: ReadableStore): Set<number> {
+/**
+ * Record indices of the files whose content goes straight into the image (empty when the path does not apply).
+ * Decided by the tree and the parameters alone, never by the store: the rebuilt bytes (which blocks a file
+ * gets) must not depend on where the objects come from, and `vmdn nbd` serves exactly what export writes.
+ */
+export function directFiles(records: TreeRecord[], p: Ext4Params): Set<number> {
   const out = new Set<number>();
-  if (process.env.VMDN_NO_DIRECT === '1' || !canCopyToFile(store) || !p.features.includes('extent') || p.features.includes('bigalloc')) return out;
+  if (process.env.VMDN_NO_DIRECT === '1' || !p.features.includes('extent') || p.features.includes('bigalloc')) return out;
   records.forEach((r, i) => {
     if (r.type === 'file' && r.chunks && r.link === undefined && r.pkg === undefined && r.streamOffset === undefined && r.size! >= MIN_DIRECT) out.add(i);
   });
   return out;
+}
+
+/**
+ * The objects a metadata-only build (buildFsMetadata) reads: the small-file
+ * stream, the packages, and the content of every file that is not direct.
+ * Lets a lazy reader fetch them in batches before the build asks one by one.
+ */
+export function metadataInputs(f: FsRebuild, records: TreeRecord[]): Digest[] {
+  const direct = directFiles(records, f.params);
+  const out = new Set<Digest>(f.stream.map((c) => c[2]));
+  for (const p of f.packages ?? []) for (const d of packageObjects(p)) out.add(d);
+  records.forEach((r, i) => {
+    if (r.link === undefined && !direct.has(i)) for (const c of r.chunks ?? []) out.add(c[2]);
+  });
+  return [...out];
 }
 
 /** Logical block ranges a file's chunks touch, merged. */
@@ -141,12 +162,11 @@ export async function allocateDirect(img: FsImage, records: TreeRecord[], inos: 
 
 /**
  * Write every direct file's chunks at their blocks' offsets: by the store's
- * workers when a chunk lies in one physical run, else fetched and written
- * here piece by piece.
+ * workers when a chunk lies in one physical run (and the store copies into
+ * files), else fetched and written here piece by piece.
  */
 export async function writeDirect(img: FsImage, plan: DirectPlan, store: ReadableStore, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<void> {
-  if (!canCopyToFile(store)) throw new VmdnError('E_INTERNAL', 'direct file content needs a store that copies into files');
-  const copier: CopyToFile = store;
+  const copier: CopyToFile | undefined = canCopyToFile(store) ? store : undefined;
   const bs = plan.blockSize;
   const jobs: Array<{ chunk: ChunkEntry; map: FileMap }> = [];
   plan.indices.forEach((i, k) => {
@@ -167,13 +187,13 @@ export async function writeDirect(img: FsImage, plan: DirectPlan, store: Readabl
       const first = Math.floor(off / bs);
       const run = runAt(map.runs, first);
       if (!run) throw new VmdnError('E_INTERNAL', `inode ${map.ino}: no block for offset ${off}`);
-      if (off + len <= (run.logical + run.length) * bs) {
+      if (copier && off + len <= (run.logical + run.length) * bs) {
         // `len` bounds the write: an object of another size (a lying tree) is refused before it lands
         const got = await copier.copyToFd(digest, fd, at(run.physical, off - run.logical * bs, len), len);
         if (got !== len) throw new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} has ${got} bytes, the tree says ${len}`, { digest });
         return;
       }
-      // straddles runs: split it here
+      // straddles runs (or a store without workers): split it here
       const data = await store.get(digest, { signal });
       if (data.length !== len) throw new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} has ${data.length} bytes, the tree says ${len}`, { digest });
       for (let pos = off; pos < off + len; ) {
@@ -207,7 +227,7 @@ export async function writeDirect(img: FsImage, plan: DirectPlan, store: Readabl
 }
 
 /** The run holding logical block `b` (runs ascend). */
-function runAt(runs: PhysRun[], b: number): PhysRun | undefined {
+export function runAt(runs: PhysRun[], b: number): PhysRun | undefined {
   let lo = 0;
   for (let hi = runs.length; lo < hi; ) {
     const mid = (lo + hi) >>> 1;

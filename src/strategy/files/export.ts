@@ -29,7 +29,7 @@ import { TreeFs } from './tree-fs.js';
 import { packageObjects } from '../../model/package-ref.js';
 import { throttle, type OnProgress } from '../../util/progress.js';
 import { VmdnError } from '../../errors.js';
-import { allocateDirect, directFiles, stagedInodes, writeDirect } from './direct.js';
+import { allocateDirect, directFiles, stagedInodes, writeDirect, type DirectPlan } from './direct.js';
 
 export interface FilesExportOptions {
   signal?: AbortSignal;
@@ -99,22 +99,39 @@ export async function exportFiles(m: Manifest, store: ReadableStore, writer: Dis
   }
 }
 
-async function buildExt4(f: FsRebuild, records: TreeRecord[], store: ReadableStore, img: FsImage, dir: string, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<void> {
+/**
+ * Build one filesystem into `img`. With `deferContent` the direct files' blocks are allocated but left
+ * unwritten (zeros) and their plan returned: `vmdn nbd` reads their content from the chunks on demand.
+ */
+/**
+ * For `vmdn nbd`: filesystem `f` built into `img` exactly as export builds it, except that the direct
+ * files' content is not written (their blocks read as zeros): the returned records and plan say which
+ * blocks hold which file's chunks, for the reader to fetch on demand. Small files, package files and
+ * the tree are read from `store` now. Returns no plan when no file is direct.
+ */
+export async function buildFsMetadata(f: FsRebuild, store: ReadableStore, img: FsImage, workDir: string, signal?: AbortSignal): Promise<{ records: TreeRecord[]; direct?: DirectPlan }> {
+  await removeStaleStages();
+  const records = await loadTree(f, store, signal);
+  const direct = await buildExt4(f, records, store, img, path.join(workDir, `fs${f.index}`), signal, () => {}, true);
+  return { records, direct };
+}
+
+async function buildExt4(f: FsRebuild, records: TreeRecord[], store: ReadableStore, img: FsImage, dir: string, signal: AbortSignal | undefined, onBytes: (n: number) => void, deferContent = false): Promise<DirectPlan | undefined> {
   if (process.getuid?.() !== 0) throw new VmdnError('E_UNSUPPORTED', 'rebuilding a filesystem needs root (ownership and device nodes are staged on the host); run as root or under fakeroot');
   await fsp.mkdir(dir, { recursive: true });
   const bytes = records.reduce((n, r) => n + (r.size ?? 0) + 256, 0);
   const p = f.params;
   const plan = planStage(records, p.blockSize, p.features.includes('metadata_csum'));
   // big files' content skips the stage and mke2fs: written into blocks allocated after it
-  const sizeOnly = directFiles(records, p, store);
+  const sizeOnly = directFiles(records, p);
   // the objects go through the page cache ahead of the workers (cold disks: the workers would wait on reads)
   const ahead = new AbortController();
   const onAbort = () => ahead.abort();
   signal?.addEventListener('abort', onAbort);
-  const prefetched = canPrefetch(store) ? store.prefetch(prefetchOrder(records, f.stream), { signal: ahead.signal, maxBytes: Math.min(os.freemem() / 4, 4 * 2 ** 30) }) : Promise.resolve();
+  const prefetched = canPrefetch(store) ? store.prefetch(prefetchOrder(records, f.stream, deferContent ? sizeOnly : undefined), { signal: ahead.signal, maxBytes: Math.min(os.freemem() / 4, 4 * 2 ** 30) }) : Promise.resolve();
   try {
     const stage = await makeStage(stageParent(bytes, dir));
-    await buildWith(f, p, records, plan, sizeOnly, stage, dir, store, img, signal, onBytes);
+    return await buildWith(f, p, records, plan, sizeOnly, stage, dir, store, img, signal, onBytes, deferContent);
   } finally {
     ahead.abort();
     signal?.removeEventListener('abort', onAbort);
@@ -122,16 +139,17 @@ async function buildExt4(f: FsRebuild, records: TreeRecord[], store: ReadableSto
   }
 }
 
-/** Small-file stream first (staged first), then big files' chunks in record order. */
-function* prefetchOrder(records: TreeRecord[], stream: FsRebuild['stream']): Generator<Digest> {
+/** Small-file stream first (staged first), then big files' chunks in record order (but those of `skip`). */
+function* prefetchOrder(records: TreeRecord[], stream: FsRebuild['stream'], skip?: Set<number>): Generator<Digest> {
   for (const c of stream) yield c[2];
-  for (const r of records) if (r.link === undefined) for (const c of r.chunks ?? []) yield c[2];
+  for (const [i, r] of records.entries()) if (r.link === undefined && !skip?.has(i)) for (const c of r.chunks ?? []) yield c[2];
 }
 
-async function buildWith(f: FsRebuild, p: FsRebuild['params'], records: TreeRecord[], plan: StagePlan, sizeOnly: Set<number>, stage: Stage, dir: string, store: ReadableStore, img: FsImage, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<void> {
+async function buildWith(f: FsRebuild, p: FsRebuild['params'], records: TreeRecord[], plan: StagePlan, sizeOnly: Set<number>, stage: Stage, dir: string, store: ReadableStore, img: FsImage, signal: AbortSignal | undefined, onBytes: (n: number) => void, deferContent: boolean): Promise<DirectPlan | undefined> {
+  const clock = rebuildClock(records);
   try {
     await stageTree(records, plan, stage, store, f.stream, { signal, onBytes, packages: f.packages, tree: new TreeFs(f, records, store), workDir: dir, sizeOnly });
-    await run('mke2fs', [...mke2fsArgs(p, img.offset), '-d', stage.root, img.file, String(p.blocksCount)], signal);
+    await run('mke2fs', [...mke2fsArgs(p, img.offset), '-d', stage.root, img.file, String(p.blocksCount)], signal, undefined, clock);
   } catch (err) {
     await removeTree(stage.dir);
     throw err;
@@ -139,19 +157,22 @@ async function buildWith(f: FsRebuild, p: FsRebuild['params'], records: TreeReco
   // the stage goes in another process while this one finishes the filesystem (tens of thousands of unlinks)
   const removed = removeTree(stage.dir);
   let content: Promise<void> = Promise.resolve();
+  let direct: DirectPlan | undefined;
   try {
     // before the fixups: debugfs frees blocks (big directories' scaffolding) that would then hold stale bytes
     const scaffold = new Set(['lost+found', ...plan.bigDirs.flatMap((b) => [b.hold, b.reserve])]);
     const inos = await stagedInodes(img, plan.where, scaffold);
     if (sizeOnly.size) {
-      const direct = await allocateDirect(img, records, inos, sizeOnly, p);
-      content = writeDirect(img, direct, store, signal, onBytes);
-      content.catch(() => {}); // surfaced below
+      direct = await allocateDirect(img, records, inos, sizeOnly, p);
+      if (!deferContent) {
+        content = writeDirect(img, direct, store, signal, onBytes);
+        content.catch(() => {}); // surfaced below
+      }
     }
     const fixups = superblockFixups(p);
     for (const b of plan.bigDirs) fixups.push(...(await finishBigDir(img, records, b)));
     if (!records.some((r) => pathKey(r.path) === 'lost+found')) fixups.push('rmdir /lost+found');
-    await run('debugfs', ['-w', '-f', '-', e2fsName(img)], signal, fixups.join('\n') + '\n');
+    await run('debugfs', ['-w', '-f', '-', e2fsName(img)], signal, fixups.join('\n') + '\n', clock);
     await patchInodeTimes(img, timesByInode(records, inos));
   } catch (err) {
     await Promise.allSettled([content]);
@@ -160,6 +181,7 @@ async function buildWith(f: FsRebuild, p: FsRebuild['params'], records: TreeReco
     await removed;
   }
   await content;
+  return direct;
 }
 
 /** Resolve a raw path (no leading slash) to its inode, matching names byte for byte. */
@@ -235,9 +257,21 @@ async function copyImage(file: string, base: number, writer: DiskWriter, signal?
   return written;
 }
 
-function run(cmd: string, args: string[], signal?: AbortSignal, input?: string): Promise<void> {
+/**
+ * The time e2fsprogs stamps what the tree does not record (superblock mkfs,
+ * write and check times, reserved inodes such as the journal's): the tree's
+ * latest ctime, so that a rebuild writes the same bytes whenever it runs
+ * (`vmdn nbd` serves what export writes; two exports compare equal).
+ */
+function rebuildClock(records: TreeRecord[]): NodeJS.ProcessEnv {
+  let t = 1;
+  for (const r of records) t = Math.max(t, r.times.ctime.sec);
+  return { ...process.env, E2FSPROGS_FAKE_TIME: String(Math.min(t, 2 ** 32 - 1)) };
+}
+
+function run(cmd: string, args: string[], signal?: AbortSignal, input?: string, env?: NodeJS.ProcessEnv): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'], signal });
+    const child = spawn(cmd, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'], signal, env });
     let err = '';
     child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
     child.on('error', (e) => reject(new VmdnError('E_IO', `${cmd}: ${e.message}`, { cmd }, { cause: e })));
