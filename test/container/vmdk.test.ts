@@ -120,11 +120,11 @@ describe('vmdk detection and output choice', () => {
     assert.equal(classify('f', Buffer.from('# Disk DescriptorFile\nversion=1\n'), Buffer.alloc(0)), 'vmdk');
   });
 
-  it('formats: .vmdk and stdout mean streamOptimized; only it may go to stdout', async () => {
+  it('formats: .vmdk and stdout mean streamOptimized; formats with tables before the data may not go to stdout', async () => {
     assert.equal(formatFromPath('x.vmdk'), 'vmdk');
     assert.equal(formatFromPath('-'), 'vmdk');
     assert.equal(formatFromPath('x.img', 'vmdk-sparse'), 'vmdk-sparse');
-    await assert.rejects(openWriter('-', 4096, 'raw'), (e: VmdnError) => e.code === 'E_USAGE');
+    for (const f of ['qcow2', 'vmdk-sparse', 'vhd', 'vdi'] as const) await assert.rejects(openWriter('-', 4096, f), (e: VmdnError) => e.code === 'E_USAGE');
     await assert.rejects(openWriter(at('c.vmdk'), 4096, 'vmdk', 'zstd'), (e: VmdnError) => e.code === 'E_USAGE');
   });
 });
