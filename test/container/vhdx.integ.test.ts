@@ -13,6 +13,8 @@ import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { openDisk, probeFormat } from '../../src/container/open.js';
 import { VhdxDisk } from '../../src/container/vhdx/reader.js';
+import { formatFromPath, openWriter } from '../../src/container/writers.js';
+import { VmdnError } from '../../src/errors.js';
 import { crc32c as libCrc } from '../../src/container/vhdx/crc32c.js';
 import type { ErrorCode } from '../../src/errors.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -64,6 +66,12 @@ describe('VHDX reader', () => {
     assert.equal(libCrc(Buffer.from('123456789')), 0xe3069283);
     const r = prng(5, 10000);
     assert.equal(libCrc(r, 40), crc32c(r, 40));
+  });
+
+  it('a .vhdx name asks for vhdx output; it cannot go to a pipe (its BAT precedes the data)', async () => {
+    assert.equal(formatFromPath('x.vhdx'), 'vhdx');
+    assert.equal(formatFromPath('x.img', 'vhdx'), 'vhdx');
+    await assert.rejects(openWriter('-', 4096, 'vhdx'), (e: VmdnError) => e.code === 'E_USAGE');
   });
 
   it('probes VHDX by its file identifier', async () => {
