@@ -1,5 +1,5 @@
 /**
- * Image format detection by magic bytes. qcow2, VMDK, VHD, VDI and raw are readable;
+ * Image format detection by magic bytes. qcow2, VMDK, VHD, VHDX, VDI and raw are readable;
  * other well-known formats are named and refused so they are never silently
  * treated as raw disks (a VMDK read as raw would "work" and be garbage).
  */
@@ -7,7 +7,7 @@ import { VmdnError } from '../errors.js';
 import { QCOW2_MAGIC } from './qcow2/layout.js';
 import { openImageFile } from './image-file.js';
 
-export type ReadableFormat = 'qcow2' | 'vmdk' | 'vhd' | 'vdi' | 'raw';
+export type ReadableFormat = 'qcow2' | 'vmdk' | 'vhd' | 'vhdx' | 'vdi' | 'raw';
 
 const PROBE_BYTES = 512;
 
@@ -33,7 +33,7 @@ export function classify(path: string, head: Uint8Array, tail: Uint8Array): Read
   }
   // VMDK: a sparse extent header, or a text descriptor naming the extent files.
   if (startsWith(head, 0, 'KDMV') || startsWith(head, 0, '# Disk DescriptorFile')) return 'vmdk';
-  if (startsWith(head, 0, 'vhdxfile')) unsupported(path, 'VHDX');
+  if (startsWith(head, 0, 'vhdxfile')) return 'vhdx';
   // VHD: a footer at the end (all kinds), with a copy at the start (dynamic and differencing).
   if (startsWith(head, 0, 'conectix') || startsWith(tail, 0, 'conectix')) return 'vhd';
   // VDI: text banner, then the little-endian signature 0xbeda107f at 0x40.

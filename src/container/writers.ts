@@ -5,6 +5,7 @@ import { createRawWriter } from './raw-writer.js';
 import { createQcow2Writer } from './qcow2/writer.js';
 import { createDynamicVhdWriter, createFixedVhdWriter, fixedVhdTrailer } from './vhd/writer.js';
 import { createVdiWriter } from './vdi/writer.js';
+import { createVhdxWriter } from './vhdx/writer.js';
 import { createStreamWriter } from './stream-writer.js';
 import { createVmdkWriter, STDOUT } from './vmdk/writer.js';
 import { VmdnError } from '../errors.js';
@@ -12,20 +13,20 @@ import { VmdnError } from '../errors.js';
 /**
  * vhd: dynamic VHD; vhd-fixed: fixed VHD (what Azure takes); vmdk:
  * streamOptimized (compressed, streamable: the OVA flavour); vmdk-sparse:
- * monolithicSparse.
+ * monolithicSparse; vhdx: dynamic VHDX.
  */
-export const OUTPUT_FORMATS = ['raw', 'qcow2', 'vmdk', 'vmdk-sparse', 'vhd', 'vhd-fixed', 'vdi'] as const;
+export const OUTPUT_FORMATS = ['raw', 'qcow2', 'vmdk', 'vmdk-sparse', 'vhd', 'vhd-fixed', 'vhdx', 'vdi'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 /** Formats written front to back with nothing to patch afterwards: the only ones that can go to a pipe. */
 const STREAMABLE: readonly OutputFormat[] = ['vmdk', 'raw', 'vhd-fixed'];
-const BY_EXTENSION: Record<string, OutputFormat> = { '.raw': 'raw', '.img': 'raw', '.qcow2': 'qcow2', '.vmdk': 'vmdk', '.vhd': 'vhd', '.vdi': 'vdi' };
+const BY_EXTENSION: Record<string, OutputFormat> = { '.raw': 'raw', '.img': 'raw', '.qcow2': 'qcow2', '.vmdk': 'vmdk', '.vhd': 'vhd', '.vhdx': 'vhdx', '.vdi': 'vdi' };
 
 export function formatFromPath(out: string, explicit?: string): OutputFormat {
   // stdout has no extension: the compact streamable format is the default there
   const f = explicit ?? (out === STDOUT ? 'vmdk' : BY_EXTENSION[path.extname(out).toLowerCase()]);
   if ((OUTPUT_FORMATS as readonly string[]).includes(f as string)) return f as OutputFormat;
   if (f === undefined) {
-    throw new VmdnError('E_USAGE', `cannot tell the output format from "${path.basename(out)}": use a .raw/.img/.qcow2/.vmdk/.vhd/.vdi name or --format`, { out });
+    throw new VmdnError('E_USAGE', `cannot tell the output format from "${path.basename(out)}": use a .raw/.img/.qcow2/.vmdk/.vhd/.vhdx/.vdi name or --format`, { out });
   }
   throw new VmdnError('E_USAGE', `unknown format "${f}" (use ${OUTPUT_FORMATS.join(', ')})`, { format: f });
 }
@@ -46,6 +47,7 @@ export async function openWriter(out: string, virtualSize: number, format: Outpu
     case 'vmdk-sparse': return createVmdkWriter(out, virtualSize, 'monolithicSparse');
     case 'vhd': return createDynamicVhdWriter(out, virtualSize);
     case 'vhd-fixed': return createFixedVhdWriter(out, virtualSize);
+    case 'vhdx': return createVhdxWriter(out, virtualSize);
     case 'vdi': return createVdiWriter(out, virtualSize);
   }
 }

@@ -159,8 +159,8 @@ describe('qcow2 reader vs qemu-img', () => {
   });
 
   it('refuses other formats by name', async () => {
-    // (VMDK, VHD and VDI are read since: test/container/vmdk*.integ.test.ts, vhd.integ.test.ts, vdi.integ.test.ts)
-    for (const [fmt, name, extra] of [['vhdx', 'VHDX', []]] as const) {
+    // (VMDK, VHD, VHDX and VDI are read since: test/container/vmdk*.integ.test.ts, vhd.integ.test.ts, vhdx.integ.test.ts, vdi.integ.test.ts)
+    for (const [fmt, name, extra] of [['qed', 'QED', []]] as const) {
       const file = at(`other-${fmt}${extra.length}.img`);
       await qemuImg('create', '-f', fmt, ...extra, file, '16M');
       await assert.rejects(openDisk(file), (e: Error & { code?: string }) => {

@@ -79,8 +79,8 @@ export function registerStoreCommands(program: Command): void {
   common(program.command('export'))
     .description('rebuild a stored image as a file, bit for bit')
     .argument('<name[:tag]>', 'image name')
-    .argument('<out>', 'output file (.raw/.img, .qcow2, .vmdk, .vhd, .vdi), or - for stdout (vmdk, the default there, raw or vhd-fixed: the others have tables before the data)')
-    .addOption(new Option('--format <format>', 'output format (default: from the extension): raw, qcow2, vmdk (streamOptimized: compressed, written front to back, the OVA flavour), vmdk-sparse (monolithicSparse), vhd (dynamic), vhd-fixed (Azure: size rounded up to a whole MiB), vdi (dynamic)').choices([...OUTPUT_FORMATS]))
+    .argument('<out>', 'output file (.raw/.img, .qcow2, .vmdk, .vhd, .vhdx, .vdi), or - for stdout (vmdk, the default there, raw or vhd-fixed: the others have tables before the data)')
+    .addOption(new Option('--format <format>', 'output format (default: from the extension): raw, qcow2, vmdk (streamOptimized: compressed, written front to back, the OVA flavour), vmdk-sparse (monolithicSparse), vhd (dynamic), vhd-fixed (Azure: size rounded up to a whole MiB), vhdx (dynamic), vdi (dynamic)').choices([...OUTPUT_FORMATS]))
     .addOption(new Option('--compress <algo>', 'compress qcow2 clusters').choices(['zstd', 'deflate']))
     .option('-f, --force', 'replace <out> if it exists')
     .action(action(async (name: string, out: string, o: GlobalOptions & { format?: string; compress?: 'zstd' | 'deflate'; force?: boolean }) => {
