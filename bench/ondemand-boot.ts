@@ -73,8 +73,10 @@ export async function localBoot(o: { raw: string; kernel: string; initrd: string
 
 export interface VmdnBootOpts {
   image: string;
-  url: string;
-  cache: string;
+  /** serve the image from an origin into a cache (`--from URL --cache DIR`) ... */
+  from?: { url: string; cache: string };
+  /** ... or from a local store (`--store DIR`) */
+  store?: string;
   noFill?: boolean;
   recordProfile?: boolean;
   timeoutSec: number;
@@ -82,13 +84,15 @@ export interface VmdnBootOpts {
 }
 
 /**
- * `vmdn boot IMAGE --from URL --cache DIR --until login: --timeout SEC --json`,
- * as built on branch `boot`: it exits 0 at the match and prints JSON with
- * msToMatch and the nbd counters. The JSON's shape is read loosely (counters
- * at the top level or under `counters`/`nbd`) until that interface settles.
+ * `vmdn boot IMAGE (--from URL --cache DIR | --store DIR) --until login: --timeout SEC --json`
+ * (branch `boot`; `--record-profile` from branch `profile`): it exits 0 at the
+ * match and prints one JSON document with msToMatch (from the command's start)
+ * and the nbd counters under `counters`, read loosely until that interface settles.
  */
 export async function vmdnBoot(o: VmdnBootOpts): Promise<BootRun> {
-  const args = [VMDN, 'boot', o.image, '--from', o.url, '--cache', o.cache, '--until', LOGIN, '--timeout', String(o.timeoutSec), '--json'];
+  const args = [VMDN, 'boot', o.image, '--until', LOGIN, '--timeout', String(o.timeoutSec), '--json'];
+  if (o.from) args.push('--from', o.from.url, '--cache', o.from.cache);
+  if (o.store) args.push('--store', o.store);
   if (o.noFill) args.push('--no-fill');
   if (o.recordProfile) args.push('--record-profile');
   const t = await timed(process.execPath, args, { tmpDir: o.tmpDir, timeoutMs: (o.timeoutSec + 60) * 1000 });

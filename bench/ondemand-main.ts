@@ -5,6 +5,7 @@
  *   BENCH_OD_QUICK=1        loopback and 1 Gbit/s only, no boots: a few minutes, to try it out
  *   BENCH_OD_LINKS          comma list of lo,1gbit,100mbit (default all three)
  *   BENCH_OD_BOOTS=0|1      boots on or off (default on, off in quick mode)
+ *   BENCH_OD_PARTS          comma list of pulls,nbd,boots (default all)
  *   BENCH_OD_BOOT_TIMEOUT   seconds a boot may take to reach login: (default 300)
  *   BENCH_OD_WORKDIR        kept between runs: origin store, base.raw.zst, casync store, kernel (default /var/tmp/vmdn-odbench)
  *   BENCH_DROP_CACHES=0     keep the page cache between timed steps

@@ -64,7 +64,7 @@ export async function nbdRead(o: { url: string; image: string; cache: string; tm
 export async function qemuNbdRead(o: { tmpDir: string; raw: string }): Promise<NbdRead> {
   const sock = path.join(o.tmpDir, 'qemu-nbd.sock');
   fs.rmSync(sock, { force: true });
-  const child = spawn('qemu-nbd', ['-r', '-f', 'raw', '-k', sock, o.raw], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('qemu-nbd', ['-r', '-t', '-f', 'raw', '-k', sock, o.raw], { stdio: ['ignore', 'pipe', 'pipe'] });
   const { stdout: _o, ...r } = await convertFrom(child, sock, 'qemu-nbd', o);
   return r;
 }

@@ -30,6 +30,8 @@ export interface OnDemandOpts {
   /** quick: loopback and 1 Gbit/s only, boots only when asked */
   quick?: boolean;
   boots?: boolean;
+  /** parts to run: pulls, nbd, boots (default all; `boots` also follows `boots`) */
+  parts?: string[];
   dropCaches?: boolean;
   log?: (s: string) => void;
 }
@@ -86,7 +88,9 @@ export async function runOnDemandBench(o: OnDemandOpts): Promise<{ result: OnDem
     if (r.code !== 0) throw new Error(`casync make: ${r.stderr}`);
     fs.renameSync(`${caibx}.tmp.caibx`, caibx);
   }
-  const wantBoots = o.boots ?? !o.quick;
+  const parts = new Set(o.parts ?? ['pulls', 'nbd', 'boots']);
+  for (const p of parts) if (!['pulls', 'nbd', 'boots'].includes(p)) throw new Error(`unknown part ${p} (pulls, nbd, boots)`);
+  const wantBoots = (o.boots ?? !o.quick) && parts.has('boots');
   const kernel = wantBoots && hasQemuSystem() ? extractKernel(raw, w('kernel')) : null;
 
   const link = new Link();
@@ -156,12 +160,29 @@ export async function runOnDemandBench(o: OnDemandOpts): Promise<{ result: OnDem
   };
   try {
     if (links.some((l) => RATES[l] !== null) || wantBoots) link.setup();
-    for (const name of links) {
+    for (const name of parts.has('pulls') ? links : []) {
       const p = await pullsOn(name);
       result.pulls.push(p.pulls);
       if (name === 'lo' || result.fullPullBytes === null) result.fullPullBytes = p.pullJson?.bytesDownloaded ?? null;
     }
 
+    if (parts.has('nbd')) await nbdParts();
+    if (wantBoots) await boots(result, { originDir, drop, kernel, raw, link, side, log, w, tmp });
+  } finally {
+    for (const s of Object.values(sides)) {
+      await s.origin.stop();
+      await s.nginx.stop();
+    }
+    link.teardown();
+    fs.rmSync(w('caches'), { recursive: true, force: true });
+    fs.rmSync(w('tmp/out.raw'), { force: true });
+  }
+  result.finishedAt = new Date().toISOString();
+  result.seconds = (Date.now() - t0) / 1000;
+  result.load.end = sampleLoad();
+  return { result, markdown: renderOnDemand(result) };
+
+  async function nbdParts(): Promise<void> {
     // NBD throughput of the fully cached image: the loopback pull's cache holds every object
     const lo = await side(false);
     const full = w('caches/pull-lo');
@@ -190,24 +211,12 @@ export async function runOnDemandBench(o: OnDemandOpts): Promise<{ result: OnDem
     result.lazy = { ...lz, link: lazyLink, originBytes: (await ls.origin.stats()).objectBytesServed! - b0 };
     fs.rmSync(cold, { recursive: true, force: true });
     for (const r of [vn, qn, lz]) if (r.error) problems.push(`nbd: ${r.error}`);
-
-    if (wantBoots) await boots(result, { kernel, raw, link, side, log, w, tmp });
-  } finally {
-    for (const s of Object.values(sides)) {
-      await s.origin.stop();
-      await s.nginx.stop();
-    }
-    link.teardown();
-    fs.rmSync(w('caches'), { recursive: true, force: true });
-    fs.rmSync(w('tmp/out.raw'), { force: true });
   }
-  result.finishedAt = new Date().toISOString();
-  result.seconds = (Date.now() - t0) / 1000;
-  result.load.end = sampleLoad();
-  return { result, markdown: renderOnDemand(result) };
 }
 
 interface BootCtx {
+  originDir: string;
+  drop: () => boolean;
   kernel: { kernel: string; initrd: string } | null;
   raw: string;
   link: Link;
@@ -225,37 +234,43 @@ async function boots(r: OnDemandResult, c: BootCtx): Promise<void> {
     return;
   }
   c.log('boot: local raw file');
+  c.drop();
   r.boots.local = { ...(await localBoot({ raw: c.raw, ...c.kernel, timeoutMs: timeoutSec * 1000 })), link: 'local' };
   if (r.boots.local.error) r.problems.push(`local boot: ${r.boots.local.error}`);
   if (!hasVmdnBoot()) {
     r.boots.note = '`vmdn boot` is not built in this tree (branch `boot`): only the local boot ran.';
     return;
   }
-  const at = async (link: string, f: (url: string, cache: string) => Promise<BootRun>): Promise<BootRun> => {
+  const at = async (link: string, boot: (url: string, cache: string) => Promise<BootRun>): Promise<BootRun> => {
     const bps = RATES[link]!;
     if (bps !== null) c.link.setRate(bps);
     const s = await c.side(bps !== null);
     const cache = c.w(`caches/boot-${link}`);
     fs.rmSync(cache, { recursive: true, force: true });
+    c.drop();
     const b0 = (await s.origin.stats()).objectBytesServed!;
-    const b = await f(s.origin.url, cache);
+    const b = await boot(s.origin.url, cache);
     fs.rmSync(cache, { recursive: true, force: true });
     if (b.error) r.problems.push(`vmdn boot on ${link}: ${b.error}`);
     return { ...b, link, originBytes: (await s.origin.stats()).objectBytesServed! - b0 };
   };
   const o = { image: IMAGE, timeoutSec, tmpDir: c.tmp };
   c.log('boot: vmdn boot, cold site, no profile, --no-fill (100mbit)');
-  r.boots.cold = await at('100mbit', (url, cache) => vmdnBoot({ ...o, url, cache, noFill: true }));
-  c.log('boot: vmdn boot --record-profile (lo)');
-  r.boots.record = await at('lo', (url, cache) => vmdnBoot({ ...o, url, cache, recordProfile: true }));
+  r.boots.cold = await at('100mbit', (url, cache) => vmdnBoot({ ...o, from: { url, cache }, noFill: true }));
+  // the publisher records the profile on its own store; the origin serving that store hands it out
+  c.log('boot: vmdn boot --record-profile on the origin\'s store');
+  c.drop();
+  r.boots.record = { ...(await vmdnBoot({ ...o, store: c.originDir, recordProfile: true })), link: 'local store' };
+  if (r.boots.record.error) r.problems.push(`vmdn boot --record-profile: ${r.boots.record.error}`);
   c.log('boot: vmdn boot with the profile, fresh site (100mbit)');
-  r.boots.profiled = await at('100mbit', (url, cache) => vmdnBoot({ ...o, url, cache }));
+  r.boots.profiled = await at('100mbit', (url, cache) => vmdnBoot({ ...o, from: { url, cache } }));
 }
 
 /** The section's options from the environment (BENCH_OD_*; see ondemand-main.ts). */
 export function onDemandOptsFromEnv(corpusDir: string, env: NodeJS.ProcessEnv): OnDemandOpts {
   const quick = env.BENCH_OD_QUICK === '1';
   const links = env.BENCH_OD_LINKS ? env.BENCH_OD_LINKS.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
+  const parts = env.BENCH_OD_PARTS ? env.BENCH_OD_PARTS.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
   const boots = env.BENCH_OD_BOOTS === undefined ? undefined : env.BENCH_OD_BOOTS !== '0';
-  return { corpusDir, workDir: path.resolve(env.BENCH_OD_WORKDIR ?? '/var/tmp/vmdn-odbench'), quick, ...(links ? { links } : {}), ...(boots === undefined ? {} : { boots }), dropCaches: env.BENCH_DROP_CACHES !== '0' };
+  return { corpusDir, workDir: path.resolve(env.BENCH_OD_WORKDIR ?? '/var/tmp/vmdn-odbench'), quick, ...(links ? { links } : {}), ...(parts ? { parts } : {}), ...(boots === undefined ? {} : { boots }), dropCaches: env.BENCH_DROP_CACHES !== '0' };
 }
