@@ -108,6 +108,9 @@ export async function vmdnBoot(o: VmdnBootOpts): Promise<BootRun> {
   }
   const ms = typeof json.msToMatch === 'number' ? json.msToMatch : null;
   const counters = (json.counters ?? json.nbd ?? json) as NbdCounters;
-  const error = t.exitCode !== 0 || ms === null ? `exit ${t.exitCode}${t.timedOut ? ' (timed out)' : ''}: ${t.stderrTail.trim().split('\n').slice(-2).join(' | ')}` : undefined;
+  // vmdn's errors come as {"error":{code,message}} on stdout with --json; the console is on stderr
+  const e = json.error as { code?: string; message?: string } | undefined;
+  const why = e ? `${e.code ?? ''} ${e.message ?? ''}`.trim() : t.stderrTail.trim().split('\n').slice(-2).join(' | ');
+  const error = t.exitCode !== 0 || ms === null ? `exit ${t.exitCode}${t.timedOut ? ' (timed out)' : ''}: ${why}` : undefined;
   return { ms, counters, maxRssBytes: t.maxRssBytes, ...(error ? { error } : {}) };
 }
