@@ -127,7 +127,8 @@ export function onDemandTargets(r: OnDemandResult): Target[] {
 }
 
 const metText = (m: boolean | null) => (m === null ? 'not measured' : m ? '**met**' : '**not met**');
-const row = (cells: (string | number)[]) => `| ${cells.join(' | ')} |`;
+/** A table row; a `|` inside a cell (curl | zstd) is escaped so it does not split the cell. */
+const row = (cells: (string | number)[]) => `| ${cells.map((c) => String(c).replace(/(?<!\\)\|/g, '\\|')).join(' | ')} |`;
 const pullCells = (p: PullRun) => [p.error ? `failed: ${p.error.slice(0, 80)}` : f1(p.seconds), mb(p.bytes), mb(p.wireBytes), mb(p.maxRssBytes), p.identical === null ? '?' : p.identical ? 'yes' : '**no**'];
 
 export function renderOnDemand(r: OnDemandResult): string {

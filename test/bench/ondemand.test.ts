@@ -100,7 +100,13 @@ test('targets: what was not measured (no boots, a failed pull) is "not measured"
 test('the report states the load and every link with the three tools', () => {
   const md = renderOnDemand(result());
   assert.match(md, /Load average \(1\/5\/15 min\) at start 1 \/ 2 \/ 3, at end 1 \/ 2 \/ 3/);
-  for (const l of ['lo', '1gbit', '100mbit']) for (const tool of ['vmdn pull', 'curl \\| zstd -d', 'casync extract']) assert.match(md, new RegExp(`\\| ${l} \\| ${tool}`));
+  for (const l of ['lo', '1gbit', '100mbit']) for (const tool of ['vmdn pull', 'curl \\\\\\| zstd -d', 'casync extract']) assert.match(md, new RegExp(`\\| ${l} \\| ${tool}`));
+  // every table row has as many cells as its header: a | inside a cell is escaped
+  for (const table of md.split('\n\n').filter((b) => b.startsWith('| '))) {
+    const cells = (l: string) => l.split(/(?<!\\)\|/).length;
+    const lines = table.split('\n').filter(Boolean);
+    for (const l of lines) assert.equal(cells(l), cells(lines[0]!), l);
+  }
   assert.match(md, /\| vmdn boot with the profile, fresh site \| 100mbit \| 33\.0 \|/);
 });
 
