@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { run, timed } from './measure.js';
+import { cpuSecondsOf, run, timed } from './measure.js';
 import { peakRssOf, VMDN } from './net-procs.js';
 import type { NbdCounters, NbdRead } from './ondemand-report.js';
 
@@ -37,12 +37,14 @@ async function convertFrom(child: ChildProcess, sock: string, what: string, o: {
   fs.rmSync(file, { force: true });
   try {
     await waitFor(child, sock, what, () => err);
+    const cpu0 = cpuSecondsOf(child.pid!);
     const t = await timed('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', `nbd+unix:///?socket=${sock}`, file], { tmpDir: o.tmpDir, timeoutMs: 20 * 60_000 });
     const peakRssBytes = peakRssOf(child.pid!);
+    const serverCpuSeconds = cpuSecondsOf(child.pid!) - cpu0;
     await stop(child);
     const error = t.exitCode !== 0 ? `${what}: qemu-img convert exit ${t.exitCode}: ${t.stderrTail.trim().slice(-200)} ${err.trim().slice(-200)}` : undefined;
     const identical = error ? null : run('qemu-img', ['compare', '-q', '-f', 'raw', '-F', 'raw', o.raw, file]).code === 0;
-    return { seconds: t.seconds, peakRssBytes, identical, ...(error ? { error } : {}), stdout: out };
+    return { seconds: t.seconds, peakRssBytes, serverCpuSeconds, identical, ...(error ? { error } : {}), stdout: out };
   } finally {
     await stop(child);
     fs.rmSync(file, { force: true });

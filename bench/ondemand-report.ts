@@ -8,6 +8,10 @@ import type { Target } from './types.js';
 export interface PullRun {
   seconds: number;
   maxRssBytes: number;
+  /** user + system CPU seconds of the client (all its processes) */
+  cpuSeconds?: number;
+  /** CPU seconds the server process spent meanwhile (vmdn serve; nginx's sendfile is not counted) */
+  serverCpuSeconds?: number;
   /** payload bytes the servers sent (vmdn: origin /stats object bytes; curl, casync: nginx body bytes) */
   bytes: number;
   /** bytes on the wire from the server side of the veth (all headers included); absent on loopback */
@@ -41,6 +45,8 @@ export interface NbdRead {
   /** `qemu-img convert` from the export to a raw file */
   seconds: number;
   peakRssBytes?: number;
+  /** CPU seconds of the NBD server during the read */
+  serverCpuSeconds?: number;
   identical: boolean | null;
   error?: string;
 }
@@ -129,7 +135,8 @@ export function onDemandTargets(r: OnDemandResult): Target[] {
 const metText = (m: boolean | null) => (m === null ? 'not measured' : m ? '**met**' : '**not met**');
 /** A table row; a `|` inside a cell (curl | zstd) is escaped so it does not split the cell. */
 const row = (cells: (string | number)[]) => `| ${cells.map((c) => String(c).replace(/(?<!\\)\|/g, '\\|')).join(' | ')} |`;
-const pullCells = (p: PullRun) => [p.error ? `failed: ${p.error.slice(0, 80)}` : f1(p.seconds), mb(p.bytes), mb(p.wireBytes), mb(p.maxRssBytes), p.identical === null ? '?' : p.identical ? 'yes' : '**no**'];
+const cpu = (p: PullRun) => `${f1(p.cpuSeconds)}${fin(p.serverCpuSeconds) ? ` + ${f1(p.serverCpuSeconds)}` : ''}`;
+const pullCells = (p: PullRun) => [p.error ? `failed: ${p.error.slice(0, 80)}` : f1(p.seconds), cpu(p), mb(p.bytes), mb(p.wireBytes), mb(p.maxRssBytes), p.identical === null ? '?' : p.identical ? 'yes' : '**no**'];
 
 export function renderOnDemand(r: OnDemandResult): string {
   const L: string[] = ['## On-demand delivery (issue 13)', ''];
@@ -137,8 +144,8 @@ export function renderOnDemand(r: OnDemandResult): string {
   L.push('| target | measured | threshold | verdict |', '|:--|:--|:--|:--|');
   for (const t of onDemandTargets(r)) L.push(row([t.target, t.measured, t.threshold, metText(t.met)]));
   L.push('', '### Full cold pull to a raw file', '');
-  L.push('Servers (`vmdn serve`, nginx) run in a network namespace, clients in the host namespace, over a veth pair with `tc` tbf on both ends (`lo`: both on loopback). vmdn: `vmdn pull URL base out.raw` into an empty cache; curl|zstd: `curl URL/base.raw.zst | zstd -d -o out.raw` (sparse); casync: `casync extract --store=URL/base.castr URL/base.caibx out.raw`. Page cache dropped before each. Bytes: payload the server sent; wire: the namespace side\'s veth tx bytes.', '');
-  L.push('| link | tool | s | payload MB | wire MB | peak RSS MB | identical |', '|:--|:--|--:|--:|--:|--:|:--|');
+  L.push('Servers (`vmdn serve`, nginx) run in a network namespace, clients in the host namespace, over a veth pair with `tc` tbf on both ends (`lo`: both on loopback). vmdn: `vmdn pull URL base out.raw` into an empty cache; curl|zstd: `curl URL/base.raw.zst | zstd -d -o out.raw` (sparse); casync: `casync extract --store=URL/base.castr URL/base.caibx out.raw`. Page cache dropped before each. Bytes: payload the server sent; wire: the namespace side\'s veth tx bytes. CPU: user + system seconds of the client (GNU time), + the vmdn origin\'s (nginx serves with sendfile).', '');
+  L.push('| link | tool | s | CPU s | payload MB | wire MB | peak RSS MB | identical |', '|:--|:--|--:|--:|--:|--:|--:|:--|');
   for (const p of r.pulls) {
     const ph = p.vmdn.phases ? ` (download ${f1(p.vmdn.phases.download)} + write ${f1(p.vmdn.phases.write)})` : '';
     L.push(row([p.link, `vmdn pull${ph}`, ...pullCells(p.vmdn)]));
@@ -147,8 +154,8 @@ export function renderOnDemand(r: OnDemandResult): string {
   }
   if (r.nbd || r.lazy) {
     L.push('', '### NBD', '');
-    L.push('| run | qemu-img convert s | MB/s of virtual size | server peak RSS MB | identical |', '|:--|--:|--:|--:|:--|');
-    const nr = (what: string, x: NbdRead) => row([what, x.error ? `failed: ${x.error.slice(0, 80)}` : f1(x.seconds), f1(r.virtualBytes / MB / x.seconds), mb(x.peakRssBytes), x.identical === null ? '?' : x.identical ? 'yes' : '**no**']);
+    L.push('| run | qemu-img convert s | MB/s of virtual size | server CPU s | server peak RSS MB | identical |', '|:--|--:|--:|--:|--:|:--|');
+    const nr = (what: string, x: NbdRead) => row([what, x.error ? `failed: ${x.error.slice(0, 80)}` : f1(x.seconds), f1(r.virtualBytes / MB / x.seconds), f1(x.serverCpuSeconds), mb(x.peakRssBytes), x.identical === null ? '?' : x.identical ? 'yes' : '**no**']);
     if (r.nbd) L.push(nr(`vmdn nbd --from, fully cached (${r.nbd.link})`, r.nbd.vmdn), nr('qemu-nbd -r of the raw file', r.nbd.qemuNbd));
     if (r.lazy) {
       L.push(nr(`vmdn nbd --from, cold cache, fill on (${r.lazy.link})`, r.lazy));

@@ -13,7 +13,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { LocalStore } from '../src/store/local/local-store.js';
-import { dropCaches, run, sampleLoad, timed } from './measure.js';
+import { cpuSecondsOf, dropCaches, run, sampleLoad, timed } from './measure.js';
 import { startVmdn, VMDN, type Server } from './net-procs.js';
 import { imageObjects } from './net-load.js';
 import { startNginx, nginxStaticConf, type Nginx } from '../test/net/nginx.js';
@@ -121,8 +121,10 @@ export async function runOnDemandBench(o: OnDemandOpts): Promise<{ result: OnDem
       fs.rmSync(out, { force: true });
       drop();
       const tx0 = wire();
+      const cpu0 = cpuSecondsOf(s.origin.pid);
       const t = await timed(cmd, args, { tmpDir: tmp, timeoutMs: 15 * 60_000 });
       const tx = wire() - tx0;
+      const serverCpuSeconds = cmd === process.execPath ? cpuSecondsOf(s.origin.pid) - cpu0 : undefined;
       const bytes = await payload();
       const error = t.exitCode !== 0 ? `exit ${t.exitCode}: ${t.stderrTail.trim().split('\n').slice(-2).join(' | ')}` : undefined;
       if (error) problems.push(`${name}: ${t.cmd}: ${error}`);
@@ -135,7 +137,7 @@ export async function runOnDemandBench(o: OnDemandOpts): Promise<{ result: OnDem
       } catch {
         /* not vmdn */
       }
-      return { seconds: t.seconds, maxRssBytes: t.maxRssBytes, bytes, ...(ns ? { wireBytes: tx } : {}), identical, ...(error ? { error } : {}), json };
+      return { seconds: t.seconds, maxRssBytes: t.maxRssBytes, cpuSeconds: t.cpuSeconds, ...(serverCpuSeconds !== undefined ? { serverCpuSeconds } : {}), bytes, ...(ns ? { wireBytes: tx } : {}), identical, ...(error ? { error } : {}), json };
     };
     log(`${name}: vmdn pull`);
     const cache = w(`caches/pull-${name}`);

@@ -98,7 +98,10 @@ test('targets: what was not measured (no boots, a failed pull) is "not measured"
 });
 
 test('the report states the load and every link with the three tools', () => {
-  const md = renderOnDemand(result());
+  const r = result();
+  r.pulls[0]!.vmdn = pull(4, { cpuSeconds: 8.5, serverCpuSeconds: 2.5 });
+  const md = renderOnDemand(r);
+  assert.match(md, /\| lo \| vmdn pull \| 4\.0 \| 8\.5 \+ 2\.5 \| 189\.0 \|/);
   assert.match(md, /Load average \(1\/5\/15 min\) at start 1 \/ 2 \/ 3, at end 1 \/ 2 \/ 3/);
   for (const l of ['lo', '1gbit', '100mbit']) for (const tool of ['vmdn pull', 'curl \\\\\\| zstd -d', 'casync extract']) assert.match(md, new RegExp(`\\| ${l} \\| ${tool}`));
   // every table row has as many cells as its header: a | inside a cell is escaped
