@@ -167,6 +167,12 @@ export function renderOnDemand(r: OnDemandResult): string {
   L.push('', '### Boots (TCG, time to `login:` on the serial console)', '');
   const b = r.boots;
   if (b.note) L.push(b.note, '');
+  if (!b.local && !b.cold && !b.record && !b.profiled) {
+    if (!b.note) L.push('Not run in this run (quick mode, BENCH_OD_BOOTS=0 or BENCH_OD_PARTS without boots).');
+    if (r.problems.length) L.push('', '### Problems', '', ...r.problems.map((p) => `- ${p.replace(/\n/g, ' ')}`));
+    L.push('');
+    return L.join('\n');
+  }
   L.push('Local: `qemu-system-x86_64` with the kernel and initrd `vmdn cat` read from the raw file, the raw file as a virtio disk (snapshot=on), the guest `vmdn boot` runs (TCG, 1 GiB, 1 vCPU, no network); time from qemu\'s start. vmdn boot: its `msToMatch` (from the command\'s start: serving, the manifest, kernel and initrd included); origin MB from the origin\'s /stats, demand and prefilled from the nbd counters at the match. Peak RSS of the vmdn boot process tree (qemu included), from GNU time.', '');
   L.push('| boot | link | to login s | origin MB | demand objects / MB | prefilled MB | peak RSS MB (with qemu) |', '|:--|:--|--:|--:|--:|--:|--:|');
   const br = (what: string, x?: BootRun) => x && L.push(row([what, x.link ?? '-', x.error ? `failed: ${x.error.slice(0, 80)}` : f1(fin(x.ms) ? x.ms / 1000 : null), mb(x.originBytes), `${x.counters?.demandObjects ?? 'n/a'} / ${mb(x.counters?.demandBytes)}`, mb(x.counters?.prefilledBytes), mb(x.maxRssBytes)]));

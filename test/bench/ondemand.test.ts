@@ -95,13 +95,15 @@ test('targets: what was not measured (no boots, a failed pull) is "not measured"
   assert.match(md, /not measured/);
   assert.match(md, /\| 1gbit \| vmdn pull \| failed: exit 1 \|/);
   assert.match(md, /no qemu/);
+  assert.doesNotMatch(md, /\| boot \| link \|/);
+  assert.match(renderOnDemand(result({ boots: {} })), /Not run in this run/);
 });
 
 test('the report states the load and every link with the three tools', () => {
   const r = result();
   r.pulls[0]!.vmdn = pull(4, { cpuSeconds: 8.5, serverCpuSeconds: 2.5 });
   const md = renderOnDemand(r);
-  assert.match(md, /\| lo \| vmdn pull \| 4\.0 \| 8\.5 \+ 2\.5 \| 189\.0 \|/);
+  assert.match(md, /\| lo \| vmdn pull \| 4\.0 \| 8\.5 \+ 2\.5 \| 190\.0 \|/);
   assert.match(md, /Load average \(1\/5\/15 min\) at start 1 \/ 2 \/ 3, at end 1 \/ 2 \/ 3/);
   for (const l of ['lo', '1gbit', '100mbit']) for (const tool of ['vmdn pull', 'curl \\\\\\| zstd -d', 'casync extract']) assert.match(md, new RegExp(`\\| ${l} \\| ${tool}`));
   // every table row has as many cells as its header: a | inside a cell is escaped
