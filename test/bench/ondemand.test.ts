@@ -99,6 +99,15 @@ test('targets: what was not measured (no boots, a failed pull) is "not measured"
   assert.match(renderOnDemand(result({ boots: {} })), /Not run in this run/);
 });
 
+test('a fresh-site boot after a failed recording is not judged as a boot with a profile', () => {
+  const r = result();
+  r.boots.record = { ms: null, error: 'exit 3: E_UNSUPPORTED' };
+  const t = onDemandTargets(r).filter((x) => x.target.startsWith('time to login with a profile'));
+  assert.equal(t.length, 2);
+  for (const x of t) assert.equal(x.met, null, x.target);
+  assert.match(renderOnDemand(r), /\| vmdn boot, fresh site, fill on \(no profile: the recording failed\) \| 100mbit \| 33\.0 \|/);
+});
+
 test('the report states the load and every link with the three tools', () => {
   const r = result();
   r.pulls[0]!.vmdn = pull(4, { cpuSeconds: 8.5, serverCpuSeconds: 2.5 });
