@@ -28,6 +28,26 @@ export interface Timed {
 let timeFileSeq = 0;
 
 /**
+ * Children still running, to end on SIGINT: process groups as negative pids
+ * (timed() runs each command in its own group, so a Ctrl-C on the terminal
+ * does not reach it), single processes as positive ones.
+ */
+const running = new Set<number>();
+export const track = (pid: number) => running.add(pid);
+export const untrack = (pid: number) => running.delete(pid);
+/** SIGKILL every tracked child (a benchmark interrupted must not leave them behind). */
+export function killTracked(): void {
+  for (const pid of running) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+  running.clear();
+}
+
+/**
  * Runs `cmd args` under `/usr/bin/time -f '%e %M %U %S' -o FILE`. The time line goes
  * to its own file so the command's stderr cannot be mistaken for it. The
  * command runs in its own process group so a timeout can stop it and its
@@ -40,6 +60,7 @@ export async function timed(cmd: string, args: string[], opts: { cwd?: string; t
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
+  if (child.pid) track(-child.pid);
   const out: Buffer[] = [];
   let err = '';
   child.stdout.on('data', (b: Buffer) => out.push(b));
@@ -62,6 +83,7 @@ export async function timed(cmd: string, args: string[], opts: { cwd?: string; t
     child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
   });
   if (timer) clearTimeout(timer);
+  if (child.pid) untrack(-child.pid);
   let seconds = NaN;
   let maxRssBytes = NaN;
   let cpuSeconds = NaN;

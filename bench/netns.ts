@@ -87,11 +87,13 @@ export class Link {
   private up = false;
   private readonly onExit = () => this.teardown();
   private readonly onSignal = (sig: NodeJS.Signals) => {
+    this.opts.onSignal?.();
     this.teardown();
     process.exit(sig === 'SIGINT' ? 130 : 143);
   };
 
-  constructor(readonly c: LinkConfig = DEFAULT_LINK) {}
+  /** opts.onSignal: run first on SIGINT/SIGTERM (end the clients in the host namespace) */
+  constructor(readonly c: LinkConfig = DEFAULT_LINK, private readonly opts: { onSignal?: () => void } = {}) {}
 
   /** Fresh namespace and veth pair, no rate yet. */
   setup(): void {

@@ -6,7 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { timed } from './measure.js';
+import { timed, track, untrack } from './measure.js';
 import { VMDN } from './net-procs.js';
 import type { BootRun, NbdCounters } from './ondemand-report.js';
 
@@ -44,6 +44,7 @@ export async function localBoot(o: { raw: string; kernel: string; initrd: string
   const args = [...GUEST_ARGS, '-kernel', o.kernel, '-initrd', o.initrd, '-append', APPEND, '-drive', `file=${o.raw},format=raw,if=virtio,snapshot=on`];
   const t0 = Date.now();
   const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  track(-child.pid!);
   let out = '';
   let err = '';
   child.stderr.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-2000)));
@@ -68,6 +69,7 @@ export async function localBoot(o: { raw: string; kernel: string; initrd: string
     /* already gone */
   }
   await exited;
+  untrack(-child.pid!);
   return ms === null ? { ms: null, error: `no ${LOGIN} within ${o.timeoutMs / 1000} s: ${err.trim().slice(-200) || out.slice(-200)}` } : { ms };
 }
 

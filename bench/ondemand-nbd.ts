@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { cpuSecondsOf, run, timed } from './measure.js';
+import { cpuSecondsOf, run, timed, track, untrack } from './measure.js';
 import { peakRssOf, VMDN } from './net-procs.js';
 import type { NbdCounters, NbdRead } from './ondemand-report.js';
 
@@ -35,6 +35,7 @@ async function convertFrom(child: ChildProcess, sock: string, what: string, o: {
   child.stderr?.on('data', (b: Buffer) => (err = (err + b.toString()).slice(-4000)));
   const file = path.join(o.tmpDir, 'nbd-out.raw');
   fs.rmSync(file, { force: true });
+  track(child.pid!);
   try {
     await waitFor(child, sock, what, () => err);
     const cpu0 = cpuSecondsOf(child.pid!);
@@ -47,6 +48,7 @@ async function convertFrom(child: ChildProcess, sock: string, what: string, o: {
     return { seconds: t.seconds, peakRssBytes, serverCpuSeconds, identical, ...(error ? { error } : {}), stdout: out };
   } finally {
     await stop(child);
+    untrack(child.pid!);
     fs.rmSync(file, { force: true });
     fs.rmSync(sock, { force: true });
   }

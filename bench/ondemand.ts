@@ -13,11 +13,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { LocalStore } from '../src/store/local/local-store.js';
-import { cpuSecondsOf, dropCaches, run, sampleLoad, timed } from './measure.js';
+import { cpuSecondsOf, dropCaches, killTracked, run, sampleLoad, timed } from './measure.js';
 import { startVmdn, VMDN, type Server } from './net-procs.js';
 import { imageObjects } from './net-load.js';
 import { startNginx, nginxStaticConf, type Nginx } from '../test/net/nginx.js';
-import { inNs, Link, RATES } from './netns.js';
+import { DEFAULT_LINK, inNs, Link, RATES } from './netns.js';
 import { extractKernel, hasQemuSystem, hasVmdnBoot, localBoot, vmdnBoot } from './ondemand-boot.js';
 import { nbdRead, qemuNbdRead } from './ondemand-nbd.js';
 import { renderOnDemand, type BootRun, type LinkPulls, type OnDemandResult, type PullRun } from './ondemand-report.js';
@@ -93,7 +93,7 @@ export async function runOnDemandBench(o: OnDemandOpts): Promise<{ result: OnDem
   const wantBoots = (o.boots ?? !o.quick) && parts.has('boots');
   const kernel = wantBoots && hasQemuSystem() ? extractKernel(raw, w('kernel')) : null;
 
-  const link = new Link();
+  const link = new Link(DEFAULT_LINK, { onSignal: killTracked });
   const sides: Partial<Record<'lo' | 'ns', Side>> = {};
   const side = async (ns: boolean): Promise<Side> => {
     const key = ns ? 'ns' : 'lo';
