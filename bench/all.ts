@@ -4,8 +4,10 @@
  * then the network benchmark (bench/net.ts) and the inside-images benchmark
  * (bench/inspect.ts), and appends their sections to the same report.
  * then the file-aware dedup section (bench/files.ts, which also imports with the
- * packages strategy) and the packages section computed from its stores (bench/packages.ts).
- *   BENCH_SECTIONS  storage,net,inspect,files (default all four; files includes packages)
+ * packages strategy) and the packages section computed from its stores (bench/packages.ts),
+ * then the on-demand section (bench/ondemand.ts: netns + tc links, pulls vs curl|zstd and casync,
+ * NBD, boots; BENCH_OD_* settings in bench/ondemand-main.ts).
+ *   BENCH_SECTIONS  storage,net,inspect,files,ondemand (default all five; files includes packages)
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -17,8 +19,9 @@ import { runNetBench } from './net.js';
 import { benchInspect } from './inspect.js';
 import { benchFiles } from './files.js';
 import { benchPackages } from './packages.js';
+import { onDemandOptsFromEnv, runOnDemandBench } from './ondemand.js';
 
-const sections = new Set((process.env.BENCH_SECTIONS ?? 'storage,net,inspect,files').split(',').map((s) => s.trim()));
+const sections = new Set((process.env.BENCH_SECTIONS ?? 'storage,net,inspect,files,ondemand').split(',').map((s) => s.trim()));
 const resultsDir = path.join(REPO, 'bench', 'results');
 const latestJson = path.join(resultsDir, 'latest.json');
 const latestMd = path.join(resultsDir, 'latest.md');
@@ -65,6 +68,10 @@ async function main(): Promise<void> {
     append('files', r.result, r.markdown);
     const p = await benchPackages({ corpusDir: dir, workDir: process.env.BENCH_FILES_WORKDIR ?? '/var/tmp/vmdn-filesbench', files: r.result, log: (s) => console.error(`[packages] ${s}`) });
     append('packages', p.result, p.markdown);
+  }
+  if (sections.has('ondemand')) {
+    const { result, markdown } = await runOnDemandBench(onDemandOptsFromEnv(dir, process.env));
+    append('ondemand', result, markdown);
   }
   console.log(`report: ${latestMd}`);
 }

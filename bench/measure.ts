@@ -16,6 +16,8 @@ export interface Timed {
   seconds: number;
   /** peak resident set size of the command, bytes (%M is KiB) */
   maxRssBytes: number;
+  /** user + system CPU seconds of the command and its children (%U + %S) */
+  cpuSeconds: number;
   exitCode: number;
   stdout: string;
   /** last 8 KiB of stderr */
@@ -26,18 +28,39 @@ export interface Timed {
 let timeFileSeq = 0;
 
 /**
- * Runs `cmd args` under `/usr/bin/time -f '%e %M' -o FILE`. The time line goes
+ * Children still running, to end on SIGINT: process groups as negative pids
+ * (timed() runs each command in its own group, so a Ctrl-C on the terminal
+ * does not reach it), single processes as positive ones.
+ */
+const running = new Set<number>();
+export const track = (pid: number) => running.add(pid);
+export const untrack = (pid: number) => running.delete(pid);
+/** SIGKILL every tracked child (a benchmark interrupted must not leave them behind). */
+export function killTracked(): void {
+  for (const pid of running) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+  running.clear();
+}
+
+/**
+ * Runs `cmd args` under `/usr/bin/time -f '%e %M %U %S' -o FILE`. The time line goes
  * to its own file so the command's stderr cannot be mistaken for it. The
  * command runs in its own process group so a timeout can stop it and its
  * children together.
  */
 export async function timed(cmd: string, args: string[], opts: { cwd?: string; timeoutMs?: number; tmpDir: string }): Promise<Timed> {
   const timeFile = path.join(opts.tmpDir, `time.${process.pid}.${++timeFileSeq}`);
-  const child = spawn(GNU_TIME, ['-f', '%e %M', '-o', timeFile, cmd, ...args], {
+  const child = spawn(GNU_TIME, ['-f', '%e %M %U %S', '-o', timeFile, cmd, ...args], {
     cwd: opts.cwd,
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
+  if (child.pid) track(-child.pid);
   const out: Buffer[] = [];
   let err = '';
   child.stdout.on('data', (b: Buffer) => out.push(b));
@@ -60,20 +83,23 @@ export async function timed(cmd: string, args: string[], opts: { cwd?: string; t
     child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
   });
   if (timer) clearTimeout(timer);
+  if (child.pid) untrack(-child.pid);
   let seconds = NaN;
   let maxRssBytes = NaN;
+  let cpuSeconds = NaN;
   try {
     const lines = readFileSync(timeFile, 'utf8').trim().split('\n');
-    const m = /^([\d.]+) (\d+)$/.exec(lines[lines.length - 1]!.trim());
+    const m = /^([\d.]+) (\d+) ([\d.]+) ([\d.]+)$/.exec(lines[lines.length - 1]!.trim());
     if (m) {
       seconds = Number(m[1]);
       maxRssBytes = Number(m[2]) * 1024;
+      cpuSeconds = Number(m[3]) + Number(m[4]);
     }
     await fsp.rm(timeFile, { force: true });
   } catch {
     /* killed before time wrote its line */
   }
-  return { cmd: [cmd, ...args].join(' '), seconds, maxRssBytes, exitCode, stdout: Buffer.concat(out).toString('utf8'), stderrTail: err, timedOut };
+  return { cmd: [cmd, ...args].join(' '), seconds, maxRssBytes, cpuSeconds, exitCode, stdout: Buffer.concat(out).toString('utf8'), stderrTail: err, timedOut };
 }
 
 /** Runs a command untimed, returning its output (no shell). */
@@ -136,6 +162,18 @@ export async function fileSize(file: string): Promise<number> {
     return (await fsp.stat(file)).size;
   } catch {
     return 0;
+  }
+}
+
+/** CPU seconds (user + system) a live process has used so far, from /proc/PID/stat; NaN once it is gone. */
+export function cpuSecondsOf(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // fields after the parenthesised command name; utime and stime are the 14th and 15th fields
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / 100;
+  } catch {
+    return NaN;
   }
 }
 

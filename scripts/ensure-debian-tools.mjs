@@ -13,7 +13,7 @@ const NEEDS = {
     'mkfs.xfs': 'xfsprogs', mkswap: 'util-linux', e2fsck: 'e2fsprogs', 'dpkg-deb': 'dpkg', xz: 'xz-utils', zstd: 'zstd',
     'qemu-system-x86_64': 'qemu-system-x86',
   },
-  bench: { mke2fs: 'e2fsprogs', debugfs: 'e2fsprogs', setfattr: 'attr', 'qemu-img': 'qemu-utils', casync: 'casync', rsync: 'rsync', time: 'time', nginx: 'nginx', curl: 'curl', zstd: 'zstd', tar: 'tar', 'dpkg-deb': 'dpkg', xz: 'xz-utils' },
+  bench: { mke2fs: 'e2fsprogs', debugfs: 'e2fsprogs', setfattr: 'attr', 'qemu-img': 'qemu-utils', 'qemu-nbd': 'qemu-utils', 'qemu-system-x86_64': 'qemu-system-x86', ip: 'iproute2', tc: 'iproute2', casync: 'casync', rsync: 'rsync', time: 'time', nginx: 'nginx', curl: 'curl', zstd: 'zstd', tar: 'tar', 'dpkg-deb': 'dpkg', xz: 'xz-utils' },
 };
 const profile = process.argv[2] ?? 'test';
 const want = NEEDS[profile];

@@ -67,18 +67,19 @@ export interface Nginx {
 }
 
 /** nginx -p DIR -c DIR/nginx.conf -g 'daemon off;' serving `root` files or proxying `upstream`. */
-export async function startNginx(dir: string, conf: (port: number) => string): Promise<Nginx> {
+export async function startNginx(dir: string, conf: (port: number) => string, o: { host?: string; wrap?: string[] } = {}): Promise<Nginx> {
+  const host = o.host ?? '127.0.0.1';
   fs.mkdirSync(path.join(dir, 'tmp'), { recursive: true });
   const port = await freePort();
   fs.writeFileSync(path.join(dir, 'nginx.conf'), conf(port));
-  const child: ChildProcess = spawn('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawn(o.wrap?.[0] ?? 'nginx', [...(o.wrap ? [...o.wrap.slice(1), 'nginx'] : []), '-p', dir, '-c', path.join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
-  const url = `http://127.0.0.1:${port}`;
+  const url = `http://${host}:${port}`;
   for (let i = 0; ; i++) {
     if (child.exitCode !== null) throw new Error(`nginx exited ${child.exitCode}: ${stderr}${fs.readFileSync(path.join(dir, 'error.log'), 'utf8')}`);
     const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
+      const s = net.connect(port, host, () => { s.destroy(); resolve(true); });
       s.on('error', () => resolve(false));
     });
     if (ok) break;
@@ -96,21 +97,24 @@ export async function startNginx(dir: string, conf: (port: number) => string): P
   };
 }
 
-/** A static file server config (the plain HTTP download the benchmark compares against). */
-export function nginxStaticConf(dir: string, root: string): (port: number) => string {
+/**
+ * A static file server config (the plain HTTP download the benchmark compares against).
+ * `accessLog`: a file of "BODY_BYTES URI" lines, to count what clients fetched.
+ */
+export function nginxStaticConf(dir: string, root: string, o: { host?: string; accessLog?: string } = {}): (port: number) => string {
   return (port) => `${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 1;
 pid ${path.join(dir, 'nginx.pid')};
 error_log ${path.join(dir, 'error.log')} warn;
 events { worker_connections 256; }
 http {
-  access_log off;
+  ${o.accessLog ? `log_format bytes '$body_bytes_sent $request_uri';\n  access_log ${o.accessLog} bytes;` : 'access_log off;'}
   sendfile on;
   client_body_temp_path ${path.join(dir, 'tmp/body')};
   proxy_temp_path ${path.join(dir, 'tmp/proxy')};
   fastcgi_temp_path ${path.join(dir, 'tmp/fastcgi')};
   uwsgi_temp_path ${path.join(dir, 'tmp/uwsgi')};
   scgi_temp_path ${path.join(dir, 'tmp/scgi')};
-  server { listen 127.0.0.1:${port}; root ${root}; }
+  server { listen ${o.host ?? '127.0.0.1'}:${port}; root ${root}; }
 }
 `;
 }
