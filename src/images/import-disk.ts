@@ -44,6 +44,6 @@ export async function importDisk(store: ImportStore, disk: Disk, opts: ImportOpt
   const manifest: Manifest = { ...r.manifest, ...extra };
   const bytes = encodeManifest(manifest);
   const digest = sha256(bytes);
-  await store.put(bytes, { digest });
+  if ((await store.put(bytes, { digest })).added) added.push(digest);
   return { r, manifest, digest };
 }
