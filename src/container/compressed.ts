@@ -13,6 +13,8 @@ import { randomBytes } from 'node:crypto';
 import zlib from 'node:zlib';
 import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createReadStream } from 'node:fs';
 import { VmdnError } from '../errors.js';
 import { openImageFile } from './image-file.js';
 
@@ -63,21 +65,11 @@ interface Decoder {
 
 function decoder(kind: Compression, file: string): Decoder {
   if (kind === 'gzip') {
-    const src = (async function* () {
-      const { fh } = await openImageFile(file);
-      try {
-        yield* fh.createReadStream({ autoClose: false });
-      } finally {
-        await fh.close();
-      }
-    })();
     const gunzip = zlib.createGunzip();
-    const out = (async () => {
-      for await (const chunk of src) if (!gunzip.write(chunk)) await new Promise((r) => gunzip.once('drain', r));
-      gunzip.end();
-    })();
-    out.catch((err) => gunzip.destroy(err));
-    return { out: gunzip, done: out, kill: () => gunzip.destroy() };
+    // the pipeline settles once gunzip has ended (its output read by the caller) or failed
+    const done = pipeline(createReadStream(file), gunzip);
+    done.catch(() => {});
+    return { out: gunzip, done, kill: () => gunzip.destroy() };
   }
   const t = TOOLS[kind];
   const child = spawn(t.cmd, [...t.args, '--', file], { stdio: ['ignore', 'pipe', 'pipe'] });
