@@ -8,7 +8,7 @@
  */
 import { openOva, type OvaDisk } from '../container/ova/archive.js';
 import type { Digest } from '../store/digest.js';
-import { formatImageRef, type ImageRef } from '../store/image-name.js';
+import { formatImageRef, parseImageRef, type ImageRef } from '../store/image-name.js';
 import { VmdnError } from '../errors.js';
 import { nameImage } from './names.js';
 import { importDisk, type ImportOptions, type ImportResult, type ImportStore } from './import-disk.js';
@@ -23,8 +23,8 @@ export async function importOva(store: ImportStore, file: string, ref: ImageRef,
       if (!d) throw new VmdnError('E_USAGE', `--disk ${opts.disk}: ${file} has ${ova.disks.length} disk(s)`, { disk: opts.disk, disks: ova.disks.length });
       chosen = [d];
     }
-    const refs = chosen.map((d) => (opts.disk !== undefined ? ref : { ...ref, name: `${ref.name}-disk${d.index}` }));
-    for (const r of refs) formatImageRef(r);
+    // checked up front: a name made too long by its suffix fails before anything is stored
+    const refs = chosen.map((d) => (opts.disk !== undefined ? ref : parseImageRef(`${ref.name}-disk${d.index}:${ref.tag}`)));
     const put = await store.put(ova.ovfBytes);
     if (put.added) added.push(put.digest);
     const ovf = put.digest;

@@ -8,6 +8,8 @@ import { generateOvf, parseOvf, updateOvf, STREAM_OPTIMIZED } from '../../src/co
 import { parseXml } from '../../src/container/ova/xml.js';
 import { compressionOf } from '../../src/container/compressed.js';
 import { VmdnError } from '../../src/errors.js';
+import { decodeManifest, encodeManifest, validateManifest, type Manifest } from '../../src/model/manifest.js';
+import { namedObjects } from '../../src/model/objects.js';
 
 const code = (c: string) => (e: unknown) => e instanceof VmdnError && e.code === c;
 
@@ -99,4 +101,12 @@ it('compression is told by magic', () => {
   assert.equal(compressionOf(Buffer.from('BZh91AY&SY')), 'bzip2');
   assert.equal(compressionOf(Buffer.from('BZh is not bzip2')), undefined);
   assert.equal(compressionOf(Buffer.from('QFI\xfb', 'latin1')), undefined);
+});
+
+it('manifest: ovf must be a digest, and the one walk lists it (gc, push and pull keep it)', () => {
+  const m = { kind: 'vmdn.manifest', version: 1, virtualSize: 4096, source: { format: 'vmdk', clusterSize: 65536 }, chunker: 'fixed:64k', allocated: 0, chunks: [] } as unknown as Manifest;
+  const ovf = 'ab'.repeat(32);
+  assert.equal(namedObjects({ ...m, ovf }).get(ovf), 'ovf');
+  assert.equal(decodeManifest(encodeManifest({ ...m, ovf })).ovf, ovf);
+  assert.throws(() => validateManifest({ ...m, ovf: 'nope' }), /ovf/);
 });
