@@ -48,8 +48,8 @@ export async function probeCompression(file: string): Promise<Compression | unde
 }
 
 const TOOLS: Record<Exclude<Compression, 'gzip'>, { cmd: string; args: string[] }> = {
-  // -M: xz refuses streams that need more than this much memory to decode
-  xz: { cmd: 'xz', args: ['-d', '-c', '-q', '-M', '1GiB'] },
+  // -M: xz refuses streams that need more than this much memory to decode; -T1: one core
+  xz: { cmd: 'xz', args: ['-d', '-c', '-q', '-T1', '-M', '1GiB'] },
   // --memory: a window larger than 1 GiB (a hostile frame header) is refused
   zstd: { cmd: 'zstd', args: ['-d', '-c', '-q', '--memory=1024MB'] },
   // -s: bzip2's small-memory mode (at most ~2.5 MB)
