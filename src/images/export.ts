@@ -8,6 +8,8 @@ import type { Manifest } from '../model/manifest.js';
 import { strategyFor } from '../strategy/registry.js';
 import type { StrategyExportOptions } from '../strategy/strategy.js';
 import { resolveImage } from './names.js';
+import { exportOva } from './export-ova.js';
+import { VmdnError } from '../errors.js';
 
 /** The whole disk of `manifest` into `writer` (finished, or aborted on error). */
 export function writeImage(manifest: Manifest, store: ReadableStore, writer: DiskWriter, opts: StrategyExportOptions): Promise<{ bytesWritten: number }> {
@@ -18,8 +20,14 @@ export async function exportImageFile(
   store: ReadableStore & { names: ImageNames },
   ref: ImageRef,
   out: string,
-  opts: { format?: string; compress?: 'zstd' | 'deflate'; signal?: AbortSignal; onProgress?: StrategyExportOptions['onProgress'] },
-): Promise<{ ref: string; out: string; format: OutputFormat; virtualSize: number; bytesWritten: number }> {
+  opts: { format?: string; compress?: 'zstd' | 'deflate'; signal?: AbortSignal; onProgress?: StrategyExportOptions['onProgress']; addDisks?: ImageRef[] },
+): Promise<{ ref: string; out: string; format: OutputFormat | 'ova'; virtualSize: number; bytesWritten: number }> {
+  // an OVA is an archive of disk images, not a DiskWriter format: assembled in export-ova.ts
+  if (opts.format === 'ova' || (opts.format === undefined && /\.ova$/i.test(out))) {
+    if (opts.compress) throw new VmdnError('E_USAGE', '--compress applies to qcow2 output only (an OVA\'s disks are always deflate-compressed VMDK)');
+    return exportOva(store, [ref, ...(opts.addDisks ?? [])], out, opts);
+  }
+  if (opts.addDisks?.length) throw new VmdnError('E_USAGE', '--add-disk applies to OVA output only', { format: opts.format });
   const format = formatFromPath(out, opts.format);
   const { manifest } = await resolveImage(store, ref);
   const writer = await openWriter(out, manifest.virtualSize, format, opts.compress);

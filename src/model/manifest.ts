@@ -36,6 +36,11 @@ export interface Manifest {
    * (strategy/files-*.ts). No chunk overlaps their byte ranges.
    */
   filesystems?: FsRebuild[];
+  /**
+   * Imported from an OVA: the archive's OVF descriptor, stored as one object
+   * (shared by the images of its disks), written back on export to OVA.
+   */
+  ovf?: Digest;
 }
 
 export interface FsRebuild {
@@ -108,6 +113,7 @@ export function validateManifest(m: Manifest, source = 'caller'): void {
   }
   if (!Array.isArray(m.chunks) || m.chunks.length > MAX_ENTRIES) bad('bad chunk list', source);
   if (m.filesystems !== undefined) validateFilesystems(m, source);
+  if (m.ovf !== undefined && !isDigest(m.ovf)) bad('bad ovf digest', source);
   let end = 0;
   for (const c of m.chunks) {
     if (!Array.isArray(c) || c.length !== 3) bad('chunk entry is not [offset, length, digest]', source);

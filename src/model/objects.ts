@@ -2,7 +2,7 @@
  * The one answer to "which objects does this image need": every object a
  * manifest names, directly (disk chunks; a filesystem's tree, times and
  * small-file stream; its packages' tars and indexes) or through its file tree
- * (big files' content chunks). Origin, edge, push, pull, warm, gc and verify
+ * (big files' content chunks); the OVF descriptor of an image from an OVA. Origin, edge, push, pull, warm, gc and verify
  * all use it, so a kind of object added to the format is added here once.
  */
 import type { Digest } from '../store/digest.js';
@@ -13,7 +13,7 @@ import { decodeTree, treeDigests, type TreeRecord } from './files-tree.js';
 import { packageObjects } from './package-ref.js';
 
 /** What an object is to its image: used by verify to say what went missing. */
-export type ObjectRole = 'chunk' | 'tree' | 'times' | 'stream' | 'file-content' | 'package';
+export type ObjectRole = 'chunk' | 'tree' | 'times' | 'stream' | 'file-content' | 'package' | 'ovf';
 
 /** Objects a manifest names itself, without reading any of them. */
 export function namedObjects(m: Manifest): Map<Digest, ObjectRole> {
@@ -22,6 +22,7 @@ export function namedObjects(m: Manifest): Map<Digest, ObjectRole> {
     if (!out.has(d)) out.set(d, role);
   };
   for (const c of m.chunks) add(c[2], 'chunk');
+  if (m.ovf) add(m.ovf, 'ovf');
   for (const f of m.filesystems ?? []) {
     for (const d of f.tree) add(d, 'tree');
     for (const d of f.times) add(d, 'times');

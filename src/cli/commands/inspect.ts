@@ -49,8 +49,11 @@ export function registerInspectCommands(program: Command): void {
     .action(action(async (image: string, o: GlobalOptions & { packageBytes?: boolean }) => withImage(image, o.store, async (img) => {
       const r = await inspectDisk(img.disk);
       const split = o.packageBytes ? await packageBytes((await pickVolume(await listVolumes(img.disk))).fs) : undefined;
-      if (o.json) return printJson({ image: img.label, source: img.source, ...r, ...(o.packageBytes ? { packageBytes: split ?? null } : {}) });
+      // imported from an OVA: the object holding its OVF descriptor (written back by export to .ova)
+      const ovf = img.manifest?.ovf;
+      if (o.json) return printJson({ image: img.label, source: img.source, ...(ovf ? { ovf } : {}), ...r, ...(o.packageBytes ? { packageBytes: split ?? null } : {}) });
       console.log(`${safe(img.label)}: ${humanBytes(r.virtualSize)}, partition table ${r.scheme}${r.diskId ? ` (${r.diskId})` : ''}`);
+      if (ovf) console.log(`OVF descriptor kept from the OVA: object ${ovf}`);
       if (r.partitions.length) {
         console.log('\n' + table(['#', 'START', 'SECTORS', 'SIZE', 'TYPE', 'NAME', 'UUID'],
           r.partitions.map((p) => [String(p.index), p.start, p.size, humanBytes(p.length), p.typeName, escapeBytes(Buffer.from(p.name)), p.uuid ?? ''])));

@@ -44,7 +44,7 @@ export function refuseExisting(out: string, force?: boolean): void {
 
 export function registerStoreCommands(program: Command): void {
   imageInput(common(program.command('import')))
-    .description('import a disk image (qcow2, VMDK, VHD, VDI or raw; told apart by content) into the store under a name')
+    .description('import a disk image (qcow2, VMDK, VHD, VDI or raw, or an OVA; each may be inside .gz, .xz, .zst or .bz2; told apart by content) into the store under a name')
     .argument('<image>', 'image file')
     .requiredOption('-n, --name <name[:tag]>', 'name to store it under')
     .addOption(new Option('--chunker <spec>', 'chunking: cdc[:min:avg:max] or fixed[:size], e.g. cdc:16k:64k:256k, fixed:64k').default(DEFAULT_CHUNKER_SPEC))
@@ -56,18 +56,24 @@ export function registerStoreCommands(program: Command): void {
     .option('--apt-source <url>', 'with --strategy packages: a Debian archive root to take packages from, searched in the image release\'s suites (repeatable; default: the host\'s apt sources, else the image\'s own)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .addOption(new Option('--fallback <how>', 'with --strategy packages: a package version the archive lacks is stored as the image\'s own files (files), or the import fails naming it (error)').choices(['files', 'error']).default('files'))
     .option('--deb-cache <dir>', 'with --strategy packages: keep downloaded .debs here too (shared by stores; verified on every use)')
-    .action(action(async (image: string, o: GlobalOptions & { name: string; chunker: string; strategy: StrategyName | 'auto'; fidelity: 'disk' | 'blocks' | 'files'; cuts: 'files' | 'disk'; minFile: string; sparsify?: boolean; aptSource: string[]; fallback: 'files' | 'error'; debCache?: string }) => {
+    .option('--disk <n>', 'an OVA: import only its disk N (1-based, in the OVF\'s order) under --name; without it every disk is imported, as NAME-disk1, NAME-disk2, ...')
+    .option('--max-size <size>', 'a compressed image: refuse it if it decompresses to more than this (default 16T)')
+    .action(action(async (image: string, o: GlobalOptions & { disk?: string; maxSize?: string; name: string; chunker: string; strategy: StrategyName | 'auto'; fidelity: 'disk' | 'blocks' | 'files'; cuts: 'files' | 'disk'; minFile: string; sparsify?: boolean; aptSource: string[]; fallback: 'files' | 'error'; debCache?: string }) => {
       const ref = parseImageRef(o.name);
       const chunker = parseChunkerSpec(o.chunker);
       const choice = chooseStrategy(o);
       const cuts = { by: o.cuts, minFile: parseSize(o.minFile), sparsify: choice.sparsify };
       const bar = progressBar(o, 'import');
       const t0 = Date.now();
-      const r = await withStore(o.store, (s) => importImageFile(s, image, ref, { chunker, strategy: choice.strategy, cuts, packages: { aptSources: o.aptSource, fallback: o.fallback, debCache: o.debCache ?? process.env.VMDN_DEB_CACHE }, onProgress: bar.onProgress })).finally(bar.stop);
+      const disk = o.disk === undefined ? undefined : Number(o.disk);
+      if (disk !== undefined && !(Number.isSafeInteger(disk) && disk >= 1)) throw new VmdnError('E_USAGE', `--disk ${o.disk}: give a disk number, 1 or more`);
+      const maxSize = o.maxSize === undefined ? undefined : parseSize(o.maxSize);
+      const r = await withStore(o.store, (s) => importImageFile(s, image, ref, { disk, maxSize, chunker, strategy: choice.strategy, cuts, packages: { aptSources: o.aptSource, fallback: o.fallback, debCache: o.debCache ?? process.env.VMDN_DEB_CACHE }, onProgress: bar.onProgress })).finally(bar.stop);
       const seconds = (Date.now() - t0) / 1000;
       if (o.json) return printJson({ ...r, strategy: choice.strategy, sparsify: choice.sparsify, seconds });
       const s = r.stats;
-      console.log(`imported ${r.ref} (manifest ${r.manifest.slice(0, 12)}) in ${seconds.toFixed(1)} s`);
+      if (r.images && r.images.length > 1) console.log(`imported ${r.images.map((i) => `${i.ref} (manifest ${i.manifest.slice(0, 12)})`).join(', ')} in ${seconds.toFixed(1)} s; first disk:`);
+      else console.log(`imported ${r.ref} (manifest ${r.manifest.slice(0, 12)}) in ${seconds.toFixed(1)} s`);
       console.log(`  allocated ${humanBytes(s.allocated)}, data ${humanBytes(s.dataBytes)} in ${s.chunks} chunks (${s.distinctChunks} distinct)`);
       console.log(`  new objects ${s.newObjects}: ${humanBytes(s.newBytes)} -> ${humanBytes(s.newStoredBytes)} stored; the rest was already in the store`);
       for (const n of r.notes) console.log(`  ${safe(n)}`);
@@ -79,18 +85,20 @@ export function registerStoreCommands(program: Command): void {
   common(program.command('export'))
     .description('rebuild a stored image as a file, bit for bit')
     .argument('<name[:tag]>', 'image name')
-    .argument('<out>', 'output file (.raw/.img, .qcow2, .vmdk, .vhd, .vhdx, .vdi), or - for stdout (vmdk, the default there, raw or vhd-fixed: the others have tables before the data)')
-    .addOption(new Option('--format <format>', 'output format (default: from the extension): raw, qcow2, vmdk (streamOptimized: compressed, written front to back, the OVA flavour), vmdk-sparse (monolithicSparse), vhd (dynamic), vhd-fixed (Azure: size rounded up to a whole MiB), vhdx (dynamic), vdi (dynamic)').choices([...OUTPUT_FORMATS]))
+    .argument('<out>', 'output file (.raw/.img, .qcow2, .vmdk, .vhd, .vhdx, .vdi, .ova), or - for stdout (vmdk, the default there, raw or vhd-fixed: the others have tables before the data)')
+    .addOption(new Option('--format <format>', 'output format (default: from the extension): raw, qcow2, vmdk (streamOptimized: compressed, written front to back, the OVA flavour), vmdk-sparse (monolithicSparse), vhd (dynamic), vhd-fixed (Azure: size rounded up to a whole MiB), vhdx (dynamic), vdi (dynamic), ova (a tar: the OVF descriptor, the one kept from import or a generated one, then the disks as streamOptimized VMDK)').choices([...OUTPUT_FORMATS, 'ova']))
+    .option('--add-disk <name[:tag]>', 'with ova: a further stored image as the next disk of the OVA (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .addOption(new Option('--compress <algo>', 'compress qcow2 clusters').choices(['zstd', 'deflate']))
     .option('-f, --force', 'replace <out> if it exists')
-    .action(action(async (name: string, out: string, o: GlobalOptions & { format?: string; compress?: 'zstd' | 'deflate'; force?: boolean }) => {
+    .action(action(async (name: string, out: string, o: GlobalOptions & { format?: string; compress?: 'zstd' | 'deflate'; force?: boolean; addDisk: string[] }) => {
       const ref = parseImageRef(name);
       const toStdout = out === '-';
       if (!toStdout) refuseExisting(out, o.force);
       else if (process.stdout.isTTY) throw new VmdnError('E_USAGE', 'stdout is a terminal: redirect or pipe the image (vmdn export NAME - > disk.vmdk)');
       const bar = progressBar(o, 'export');
       const t0 = Date.now();
-      const r = await withStore(o.store, (s) => exportImageFile(s, ref, out, { format: o.format, compress: o.compress, onProgress: bar.onProgress }), { create: false }).finally(bar.stop);
+      const more = o.addDisk.map(parseImageRef);
+      const r = await withStore(o.store, (s) => exportImageFile(s, ref, out, { format: o.format, compress: o.compress, onProgress: bar.onProgress, addDisks: more }), { create: false }).finally(bar.stop);
       const seconds = (Date.now() - t0) / 1000;
       // with the image on stdout, the summary goes to stderr
       if (o.json && toStdout) return void process.stderr.write(`${JSON.stringify({ ...r, seconds })}\n`);
