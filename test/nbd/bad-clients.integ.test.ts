@@ -86,8 +86,10 @@ describe('vmdn nbd and bad clients', () => {
     await c.greet();
     c.send(option(99, Buffer.from('whatever')));
     assert.deepEqual(((await c.optReply())!).type, REP_ERR_UNSUP);
-    c.send(option(8)); // structured replies: not offered
+    c.send(option(11)); // extended headers: not offered
     assert.equal((await c.optReply())!.type, REP_ERR_UNSUP);
+    c.send(option(OPT.STRUCTURED_REPLY, Buffer.from('x')));
+    assert.equal((await c.optReply())!.type, 2 ** 31 + 3, 'STRUCTURED_REPLY with data is invalid');
     c.send(option(OPT.LIST));
     const s = (await c.optReply())!;
     assert.equal(s.type, 2);
