@@ -117,7 +117,7 @@ export async function handshake(sock: Socket, r: SocketReader, exp: ExportInfo):
           await error(h.option, REP.ERR_INVALID, 'NBD_OPT_SET_META_CONTEXT needs structured replies first');
           break;
         }
-        const r = metaContextOption(data, set, exp);
+        const r = metaContextOption(data, set, (name) => exp.matches(name));
         if ('error' in r) {
           // a failed SET leaves no context selected
           if (set) allocation = false;

@@ -5,7 +5,6 @@
  * asks. Every length and count is checked against the option's data before
  * it is used.
  */
-import type { ExportInfo } from './handshake.js';
 import { LIMITS, MAX_NAME, META_BASE_ALLOCATION, META_BASE_ALLOCATION_ID, REP, decodeName } from './protocol.js';
 
 export type MetaContextAnswer = { contexts: Buffer[] } | { error: number; message: string };
@@ -20,7 +19,7 @@ function allocationContext(): Buffer {
 }
 
 /** Option data: u32 export name length, name, u32 query count, then each query as u32 length and string. */
-export function metaContextOption(d: Buffer, set: boolean, exp: ExportInfo): MetaContextAnswer {
+export function metaContextOption(d: Buffer, set: boolean, matches: (name: string) => boolean): MetaContextAnswer {
   const invalid = (message: string): MetaContextAnswer => ({ error: REP.ERR_INVALID, message });
   if (d.length < 8) return invalid('option data too short');
   const nameLen = d.readUInt32BE(0);
@@ -42,7 +41,7 @@ export function metaContextOption(d: Buffer, set: boolean, exp: ExportInfo): Met
     at += 4 + len;
   }
   if (at !== d.length) return invalid('option length does not match its queries');
-  if (!exp.matches(name)) return { error: REP.ERR_UNKNOWN, message: `no export named "${name}"` };
+  if (!matches(name)) return { error: REP.ERR_UNKNOWN, message: `no export named "${name}"` };
   // LIST with no query lists every context; SET with none selects none
   const wanted = count === 0 ? !set : queries.some((q) => q === META_BASE_ALLOCATION || (!set && q === 'base:'));
   return { contexts: wanted ? [allocationContext()] : [] };
