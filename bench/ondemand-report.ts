@@ -164,7 +164,7 @@ export function renderOnDemand(r: OnDemandResult): string {
       const c = r.lazy.counters;
       if (c) L.push('', `Lazy run counters: demand ${c.demandObjects ?? 'n/a'} objects / ${mb(c.demandBytes)} MB, prefilled ${c.prefilledObjects ?? 'n/a'} / ${mb(c.prefilledBytes)} MB, origin sent ${mb(r.lazy.originBytes)} MB, fill done: ${c.fillDone ? 'yes' : 'no'}.`);
     }
-    L.push('', 'qemu-nbd answers block-status queries (holes are skipped by qemu-img convert); vmdn nbd does not offer them, so its client reads every byte of the virtual size.');
+    L.push('', 'Both servers answer block-status queries (base:allocation), so qemu-img convert skips the holes; the page cache is dropped before each run, so vmdn reads its cache\'s object files cold (one file per chunk) where qemu-nbd reads one raw file.');
   }
   L.push('', '### Boots (TCG, time to `login:` on the serial console)', '');
   const b = r.boots;

@@ -11,6 +11,9 @@ import { VmdnError } from '../errors.js';
 import type { FileSystem } from '../fs/types.js';
 import type { KnownFilesystems } from '../fs/volumes.js';
 
+/** Read-only zeros that hole pieces are views of (never handed to anything that writes). */
+const ZEROS = new Uint8Array(1 << 20);
+
 export class ManifestDisk implements Disk, KnownFilesystems {
   readonly format = 'vmdn';
   readonly virtualSize: number;
@@ -101,6 +104,35 @@ export class ManifestDisk implements Disk, KnownFilesystems {
     }
     await Promise.all(parts);
     return out;
+  }
+
+  /**
+   * The same bytes as read(), as views of the decoded chunks (and of one
+   * shared zero buffer over holes) in order, nothing copied: for a caller
+   * that only passes them on (an NBD reply). The views must not be written to.
+   */
+  async readPieces(offset: number, length: number): Promise<Uint8Array[]> {
+    if (offset < 0 || length < 0 || offset + length > this.virtualSize) {
+      throw new VmdnError('E_USAGE', `read past end of disk: ${offset}+${length} > ${this.virtualSize}`);
+    }
+    const end = offset + length;
+    const chunks = this.manifest.chunks;
+    const parts: Array<Uint8Array | Promise<Uint8Array>> = [];
+    const zeros = (n: number) => {
+      for (; n > 0; n -= ZEROS.length) parts.push(ZEROS.subarray(0, Math.min(n, ZEROS.length)));
+    };
+    let at = offset;
+    for (let i = Math.max(0, this.find(offset)); i < chunks.length && chunks[i]![0] < end; i++) {
+      const [o, l, d] = chunks[i]!;
+      if (o + l <= offset) continue;
+      if (o > at) zeros(o - at);
+      const s = Math.max(o, offset);
+      const e = Math.min(o + l, end);
+      parts.push(this.chunk(d).then((data) => data.subarray(s - o, e - o)));
+      at = e;
+    }
+    zeros(end - at);
+    return Promise.all(parts);
   }
 
   async close(): Promise<void> {

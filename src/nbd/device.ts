@@ -7,9 +7,15 @@
  */
 import type { Disk } from '../container/disk.js';
 import { OVERLAY_BLOCK, type Overlay } from './overlay.js';
+import { AllocationMap, type Run } from './allocation.js';
 import { VmdnError } from '../errors.js';
 
 const BASE_PIECE = 4 << 20;
+
+/** A base that can hand out its bytes as views without copying (ManifestDisk). */
+interface PieceReader {
+  readPieces(offset: number, length: number): Promise<Uint8Array[]>;
+}
 
 export class BlockDevice {
   readonly size: number;
@@ -18,11 +24,52 @@ export class BlockDevice {
   /** Told every range read from the base image (not the overlay), before it is read: a ProfileRecorder's `touch`. */
   onBaseRead: ((offset: number, length: number) => void) | undefined;
 
+  private readonly allocation: AllocationMap;
+
   constructor(
     private readonly base: Disk,
     readonly overlay: Overlay | null,
+    /** The base's holes (from its manifest); without one, all of it is data. */
+    allocation?: AllocationMap,
   ) {
     this.size = base.virtualSize;
+    this.allocation = allocation ?? AllocationMap.allData(this.size);
+  }
+
+  /**
+   * Data and holes from `offset` (at most `maxRuns` runs, covering the range
+   * or a prefix of it): the base's holes, less the overlay's written blocks,
+   * which are data whatever they hold.
+   */
+  map(offset: number, length: number, maxRuns: number): Run[] {
+    this.checkRange(offset, length);
+    const base = this.allocation.map(offset, length, maxRuns);
+    const ov = this.overlay;
+    if (!ov || ov.writtenBlocks === 0) return base;
+    const out: Run[] = [];
+    const push = (r: Run) => {
+      const last = out[out.length - 1];
+      if (last && last.data === r.data) last.length += r.length;
+      else out.push({ ...r });
+    };
+    for (const r of base) {
+      if (r.data) push(r);
+      else {
+        // a hole's written blocks are data
+        const end = r.offset + r.length;
+        for (let at = r.offset; at < end; ) {
+          const b = Math.floor(at / OVERLAY_BLOCK);
+          const written = ov.has(b);
+          const next = Math.min(end, ov.find(b + 1, Math.ceil(end / OVERLAY_BLOCK), !written) * OVERLAY_BLOCK);
+          push({ offset: at, length: next - at, data: written });
+          at = next;
+          if (out.length > maxRuns) break;
+        }
+      }
+      if (out.length > maxRuns) break;
+    }
+    if (out.length > maxRuns) out.length = maxRuns;
+    return out;
   }
 
   get readOnly(): boolean {
@@ -50,6 +97,22 @@ export class BlockDevice {
   private baseRead(offset: number, length: number): Promise<Uint8Array> {
     this.onBaseRead?.(offset, length);
     return this.base.read(offset, length);
+  }
+
+  /**
+   * The bytes of [offset, offset+length) as pieces to send one after another:
+   * views of the base's decoded chunks when nothing of the overlay is in the
+   * range and the base can give them (no copy, no buffer of the whole
+   * length); else one buffer from read(). Not to be written to.
+   */
+  async readPieces(offset: number, length: number): Promise<Uint8Array[]> {
+    this.checkRange(offset, length);
+    const ov = this.overlay;
+    const pieces = (this.base as Partial<PieceReader>).readPieces;
+    const touchesOverlay = ov !== null && ov.writtenBlocks > 0 && ov.find(Math.floor(offset / OVERLAY_BLOCK), Math.ceil((offset + length) / OVERLAY_BLOCK), true) * OVERLAY_BLOCK < offset + length;
+    if (!pieces || touchesOverlay) return [await this.read(offset, length)];
+    this.onBaseRead?.(offset, length);
+    return pieces.call(this.base, offset, length);
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {

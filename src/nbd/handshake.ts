@@ -7,8 +7,9 @@
 import type { Socket } from 'node:net';
 import {
   CLIENT_FLAGS_KNOWN, ExportNameReply, FLAG_FIXED_NEWSTYLE, FLAG_NO_ZEROES, IHAVEOPT, INFO, InfoBlockSize, InfoExport,
-  LIMITS, NBDMAGIC, OPT, OPT_REPLY_MAGIC, OptionHeader, OptionReply, REP, ServerGreeting,
+  LIMITS, MAX_NAME, NBDMAGIC, decodeName, OPT, OPT_REPLY_MAGIC, OptionHeader, OptionReply, REP, ServerGreeting, TFLAG,
 } from './protocol.js';
+import { metaContextOption } from './meta-context.js';
 import { writeAll, type SocketReader } from './socket-io.js';
 
 /** What the server offers: one export under one name (the empty name and aliases lead to it too). */
@@ -20,20 +21,12 @@ export interface ExportInfo {
   matches(name: string): boolean;
 }
 
-/** How the handshake ended: in transmission, or with the connection to be closed (and why). */
-export type HandshakeResult = { go: true } | { go: false; why: string };
-
-const MAX_NAME = 4096;
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-function decodeName(b: Uint8Array): string | null {
-  try {
-    const s = utf8.decode(b);
-    return s.includes('\0') ? null : s;
-  } catch {
-    return null;
-  }
-}
+/**
+ * How the handshake ended: in transmission (with structured replies or not,
+ * and whether base:allocation was selected), or with the connection to be
+ * closed (and why).
+ */
+export type HandshakeResult = { go: true; structured: boolean; allocation: boolean } | { go: false; why: string };
 
 export async function handshake(sock: Socket, r: SocketReader, exp: ExportInfo): Promise<HandshakeResult> {
   await writeAll(sock, [ServerGreeting.write({ magic: NBDMAGIC, ihaveopt: IHAVEOPT, flags: FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES })]);
@@ -44,6 +37,10 @@ export async function handshake(sock: Socket, r: SocketReader, exp: ExportInfo):
   const reply = (option: number, type: number, data: Uint8Array = new Uint8Array(0)) =>
     writeAll(sock, [OptionReply.write({ magic: OPT_REPLY_MAGIC, option, type, length: data.length }), data]);
   const error = (option: number, type: number, message: string) => reply(option, type, Buffer.from(message));
+  let structured = false;
+  let allocation = false;
+  // DF only means something with structured replies: advertised only then
+  const flags = () => exp.flags | (structured ? TFLAG.SEND_DF : 0);
 
   for (let n = 0; n < LIMITS.maxOptions; n++) {
     const h = OptionHeader.parse(await r.read(OptionHeader.size));
@@ -59,10 +56,10 @@ export async function handshake(sock: Socket, r: SocketReader, exp: ExportInfo):
         const name = decodeName(data);
         // this option cannot answer with an error: the protocol says hang up
         if (name === null || !exp.matches(name)) return { go: false, why: `unknown export "${name ?? '(invalid)'}"` };
-        const parts: Uint8Array[] = [ExportNameReply.write({ size: BigInt(exp.size), flags: exp.flags })];
+        const parts: Uint8Array[] = [ExportNameReply.write({ size: BigInt(exp.size), flags: flags() })];
         if (!noZeroes) parts.push(new Uint8Array(124));
         await writeAll(sock, parts);
-        return { go: true };
+        return { go: true, structured, allocation };
       }
       case OPT.ABORT:
         await reply(h.option, REP.ACK);
@@ -91,7 +88,7 @@ export async function handshake(sock: Socket, r: SocketReader, exp: ExportInfo):
           await error(h.option, REP.ERR_UNKNOWN, `no export named "${req.name}" (this server exports "${exp.name}", also as "")`);
           break;
         }
-        await reply(h.option, REP.INFO, InfoExport.write({ type: INFO.EXPORT, size: BigInt(exp.size), flags: exp.flags }));
+        await reply(h.option, REP.INFO, InfoExport.write({ type: INFO.EXPORT, size: BigInt(exp.size), flags: flags() }));
         if (req.infos.includes(INFO.NAME)) {
           const name = Buffer.from(exp.name);
           const body = Buffer.alloc(2 + name.length);
@@ -103,7 +100,33 @@ export async function handshake(sock: Socket, r: SocketReader, exp: ExportInfo):
           await reply(h.option, REP.INFO, InfoBlockSize.write({ type: INFO.BLOCK_SIZE, minimum: 1, preferred: LIMITS.preferredBlock, maximum: LIMITS.maxRequest }));
         }
         await reply(h.option, REP.ACK);
-        if (h.option === OPT.GO) return { go: true };
+        if (h.option === OPT.GO) return { go: true, structured, allocation };
+        break;
+      }
+      case OPT.STRUCTURED_REPLY:
+        if (h.length !== 0) await error(h.option, REP.ERR_INVALID, 'NBD_OPT_STRUCTURED_REPLY takes no data');
+        else {
+          structured = true;
+          await reply(h.option, REP.ACK);
+        }
+        break;
+      case OPT.LIST_META_CONTEXT:
+      case OPT.SET_META_CONTEXT: {
+        const set = h.option === OPT.SET_META_CONTEXT;
+        if (set && !structured) {
+          await error(h.option, REP.ERR_INVALID, 'NBD_OPT_SET_META_CONTEXT needs structured replies first');
+          break;
+        }
+        const r = metaContextOption(data, set, (name) => exp.matches(name));
+        if ('error' in r) {
+          // a failed SET leaves no context selected
+          if (set) allocation = false;
+          await error(h.option, r.error, r.message);
+          break;
+        }
+        if (set) allocation = r.contexts.length > 0;
+        for (const c of r.contexts) await reply(h.option, REP.META_CONTEXT, c);
+        await reply(h.option, REP.ACK);
         break;
       }
       default:

@@ -13,6 +13,7 @@ import type { Disk } from '../container/disk.js';
 import { resolveImage } from '../images/names.js';
 import { ManifestDisk } from '../images/manifest-disk.js';
 import type { Manifest } from '../model/manifest.js';
+import { AllocationMap } from './allocation.js';
 import { RebuiltDisk, type RebuiltStats } from './rebuilt.js';
 import { BlockDevice } from './device.js';
 import { Overlay } from './overlay.js';
@@ -80,7 +81,7 @@ export async function openBase(manifest: Manifest, store: ReadableStore): Promis
 /** A base disk with the overlay the options ask for (a temporary one, the user's file, or none). */
 export async function deviceOver(base: Disk, digest: string, image: Manifest, opts: { overlay?: string; readOnly?: boolean }): Promise<OpenedDevice> {
   if (opts.readOnly) {
-    return { device: new BlockDevice(base, null), manifest: digest, image, temporaryOverlay: false, close: () => base.close() };
+    return { device: new BlockDevice(base, null, AllocationMap.ofManifest(image)), manifest: digest, image, temporaryOverlay: false, close: () => base.close() };
   }
   if (!opts.overlay) removeStaleOverlays();
   const tmp = opts.overlay ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), `${TMP_PREFIX}${process.pid}-`));
@@ -93,7 +94,7 @@ export async function deviceOver(base: Disk, digest: string, image: Manifest, op
     throw err;
   }
   return {
-    device: new BlockDevice(base, overlay),
+    device: new BlockDevice(base, overlay, AllocationMap.ofManifest(image)),
     manifest: digest,
     image,
     overlay: file,

@@ -97,6 +97,20 @@ export class Overlay {
     return (this.bitmap[block >>> 3]! & (1 << (block & 7))) !== 0;
   }
 
+  /** The first block in [from, to) that is written (`set`) or not, else `to`; skips whole bitmap bytes. */
+  find(from: number, to: number, set: boolean): number {
+    const skip = set ? 0 : 0xff;
+    for (let b = from; b < to; ) {
+      if ((b & 7) === 0 && b + 8 <= to && this.bitmap[b >>> 3] === skip) {
+        b += 8;
+        continue;
+      }
+      if (this.has(b) === set) return b;
+      b++;
+    }
+    return to;
+  }
+
   /** Blocks whose bytes live here. */
   get writtenBlocks(): number {
     return this.written;

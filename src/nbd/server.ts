@@ -1,7 +1,9 @@
 /**
  * An NBD server for one BlockDevice, on a Unix socket or TCP. Each connection:
  * the handshake (handshake.ts), then requests read one after another and
- * handled a few at a time, each answered with a simple reply. Whatever the
+ * handled a few at a time, each answered with a simple reply, or, once
+ * negotiated, structured replies for reads and block status (replies.ts).
+ * Whatever the
  * client sends is checked (magic, flags, range, length); what cannot be
  * answered in protocol closes that connection only. Memory is bounded: a
  * request's bytes are counted against a budget shared by all connections
@@ -12,7 +14,8 @@ import fs from 'node:fs';
 import { BlockDevice } from './device.js';
 import { handshake, type ExportInfo } from './handshake.js';
 import { ByteBudget, PeerClosed, SocketReader, writeAll } from './socket-io.js';
-import { CMD, CMD_FLAG_FUA, CMD_FLAG_NO_HOLE, LIMITS, NBD_ERR, REQUEST_MAGIC, Request, SIMPLE_REPLY_MAGIC, SimpleReply, TFLAG } from './protocol.js';
+import { blockStatus, errorChunk, structuredRead } from './replies.js';
+import { CMD, CMD_FLAG_DF, CMD_FLAG_FUA, CMD_FLAG_NO_HOLE, CMD_FLAG_REQ_ONE, LIMITS, NBD_ERR, REQUEST_MAGIC, Request, SIMPLE_REPLY_MAGIC, SimpleReply, TFLAG } from './protocol.js';
 import { VmdnError } from '../errors.js';
 
 export interface NbdServerOptions {
@@ -120,12 +123,20 @@ export class NbdServer {
     const r = new SocketReader(sock);
     const hs = await handshake(sock, r, this.info);
     if (!hs.go) return hs.why;
+    const { structured, allocation } = hs;
+    const knownFlags = CMD_FLAG_FUA | CMD_FLAG_NO_HOLE | (structured ? CMD_FLAG_DF : 0) | (allocation ? CMD_FLAG_REQ_ONE : 0);
     const inflight = new Set<Promise<void>>();
     const maxInFlight = this.opts.maxInFlight ?? 8;
-    const reply = (handle: Uint8Array, error: number, data?: Uint8Array) => {
+    const reply = (handle: Uint8Array, error: number, data: Uint8Array[] = []) => {
       if (error) this.stats.errors++;
       const head = SimpleReply.write({ magic: SIMPLE_REPLY_MAGIC, error, handle });
-      return writeAll(sock, data ? [head, data] : [head]);
+      return writeAll(sock, [head, ...data]);
+    };
+    /** A READ's failure: with structured replies it must be an error chunk. */
+    const readError = (handle: Uint8Array, error: number, message?: string) => {
+      if (!structured) return reply(handle, error);
+      this.stats.errors++;
+      return errorChunk(sock, handle, error, message);
     };
     /** Run `fn` beside the requests in flight, its `bytes` counted against the budget until the reply is sent. */
     const spawn = async (bytes: number, fn: () => Promise<void>) => {
@@ -148,21 +159,36 @@ export class NbdServer {
         const { type, handle, length } = q;
         const offset = q.offset > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(q.offset);
         const inRange = offset + length <= this.device.size;
-        const badFlags = (q.flags & ~(CMD_FLAG_FUA | CMD_FLAG_NO_HOLE)) !== 0;
+        const badFlags = (q.flags & ~knownFlags) !== 0;
         const fua = (q.flags & CMD_FLAG_FUA) !== 0;
         switch (type) {
           case CMD.READ: {
-            if (badFlags || length > LIMITS.maxRequest) await reply(handle, NBD_ERR.EINVAL);
-            else if (!inRange) await reply(handle, NBD_ERR.EINVAL);
-            else {
+            if (badFlags || length > LIMITS.maxRequest) await readError(handle, NBD_ERR.EINVAL, 'bad flags or length');
+            else if (!inRange) await readError(handle, NBD_ERR.EINVAL, 'read past the end of the export');
+            else if (structured) {
+              await this.budget.acquire(length);
+              const df = (q.flags & CMD_FLAG_DF) !== 0;
+              await spawn(length, () =>
+                structuredRead(sock, handle, this.device, offset, length, df).then(
+                  (n) => void (this.stats.bytesRead += n),
+                  (err) => readError(handle, errnoOf(err), (err as Error).message),
+                ),
+              );
+            } else {
               await this.budget.acquire(length);
               await spawn(length, () =>
-                this.device.read(offset, length).then(
+                this.device.readPieces(offset, length).then(
                   (data) => ((this.stats.bytesRead += length), reply(handle, 0, data)),
                   (err) => reply(handle, errnoOf(err)),
                 ),
               );
             }
+            break;
+          }
+          case CMD.BLOCK_STATUS: {
+            // without a selected context there is nothing to report (the protocol says EINVAL)
+            if (!allocation || badFlags || length === 0 || !inRange) await reply(handle, NBD_ERR.EINVAL);
+            else await blockStatus(sock, handle, this.device, offset, length, (q.flags & CMD_FLAG_REQ_ONE) !== 0);
             break;
           }
           case CMD.WRITE: {

@@ -75,7 +75,10 @@ export class SocketReader {
 export function writeAll(sock: Socket, parts: Uint8Array[]): Promise<void> {
   if (sock.destroyed || !sock.writable) return Promise.resolve();
   let ok = true;
+  // corked, the parts leave in one writev, not one syscall (and packet) each
+  if (parts.length > 1) sock.cork();
   for (const p of parts) ok = sock.write(p) && ok;
+  if (parts.length > 1) sock.uncork();
   return ok ? Promise.resolve() : drained(sock);
 }
 

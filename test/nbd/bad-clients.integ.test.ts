@@ -11,7 +11,7 @@ import { tmpDir } from '../helpers/tmp.js';
 import { ext4Disk } from '../helpers/ext4-disk.js';
 import { mulberry32, seedFrom } from '../helpers/rng.js';
 import { vmdnOk } from '../helpers/cli.js';
-import { CMD, EINVAL, goData, OPT, option, RawConn, REP_ACK, REP_ERR_UNSUP, request, startNbd } from './raw-client.js';
+import { CMD, CMD_FLAG_DF, CMD_FLAG_REQ_ONE, EINVAL, goData, metaData, OPT, option, RawConn, REP_ACK, REP_ERR_UNSUP, request, startNbd } from './raw-client.js';
 
 const MiB = 2 ** 20;
 /**
@@ -86,8 +86,10 @@ describe('vmdn nbd and bad clients', () => {
     await c.greet();
     c.send(option(99, Buffer.from('whatever')));
     assert.deepEqual(((await c.optReply())!).type, REP_ERR_UNSUP);
-    c.send(option(8)); // structured replies: not offered
+    c.send(option(11)); // extended headers: not offered
     assert.equal((await c.optReply())!.type, REP_ERR_UNSUP);
+    c.send(option(OPT.STRUCTURED_REPLY, Buffer.from('x')));
+    assert.equal((await c.optReply())!.type, 2 ** 31 + 3, 'STRUCTURED_REPLY with data is invalid');
     c.send(option(OPT.LIST));
     const s = (await c.optReply())!;
     assert.equal(s.type, 2);
@@ -174,8 +176,14 @@ describe('vmdn nbd and bad clients', () => {
       Buffer.from([0, 0, 0, 3]),
       option(OPT.INFO, goData('img:1', [3, 1])),
       option(OPT.LIST),
+      option(OPT.STRUCTURED_REPLY),
+      option(OPT.LIST_META_CONTEXT, metaData('img:1', ['base:'])),
+      option(OPT.SET_META_CONTEXT, metaData('', ['base:allocation', 'qemu:dirty-bitmap:x'])),
       option(OPT.GO, goData('', [3])),
-      request(CMD.READ, 8192, 65536, { handle: 1 }),
+      // DF: one data chunk, whatever holes the range has
+      request(CMD.READ, 8192, 65536, { handle: 1, flags: CMD_FLAG_DF }),
+      request(CMD.BLOCK_STATUS, 0, 16 * MiB, { handle: 8 }),
+      request(CMD.BLOCK_STATUS, 4096, 8192, { handle: 9, flags: CMD_FLAG_REQ_ONE }),
       request(CMD.WRITE, 1000, 5000, { handle: 2, data: Buffer.alloc(5000, 0xee) }),
       request(CMD.FLUSH, 0, 0, { handle: 3 }),
       request(CMD.TRIM, 0, 8192, { handle: 4 }),

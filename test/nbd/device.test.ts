@@ -13,6 +13,8 @@ import { MemDisk } from '../helpers/memdisk.js';
 import { mulberry32, seedFrom } from '../helpers/rng.js';
 import { BlockDevice } from '../../src/nbd/device.js';
 import { Overlay } from '../../src/nbd/overlay.js';
+import { AllocationMap } from '../../src/nbd/allocation.js';
+import type { Manifest } from '../../src/model/manifest.js';
 
 const SIZE = 1_000_000 + 123; // not a multiple of the 4 KiB overlay block
 const M1 = 'a'.repeat(64);
@@ -69,5 +71,43 @@ describe('nbd BlockDevice over an Overlay', () => {
     assert.doesNotThrow(() => (p = dev.write(0, Buffer.alloc(10))));
     await assert.rejects(p!, (e: any) => e.data?.errno === 'EPERM');
     await assert.rejects(dev.read(SIZE - 1, 2), /outside the disk/);
+  });
+
+  it('map(): data where the manifest has chunks or the overlay has blocks, holes elsewhere, bounded runs', async () => {
+    const seed = seedFrom('VMDN_NBD_DEV_SEED');
+    const rnd = mulberry32(seed);
+    const isData = new Uint8Array(SIZE);
+    const chunks: Array<[number, number, string]> = [];
+    for (let at = Math.floor(rnd() * 5000); at < SIZE; ) {
+      const len = Math.min(SIZE - at, 1 + Math.floor(rnd() * 30_000));
+      chunks.push([at, len, M1]);
+      isData.fill(1, at, at + len);
+      at += len + (rnd() < 0.3 ? 0 : Math.floor(rnd() * 40_000));
+    }
+    const alloc = AllocationMap.ofManifest({ chunks, virtualSize: SIZE } as unknown as Manifest);
+    const dev = new BlockDevice(new MemDisk(baseBytes), await Overlay.open(path.join(t.dir, 'm.ovl'), SIZE, M1), alloc);
+    for (let i = 0; i < 20; i++) {
+      const off = Math.floor(rnd() * SIZE);
+      const len = 1 + Math.floor(rnd() * 6000);
+      await dev.write(off, Buffer.alloc(Math.min(len, SIZE - off)));
+      isData.fill(1, Math.floor(off / 4096) * 4096, Math.min(SIZE, Math.ceil((off + len) / 4096) * 4096));
+    }
+    for (let i = 0; i < 300; i++) {
+      const off = Math.floor(rnd() * SIZE);
+      const len = Math.floor(rnd() * (SIZE - off));
+      const max = 1 + Math.floor(rnd() * 20);
+      const runs = dev.map(off, len, max);
+      assert.ok(runs.length <= max, `seed ${seed}`);
+      let at = off;
+      runs.forEach((r, k) => {
+        assert.equal(r.offset, at, `seed ${seed}: runs are contiguous`);
+        assert.ok(r.length > 0);
+        if (k > 0) assert.notEqual(r.data, runs[k - 1]!.data, `seed ${seed}: neighbours differ`);
+        assert.ok(isData.subarray(r.offset, r.offset + r.length).every((b) => b === (r.data ? 1 : 0)), `seed ${seed}: run ${r.offset}+${r.length} ${r.data}`);
+        at += r.length;
+      });
+      assert.ok(at <= off + len && (runs.length === max || at === off + len), `seed ${seed}: covers the range or ${max} runs`);
+    }
+    await dev.overlay!.close();
   });
 });

@@ -80,7 +80,8 @@ describe('vmdn nbd --from an origin', { skip }, () => {
       await waitFor(() => s.last().fillDone === true, 60_000, 'the fill');
       const last = s.last();
       assert.equal(last.demandObjects + last.prefilledObjects, total - 1, JSON.stringify(last));
-      assert.ok(last.guestBytesRead >= 16 << 20);
+      // the 8 MiB of data, not the hole: qemu skips it (block status) or gets it as OFFSET_HOLE, nothing read
+      assert.ok(last.guestBytesRead >= 8 << 20 && last.guestBytesRead < 16 << 20, `guest read ${last.guestBytesRead}`);
       const fetched = (await objectRequests(origin.url)) - before;
       assert.ok(fetched <= total, `origin served ${fetched} objects for an image of ${total} (manifest included)`);
       const metrics = await (await fetch(JSON.parse(s.output().stdout.slice(0, s.output().stdout.indexOf('\n}\n') + 2)).metrics)).text();

@@ -9,8 +9,15 @@ import { spawnSync } from 'node:child_process';
 import { vmdnStart, waitFor } from '../helpers/cli.js';
 
 export const IHAVEOPT = Buffer.from('IHAVEOPT');
-export const OPT = { EXPORT_NAME: 1, ABORT: 2, LIST: 3, INFO: 6, GO: 7 };
-export const CMD = { READ: 0, WRITE: 1, DISC: 2, FLUSH: 3, TRIM: 4, WRITE_ZEROES: 6 };
+export const OPT = { EXPORT_NAME: 1, ABORT: 2, LIST: 3, INFO: 6, GO: 7, STRUCTURED_REPLY: 8, LIST_META_CONTEXT: 9, SET_META_CONTEXT: 10 };
+export const CMD = { READ: 0, WRITE: 1, DISC: 2, FLUSH: 3, TRIM: 4, WRITE_ZEROES: 6, BLOCK_STATUS: 7 };
+/** Structured reply chunk types, and the base:allocation flags. */
+export const RT = { NONE: 0, OFFSET_DATA: 1, OFFSET_HOLE: 2, BLOCK_STATUS: 5, ERROR: 2 ** 15 + 1, ERROR_OFFSET: 2 ** 15 + 2 };
+export const REP_META_CONTEXT = 4;
+export const REP_ERR_INVALID = 2 ** 31 + 3;
+export const CMD_FLAG_DF = 1 << 2;
+export const CMD_FLAG_REQ_ONE = 1 << 3;
+export const TFLAG_SEND_DF = 1 << 7;
 export const REP_ACK = 1;
 export const REP_ERR_UNSUP = 2 ** 31 + 1;
 export const EINVAL = 22;
@@ -35,6 +42,19 @@ export function goData(name: string, infos: number[] = [3]): Buffer {
   b.writeUInt16BE(infos.length, 4 + n.length);
   infos.forEach((t, i) => b.writeUInt16BE(t, 4 + n.length + 2 + 2 * i));
   return b;
+}
+
+/** NBD_OPT_{LIST,SET}_META_CONTEXT data: export name, query count, queries. */
+export function metaData(name: string, queries: string[], count = queries.length): Buffer {
+  const parts = [Buffer.alloc(4), Buffer.from(name), Buffer.alloc(4)];
+  parts[0]!.writeUInt32BE(parts[1]!.length);
+  parts[2]!.writeUInt32BE(count >>> 0);
+  for (const q of queries) {
+    const l = Buffer.alloc(4);
+    l.writeUInt32BE(Buffer.byteLength(q));
+    parts.push(l, Buffer.from(q));
+  }
+  return Buffer.concat(parts);
 }
 
 export function request(type: number, offset: bigint | number, length: number, opts: { handle?: number; flags?: number; data?: Buffer } = {}): Buffer {
@@ -132,6 +152,42 @@ export class RawConn {
       if (r.type === REP_ACK) return { size, flags };
       if (r.type !== 3) throw new Error(`GO failed: type ${r.type} ${r.data}`);
       if (r.data.readUInt16BE(0) === 0) [size, flags] = [r.data.readBigUInt64BE(2), r.data.readUInt16BE(10)];
+    }
+  }
+
+  /** One structured reply chunk (or, if the server sent a simple reply, that as type -1 with its error). */
+  async chunk(): Promise<{ flags: number; type: number; handle: bigint; data: Buffer; error?: number } | null> {
+    const m = await this.read(4);
+    if (!m) return null;
+    if (m.readUInt32BE(0) === 0x67446698) {
+      const h = (await this.read(12))!;
+      return { flags: 1, type: -1, handle: h.readBigUInt64BE(4), data: Buffer.alloc(0), error: h.readUInt32BE(0) };
+    }
+    if (m.readUInt32BE(0) !== 0x668e33ef) throw new Error('bad structured reply magic');
+    const h = (await this.read(16))!;
+    const data = (await this.read(h.readUInt32BE(12)))!;
+    return { flags: h.readUInt16BE(0), type: h.readUInt16BE(2), handle: h.readBigUInt64BE(4), data, ...(h.readUInt16BE(2) >= 2 ** 15 ? { error: data.readUInt32BE(0) } : {}) };
+  }
+
+  /** Chunks until one with NBD_REPLY_FLAG_DONE. */
+  async chunks(): Promise<Array<NonNullable<Awaited<ReturnType<RawConn['chunk']>>>>> {
+    const out = [];
+    for (;;) {
+      const c = await this.chunk();
+      if (!c) throw new Error('closed mid-reply');
+      out.push(c);
+      if (c.flags & 1) return out;
+    }
+  }
+
+  /** Option replies up to the final one (ACK or an error). */
+  async optReplies(): Promise<Array<{ option: number; type: number; data: Buffer }>> {
+    const out = [];
+    for (;;) {
+      const r = await this.optReply();
+      if (!r) throw new Error('closed during option');
+      out.push(r);
+      if (r.type !== REP_META_CONTEXT && r.type !== 2 && r.type !== 3) return out;
     }
   }
 
