@@ -4,8 +4,9 @@
  * then the network benchmark (bench/net.ts) and the inside-images benchmark
  * (bench/inspect.ts), and appends their sections to the same report.
  * then the file-aware dedup section (bench/files.ts, which also imports with the
- * packages strategy) and the packages section computed from its stores (bench/packages.ts).
- *   BENCH_SECTIONS  storage,net,inspect,files (default all four; files includes packages)
+ * packages strategy) and the packages section computed from its stores (bench/packages.ts),
+ * then the per-container-format section (bench/formats.ts).
+ *   BENCH_SECTIONS  storage,net,inspect,files,formats (default all five; files includes packages)
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -17,8 +18,9 @@ import { runNetBench } from './net.js';
 import { benchInspect } from './inspect.js';
 import { benchFiles } from './files.js';
 import { benchPackages } from './packages.js';
+import { benchFormats } from './formats.js';
 
-const sections = new Set((process.env.BENCH_SECTIONS ?? 'storage,net,inspect,files').split(',').map((s) => s.trim()));
+const sections = new Set((process.env.BENCH_SECTIONS ?? 'storage,net,inspect,files,formats').split(',').map((s) => s.trim()));
 const resultsDir = path.join(REPO, 'bench', 'results');
 const latestJson = path.join(resultsDir, 'latest.json');
 const latestMd = path.join(resultsDir, 'latest.md');
@@ -65,6 +67,10 @@ async function main(): Promise<void> {
     append('files', r.result, r.markdown);
     const p = await benchPackages({ corpusDir: dir, workDir: process.env.BENCH_FILES_WORKDIR ?? '/var/tmp/vmdn-filesbench', files: r.result, log: (s) => console.error(`[packages] ${s}`) });
     append('packages', p.result, p.markdown);
+  }
+  if (sections.has('formats')) {
+    const r = await benchFormats({ corpusDir: dir, workDir: process.env.BENCH_FORMATS_WORKDIR ?? '/var/tmp/vmdn-formatsbench', log: (s) => console.error(`[formats] ${s}`) });
+    append('formats', r.result, r.markdown);
   }
   console.log(`report: ${latestMd}`);
 }
