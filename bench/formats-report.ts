@@ -9,6 +9,7 @@ export interface RunFigures {
   ok: boolean;
   seconds: number;
   maxRssBytes: number;
+  error?: string;
 }
 
 export interface FormatRow {

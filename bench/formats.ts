@@ -34,7 +34,10 @@ const QEMU: Record<(typeof FORMATS)[number], string[]> = {
 };
 
 const CLI = path.join(REPO, 'bin', 'vmdn.js');
-const figures = (t: Timed): RunFigures => ({ cmd: t.cmd.replace(process.execPath, 'node').replace(CLI, 'vmdn'), ok: t.exitCode === 0 && !t.timedOut, seconds: t.seconds, maxRssBytes: t.maxRssBytes });
+const figures = (t: Timed): RunFigures => {
+  const ok = t.exitCode === 0 && !t.timedOut;
+  return { cmd: t.cmd.replace(process.execPath, 'node').replace(CLI, 'vmdn'), ok, seconds: t.seconds, maxRssBytes: t.maxRssBytes, ...(ok ? {} : { error: `exit ${t.exitCode}: ${(t.stdout + t.stderrTail).slice(-400)}` }) };
+};
 const warm = (file: string) => run('cat', [file]).code; // read once so the timed run finds it cached
 const uptime = () => run('uptime', []).stdout.trim();
 
@@ -88,7 +91,7 @@ async function objectRates(store: string, image: string): Promise<FormatsResult[
 }
 
 /** `vmdn export IMAGE OUT.raw` three ways: GNU time (user, sys, faults), strace -c (syscalls), strace openat (object opens). */
-async function breakdown(store: string, image: string, work: string): Promise<Breakdown> {
+export async function breakdown(store: string, image: string, work: string): Promise<Breakdown> {
   const out = path.join(work, 'breakdown.raw');
   const args = [CLI, 'export', image, out, '--store', store, '--no-progress'];
   const tf = path.join(work, 'breakdown.time');
@@ -96,9 +99,11 @@ async function breakdown(store: string, image: string, work: string): Promise<Br
   const [e, M, U, S, F, w, c] = fs.readFileSync(tf, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
   const b: Breakdown = { cmd: `vmdn export ${image} ${image}.raw`, seconds: e!, maxRssBytes: M! * 1024, userSeconds: U!, sysSeconds: S!, majorFaults: F!, voluntarySwitches: w!, involuntarySwitches: c! };
   if (run('which', ['strace']).code === 0) {
+    fs.rmSync(out, { force: true }); // export refuses to overwrite: each run starts from no file
     const sc = path.join(work, 'strace.c');
     spawnSync('strace', ['-f', '-c', '-o', sc, process.execPath, ...args], { stdio: 'ignore' });
     b.syscalls = parseStraceSummary(fs.readFileSync(sc, 'utf8'));
+    fs.rmSync(out, { force: true });
     const so = path.join(work, 'strace.open');
     spawnSync('strace', ['-f', '-e', 'trace=openat', '-o', so, process.execPath, ...args], { stdio: 'ignore' });
     b.objectOpens = fs.readFileSync(so, 'utf8').split('\n').filter((l) => l.includes(`${store}/objects/`)).length;
@@ -123,7 +128,7 @@ export async function benchFormats(opts: { corpusDir: string; workDir: string; i
     const casyncMake = figures(await t('casync', ['make', `--store=${path.join(work, 'casync-store')}`, path.join(work, `${image}.caibx`), corpusRaw]));
     fs.rmSync(path.join(work, 'casync-store'), { recursive: true, force: true });
 
-    const qStore = path.join(work, 'store-qcow2');
+    const qStore = path.join(work, 'store-main'); // holds the image from its qcow2; exports read it
     warm(corpusQcow2);
     const first = await vmdn(['import', corpusQcow2, '--name', image, '--store', qStore]);
     if (first.exitCode !== 0) throw new Error(`vmdn import ${corpusQcow2} failed: ${first.stderrTail}`);
@@ -142,7 +147,7 @@ export async function benchFormats(opts: { corpusDir: string; workDir: string; i
       const imp = format === 'qcow2' ? first : await vmdn(['import', input, '--name', image, '--store', fStore]);
       const growthBytes = format === 'qcow2' ? 0 : growth(fStore, qStore);
       if (input.startsWith(work)) fs.rmSync(input);
-      fs.rmSync(fStore, { recursive: true, force: true });
+      if (format !== 'qcow2') fs.rmSync(fStore, { recursive: true, force: true });
 
       const out = path.join(work, `out.${format}`);
       const exp = await vmdn(['export', image, out, '--format', format, '--store', qStore]);

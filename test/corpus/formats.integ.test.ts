@@ -45,9 +45,16 @@ const SPARSE_FILE: readonly OutputFormat[] = ['raw', 'vhd-fixed'];
 /** qemu's driver for each output: named, since a fixed VHD (footer only) would otherwise be probed as raw. */
 const QEMU_FORMAT: Record<OutputFormat, string> = { raw: 'raw', qcow2: 'qcow2', vmdk: 'vmdk', 'vmdk-sparse': 'vmdk', vhd: 'vpc', 'vhd-fixed': 'vpc', vhdx: 'vhdx', vdi: 'vdi' };
 
-/** `qemu-img compare -s` (strict: a size mismatch is a difference too), exit 0 = identical. */
+/**
+ * `qemu-img compare` (exit 0 = identical content) plus equal virtual sizes:
+ * compare alone passes a longer image whose tail reads as zeros, and -s would
+ * also compare allocation, which differs between formats by design.
+ */
 function qemuCompare(out: string, format: OutputFormat, qcow2: string): { identical: boolean; out: string } {
-  const r = spawnSync('qemu-img', ['compare', '-s', '-f', QEMU_FORMAT[format], '-F', 'qcow2', out, qcow2], { encoding: 'utf8' });
+  const size = (f: string, fmt: string) => JSON.parse(spawnSync('qemu-img', ['info', '--output=json', '-f', fmt, f], { encoding: 'utf8' }).stdout)['virtual-size'];
+  const [a, b] = [size(out, QEMU_FORMAT[format]), size(qcow2, 'qcow2')];
+  if (a !== b) return { identical: false, out: `virtual size ${a} vs ${b}` };
+  const r = spawnSync('qemu-img', ['compare', '-f', QEMU_FORMAT[format], '-F', 'qcow2', out, qcow2], { encoding: 'utf8' });
   return { identical: r.status === 0, out: r.stdout + r.stderr };
 }
 
