@@ -5,9 +5,10 @@
  * (bench/inspect.ts), and appends their sections to the same report.
  * then the file-aware dedup section (bench/files.ts, which also imports with the
  * packages strategy) and the packages section computed from its stores (bench/packages.ts),
- * then the on-demand section (bench/ondemand.ts: netns + tc links, pulls vs curl|zstd and casync,
- * NBD, boots; BENCH_OD_* settings in bench/ondemand-main.ts).
- *   BENCH_SECTIONS  storage,net,inspect,files,ondemand (default all five; files includes packages)
+import { onDemandOptsFromEnv, runOnDemandBench } from './ondemand.js';
+import { benchFormats } from './formats.js';
+
+const sections = new Set((process.env.BENCH_SECTIONS ?? 'storage,net,inspect,files,formats,ondemand').split(',').map((s) => s.trim()));
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -19,9 +20,13 @@ import { runNetBench } from './net.js';
 import { benchInspect } from './inspect.js';
 import { benchFiles } from './files.js';
 import { benchPackages } from './packages.js';
-import { onDemandOptsFromEnv, runOnDemandBench } from './ondemand.js';
-
-const sections = new Set((process.env.BENCH_SECTIONS ?? 'storage,net,inspect,files,ondemand').split(',').map((s) => s.trim()));
+  if (sections.has('formats')) {
+    const r = await benchFormats({ corpusDir: dir, workDir: process.env.BENCH_FORMATS_WORKDIR ?? '/var/tmp/vmdn-formatsbench', log: (s) => console.error(`[formats] ${s}`) });
+    append('formats', r.result, r.markdown);
+  }
+  if (sections.has('ondemand')) {
+    const { result, markdown } = await runOnDemandBench(onDemandOptsFromEnv(dir, process.env));
+    append('ondemand', result, markdown);
 const resultsDir = path.join(REPO, 'bench', 'results');
 const latestJson = path.join(resultsDir, 'latest.json');
 const latestMd = path.join(resultsDir, 'latest.md');
@@ -69,9 +74,15 @@ async function main(): Promise<void> {
     const p = await benchPackages({ corpusDir: dir, workDir: process.env.BENCH_FILES_WORKDIR ?? '/var/tmp/vmdn-filesbench', files: r.result, log: (s) => console.error(`[packages] ${s}`) });
     append('packages', p.result, p.markdown);
   }
+<<<<<<< HEAD
   if (sections.has('ondemand')) {
     const { result, markdown } = await runOnDemandBench(onDemandOptsFromEnv(dir, process.env));
     append('ondemand', result, markdown);
+=======
+  if (sections.has('formats')) {
+    const r = await benchFormats({ corpusDir: dir, workDir: process.env.BENCH_FORMATS_WORKDIR ?? '/var/tmp/vmdn-formatsbench', log: (s) => console.error(`[formats] ${s}`) });
+    append('formats', r.result, r.markdown);
+>>>>>>> fmtbench
   }
   console.log(`report: ${latestMd}`);
 }
