@@ -74,15 +74,13 @@ async function main(): Promise<void> {
     const p = await benchPackages({ corpusDir: dir, workDir: process.env.BENCH_FILES_WORKDIR ?? '/var/tmp/vmdn-filesbench', files: r.result, log: (s) => console.error(`[packages] ${s}`) });
     append('packages', p.result, p.markdown);
   }
-<<<<<<< HEAD
-  if (sections.has('ondemand')) {
-    const { result, markdown } = await runOnDemandBench(onDemandOptsFromEnv(dir, process.env));
-    append('ondemand', result, markdown);
-=======
   if (sections.has('formats')) {
     const r = await benchFormats({ corpusDir: dir, workDir: process.env.BENCH_FORMATS_WORKDIR ?? '/var/tmp/vmdn-formatsbench', log: (s) => console.error(`[formats] ${s}`) });
     append('formats', r.result, r.markdown);
->>>>>>> fmtbench
+  }
+  if (sections.has('ondemand')) {
+    const { result, markdown } = await runOnDemandBench(onDemandOptsFromEnv(dir, process.env));
+    append('ondemand', result, markdown);
   }
   console.log(`report: ${latestMd}`);
 }
