@@ -5,10 +5,9 @@
  * (bench/inspect.ts), and appends their sections to the same report.
  * then the file-aware dedup section (bench/files.ts, which also imports with the
  * packages strategy) and the packages section computed from its stores (bench/packages.ts),
-import { onDemandOptsFromEnv, runOnDemandBench } from './ondemand.js';
-import { benchFormats } from './formats.js';
-
-const sections = new Set((process.env.BENCH_SECTIONS ?? 'storage,net,inspect,files,formats,ondemand').split(',').map((s) => s.trim()));
+ * then the on-demand section (bench/ondemand.ts: netns + tc links, pulls vs curl|zstd and casync,
+ * NBD, boots; BENCH_OD_* settings in bench/ondemand-main.ts).
+ *   BENCH_SECTIONS  storage,net,inspect,files,ondemand (default all five; files includes packages)
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -20,13 +19,10 @@ import { runNetBench } from './net.js';
 import { benchInspect } from './inspect.js';
 import { benchFiles } from './files.js';
 import { benchPackages } from './packages.js';
-  if (sections.has('formats')) {
-    const r = await benchFormats({ corpusDir: dir, workDir: process.env.BENCH_FORMATS_WORKDIR ?? '/var/tmp/vmdn-formatsbench', log: (s) => console.error(`[formats] ${s}`) });
-    append('formats', r.result, r.markdown);
-  }
-  if (sections.has('ondemand')) {
-    const { result, markdown } = await runOnDemandBench(onDemandOptsFromEnv(dir, process.env));
-    append('ondemand', result, markdown);
+import { onDemandOptsFromEnv, runOnDemandBench } from './ondemand.js';
+import { benchFormats } from './formats.js';
+
+const sections = new Set((process.env.BENCH_SECTIONS ?? 'storage,net,inspect,files,formats,ondemand').split(',').map((s) => s.trim()));
 const resultsDir = path.join(REPO, 'bench', 'results');
 const latestJson = path.join(resultsDir, 'latest.json');
 const latestMd = path.join(resultsDir, 'latest.md');
