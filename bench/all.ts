@@ -5,9 +5,10 @@
  * (bench/inspect.ts), and appends their sections to the same report.
  * then the file-aware dedup section (bench/files.ts, which also imports with the
  * packages strategy) and the packages section computed from its stores (bench/packages.ts),
+ * then the per-container-format section (bench/formats.ts),
  * then the on-demand section (bench/ondemand.ts: netns + tc links, pulls vs curl|zstd and casync,
  * NBD, boots; BENCH_OD_* settings in bench/ondemand-main.ts).
- *   BENCH_SECTIONS  storage,net,inspect,files,ondemand (default all five; files includes packages)
+ *   BENCH_SECTIONS  storage,net,inspect,files,formats,ondemand (default all six; files includes packages)
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
