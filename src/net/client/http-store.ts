@@ -282,6 +282,8 @@ export class HttpStore implements ReadableStore {
     const mod = this.base.startsWith('https:') ? https : http;
     this.stats.requests++;
     let moved = body.length;
+    // parsed records are no longer `wanted`: whatever way the response ends, each must reach `accept`
+    let sendRest = () => {};
     const status = await new Promise<number>((resolve) => {
       const req = mod.request(this.base + BATCH_PATH, { method: 'POST', agent: this.agent, signal, headers: { 'content-type': 'application/json', 'content-length': body.length } }, (res) => {
         if (res.statusCode !== 200) {
@@ -315,6 +317,7 @@ export class HttpStore implements ReadableStore {
           });
           pending.add(p);
         };
+        sendRest = send;
         const parser = new BatchParser(wanted, (digest, encoded) => {
           this.stats.objectsFetched++;
           this.stats.bytesFetched += encoded.length;
@@ -347,6 +350,7 @@ export class HttpStore implements ReadableStore {
       req.on('error', () => resolve(0));
       req.end(body);
     });
+    sendRest();
     while (pending.size) await Promise.all([...pending]);
     signal?.throwIfAborted();
     if (fatal) throw fatal.err;
