@@ -84,6 +84,43 @@ describe('LocalStore on disk', () => {
     }
   });
 
+  for (const workers of [0, 2]) {
+    it(`acceptEncodedMany keeps and places each verified object, refuses a bad one alone (workers=${workers})`, async () => {
+      const t = tmpDir();
+      const store = await LocalStore.open(`${t.dir}/s`, { workers });
+      const out = `${t.dir}/out`;
+      fs.writeFileSync(out, Buffer.alloc(60_000));
+      try {
+        const data = [prng(31, 10_000), prng(32, 20_000), prng(33, 5_000)];
+        const items = data.map((d) => ({ digest: sha256(d), encoded: encodeObject(d), offsets: [] as number[] }));
+        items[0]!.offsets = [0, 40_000];
+        items[2]!.offsets = [20_000];
+        // the middle one arrives damaged: a frame of other bytes under its name
+        items[1]!.encoded = encodeObject(prng(34, 20_000));
+        const r = await store.acceptEncodedMany(items, { source: 'test', outPath: workers ? out : undefined });
+        assert.equal(r.length, 3);
+        assert.ok(!(r[0] instanceof Error) && r[0].size === 10_000 && r[0].added);
+        assert.ok(r[1] instanceof VmdnError && r[1].code === 'E_CORRUPT_OBJECT', String(r[1]));
+        assert.ok(!(r[2] instanceof Error) && r[2].size === 5_000);
+        // kept, indexed and readable (verified on read); the bad one left nothing
+        assert.ok(Buffer.from(await store.get(items[0]!.digest)).equals(data[0]!));
+        assert.ok(Buffer.from(await store.get(items[2]!.digest)).equals(data[2]!));
+        assert.equal(await store.has(items[1]!.digest), false);
+        assert.equal(fs.existsSync(store.objectPath(items[1]!.digest)), false);
+        assert.deepEqual(fs.readdirSync(store.tmpDir), []);
+        if (workers) {
+          const img = fs.readFileSync(out);
+          assert.ok(img.subarray(0, 10_000).equals(data[0]!) && img.subarray(40_000, 50_000).equals(data[0]!));
+          assert.ok(img.subarray(20_000, 25_000).equals(data[2]!));
+          assert.ok(img.subarray(10_000, 20_000).equals(Buffer.alloc(10_000)), 'the bad object placed nothing');
+        }
+      } finally {
+        await store.close();
+        t.cleanup();
+      }
+    });
+  }
+
   it('leaves no temp files after writes', async () => {
     const t = tmpDir();
     const store = await LocalStore.open(t.dir, { workers: 2 });

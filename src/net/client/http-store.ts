@@ -27,6 +27,12 @@ const SMALL_BODY = 64 << 10;
 import type { BatchResult } from '../../store/cache/caching-store.js';
 export type { BatchResult };
 
+/** One object of a batch response, as it arrived (not yet verified). */
+export interface BatchRecord {
+  digest: Digest;
+  encoded: Buffer;
+}
+
 export interface HttpStoreOptions {
   /** Attempts per request on connection errors / 5xx before E_UNREACHABLE. */
   retries?: number;
@@ -252,8 +258,21 @@ export class HttpStore implements ReadableStore {
    * intact is returned for fetchAccepted, whose retries and errors apply.
    * Resolves undefined when the server has no batch endpoint.
    */
-  async fetchBatch(digests: Digest[], accept: (digest: Digest, encoded: Buffer) => Promise<unknown>, signal?: AbortSignal): Promise<BatchResult | undefined> {
+  fetchBatch(digests: Digest[], accept: (digest: Digest, encoded: Buffer) => Promise<unknown>, signal?: AbortSignal): Promise<BatchResult | undefined> {
+    const each = (rs: BatchRecord[]) => Promise.all(rs.map((r) => accept(r.digest, r.encoded).then(() => undefined, (err: unknown) => err)));
+    return this.fetchBatchGroups(digests, each, { signal, groupBytes: 0 });
+  }
+
+  /**
+   * fetchBatch handing records over in groups of about `groupBytes` (what a
+   * few socket reads brought), so the receiver pays its per-call cost (a
+   * worker message) per group, not per object. `accept` resolves to one entry
+   * per record: undefined when it was kept, else the error (E_CORRUPT_OBJECT:
+   * refetched past caches; any other stops the batch).
+   */
+  async fetchBatchGroups(digests: Digest[], accept: (records: BatchRecord[]) => Promise<unknown[]>, o: { signal?: AbortSignal; groupBytes: number }): Promise<BatchResult | undefined> {
     if (!this.batches) return undefined;
+    const signal = o.signal;
     const wanted = new Set(digests);
     const corrupt: Digest[] = [];
     const pending = new Set<Promise<void>>();
@@ -263,6 +282,8 @@ export class HttpStore implements ReadableStore {
     const mod = this.base.startsWith('https:') ? https : http;
     this.stats.requests++;
     let moved = body.length;
+    // parsed records are no longer `wanted`: whatever way the response ends, each must reach `accept`
+    let sendRest = () => {};
     const status = await new Promise<number>((resolve) => {
       const req = mod.request(this.base + BATCH_PATH, { method: 'POST', agent: this.agent, signal, headers: { 'content-type': 'application/json', 'content-length': body.length } }, (res) => {
         if (res.statusCode !== 200) {
@@ -270,23 +291,39 @@ export class HttpStore implements ReadableStore {
           res.on('close', () => resolve(res.statusCode ?? 0));
           return;
         }
-        const parser = new BatchParser(wanted, (d, encoded) => {
-          this.stats.objectsFetched++;
-          this.stats.bytesFetched += encoded.length;
-          const size = encoded.length;
-          pendingBytes += size;
-          const p: Promise<void> = Promise.resolve().then(() => accept(d, encoded)).then(() => {}, (err) => {
-            if (err instanceof VmdnError && err.code === 'E_CORRUPT_OBJECT') {
-              this.stats.corrupt++;
-              corrupt.push(d);
-            } else fatal ??= { err };
+        let group: BatchRecord[] = [];
+        let groupBytes = 0;
+        const send = () => {
+          if (!group.length) return;
+          const records = group;
+          const size = groupBytes;
+          group = [];
+          groupBytes = 0;
+          const p: Promise<void> = Promise.resolve().then(() => accept(records)).then((errs) => {
+            records.forEach((r, i) => {
+              const err = errs[i];
+              if (err === undefined) return;
+              if (err instanceof VmdnError && err.code === 'E_CORRUPT_OBJECT') {
+                this.stats.corrupt++;
+                corrupt.push(r.digest);
+              } else fatal ??= { err };
+            });
+          }, (err) => {
+            fatal ??= { err };
           }).finally(() => {
             pending.delete(p);
             pendingBytes -= size;
             if (pendingBytes < BATCH_PENDING_BYTES / 2) res.resume();
           });
           pending.add(p);
-          if (pendingBytes >= BATCH_PENDING_BYTES) res.pause();
+        };
+        sendRest = send;
+        const parser = new BatchParser(wanted, (digest, encoded) => {
+          this.stats.objectsFetched++;
+          this.stats.bytesFetched += encoded.length;
+          pendingBytes += encoded.length;
+          groupBytes += encoded.length;
+          group.push({ digest, encoded });
         });
         res.on('data', (chunk: Buffer) => {
           moved += chunk.length;
@@ -295,9 +332,16 @@ export class HttpStore implements ReadableStore {
           } catch {
             req.destroy(); // a confused server: take the rest one by one
           }
+          // a paused response brings nothing more: what it holds goes now, or nothing would resume it
+          if (groupBytes >= o.groupBytes || pendingBytes >= BATCH_PENDING_BYTES) send();
+          if (pendingBytes >= BATCH_PENDING_BYTES) res.pause();
         });
         res.on('error', () => {});
-        res.on('close', () => resolve(res.complete && parser.atBoundary ? 200 : 0));
+        res.on('close', () => {
+          // records parsed before a cut are intact (verified by accept): keep them
+          send();
+          resolve(res.complete && parser.atBoundary ? 200 : 0);
+        });
       });
       req.setTimeout(this.o.timeoutMs, () => req.destroy());
       // what did not come within the deadline is fetched one by one
@@ -306,6 +350,7 @@ export class HttpStore implements ReadableStore {
       req.on('error', () => resolve(0));
       req.end(body);
     });
+    sendRest();
     while (pending.size) await Promise.all([...pending]);
     signal?.throwIfAborted();
     if (fatal) throw fatal.err;

@@ -52,10 +52,25 @@ export type CodecRequest =
    * objects/ by atomic rename, and write the data into `outPath` at every offset.
    */
   | { op: 'accept'; id: number; digest: string; encoded: Uint8Array; source: string; objectsDir: string; tmpDir: string; outPath?: string; offsets?: number[] }
+  /**
+   * `accept` for many objects in one message (one batch response's worth): the
+   * per-message cost (two thread hand-offs, a promise, a wake-up) was a fifth
+   * of a pull's worker time. Each object succeeds or fails on its own.
+   */
+  | { op: 'acceptMany'; id: number; items: AcceptItem[]; source: string; objectsDir: string; tmpDir: string; outPath?: string }
   | { op: 'release'; id: number; outPath: string };
 
+export interface AcceptItem {
+  digest: string;
+  encoded: Uint8Array;
+  offsets?: number[];
+}
+
+/** One object's outcome in an acceptMany: its decoded size, or why it was refused. */
+export type AcceptOutcome = { size: number } | { error: { code: string; message: string; data: Record<string, unknown> } };
+
 export type CodecResponse =
-  | { id: number; ok: true; digest?: string; added?: boolean; storedSize?: number; size?: number; data?: Uint8Array }
+  | { id: number; ok: true; digest?: string; added?: boolean; storedSize?: number; size?: number; data?: Uint8Array; outcomes?: AcceptOutcome[] }
   | { id: number; ok: false; error: { code: string; message: string; data: Record<string, unknown> } };
 
 /** Write via temp file + rename so a killed process never leaves a partial object under its final name. */
@@ -119,6 +134,16 @@ async function writeSparse(fd: number, data: Uint8Array, offset: number): Promis
   await writeSkippingZeroBlocks(writeAt, asBuffer(data), data.length, offset);
 }
 
+/** Decode and verify one downloaded object, keep its bytes, place its data; resolves to its decoded size. */
+async function accept(item: AcceptItem, where: { source: string; objectsDir: string; tmpDir: string; outPath?: string }): Promise<number> {
+  // verified before anything is kept: a bad copy leaves no trace in the store or the image
+  const data = decodeObject(item.digest, item.encoded, where.source);
+  collect(data.length);
+  writeAtomicSync(objectPath(where.objectsDir, item.digest), where.tmpDir, item.encoded);
+  if (where.outPath) for (const off of item.offsets ?? []) await writeSparse(target(where.outPath), data, off);
+  return data.length;
+}
+
 async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: ArrayBuffer[] }> {
   if (req.op === 'put') {
     const digest = req.digest ?? sha256(req.data);
@@ -137,12 +162,20 @@ async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: A
     return { id: req.id, ok: true };
   }
   if (req.op === 'accept') {
-    // verified before anything is kept: a bad copy leaves no trace in the store or the image
-    const data = decodeObject(req.digest, req.encoded, req.source);
-    collect(data.length);
-    writeAtomicSync(objectPath(req.objectsDir, req.digest), req.tmpDir, req.encoded);
-    if (req.outPath) for (const off of req.offsets ?? []) await writeSparse(target(req.outPath), data, off);
-    return { id: req.id, ok: true, size: data.length, storedSize: req.encoded.length };
+    const size = await accept(req, req);
+    return { id: req.id, ok: true, size, storedSize: req.encoded.length };
+  }
+  if (req.op === 'acceptMany') {
+    const outcomes: AcceptOutcome[] = [];
+    for (const item of req.items) {
+      try {
+        outcomes.push({ size: await accept(item, req) });
+      } catch (err) {
+        const e = asVmdnError(err);
+        outcomes.push({ error: { code: e.code, message: e.message, data: e.data } });
+      }
+    }
+    return { id: req.id, ok: true, outcomes };
   }
   const enc = fsSync.readFileSync(req.objPath);
   const data = decodeObject(req.digest, enc, req.source);

@@ -13,7 +13,7 @@ import { StoreLeases, type LeaseOptions } from './lease.js';
 import type { BootProfiles, EncodedFiles, ImageStore, ObjectStat, PrunableStore, PutResult, ReadOptions, SideRecords, StoreTotals } from '../types.js';
 import { LocalNames } from './local-names.js';
 import { DirRecords } from './side-records.js';
-import { VmdnError } from '../../errors.js';
+import { asVmdnError, VmdnError, type ErrorCode } from '../../errors.js';
 import { isProcessAlive } from '../../util/process.js';
 
 export interface LocalStoreOptions {
@@ -275,6 +275,37 @@ export class LocalStore implements PrunableStore, ImageStore, SideRecords, Encod
     const stat = { digest, size, storedSize };
     this.index.addObject(stat);
     return { ...stat, added: true };
+  }
+
+  /**
+   * acceptEncoded for many objects in one trip to a worker (a batch response's
+   * worth): each is decoded, verified, kept and placed exactly as acceptEncoded
+   * does, and succeeds or fails on its own. Resolves to one entry per item, in
+   * order: its result, or the error that refused it (nothing of it kept).
+   * The items' buffers are moved to the worker when they own them.
+   */
+  async acceptEncodedMany(items: Array<{ digest: Digest; encoded: Uint8Array; offsets?: number[] }>, o: { source: string; outPath?: string }): Promise<Array<PutResult | VmdnError>> {
+    const pool = this.codec();
+    if (!pool) return Promise.all(items.map((it) => this.acceptEncoded(it.digest, it.encoded, { ...o, offsets: it.offsets }).catch((e: unknown) => asVmdnError(e))));
+    const transfer: ArrayBuffer[] = [];
+    const sent = items.map((it) => {
+      assertDigest(it.digest);
+      const e = it.encoded;
+      // a small Buffer may be a slice of Node's shared pool: that one is copied, not moved
+      const owns = e.byteOffset === 0 && e.byteLength === e.buffer.byteLength && e.buffer instanceof ArrayBuffer && !transfer.includes(e.buffer);
+      const encoded = owns ? e : new Uint8Array(e);
+      transfer.push(encoded.buffer as ArrayBuffer);
+      return { digest: it.digest, encoded, offsets: it.offsets };
+    });
+    const storedSizes = items.map((it) => it.encoded.length);
+    const { objectsDir, tmpDir } = this;
+    const r = await pool.run({ op: 'acceptMany', items: sent, source: o.source, objectsDir, tmpDir, outPath: o.outPath }, transfer);
+    return r.outcomes!.map((out, i) => {
+      if ('error' in out) return new VmdnError(out.error.code as ErrorCode, out.error.message, out.error.data);
+      const stat = { digest: items[i]!.digest, size: out.size, storedSize: storedSizes[i]! };
+      this.index.addObject(stat);
+      return { ...stat, added: true };
+    });
   }
 
   async delete(digest: Digest): Promise<void> {
