@@ -5,6 +5,7 @@
  * misses counted and visible to the background fill, which waits while any
  * is on its way (the guest is waiting; the fill is not).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { CachingStore } from '../store/cache/caching-store.js';
 import type { Digest } from '../store/digest.js';
 import type { ObjectStat, ReadableStore, ReadOptions } from '../store/types.js';
@@ -49,7 +50,21 @@ export class DemandStore implements ReadableStore {
   /** Profile objects the fill is bringing or brought and no guest has read yet (a first read of one, once cached, is a profile hit). */
   readonly profileFilled = new Set<Digest>();
 
+  /** When a guest last read anything (cached or not), performance.now() ms. */
+  private lastRead = 0;
+
   constructor(readonly store: CachingStore, readonly counters: LazyCounters) {}
+
+  /** Resolves once no guest has read anything for `quietMs`, or after `maxMs` at the latest. */
+  async quiet(quietMs: number, maxMs: number, signal?: AbortSignal): Promise<void> {
+    const until = performance.now() + maxMs;
+    for (;;) {
+      const now = performance.now();
+      const wait = Math.min(this.lastRead + quietMs - now, until - now);
+      if (wait <= 0) return;
+      await sleep(wait, undefined, { signal });
+    }
+  }
 
   /** Resolves once no guest read waits on the origin. */
   idle(): Promise<void> {
@@ -58,6 +73,7 @@ export class DemandStore implements ReadableStore {
   }
 
   async get(digest: Digest, opts?: ReadOptions): Promise<Uint8Array> {
+    this.lastRead = performance.now();
     if (this.store.cache.index.getObject(digest)) {
       if (this.profileFilled.delete(digest)) this.counters.profileHits++;
       return this.store.get(digest, opts);
