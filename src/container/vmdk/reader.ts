@@ -16,7 +16,8 @@ import { DiskSlice } from '../slice.js';
 import { SECTOR, VMDK_MAGIC, MAX_DESCRIPTOR_BYTES } from './layout.js';
 import { SparseExtent } from './sparse.js';
 import { parseDescriptor, isDescriptor, type ExtentLine } from './descriptor.js';
-import { ExtentMerger, readExact } from './io.js';
+import { readExact } from './io.js';
+import { ExtentMerger } from '../io.js';
 
 interface Part {
   readonly start: number;

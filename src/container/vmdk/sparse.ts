@@ -12,7 +12,8 @@ import type { Disk, Extent } from '../disk.js';
 import { VmdnError } from '../../errors.js';
 import { SECTOR, GTE_ZERO, GRAIN_MARKER_HEAD, FOOTER_BYTES, sparseHeader } from './layout.js';
 import { parseSparseHeader, parseFooter, checkRegion, tableSectors, type SparseHeader } from './header.js';
-import { ExtentMerger, readExact } from './io.js';
+import { readExact } from './io.js';
+import { ExtentMerger } from '../io.js';
 
 /** Grain tables kept decoded (2 KiB each); enough for 16 GiB of 64 KiB grains at a time. */
 const GT_CACHE = 1024;

@@ -1,0 +1,35 @@
+/** Positioned-read and extent helpers shared by the container readers (qcow2, VMDK, OVA). */
+import type fs from 'node:fs/promises';
+import type { Extent } from './disk.js';
+
+/** Merges adjacent extents of one kind; finished ones accumulate in `done`. */
+export class ExtentMerger {
+  readonly done: Extent[] = [];
+  private cur: { offset: number; length: number; kind: Extent['kind'] } | null = null;
+  add(offset: number, length: number, kind: Extent['kind']): void {
+    if (length <= 0) return;
+    const c = this.cur;
+    if (c && c.kind === kind && c.offset + c.length === offset) {
+      c.length += length;
+      return;
+    }
+    this.finish();
+    this.cur = { offset, length, kind };
+  }
+  finish(): void {
+    if (this.cur) this.done.push(this.cur);
+    this.cur = null;
+  }
+}
+
+/** Read up to `length` bytes at `pos` (fewer at EOF). */
+export async function readUpTo(fh: fs.FileHandle, pos: number, length: number): Promise<Buffer> {
+  const buf = Buffer.alloc(length);
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await fh.read(buf, done, length - done, pos + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return buf.subarray(0, done);
+}
