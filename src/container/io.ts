@@ -1,6 +1,7 @@
-/** Positioned-read and extent helpers shared by the container readers (qcow2, VMDK, OVA). */
+/** Positioned-read, bounds and extent helpers shared by the container readers. */
 import type fs from 'node:fs/promises';
 import type { Extent } from './disk.js';
+import { VmdnError } from '../errors.js';
 
 /** Merges adjacent extents of one kind; finished ones accumulate in `done`. */
 export class ExtentMerger {
@@ -32,4 +33,11 @@ export async function readUpTo(fh: fs.FileHandle, pos: number, length: number): 
     done += bytesRead;
   }
   return buf.subarray(0, done);
+}
+
+/** A Disk.read() of [offset, offset+length) must lie inside the disk: anything else is a caller's bug. */
+export function checkRead(offset: number, length: number, virtualSize: number, path: string): void {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > virtualSize) {
+    throw new VmdnError('E_USAGE', `read past end of disk: ${offset}+${length} > ${virtualSize}`, { path });
+  }
 }

@@ -12,7 +12,7 @@ import { L2Map, readExact, type Run } from './tables.js';
 import { deflateDecompressor, zstdDecompressor, type Decompress } from './decompress.js';
 import { openBacking } from './backing.js';
 import { openImageFile } from '../image-file.js';
-import { ExtentMerger, readUpTo } from '../io.js';
+import { ExtentMerger, readUpTo, checkRead } from '../io.js';
 
 export interface Qcow2OpenOptions {
   /**
@@ -106,9 +106,7 @@ export class Qcow2Disk implements Disk {
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.virtualSize) {
-      throw new VmdnError('E_USAGE', `read past end of disk: ${offset}+${length} > ${this.virtualSize}`, { path: this.path });
-    }
+    checkRead(offset, length, this.virtualSize, this.path);
     const out = Buffer.alloc(length); // zeroed: zero and hole runs need no work
     for await (const run of this.map.runs(offset, offset + length)) {
       await this.fill(out, run, offset);

@@ -10,7 +10,7 @@ import type fs from 'node:fs/promises';
 import type { Disk, Extent } from '../disk.js';
 import { VmdnError } from '../../errors.js';
 import { openImageFile } from '../image-file.js';
-import { ExtentMerger } from '../io.js';
+import { ExtentMerger, checkRead } from '../io.js';
 import { ParentView, sectorRuns } from '../differencing.js';
 import { dataRanges } from '../sparse.js';
 import { readExact } from '../qcow2/tables.js';
@@ -97,9 +97,7 @@ export class VhdDisk implements Disk {
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.virtualSize) {
-      throw new VmdnError('E_USAGE', `read past end of disk: ${offset}+${length} > ${this.virtualSize}`, { path: this.path });
-    }
+    checkRead(offset, length, this.virtualSize, this.path);
     if (!this.table) return readExact(this.fh, this.path, offset, length);
     const out = Buffer.alloc(length);
     const { dyn, bat } = this.table;

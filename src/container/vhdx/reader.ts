@@ -8,9 +8,8 @@
  * file; least significant bit first, as libvhdi documents).
  */
 import type { Disk, Extent } from '../disk.js';
-import { VmdnError } from '../../errors.js';
 import { openImageFile } from '../image-file.js';
-import { ExtentMerger } from '../io.js';
+import { ExtentMerger, checkRead } from '../io.js';
 import { ParentView, sectorRuns } from '../differencing.js';
 import { FileView, replayLog } from './log.js';
 import { parseHeaders, parseRegions, parseMetadata, hasLog, fail, type VhdxMeta } from './header.js';
@@ -107,9 +106,7 @@ export class VhdxDisk implements Disk {
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.virtualSize) {
-      throw new VmdnError('E_USAGE', `read past end of disk: ${offset}+${length} > ${this.virtualSize}`, { path: this.path });
-    }
+    checkRead(offset, length, this.virtualSize, this.path);
     const out = Buffer.alloc(length);
     const bs = this.meta.blockSize;
     let pos = offset;
