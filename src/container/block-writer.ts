@@ -6,7 +6,7 @@
  * once, at finish(), by the format's `finish` callback.
  */
 import type { DiskWriter } from './disk.js';
-import { VmdnError, asVmdnError } from '../errors.js';
+import { WriterLife } from './writer-life.js';
 import { TempFile, asBuffer, checkWrite, isZero, writeSkippingZeroBlocks } from './writer-file.js';
 
 export interface BlockFormat {
@@ -29,14 +29,14 @@ class BlockWriter implements DiskWriter {
   private pendIndex = -1;
   private end: number;
   private writtenEnd = 0;
-  private busy = false;
-  private state: 'open' | 'finishing' | 'done' | 'aborted' = 'open';
+  private readonly life: WriterLife;
 
   constructor(
     private readonly file: TempFile,
     private readonly virtualSize: number,
     private readonly f: BlockFormat,
   ) {
+    this.life = new WriterLife(file);
     this.blocks = new Float64Array(Math.ceil(virtualSize / f.blockSize)).fill(-1);
     this.pend = Buffer.alloc(f.prefix.length + f.blockSize);
     this.pend.set(f.prefix, 0);
@@ -44,11 +44,9 @@ class BlockWriter implements DiskWriter {
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
-    if (this.state !== 'open') throw new VmdnError('E_USAGE', `write after ${this.state}`);
-    if (this.busy) throw new VmdnError('E_USAGE', 'concurrent write: await each write() before the next');
+    this.life.checkWritable();
     this.writtenEnd = checkWrite(offset, data.length, this.writtenEnd, this.virtualSize);
-    this.busy = true;
-    try {
+    await this.life.writing(async () => {
       const src = asBuffer(data);
       const bs = this.f.blockSize;
       let pos = offset;
@@ -63,9 +61,7 @@ class BlockWriter implements DiskWriter {
         pos += n;
         i += n;
       }
-    } finally {
-      this.busy = false;
-    }
+    });
   }
 
   /** Append the pending block unless it is all zeros; then clear it for the next. */
@@ -82,24 +78,13 @@ class BlockWriter implements DiskWriter {
   }
 
   async finish(): Promise<void> {
-    if (this.state !== 'open') throw new VmdnError('E_USAGE', `finish after ${this.state}`);
-    if (this.busy) throw new VmdnError('E_USAGE', 'finish() while a write() is still in progress');
-    this.state = 'finishing';
-    try {
+    await this.life.finish(async () => {
       if (this.pendIndex >= 0) await this.emit();
       await this.f.finish(this.file, this.blocks, this.end);
-      await this.file.commit();
-      this.state = 'done';
-    } catch (err) {
-      this.state = 'aborted';
-      await this.file.discard().catch(() => undefined);
-      throw asVmdnError(err);
-    }
+    });
   }
 
   async abort(): Promise<void> {
-    if (this.state === 'done' || this.state === 'aborted') return;
-    this.state = 'aborted';
-    await this.file.discard();
+    await this.life.abort();
   }
 }

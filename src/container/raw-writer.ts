@@ -5,7 +5,8 @@
  * so skipping zeros never leaves stale data behind).
  */
 import type { DiskWriter } from './disk.js';
-import { VmdnError, asVmdnError } from '../errors.js';
+import { VmdnError } from '../errors.js';
+import { WriterLife } from './writer-life.js';
 import { Batcher, TempFile, asBuffer, checkVirtualSize, checkWrite, writeSkippingZeroBlocks } from './writer-file.js';
 
 const BATCH = 8 << 20;
@@ -30,14 +31,14 @@ export async function createRawWriter(outPath: string, virtualSize: number, trai
 class RawWriter implements DiskWriter {
   private readonly out: Batcher;
   private writtenEnd = 0;
-  private busy = false;
-  private state: 'open' | 'finishing' | 'done' | 'aborted' = 'open';
+  private readonly life: WriterLife;
 
   constructor(
     private readonly file: TempFile,
     private readonly virtualSize: number,
     private readonly trailer?: RawTrailer,
   ) {
+    this.life = new WriterLife(file);
     this.out = new Batcher(BATCH, 0, (buf, len, start) => this.writeNonZero(buf, len, start));
   }
 
@@ -46,17 +47,13 @@ class RawWriter implements DiskWriter {
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
-    if (this.state !== 'open') throw new VmdnError('E_USAGE', `write after ${this.state}`);
     // Writes share the batch buffer: they must not interleave.
-    if (this.busy) throw new VmdnError('E_USAGE', 'concurrent write: await each write() before the next');
+    this.life.checkWritable();
     this.writtenEnd = checkWrite(offset, data.length, this.writtenEnd, this.virtualSize);
     if (data.length === 0) return;
-    this.busy = true;
-    try {
+    await this.life.writing(async () => {
       await this.gather(offset, asBuffer(data));
-    } finally {
-      this.busy = false;
-    }
+    });
   }
 
   private async gather(offset: number, src: Buffer): Promise<void> {
@@ -80,27 +77,15 @@ class RawWriter implements DiskWriter {
   }
 
   async finish(): Promise<void> {
-    if (this.state !== 'open') throw new VmdnError('E_USAGE', `finish after ${this.state}`);
-    if (this.busy) throw new VmdnError('E_USAGE', 'finish() while a write() is still in progress');
-    this.state = 'finishing';
-    try {
+    await this.life.finish(async () => {
       await this.out.drain();
       const t = this.trailer;
       await this.file.fh.truncate(t ? t.at : this.virtualSize);
       if (t) await this.file.writeAt(t.bytes, 0, t.bytes.length, t.at);
-      await this.file.commit();
-      this.state = 'done';
-    } catch (err) {
-      this.state = 'aborted';
-      await this.file.discard().catch(() => undefined);
-      throw asVmdnError(err);
-    }
+    });
   }
 
   async abort(): Promise<void> {
-    if (this.state === 'done' || this.state === 'aborted') return;
-    this.state = 'aborted';
-    await this.out.settle();
-    await this.file.discard();
+    await this.life.abort(() => this.out.settle());
   }
 }

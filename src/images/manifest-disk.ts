@@ -8,6 +8,7 @@ import type { Disk, Extent } from '../container/disk.js';
 import type { ReadableStore } from '../store/types.js';
 import type { Manifest } from '../model/manifest.js';
 import { VmdnError } from '../errors.js';
+import { lastAtOrBefore } from '../util/search.js';
 import type { FileSystem } from '../fs/types.js';
 import type { KnownFilesystems } from '../fs/volumes.js';
 
@@ -55,17 +56,7 @@ export class ManifestDisk implements Disk, KnownFilesystems {
 
   /** Index of the last chunk starting at or before `offset`, or -1. */
   private find(offset: number): number {
-    let lo = 0;
-    let hi = this.starts.length - 1;
-    let ans = -1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.starts[mid]! <= offset) {
-        ans = mid;
-        lo = mid + 1;
-      } else hi = mid - 1;
-    }
-    return ans;
+    return lastAtOrBefore(this.starts, offset);
   }
 
   private chunk(digest: string): Promise<Uint8Array> {

@@ -18,6 +18,7 @@ import type { Digest } from '../store/digest.js';
 import type { ReadableStore } from '../store/types.js';
 import type { Manifest } from '../model/manifest.js';
 import type { BlockDevice } from './device.js';
+import { lastAtOrBefore } from '../util/search.js';
 import { decodeProfile, encodeProfile, PROFILE_KIND, PROFILE_VERSION, MAX_PROFILE_MS } from '../model/profile.js';
 
 export class ProfileRecorder {
@@ -63,17 +64,7 @@ export class ProfileRecorder {
 
   /** Index of the last chunk starting at or before `offset`, or -1. */
   private find(offset: number): number {
-    let lo = 0;
-    let hi = this.starts.length - 1;
-    let ans = -1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.starts[mid]! <= offset) {
-        ans = mid;
-        lo = mid + 1;
-      } else hi = mid - 1;
-    }
-    return ans;
+    return lastAtOrBefore(this.starts, offset);
   }
 
   encode(): Uint8Array {

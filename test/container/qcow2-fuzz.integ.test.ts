@@ -10,10 +10,9 @@ import { it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { openDisk } from '../../src/container/open.js';
-import { VmdnError } from '../../src/errors.js';
 import { writeRaw, prng } from '../helpers/images.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { exerciseDisk, fuzzLoop } from '../helpers/fuzz.js';
 import { MiB, qemuImg, qemuIo, headerInfo, type HeaderInfo } from './qcow2-fixtures.js';
 import { mulberry32, seedFrom } from '../helpers/rng.js';
 
@@ -84,38 +83,9 @@ function mutate(b: Buffer, h: HeaderInfo, r: () => number): { buf: Buffer; what:
   return { buf: b, what: `${op} in ${region} at ${off}` };
 }
 
-/** Everything a consumer does with a disk: open, all extents, the first MiB, a few random ranges. */
-async function exercise(file: string, r: () => number): Promise<string> {
-  const disk = await openDisk(file);
-  try {
-    let n = 0;
-    for await (const _ of disk.extents()) n++;
-    await disk.read(0, Math.min(MiB, disk.virtualSize));
-    for (let i = 0; i < 3; i++) {
-      const off = Math.floor(r() * disk.virtualSize);
-      await disk.read(off, Math.min(Math.floor(r() * 300_000), disk.virtualSize - off));
-    }
-    return `ok (${disk.format}, ${n} extents)`;
-  } finally {
-    await disk.close();
-  }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`case took longer than ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
 it(`qcow2 reader survives ${CASES} mutated images (VMDN_FUZZ_SEED=${SEED})`, async (tc) => {
   tc.diagnostic(`VMDN_FUZZ_SEED=${SEED}`);
-  const outcomes = new Map<string, number>();
-  const failures: string[] = [];
-  const started = performance.now();
-  let slowest = { ms: 0, i: -1 };
-  for (let i = 0; i < CASES; i++) {
+  const { outcomes, failures, ms, slowest } = await fuzzLoop(CASES, CASE_TIMEOUT_MS, async (i) => {
     // One PRNG per case, so a failing case is reproducible from (seed, index) alone.
     const r = mulberry32((SEED ^ Math.imul(i + 1, 0x9e3779b9)) >>> 0);
     const base = bases[Math.floor(r() * bases.length)];
@@ -128,23 +98,8 @@ it(`qcow2 reader survives ${CASES} mutated images (VMDN_FUZZ_SEED=${SEED})`, asy
     }
     const file = at(`fz-${i % 2}.qcow2`);
     await fs.writeFile(file, buf);
-    let outcome: string;
-    const t0 = performance.now();
-    try {
-      outcome = await withTimeout(exercise(file, r), CASE_TIMEOUT_MS);
-      outcome = outcome.startsWith('ok') ? 'ok' : outcome;
-    } catch (err) {
-      if (err instanceof VmdnError) outcome = err.code;
-      else {
-        outcome = 'CRASH';
-        failures.push(`case ${i} (${base.name}: ${what.join('; ')}): ${(err as Error)?.stack ?? String(err)}`);
-      }
-    }
-    if (performance.now() - t0 > slowest.ms) slowest = { ms: performance.now() - t0, i };
-    outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
-    if (failures.length >= 10) break;
-  }
-  const ms = performance.now() - started;
+    return { what: `${base.name}: ${what.join('; ')}`, run: async () => (await exerciseDisk(file, r), 'ok') };
+  });
   tc.diagnostic(`${CASES} cases in ${ms.toFixed(0)} ms (slowest: case ${slowest.i}, ${slowest.ms.toFixed(0)} ms): ${JSON.stringify(Object.fromEntries(outcomes))}`);
   assert.deepEqual(failures, [], `seed ${SEED}: reader threw non-VmdnError exceptions`);
   // Mutations must not be so destructive that nothing opens: that would test nothing.

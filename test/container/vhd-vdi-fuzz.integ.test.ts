@@ -12,9 +12,8 @@ import { it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { openDisk } from '../../src/container/open.js';
-import { VmdnError } from '../../src/errors.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { exerciseDisk, fuzzLoop } from '../helpers/fuzz.js';
 import { mulberry32, seedFrom } from '../helpers/rng.js';
 import { MiB, qemuImg, writeRandom, makeDifferencing, fixVhdChecksums, dynOffset, batOffset } from './vhd-vdi-fixtures.js';
 
@@ -78,36 +77,10 @@ function mutate(b: Buffer, base: Base, le: boolean, r: () => number): { buf: Buf
   return { buf: b, what: `${op} at ${off}` };
 }
 
-async function exercise(file: string, r: () => number): Promise<string> {
-  const disk = await openDisk(file);
-  try {
-    for await (const _ of disk.extents()) { /* walk */ }
-    await disk.read(0, Math.min(MiB, disk.virtualSize));
-    for (let i = 0; i < 3; i++) {
-      const off = Math.floor(r() * disk.virtualSize);
-      await disk.read(off, Math.min(Math.floor(r() * 300_000), disk.virtualSize - off));
-    }
-    return `ok-${disk.format}`;
-  } finally {
-    await disk.close();
-  }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`case took longer than ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
 for (const kind of ['vhd', 'vdi'] as const) {
   it(`${kind} reader survives ${CASES} mutated images (VMDN_FUZZ_SEED=${SEED})`, async (tc) => {
     tc.diagnostic(`VMDN_FUZZ_SEED=${SEED}`);
-    const outcomes = new Map<string, number>();
-    const failures: string[] = [];
-    const started = performance.now();
-    for (let i = 0; i < CASES; i++) {
+    const { outcomes, failures, ms } = await fuzzLoop(CASES, CASE_TIMEOUT_MS, async (i) => {
       const r = mulberry32((SEED ^ Math.imul(i + 1, 0x9e3779b9) ^ (kind === 'vdi' ? 0x5bd1e995 : 0)) >>> 0);
       const base = bases[kind][Math.floor(r() * bases[kind].length)];
       let buf: Buffer = Buffer.from(base.bytes);
@@ -121,20 +94,9 @@ for (const kind of ['vhd', 'vdi'] as const) {
       // beside parent.vhd, so a mutated child still finds its parent
       const file = at(`fz-${kind}-${i % 2}.${kind}`);
       await fs.writeFile(file, buf);
-      let outcome: string;
-      try {
-        outcome = await withTimeout(exercise(file, r), CASE_TIMEOUT_MS);
-      } catch (err) {
-        if (err instanceof VmdnError) outcome = err.code;
-        else {
-          outcome = 'CRASH';
-          failures.push(`case ${i} (${base.name}: ${what.join('; ')}): ${(err as Error)?.stack ?? String(err)}`);
-        }
-      }
-      outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
-      if (failures.length >= 10) break;
-    }
-    tc.diagnostic(`${CASES} cases in ${(performance.now() - started).toFixed(0)} ms: ${JSON.stringify(Object.fromEntries(outcomes))}`);
+      return { what: `${base.name}: ${what.join('; ')}`, run: async () => `ok-${(await exerciseDisk(file, r)).format}` };
+    });
+    tc.diagnostic(`${CASES} cases in ${ms.toFixed(0)} ms: ${JSON.stringify(Object.fromEntries(outcomes))}`);
     assert.deepEqual(failures, [], `seed ${SEED}: reader threw non-VmdnError exceptions`);
     const opened = [...outcomes].filter(([k]) => k.startsWith('ok-')).reduce((s, [, v]) => s + v, 0);
     assert.ok(opened > CASES / 10, `too few mutated images opened successfully (${opened})`);

@@ -13,9 +13,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { openDisk } from '../../src/container/open.js';
-import { VmdnError } from '../../src/errors.js';
 import { writeRaw, prng } from '../helpers/images.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { fuzzLoop } from '../helpers/fuzz.js';
 import { vmdnOk } from '../helpers/cli.js';
 import { mulberry32, seedFrom } from '../helpers/rng.js';
 import { MiB, qemuImg } from './qcow2-fixtures.js';
@@ -140,39 +140,17 @@ async function exercise(file: string): Promise<string> {
   }
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`case took longer than ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
 async function fuzz(tc: { diagnostic(s: string): void }, name: string, dir: string, make: (r: Rng) => { buf: Buffer; what: string }): Promise<void> {
   tc.diagnostic(`VMDN_FUZZ_SEED=${SEED}`);
-  const outcomes = new Map<string, number>();
-  const failures: string[] = [];
-  const started = performance.now();
-  for (let i = 0; i < CASES; i++) {
+  const { outcomes, failures, ms } = await fuzzLoop(CASES, CASE_TIMEOUT_MS, async (i) => {
     // One PRNG per case and parser, so a failing case is reproducible from (seed, parser, index).
     const r = mulberry32((SEED ^ Math.imul(i + 1, 0x9e3779b9) ^ name.length * 0x85ebca6b) >>> 0);
     const m = make(r);
     const file = path.join(dir, `fz-${name}.vmdk`);
     await fs.writeFile(file, m.buf);
-    let outcome: string;
-    try {
-      outcome = (await withTimeout(exercise(file), CASE_TIMEOUT_MS)).startsWith('ok') ? 'ok' : 'other';
-    } catch (err) {
-      if (err instanceof VmdnError) outcome = err.code;
-      else {
-        outcome = 'CRASH';
-        failures.push(`case ${i} (${m.what}): ${(err as Error)?.stack ?? String(err)}`);
-      }
-    }
-    outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
-    if (failures.length >= 10) break;
-  }
-  tc.diagnostic(`${name}: ${CASES} cases in ${(performance.now() - started).toFixed(0)} ms: ${JSON.stringify(Object.fromEntries(outcomes))}`);
+    return { what: m.what, run: async () => ((await exercise(file)).startsWith('ok') ? 'ok' : 'other') };
+  });
+  tc.diagnostic(`${name}: ${CASES} cases in ${ms.toFixed(0)} ms: ${JSON.stringify(Object.fromEntries(outcomes))}`);
   assert.deepEqual(failures, [], `seed ${SEED}: reader threw non-VmdnError exceptions or hung`);
   // Mutations must not be so destructive that nothing opens: that would test nothing.
   assert.ok((outcomes.get('ok') ?? 0) > CASES / 20, `too few mutated ${name} images opened successfully`);

@@ -8,10 +8,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { tmpDir } from '../helpers/tmp.js';
-import { ext4Disk } from '../helpers/ext4-disk.js';
 import { mulberry32, seedFrom } from '../helpers/rng.js';
-import { vmdnOk } from '../helpers/cli.js';
-import { CMD, CMD_FLAG_DF, CMD_FLAG_REQ_ONE, EINVAL, goData, metaData, OPT, option, RawConn, REP_ACK, REP_ERR_UNSUP, request, startNbd } from './raw-client.js';
+import { CMD, CMD_FLAG_DF, CMD_FLAG_REQ_ONE, EINVAL, goData, metaData, OPT, option, RawConn, REP_ACK, REP_ERR_UNSUP, request, startNbd, importRandomExt4 } from './raw-client.js';
 
 const MiB = 2 ** 20;
 /**
@@ -47,13 +45,7 @@ describe('vmdn nbd and bad clients', () => {
   }
 
   before(async () => {
-    const tree = path.join(t.dir, 'tree');
-    fs.mkdirSync(tree);
-    const rnd = mulberry32(3);
-    fs.writeFileSync(path.join(tree, 'data.bin'), Buffer.from(Array.from({ length: 2 << 20 }, () => Math.floor(rnd() * 256))));
-    ext4Disk(tree, disk, { sizeMiB: 16 });
-    image = fs.readFileSync(disk);
-    vmdnOk(store, ['import', disk, '--name', 'img:1']);
+    image = importRandomExt4(t.dir, store, disk, 3, 16);
     server = await startNbd(store, ['img:1', '--socket', sock]);
   });
   after(async () => {

@@ -17,7 +17,7 @@ import { qemuCompare, vmdn, vmdnOk, vmdnStart, waitFor } from '../helpers/cli.js
 import { corpusDir } from '../helpers/corpus.js';
 import { startServe, type Served } from '../helpers/serve.js';
 import { hasQemuTools } from './raw-client.js';
-import { LocalStore } from '../../src/store/local/local-store.js';
+import { countObjects } from '../helpers/store-objects.js';
 import { buildDeb, buildImage, DebArchive, vmdnAsyncOk } from '../helpers/debs.js';
 
 const skip = hasQemuTools() ? false : 'qemu-img/qemu-io not installed (scripts/ensure-debian-tools.mjs installs them)';
@@ -69,18 +69,6 @@ async function startNbd(store: string, args: string[]) {
   return { ...run, info, last, stop: () => (run.child.kill('SIGTERM'), run.done) };
 }
 
-/** Objects in a store (the origin's: the image's objects and its manifest). */
-async function storeObjects(dir: string): Promise<number> {
-  const s = await LocalStore.open(dir);
-  try {
-    let n = 0;
-    for await (const _o of s.list()) n++;
-    return n;
-  } finally {
-    await s.close();
-  }
-}
-
 describe('vmdn nbd of a files-strategy image', { skip }, () => {
   const t = tmpDir('vmdn-nbd-files-');
   const store = path.join(t.dir, 'store');
@@ -130,7 +118,7 @@ describe('vmdn nbd of a files-strategy image', { skip }, () => {
 
   it('--from an origin, --no-fill: the metadata build and a read fetch only what they need', { timeout: 180_000 }, async () => {
     origin = await startServe(store);
-    const total = await storeObjects(store);
+    const total = await countObjects(store);
     const cache = path.join(t.dir, 'cache-nofill');
     const sock = path.join(t.dir, 'nofill.sock');
     const before = await objectRequests(origin.url);

@@ -16,6 +16,7 @@ import { LocalStore } from '../../src/store/local/local-store.js';
 import { resolveImage } from '../../src/images/names.js';
 import { parseImageRef } from '../../src/store/image-name.js';
 import { hasQemuTools } from './raw-client.js';
+import { countObjects } from '../helpers/store-objects.js';
 import { startServe, type Served } from '../helpers/serve.js';
 import { qemuIo, startNbd } from '../helpers/nbd-run.js';
 
@@ -31,17 +32,6 @@ async function objectRequests(url: string): Promise<number> {
 }
 
 const startFrom = startNbd;
-
-async function cachedObjects(dir: string): Promise<number> {
-  const s = await LocalStore.open(dir);
-  try {
-    let n = 0;
-    for await (const _o of s.list()) n++;
-    return n;
-  } finally {
-    await s.close();
-  }
-}
 
 describe('vmdn nbd --from an origin', { skip }, () => {
   const t = tmpDir('vmdn-nbd-from-');
@@ -62,7 +52,7 @@ describe('vmdn nbd --from an origin', { skip }, () => {
     fs.writeFileSync(disk, prng(13, 8 << 20));
     fs.truncateSync(disk, 16 << 20);
     vmdnOk(originStore, ['import', disk, '--name', 'img:1']);
-    total = await cachedObjects(originStore);
+    total = await countObjects(originStore);
     origin = await startOrigin(originStore);
   });
   after(async () => {
@@ -168,7 +158,7 @@ describe('vmdn nbd --from an origin', { skip }, () => {
       first.child.kill('SIGKILL');
       await first.done;
     }
-    const kept = await cachedObjects(cache);
+    const kept = await countObjects(cache);
     assert.ok(kept > 1 && kept < total, `${kept} of ${total} objects kept`);
     const v1 = vmdn(cache, ['verify']);
     // objects only: no image is named in the cache yet

@@ -6,7 +6,10 @@
 import net from 'node:net';
 import fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { vmdnStart, waitFor } from '../helpers/cli.js';
+import path from 'node:path';
+import { vmdnOk, vmdnStart, waitFor } from '../helpers/cli.js';
+import { ext4Disk } from '../helpers/ext4-disk.js';
+import { mulberry32 } from '../helpers/rng.js';
 
 export const IHAVEOPT = Buffer.from('IHAVEOPT');
 export const OPT = { EXPORT_NAME: 1, ABORT: 2, LIST: 3, INFO: 6, GO: 7, STRUCTURED_REPLY: 8, LIST_META_CONTEXT: 9, SET_META_CONTEXT: 10 };
@@ -226,4 +229,19 @@ export async function startNbd(store: string, args: string[]) {
       return run.done;
     },
   };
+}
+
+/**
+ * Build at `disk` an ext4 image of `sizeMiB` holding 2 MiB of seeded random bytes
+ * (a tree made under `dir`), import it into `store` as img:1; returns its bytes.
+ */
+export function importRandomExt4(dir: string, store: string, disk: string, seed: number, sizeMiB: number): Buffer {
+  const tree = path.join(dir, 'tree');
+  fs.mkdirSync(tree);
+  const rnd = mulberry32(seed);
+  fs.writeFileSync(path.join(tree, 'data.bin'), Buffer.from(Array.from({ length: 2 << 20 }, () => Math.floor(rnd() * 256))));
+  ext4Disk(tree, disk, { sizeMiB });
+  const image = fs.readFileSync(disk);
+  vmdnOk(store, ['import', disk, '--name', 'img:1']);
+  return image;
 }

@@ -9,12 +9,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { tmpDir } from '../helpers/tmp.js';
-import { ext4Disk } from '../helpers/ext4-disk.js';
-import { mulberry32 } from '../helpers/rng.js';
-import { vmdnOk } from '../helpers/cli.js';
 import {
   CMD, CMD_FLAG_DF, CMD_FLAG_REQ_ONE, EINVAL, goData, hasQemuTools, metaData, OPT, option, RawConn, REP_ACK, REP_ERR_INVALID,
-  REP_META_CONTEXT, request, RT, startNbd, TFLAG_SEND_DF,
+  REP_META_CONTEXT, request, RT, startNbd, importRandomExt4, TFLAG_SEND_DF,
 } from './raw-client.js';
 
 const MiB = 2 ** 20;
@@ -57,13 +54,7 @@ describe('vmdn nbd: structured replies and block status', { skip }, () => {
   const uri = () => `nbd+unix:///?socket=${sock}`;
 
   before(async () => {
-    const tree = path.join(t.dir, 'tree');
-    fs.mkdirSync(tree);
-    const rnd = mulberry32(7);
-    fs.writeFileSync(path.join(tree, 'data.bin'), Buffer.from(Array.from({ length: 2 << 20 }, () => Math.floor(rnd() * 256))));
-    ext4Disk(tree, disk, { sizeMiB: 32 });
-    image = fs.readFileSync(disk);
-    vmdnOk(store, ['import', disk, '--name', 'img:1']);
+    image = importRandomExt4(t.dir, store, disk, 7, 32);
     server = await startNbd(store, ['img:1', '--socket', sock]);
   });
   after(async () => {

@@ -14,6 +14,7 @@ import { classify } from '../probe.js';
 import { RawDisk } from '../raw.js';
 import { DiskSlice } from '../slice.js';
 import { fileWindow } from '../file-window.js';
+import { readUpTo } from '../io.js';
 import { SparseExtent } from '../vmdk/sparse.js';
 import { VMDK_MAGIC } from '../vmdk/layout.js';
 import { isTarHeader, listTar, TAR_BLOCK, type TarMember } from './tar.js';
@@ -44,17 +45,6 @@ export function looksLikeTar(head: Uint8Array): boolean {
   return isTarHeader(head.subarray(0, TAR_BLOCK));
 }
 
-async function readAt(fh: fs.FileHandle, pos: number, length: number): Promise<Uint8Array> {
-  const buf = Buffer.alloc(length);
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await fh.read(buf, done, length - done, pos + done);
-    if (bytesRead === 0) break;
-    done += bytesRead;
-  }
-  return buf.subarray(0, done);
-}
-
 export async function openOva(file: string): Promise<OvaArchive> {
   const { fh, size } = await openImageFile(file);
   try {
@@ -66,7 +56,7 @@ export async function openOva(file: string): Promise<OvaArchive> {
 }
 
 async function scan(file: string, fh: fs.FileHandle, size: number): Promise<OvaArchive> {
-  const members = await listTar((p, l) => readAt(fh, p, l), size, file);
+  const members = await listTar((p, l) => readUpTo(fh, p, l), size, file);
   const notes: string[] = [];
   const ovfs = members.filter((m) => /\.ovf$/i.test(m.name));
   if (ovfs.length === 0) throw new VmdnError('E_FORMAT', `${file}: a tar archive without an .ovf descriptor is not an OVA`, { path: file });
@@ -74,7 +64,7 @@ async function scan(file: string, fh: fs.FileHandle, size: number): Promise<OvaA
   const om = ovfs[0]!;
   if (members[0] !== om) notes.push(`the OVF descriptor ${om.name} is not the archive's first member (the OVF spec wants it first); read anyway`);
   if (om.size > MAX_XML_BYTES) throw new VmdnError('E_FORMAT', `${file}: OVF descriptor of ${om.size} bytes is too large`, { path: file });
-  const ovfBytes = await readAt(fh, om.offset, om.size);
+  const ovfBytes = await readUpTo(fh, om.offset, om.size);
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(ovfBytes);
@@ -106,7 +96,7 @@ async function scan(file: string, fh: fs.FileHandle, size: number): Promise<OvaA
     path: file, ovfName: om.name, ovfBytes, ovf, disks, notes,
     async openDisk(d) {
       const where = `${file}:${d.member.name}`;
-      const head = await readAt(fh, d.member.offset, Math.min(d.member.size, 512));
+      const head = await readUpTo(fh, d.member.offset, Math.min(d.member.size, 512));
       const fmt = head.length >= 4 && Buffer.from(head).readUInt32LE(0) === VMDK_MAGIC ? 'vmdk' : classify(where, head, new Uint8Array(0));
       let disk: Disk;
       if (fmt === 'vmdk') {

@@ -12,6 +12,7 @@ import { L2Map, readExact, type Run } from './tables.js';
 import { deflateDecompressor, zstdDecompressor, type Decompress } from './decompress.js';
 import { openBacking } from './backing.js';
 import { openImageFile } from '../image-file.js';
+import { ExtentMerger, readUpTo, checkRead } from '../io.js';
 
 export interface Qcow2OpenOptions {
   /**
@@ -105,9 +106,7 @@ export class Qcow2Disk implements Disk {
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.virtualSize) {
-      throw new VmdnError('E_USAGE', `read past end of disk: ${offset}+${length} > ${this.virtualSize}`, { path: this.path });
-    }
+    checkRead(offset, length, this.virtualSize, this.path);
     const out = Buffer.alloc(length); // zeroed: zero and hole runs need no work
     for await (const run of this.map.runs(offset, offset + length)) {
       await this.fill(out, run, offset);
@@ -160,42 +159,10 @@ export class Qcow2Disk implements Disk {
   }
 }
 
-/** Merges adjacent extents of one kind; finished ones accumulate in `done`. */
-class ExtentMerger {
-  readonly done: Extent[] = [];
-  private cur: { offset: number; length: number; kind: Extent['kind'] } | null = null;
-  add(offset: number, length: number, kind: Extent['kind']): void {
-    if (length <= 0) return;
-    const c = this.cur;
-    if (c && c.kind === kind && c.offset + c.length === offset) {
-      c.length += length;
-      return;
-    }
-    this.finish();
-    this.cur = { offset, length, kind };
-  }
-  finish(): void {
-    if (this.cur) this.done.push(this.cur);
-    this.cur = null;
-  }
-}
-
 async function collect(it: AsyncIterable<Extent>): Promise<Extent[]> {
   const out: Extent[] = [];
   for await (const e of it) out.push(e);
   return out;
-}
-
-/** Read up to `length` bytes at `pos` (fewer at EOF). */
-async function readUpTo(fh: fs.FileHandle, pos: number, length: number): Promise<Buffer> {
-  const buf = Buffer.alloc(length);
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await fh.read(buf, done, length - done, pos + done);
-    if (bytesRead === 0) break;
-    done += bytesRead;
-  }
-  return buf.subarray(0, done);
 }
 
 async function readInto(fh: fs.FileHandle, path: string, out: Buffer, at: number, length: number, pos: number): Promise<void> {

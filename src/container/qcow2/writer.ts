@@ -8,7 +8,8 @@
  * compressed cluster. Uncompressed clusters start at the next host cluster.
  */
 import type { DiskWriter } from '../disk.js';
-import { VmdnError, asVmdnError } from '../../errors.js';
+import { VmdnError } from '../../errors.js';
+import { WriterLife } from '../writer-life.js';
 import { MAX_CLUSTER_BITS, MAX_VIRTUAL_SIZE, MIN_CLUSTER_BITS, encodeCompressedEntry } from './layout.js';
 import { type CompressionKind, type ClusterCompressor, makeClusterCompressor } from './compress.js';
 import { MAX_REFCOUNT, buildHeader, buildL1, buildRefcounts, planMetadata, type MetaInput } from './meta.js';
@@ -65,8 +66,7 @@ class Qcow2Writer implements DiskWriter {
   private pendIndex = -1;
   private readonly pend: Buffer;
   private writtenEnd = 0;
-  private busy = false;
-  private state: 'open' | 'finishing' | 'done' | 'aborted' = 'open';
+  private readonly life: WriterLife;
 
   constructor(
     private readonly file: TempFile,
@@ -74,6 +74,7 @@ class Qcow2Writer implements DiskWriter {
     private readonly clusterBits: number,
     private readonly compress: CompressionKind | false,
   ) {
+    this.life = new WriterLife(file);
     this.cs = 2 ** clusterBits;
     this.l2Entries = this.cs / 8;
     // qemu drops a partial last sector (total_sectors = size / 512), so the header
@@ -88,16 +89,12 @@ class Qcow2Writer implements DiskWriter {
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
-    if (this.state !== 'open') throw new VmdnError('E_USAGE', `write after ${this.state}`);
     // Writes share the pending-cluster buffer and the batch: they must not interleave.
-    if (this.busy) throw new VmdnError('E_USAGE', 'concurrent write: await each write() before the next');
+    this.life.checkWritable();
     this.writtenEnd = checkWrite(offset, data.length, this.writtenEnd, this.virtualSize);
-    this.busy = true;
-    try {
+    await this.life.writing(async () => {
       await this.writeClusters(offset, asBuffer(data));
-    } finally {
-      this.busy = false;
-    }
+    });
   }
 
   private async writeClusters(offset: number, src: Buffer): Promise<void> {
@@ -202,20 +199,11 @@ class Qcow2Writer implements DiskWriter {
   }
 
   async finish(): Promise<void> {
-    if (this.state !== 'open') throw new VmdnError('E_USAGE', `finish after ${this.state}`);
-    if (this.busy) throw new VmdnError('E_USAGE', 'finish() while a write() is still in progress');
-    this.state = 'finishing';
-    try {
+    await this.life.finish(async () => {
       if (this.pendIndex >= 0) await this.emitPending();
       await this.out.drain();
       await this.writeMetadata();
-      await this.file.commit();
-      this.state = 'done';
-    } catch (err) {
-      this.state = 'aborted';
-      await this.file.discard().catch(() => undefined);
-      throw asVmdnError(err);
-    }
+    });
   }
 
   private async writeMetadata(): Promise<void> {
@@ -247,9 +235,6 @@ class Qcow2Writer implements DiskWriter {
   }
 
   async abort(): Promise<void> {
-    if (this.state === 'done' || this.state === 'aborted') return;
-    this.state = 'aborted';
-    await this.out.settle();
-    await this.file.discard();
+    await this.life.abort(() => this.out.settle());
   }
 }

@@ -1,7 +1,7 @@
 /** VDI reader: static and dynamic VirtualBox images (version 1.1, no differencing). */
 import type fs from 'node:fs/promises';
 import type { Disk, Extent } from '../disk.js';
-import { VmdnError } from '../../errors.js';
+import { checkRead } from '../io.js';
 import { openImageFile } from '../image-file.js';
 import { readExact } from '../qcow2/tables.js';
 import { HEADER_BYTES } from './layout.js';
@@ -55,9 +55,7 @@ export class VdiDisk implements Disk {
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.virtualSize) {
-      throw new VmdnError('E_USAGE', `read past end of disk: ${offset}+${length} > ${this.virtualSize}`, { path: this.path });
-    }
+    checkRead(offset, length, this.virtualSize, this.path);
     const out = Buffer.alloc(length);
     const bs = this.info.blockSize;
     let pos = offset;

@@ -10,6 +10,8 @@ import type fs from 'node:fs/promises';
 import type { Disk, Extent } from '../disk.js';
 import { VmdnError } from '../../errors.js';
 import { openImageFile } from '../image-file.js';
+import { ExtentMerger, checkRead } from '../io.js';
+import { ParentView, sectorRuns } from '../differencing.js';
 import { dataRanges } from '../sparse.js';
 import { readExact } from '../qcow2/tables.js';
 import { checkBackingFile } from '../qcow2/backing.js';
@@ -32,7 +34,8 @@ export class VhdDisk implements Disk {
   readonly format = 'vhd';
   readonly virtualSize: number;
   readonly clusterSize: number;
-  private parentExtents: Extent[] | null = null;
+  /** Reads through to the parent of a differencing disk. */
+  private readonly up: ParentView | null;
   private lastBitmap: { block: number; bits: Uint8Array } | null = null;
 
   private constructor(
@@ -44,6 +47,7 @@ export class VhdDisk implements Disk {
     readonly parent: Disk | null,
   ) {
     this.virtualSize = footer.virtualSize;
+    this.up = parent ? new ParentView(parent) : null;
     this.clusterSize = table ? table.dyn.blockSize : 4096;
   }
 
@@ -78,46 +82,22 @@ export class VhdDisk implements Disk {
       return;
     }
     const bs = this.table.dyn.blockSize;
-    let cur: { offset: number; length: number; kind: Extent['kind'] } | null = null;
-    const pending: Extent[] = [];
-    const add = (offset: number, length: number, kind: Extent['kind']): void => {
-      if (length <= 0) return;
-      if (cur && cur.kind === kind && cur.offset + cur.length === offset) cur.length += length;
-      else {
-        if (cur) pending.push(cur);
-        cur = { offset, length, kind };
-      }
-    };
+    const m = new ExtentMerger();
+    const add = (offset: number, length: number, kind: Extent['kind']): void => m.add(offset, length, kind);
     for (let b = 0; b < this.table.dyn.entries; b++) {
       signal?.throwIfAborted();
       const start = b * bs;
       const end = Math.min(this.virtualSize, start + bs);
       if (this.table.bat[b] >= 0) add(start, end - start, 'data');
-      else if (this.parent) for (const e of await this.parentIn(start, end, signal)) add(e.offset, e.length, e.kind);
-      yield* pending.splice(0);
+      else if (this.parent) for (const e of await this.up!.extentsIn(start, end, signal)) add(e.offset, e.length, e.kind);
+      yield* m.done.splice(0);
     }
-    if (cur) yield cur;
-  }
-
-  private async parentIn(start: number, end: number, signal?: AbortSignal): Promise<Extent[]> {
-    if (!this.parentExtents) {
-      this.parentExtents = [];
-      for await (const e of this.parent!.extents(signal)) this.parentExtents.push(e);
-    }
-    const out: Extent[] = [];
-    for (const e of this.parentExtents) {
-      if (e.offset >= end) break;
-      const s = Math.max(start, e.offset);
-      const t = Math.min(end, e.offset + e.length);
-      if (t > s) out.push({ offset: s, length: t - s, kind: e.kind });
-    }
-    return out;
+    m.finish();
+    yield* m.done;
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.virtualSize) {
-      throw new VmdnError('E_USAGE', `read past end of disk: ${offset}+${length} > ${this.virtualSize}`, { path: this.path });
-    }
+    checkRead(offset, length, this.virtualSize, this.path);
     if (!this.table) return readExact(this.fh, this.path, offset, length);
     const out = Buffer.alloc(length);
     const { dyn, bat } = this.table;
@@ -131,7 +111,7 @@ export class VhdDisk implements Disk {
         if (this.parent) await this.readDifferencing(out, pos - offset, b, inBlock, n, data);
         else (await readExact(this.fh, this.path, data + inBlock, n)).copy(out, pos - offset);
       } else if (this.parent) {
-        await this.fromParent(out, pos - offset, pos, n);
+        await this.up!.readInto(out, pos - offset, pos, n);
       }
       pos += n;
     }
@@ -145,23 +125,11 @@ export class VhdDisk implements Disk {
     }
     const bits = this.lastBitmap.bits;
     const mine = (s: number): boolean => (bits[s >> 3] & (0x80 >> (s & 7))) !== 0;
-    let p = inBlock;
-    while (p < inBlock + n) {
-      const own = mine(Math.floor(p / SECTOR));
-      let q = (Math.floor(p / SECTOR) + 1) * SECTOR;
-      while (q < inBlock + n && mine(q / SECTOR) === own) q += SECTOR;
-      q = Math.min(q, inBlock + n);
-      const base = block * this.table!.dyn.blockSize;
+    const base = block * this.table!.dyn.blockSize;
+    await sectorRuns(inBlock, n, SECTOR, mine, async (p, q, own) => {
       if (own) (await readExact(this.fh, this.path, data + p, q - p)).copy(out, at + p - inBlock);
-      else await this.fromParent(out, at + p - inBlock, base + p, q - p);
-      p = q;
-    }
-  }
-
-  /** Past the end of a smaller parent reads as zeros. */
-  private async fromParent(out: Buffer, at: number, pos: number, n: number): Promise<void> {
-    const m = Math.min(n, this.parent!.virtualSize - pos);
-    if (m > 0) out.set(await this.parent!.read(pos, m), at);
+      else await this.up!.readInto(out, at + p - inBlock, base + p, q - p);
+    });
   }
 
   async close(): Promise<void> {

@@ -8,8 +8,9 @@
  * file; least significant bit first, as libvhdi documents).
  */
 import type { Disk, Extent } from '../disk.js';
-import { VmdnError } from '../../errors.js';
 import { openImageFile } from '../image-file.js';
+import { ExtentMerger, checkRead } from '../io.js';
+import { ParentView, sectorRuns } from '../differencing.js';
 import { FileView, replayLog } from './log.js';
 import { parseHeaders, parseRegions, parseMetadata, hasLog, fail, type VhdxMeta } from './header.js';
 import { parseBat, type Bat } from './bat.js';
@@ -26,7 +27,8 @@ export class VhdxDisk implements Disk {
   readonly format = 'vhdx';
   readonly virtualSize: number;
   readonly clusterSize: number;
-  private parentExtents: Extent[] | null = null;
+  /** Reads through to the parent of a differencing disk. */
+  private readonly up: ParentView | null;
   private lastBitmap: { chunk: number; bits: Uint8Array } | null = null;
 
   private constructor(
@@ -39,6 +41,7 @@ export class VhdxDisk implements Disk {
     readonly parent: VhdxDisk | null,
   ) {
     this.virtualSize = meta.virtualSize;
+    this.up = parent ? new ParentView(parent) : null;
     this.clusterSize = meta.blockSize;
   }
 
@@ -85,16 +88,8 @@ export class VhdxDisk implements Disk {
 
   async *extents(signal?: AbortSignal): AsyncIterable<Extent> {
     const bs = this.meta.blockSize;
-    let cur: { offset: number; length: number; kind: Extent['kind'] } | null = null;
-    const pending: Extent[] = [];
-    const add = (offset: number, length: number, kind: Extent['kind']): void => {
-      if (length <= 0) return;
-      if (cur && cur.kind === kind && cur.offset + cur.length === offset) cur.length += length;
-      else {
-        if (cur) pending.push(cur);
-        cur = { offset, length, kind };
-      }
-    };
+    const m = new ExtentMerger();
+    const add = (offset: number, length: number, kind: Extent['kind']): void => m.add(offset, length, kind);
     for (let b = 0; b < this.bat.blocks; b++) {
       signal?.throwIfAborted();
       const start = b * bs;
@@ -103,31 +98,15 @@ export class VhdxDisk implements Disk {
       if (src === 'file' || src === 'partial') add(start, end - start, 'data');
       // A zero block of a differencing disk hides the parent's data: say so; elsewhere it is a hole.
       else if (src === 'zero' && this.parent && this.bat.state[b] !== PAYLOAD.NOT_PRESENT) add(start, end - start, 'zero');
-      else if (src === 'parent') for (const e of await this.parentIn(start, end, signal)) add(e.offset, e.length, e.kind);
-      yield* pending.splice(0);
+      else if (src === 'parent') for (const e of await this.up!.extentsIn(start, end, signal)) add(e.offset, e.length, e.kind);
+      yield* m.done.splice(0);
     }
-    if (cur) yield cur;
-  }
-
-  private async parentIn(start: number, end: number, signal?: AbortSignal): Promise<Extent[]> {
-    if (!this.parentExtents) {
-      this.parentExtents = [];
-      for await (const e of this.parent!.extents(signal)) this.parentExtents.push(e);
-    }
-    const out: Extent[] = [];
-    for (const e of this.parentExtents) {
-      if (e.offset >= end) break;
-      const s = Math.max(start, e.offset);
-      const t = Math.min(end, e.offset + e.length);
-      if (t > s) out.push({ offset: s, length: t - s, kind: e.kind });
-    }
-    return out;
+    m.finish();
+    yield* m.done;
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.virtualSize) {
-      throw new VmdnError('E_USAGE', `read past end of disk: ${offset}+${length} > ${this.virtualSize}`, { path: this.path });
-    }
+    checkRead(offset, length, this.virtualSize, this.path);
     const out = Buffer.alloc(length);
     const bs = this.meta.blockSize;
     let pos = offset;
@@ -137,7 +116,7 @@ export class VhdxDisk implements Disk {
       const n = Math.min(bs - inBlock, offset + length - pos);
       const src = this.source(b);
       if (src === 'file') out.set(await this.view.read(this.bat.offset[b] + inBlock, n), pos - offset);
-      else if (src === 'parent') await this.fromParent(out, pos - offset, pos, n);
+      else if (src === 'parent') await this.up!.readInto(out, pos - offset, pos, n);
       else if (src === 'partial') await this.readPartial(out, pos - offset, b, inBlock, n);
       pos += n;
     }
@@ -155,22 +134,10 @@ export class VhdxDisk implements Disk {
     const first = (b - chunk * this.bat.ratio) * (this.meta.blockSize / ss);
     const mine = (s: number): boolean => (bits[(first + s) >> 3] & (1 << ((first + s) & 7))) !== 0;
     const base = b * this.meta.blockSize;
-    let p = inBlock;
-    while (p < inBlock + n) {
-      const own = mine(Math.floor(p / ss));
-      let q = (Math.floor(p / ss) + 1) * ss;
-      while (q < inBlock + n && mine(q / ss) === own) q += ss;
-      q = Math.min(q, inBlock + n);
+    await sectorRuns(inBlock, n, ss, mine, async (p, q, own) => {
       if (own) out.set(await this.view.read(this.bat.offset[b] + p, q - p), at + p - inBlock);
-      else await this.fromParent(out, at + p - inBlock, base + p, q - p);
-      p = q;
-    }
-  }
-
-  /** Past the end of a smaller parent reads as zeros. */
-  private async fromParent(out: Buffer, at: number, pos: number, n: number): Promise<void> {
-    const m = Math.min(n, this.parent!.virtualSize - pos);
-    if (m > 0) out.set(await this.parent!.read(pos, m), at);
+      else await this.up!.readInto(out, at + p - inBlock, base + p, q - p);
+    });
   }
 
   async close(): Promise<void> {

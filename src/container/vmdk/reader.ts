@@ -16,7 +16,8 @@ import { DiskSlice } from '../slice.js';
 import { SECTOR, VMDK_MAGIC, MAX_DESCRIPTOR_BYTES } from './layout.js';
 import { SparseExtent } from './sparse.js';
 import { parseDescriptor, isDescriptor, type ExtentLine } from './descriptor.js';
-import { ExtentMerger, readExact } from './io.js';
+import { readExact } from './io.js';
+import { ExtentMerger, checkRead } from '../io.js';
 
 interface Part {
   readonly start: number;
@@ -87,9 +88,7 @@ export class VmdkDisk implements Disk {
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.virtualSize) {
-      throw new VmdnError('E_USAGE', `read past end of disk: ${offset}+${length} > ${this.virtualSize}`, { path: this.path });
-    }
+    checkRead(offset, length, this.virtualSize, this.path);
     const only = this.parts.length === 1 ? this.parts[0].disk : null;
     if (only) return only.read(offset, length);
     const out = Buffer.alloc(length);

@@ -6,7 +6,8 @@
  * without a grain stay holes in the file (they read as all-unallocated).
  */
 import type { DiskWriter } from '../disk.js';
-import { VmdnError, asVmdnError } from '../../errors.js';
+import { VmdnError } from '../../errors.js';
+import { WriterLife } from '../writer-life.js';
 import { Batcher, TempFile, asBuffer } from '../writer-file.js';
 import { SECTOR } from './layout.js';
 import { buildDescriptor } from './descriptor.js';
@@ -33,14 +34,14 @@ class MonolithicSparseWriter implements DiskWriter {
   private readonly gts = new Map<number, Uint32Array>();
   private readonly grains: GrainAssembler;
   private readonly out: Batcher;
-  private busy = false;
-  private state: 'open' | 'finishing' | 'done' | 'aborted' = 'open';
+  private readonly life: WriterLife;
 
   constructor(
     private readonly file: TempFile,
     virtualSize: number,
     private readonly name: string,
   ) {
+    this.life = new WriterLife(file);
     this.capacity = Math.ceil(virtualSize / SECTOR);
     this.gdEntries = Math.ceil(this.capacity / (GTES * GRAIN_SECTORS));
     const gdSectors = Math.ceil((this.gdEntries * 4) / SECTOR);
@@ -53,14 +54,10 @@ class MonolithicSparseWriter implements DiskWriter {
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
-    if (this.state !== 'open') throw new VmdnError('E_USAGE', `write after ${this.state}`);
-    if (this.busy) throw new VmdnError('E_USAGE', 'concurrent write: await each write() before the next');
-    this.busy = true;
-    try {
+    this.life.checkWritable();
+    await this.life.writing(async () => {
       await this.grains.write(offset, asBuffer(data));
-    } finally {
-      this.busy = false;
-    }
+    });
   }
 
   private async emit(g: number, grain: Buffer): Promise<void> {
@@ -77,20 +74,11 @@ class MonolithicSparseWriter implements DiskWriter {
   }
 
   async finish(): Promise<void> {
-    if (this.state !== 'open') throw new VmdnError('E_USAGE', `finish after ${this.state}`);
-    if (this.busy) throw new VmdnError('E_USAGE', 'finish() while a write() is still in progress');
-    this.state = 'finishing';
-    try {
+    await this.life.finish(async () => {
       await this.grains.flush();
       await this.out.drain();
       await this.writeMetadata();
-      await this.file.commit();
-      this.state = 'done';
-    } catch (err) {
-      this.state = 'aborted';
-      await this.file.discard().catch(() => undefined);
-      throw asVmdnError(err);
-    }
+    });
   }
 
   private async writeMetadata(): Promise<void> {
@@ -114,10 +102,7 @@ class MonolithicSparseWriter implements DiskWriter {
   }
 
   async abort(): Promise<void> {
-    if (this.state === 'done' || this.state === 'aborted') return;
-    this.state = 'aborted';
-    await this.out.settle();
-    await this.file.discard();
+    await this.life.abort(() => this.out.settle());
   }
 }
 

@@ -12,7 +12,8 @@ import type { Disk, Extent } from '../disk.js';
 import { VmdnError } from '../../errors.js';
 import { SECTOR, GTE_ZERO, GRAIN_MARKER_HEAD, FOOTER_BYTES, sparseHeader } from './layout.js';
 import { parseSparseHeader, parseFooter, checkRegion, tableSectors, type SparseHeader } from './header.js';
-import { ExtentMerger, readExact } from './io.js';
+import { readExact } from './io.js';
+import { ExtentMerger, checkRead } from '../io.js';
 
 /** Grain tables kept decoded (2 KiB each); enough for 16 GiB of 64 KiB grains at a time. */
 const GT_CACHE = 1024;
@@ -118,9 +119,7 @@ export class SparseExtent implements Disk {
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.virtualSize) {
-      throw new VmdnError('E_USAGE', `read past end of disk: ${offset}+${length} > ${this.virtualSize}`, { path: this.path });
-    }
+    checkRead(offset, length, this.virtualSize, this.path);
     const out = Buffer.alloc(length); // zeroed: holes and zero grains need no work
     const cs = this.clusterSize;
     for (let pos = offset; pos < offset + length;) {

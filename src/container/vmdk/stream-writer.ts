@@ -12,6 +12,7 @@
 import zlib from 'node:zlib';
 import type { DiskWriter } from '../disk.js';
 import { VmdnError, asVmdnError } from '../../errors.js';
+import { WriterLife } from '../writer-life.js';
 import { asBuffer } from '../writer-file.js';
 import { SECTOR, marker, MARKER, GRAIN_MARKER_HEAD } from './layout.js';
 import { buildDescriptor } from './descriptor.js';
@@ -45,13 +46,13 @@ class StreamOptimizedWriter implements DiskWriter {
   private gtIndex = -1;
   private readonly gt = new Uint32Array(GTES);
   private gtUsed = false;
-  private busy = false;
-  private state: 'open' | 'finishing' | 'done' | 'aborted' = 'open';
+  private readonly life: WriterLife;
 
   constructor(
     private readonly sink: SeqSink,
     virtualSize: number,
   ) {
+    this.life = new WriterLife(sink);
     this.capacity = Math.ceil(virtualSize / SECTOR);
     this.gd = new Uint32Array(Math.ceil(this.capacity / (GTES * GRAIN_SECTORS)));
     this.grains = new GrainAssembler(virtualSize, (g, grain) => this.emit(g, grain));
@@ -65,14 +66,10 @@ class StreamOptimizedWriter implements DiskWriter {
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
-    if (this.state !== 'open') throw new VmdnError('E_USAGE', `write after ${this.state}`);
-    if (this.busy) throw new VmdnError('E_USAGE', 'concurrent write: await each write() before the next');
-    this.busy = true;
-    try {
+    this.life.checkWritable();
+    await this.life.writing(async () => {
       await this.grains.write(offset, asBuffer(data));
-    } finally {
-      this.busy = false;
-    }
+    });
   }
 
   /** The sector the next write lands on (the sink is always sector-aligned between records). */
@@ -109,10 +106,7 @@ class StreamOptimizedWriter implements DiskWriter {
   }
 
   async finish(): Promise<void> {
-    if (this.state !== 'open') throw new VmdnError('E_USAGE', `finish after ${this.state}`);
-    if (this.busy) throw new VmdnError('E_USAGE', 'finish() while a write() is still in progress');
-    this.state = 'finishing';
-    try {
+    await this.life.finish(async () => {
       await this.grains.flush();
       await this.flushTable(-1);
       const gd = tableBytes(this.gd);
@@ -122,19 +116,11 @@ class StreamOptimizedWriter implements DiskWriter {
       await this.sink.write(metaMarker(1, MARKER.FOOTER));
       await this.sink.write(buildHeader({ capacity: this.capacity, compressed: true, gdOffset, overHead: OVERHEAD }));
       await this.sink.write(metaMarker(0, MARKER.EOS));
-      await this.sink.commit();
-      this.state = 'done';
-    } catch (err) {
-      this.state = 'aborted';
-      await this.sink.discard().catch(() => undefined);
-      throw asVmdnError(err);
-    }
+    });
   }
 
   async abort(): Promise<void> {
-    if (this.state === 'done' || this.state === 'aborted') return;
-    this.state = 'aborted';
-    await this.sink.discard();
+    await this.life.abort();
   }
 }
 
