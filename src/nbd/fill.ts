@@ -6,7 +6,7 @@
  * reading on tends to want what comes next), a few small batches at a
  * time, each batch waiting while a guest read waits on the origin, so the
  * guest's fetches never queue behind the fill's; after a profile, the rest
- * starts once the guest has gone quiet (a minute at most). An
+ * starts once the guest has gone quiet for 10 s (two minutes at most). An
  * unreachable origin pauses the fill (backoff), it never ends it. Once
  * every object is in the cache, the image is named there, under the cache's
  * writer lease held since the start (as pull does: gc must not take the
@@ -31,9 +31,9 @@ export interface FillOptions {
   maxBackoffMs?: number;
   signal?: AbortSignal;
   onError?: (err: unknown) => void;
-  /** After a profile: the rest waits for this long without a guest read (default 2 s)... */
+  /** After a profile: the rest waits for this long without a guest read (default 10 s: a booting guest under TCG can go seconds without one)... */
   deferQuietMs?: number;
-  /** ...or this long at most (default 60 s). */
+  /** ...or this long at most (default 120 s). */
   deferMaxMs?: number;
   /** Batches of the profile's objects in flight at once (default 4): they do not wait for guest reads. */
   profileLanes?: number;
@@ -76,7 +76,7 @@ export async function fillImage(demand: DemandStore, ref: ImageRef, digest: Dige
     // After a profile, the rest waits until the guest has gone quiet (its boot is over), at most
     // deferMaxMs: fetched meanwhile it took the link and a core from a booting guest (measured at
     // 100 Mbit/s on 2 cores: login 34.8 s with the fill running, 31.3 s with no fill at all).
-    if (first.length && missing(order).length) await demand.quiet(o.deferQuietMs ?? 2_000, o.deferMaxMs ?? 60_000, o.signal);
+    if (first.length && missing(order).length) await demand.quiet(o.deferQuietMs ?? 10_000, o.deferMaxMs ?? 120_000, o.signal);
     for (let todo = missing(order); todo.length; todo = missing(order)) {
       await runLanes(demand, groupsOf(todo, o.batch ?? 16), o.lanes ?? 2, true, profiled, o);
     }
