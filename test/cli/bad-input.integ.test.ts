@@ -91,7 +91,7 @@ describe('bad input is refused and changes nothing', () => {
   it('usage errors exit 2', () => {
     assert.equal(vmdn(store, ['import', good, '--name', 'Bad Name!']).status, 2);
     assert.equal(vmdn(store, ['import', good, '--name', 'x', '--chunker', 'cdc:1k:3k:2k']).status, 2);
-    assert.equal(vmdn(store, ['export', 'keep', f('out.vhdx')]).status, 2);
+    assert.equal(vmdn(store, ['export', 'keep', f('out.qed')]).status, 2);
     assert.equal(vmdn(store, ['frobnicate']).status, 2);
   });
 });
