@@ -43,30 +43,39 @@ export class BlockDevice {
    */
   map(offset: number, length: number, maxRuns: number): Run[] {
     this.checkRange(offset, length);
-    const base = this.allocation.map(offset, length, maxRuns);
     const ov = this.overlay;
-    if (!ov || ov.writtenBlocks === 0) return base;
+    if (!ov || ov.writtenBlocks === 0) return this.allocation.map(offset, length, maxRuns);
     const out: Run[] = [];
     const push = (r: Run) => {
       const last = out[out.length - 1];
       if (last && last.data === r.data) last.length += r.length;
       else out.push({ ...r });
     };
-    for (const r of base) {
-      if (r.data) push(r);
-      else {
-        // a hole's written blocks are data
-        const end = r.offset + r.length;
-        for (let at = r.offset; at < end; ) {
-          const b = Math.floor(at / OVERLAY_BLOCK);
-          const written = ov.has(b);
-          const next = Math.min(end, ov.find(b + 1, Math.ceil(end / OVERLAY_BLOCK), !written) * OVERLAY_BLOCK);
-          push({ offset: at, length: next - at, data: written });
-          at = next;
-          if (out.length > maxRuns) break;
+    // The base's runs a batch at a time: written blocks can merge a hole into its neighbours, so
+    // maxRuns of the base's runs may cover less than maxRuns runs of ours (then ask for more).
+    const end = offset + length;
+    for (let from = offset; from < end && out.length <= maxRuns; ) {
+      const base = this.allocation.map(from, end - from, maxRuns + 1);
+      if (!base.length) break;
+      for (const r of base) {
+        if (r.data) push(r);
+        else {
+          // a hole's written blocks are data
+          const rEnd = r.offset + r.length;
+          for (let at = r.offset; at < rEnd; ) {
+            const b = Math.floor(at / OVERLAY_BLOCK);
+            const written = ov.has(b);
+            const next = Math.min(rEnd, ov.find(b + 1, Math.ceil(rEnd / OVERLAY_BLOCK), !written) * OVERLAY_BLOCK);
+            push({ offset: at, length: next - at, data: written });
+            at = next;
+            if (out.length > maxRuns) break;
+          }
         }
+        if (out.length > maxRuns) break;
       }
-      if (out.length > maxRuns) break;
+      const last = base[base.length - 1]!;
+      if (last.offset + last.length <= from) break; // no progress: never loop
+      from = last.offset + last.length;
     }
     if (out.length > maxRuns) out.length = maxRuns;
     return out;
