@@ -121,7 +121,8 @@ export async function boot(o: BootOptions): Promise<BootReport> {
     throw err;
   } finally {
     try {
-      await served?.close();
+      // after a success the profile was stored above; a failed run's reads (no kernel, qemu died) are no boot's
+      await served?.close({ keepProfile: false });
     } finally {
       fs.rmSync(tmp, { recursive: true, force: true });
     }

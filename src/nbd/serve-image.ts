@@ -53,8 +53,12 @@ export interface ServedImage {
   snapshot(): Snapshot;
   /** The boot profile being recorded (`recordProfile`). */
   recorder?: ProfileRecorder;
-  /** Stops serving; a recorded profile is stored first (its digest, if any reads were seen). */
-  close(): Promise<{ profile?: string }>;
+  /**
+   * Stops serving; a recorded profile is stored first (its digest, if any
+   * reads were seen) unless `keepProfile` is false (a run that failed: its
+   * reads are no boot's). The first call decides; later ones share it.
+   */
+  close(opts?: { keepProfile?: boolean }): Promise<{ profile?: string }>;
 }
 
 /** Checks the option combinations `vmdn nbd` and `vmdn boot` share. */
@@ -90,12 +94,12 @@ export async function serveImage(o: ServeImageOptions): Promise<ServedImage> {
   const snapshot = (): Snapshot => ({ ...counters!, guestBytesRead: server.stats.bytesRead });
   let metrics: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   let closing: Promise<{ profile?: string }> | undefined;
-  const close = () => (closing ??= (async () => {
+  const close = (c: { keepProfile?: boolean } = {}) => (closing ??= (async () => {
     metrics?.server.close();
     try {
       await server.close();
       // after the last read, before the store closes
-      return { profile: recorder ? await recorder.save(store) : undefined };
+      return { profile: recorder && c.keepProfile !== false ? await recorder.save(store) : undefined };
     } finally {
       await opened.close().finally(() => store.close());
     }

@@ -170,6 +170,9 @@ describe('vmdn boot: refusals', () => {
     }
     // --record-profile is accepted: the image has no kernel, which is what is refused
     assert.equal(boot(store, ['nokernel', '--record-profile']).json.error.code, 'E_UNSUPPORTED');
+    // and the failed run's reads (the kernel search) are not stored as the image's boot profile
+    const images = vmdnOk(store, ['images']).images as Array<{ ref: string; profile: string | null }>;
+    assert.equal(images.find((i) => i.ref.startsWith('nokernel'))?.profile, null);
   });
 
   it('no qemu-system-x86_64 on PATH: E_NOT_FOUND naming the package to install', () => {
