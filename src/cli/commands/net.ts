@@ -74,11 +74,12 @@ export function registerNetCommands(program: Command): void {
     .description('serve the store over HTTP as an origin (uploads need a bearer token)')
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8480')
     .option('--token-file <file>', 'bearer token accepted for uploads (else $VMDN_TOKEN; none: read-only)')
-    .action(action(async (o: GlobalOptions & { listen: string; tokenFile?: string }) => {
+    .option('--no-portal', 'serve the API only, not the web portal\'s pages under /')
+    .action(action(async (o: GlobalOptions & { listen: string; tokenFile?: string; portal: boolean }) => {
       const { host, port } = parseListen(o.listen);
       const token = readToken(o.tokenFile);
       const store = await LocalStore.open(resolveStoreDir(o.store));
-      const origin = new Origin(store, { token });
+      const origin = new Origin(store, { token, portal: o.portal });
       const url = await origin.listen(host, port);
       if (o.json) printJson({ role: 'origin', url, store: store.dir, uploads: !!token });
       else console.log(`vmdn origin serving ${safe(store.dir)} at ${url} (uploads ${token ? 'enabled' : 'disabled'})`);

@@ -21,6 +21,7 @@ import {
 import { BATCH_BUDGET, ByteBudget, readBatchRequest, serveBatch } from '../wire/batch.js';
 import { PACK_RETRY_AFTER, PackSlots, readPackRequest, servePack, type PackRequest } from '../wire/pack.js';
 import { PackBuilder } from './pack-worker.js';
+import { servePortal } from './portal-static.js';
 
 /** What an origin serves from: any store with image names; local files and a writer lease are used when it has them. */
 export type OriginStore = ImageStore & Partial<EncodedFiles & WriterLease & StoreTotals>;
@@ -32,6 +33,8 @@ export interface OriginOptions {
   onObjectRequest?: (digest: Digest, method: string) => void;
   /** How long the store's writer lease outlives the last upload request, ms (default 120 s). */
   uploadLeaseMs?: number;
+  /** Serve the portal's pages under / (portal-static.ts); `vmdn serve --no-portal` turns them off. */
+  portal?: boolean;
 }
 
 export interface OriginStats {
@@ -85,6 +88,7 @@ export class Origin<S extends OriginStore = OriginStore> {
     const r = route(url.pathname);
     const m = req.method ?? 'GET';
     const read = m === 'GET' || m === 'HEAD';
+    if (!r && this.opts.portal && !url.pathname.startsWith('/v1/') && servePortal(req, res, url.pathname)) return;
     if (!r) throw new VmdnError('E_NOT_FOUND', `no such endpoint ${url.pathname}`);
     if (r.kind === 'object' && read) {
       this.stats.objectRequests++;
