@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { table } from '../src/cli/output.js';
 import { humanBytes } from '../src/util/size.js';
 import { resolveStoreDir } from '../src/store/location.js';
+import { servePortalUntilCtrlC } from './demo-portal.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'bin', 'vmdn.js');
@@ -36,6 +37,9 @@ function writeTree(dir: string, revision: number): void {
   };
   put('etc/os-release', 'PRETTY_NAME="vmdn demo"\nID=demo\n');
   put('etc/hostname', `demo-${revision}\n`);
+  // a small dpkg database: the portal lists packages, finds images by them and diffs them between revisions
+  const pkgs = [['base-files', '12.4'], ['libc6', revision === 1 ? '2.36-9' : '2.36-9+deb12u4'], ['demo-app', `1.${revision}.0-1`], ...(revision === 2 ? [['demo-results', '0.1-1']] : [])];
+  put('var/lib/dpkg/status', pkgs.map(([n, v]) => `Package: ${n}\nStatus: install ok installed\nArchitecture: amd64\nVersion: ${v}\nDescription: ${n}\n`).join('\n'));
   for (let i = 0; i < 24; i++) put(`usr/lib/demo/lib${i}.so`, prng(1000 + i, 512 * 1024)); // shared "OS" files
   for (let i = 0; i < 200; i++) put(`usr/share/doc/pkg${i}/README`, `package ${i}\n`.repeat(40 + i));
   put('home/user/data/measurements.bin', prng(revision === 1 ? 7 : 8, 6 * 1024 * 1024)); // changed between revisions
@@ -56,7 +60,7 @@ function sha256File(file: string): string {
   return h.digest('hex');
 }
 
-function main(): void {
+async function main(): Promise<void> {
   console.log(`vmdn demo — store: ${resolveStoreDir()} (set VMDN_STORE or --store to change)\n`);
   const images: Array<{ name: string; file: string }> = [];
   for (const rev of [1, 2]) {
@@ -84,9 +88,11 @@ function main(): void {
   console.log(table(['IMAGE', 'DATA', 'CHUNKS', 'NEW OBJECTS', 'NEW STORED'], rows));
   const st = vmdn(['stats']);
   console.log(`\nboth images: ${humanBytes(st.logicalBytes)} of data stored as ${humanBytes(st.storedBytes)} (${st.totalRatio.toFixed(2)}x smaller)`);
-  console.log(`\nnext: vmdn images | vmdn export ${images[0]!.name} out.qcow2 | vmdn rm vmdn-demo/app:v1 vmdn-demo/app:v2 && vmdn gc`);
+  console.log(`\n(vmdn on your PATH: \`npx vmdn ...\` in this checkout, or \`npm install -g .\` once)`);
+  console.log(`next: vmdn images | vmdn export ${images[0]!.name} out.qcow2 | vmdn rm vmdn-demo/app:v1 vmdn-demo/app:v2 && vmdn gc`);
   fs.rmSync(work, { recursive: true, force: true });
   if (!same) process.exit(1);
+  await servePortalUntilCtrlC(cli, images.map((i) => i.name));
 }
 
-main();
+await main();
