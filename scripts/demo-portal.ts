@@ -27,7 +27,7 @@ export async function servePortalUntilCtrlC(cli: string, images: string[]): Prom
     console.log('\n(could not start vmdn serve for the portal)');
     return;
   }
-  console.log(`\nthe portal: ${s.url}/  (the images: ${images.map((n) => `${s.url}/image/${n.split(':')[0]}`).join(' ')})`);
+  console.log(`\nthe portal: ${s.url}/  (the images: ${[...new Set(images.map((n) => `${s.url}/image/${n.split(":")[0]}`))].join(" ")})`);
   console.log('serving this store with its portal and API until Ctrl-C');
   await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
   s.stop();
