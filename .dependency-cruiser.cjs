@@ -17,6 +17,7 @@ const LAYERS = [
   ['inspect', '^src/inspect/'],
   ['net', '^src/net/'],
   ['nbd', '^src/nbd/'],
+  ['portal', '^src/portal/'],
   ['cli', '^src/cli/'],
 ];
 

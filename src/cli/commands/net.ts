@@ -7,6 +7,7 @@ import { importImageFile } from '../../images/import.js';
 import { parseChunkerSpec } from '../../strategy/chunker.js';
 import { DEFAULT_CHUNKER_SPEC } from '../../strategy/defaults.js';
 import { Origin } from '../../net/server/origin.js';
+import { Portal } from '../../portal/portal.js';
 import { DEFAULT_POLICY, Edge } from '../../net/server/edge.js';
 import { POLICIES, type PolicyName } from '../../store/cache/eviction.js';
 import { parseListen } from '../../net/wire/http-api.js';
@@ -74,17 +75,19 @@ export function registerNetCommands(program: Command): void {
     .description('serve the store over HTTP as an origin (uploads need a bearer token)')
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8480')
     .option('--token-file <file>', 'bearer token accepted for uploads (else $VMDN_TOKEN; none: read-only)')
-    .option('--no-portal', 'serve the API only, not the web portal\'s pages under /')
+    .option('--no-portal', 'no YouVM portal: neither its pages under / nor its API under /v1/portal/')
     .action(action(async (o: GlobalOptions & { listen: string; tokenFile?: string; portal: boolean }) => {
       const { host, port } = parseListen(o.listen);
       const token = readToken(o.tokenFile);
       const store = await LocalStore.open(resolveStoreDir(o.store));
-      const origin = new Origin(store, { token, portal: o.portal });
+      const portal = o.portal ? new Portal(store, store.dir, token) : undefined;
+      const origin = new Origin(store, { token, portal: o.portal, ...(portal ? { mount: (req, res, url) => portal.handle(req, res, url), canSeeName: (name, req) => portal.canSeeName(name, req) } : {}) });
       const url = await origin.listen(host, port);
-      if (o.json) printJson({ role: 'origin', url, store: store.dir, uploads: !!token });
+      if (o.json) printJson({ role: 'origin', url, store: store.dir, uploads: !!token, portal: o.portal });
       else console.log(`vmdn origin serving ${safe(store.dir)} at ${url} (uploads ${token ? 'enabled' : 'disabled'})`);
       await untilSignal(async () => {
         await origin.close();
+        portal?.close();
         await store.close();
       });
     }));

@@ -35,6 +35,14 @@ export interface OriginOptions {
   uploadLeaseMs?: number;
   /** Serve the portal's pages under / (portal-static.ts); `vmdn serve --no-portal` turns them off. */
   portal?: boolean;
+  /**
+   * Requests a layer above answers first (the portal, src/portal/): true when
+   * it took the request. The origin cannot import what sits above net/, so
+   * `vmdn serve` hands it in.
+   */
+  mount?: (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => Promise<boolean>;
+  /** Whether this request may see image `name` in /v1/images (the portal's unpublished images are hidden); default: all. */
+  canSeeName?: (name: string, req: http.IncomingMessage) => Promise<boolean>;
 }
 
 export interface OriginStats {
@@ -85,6 +93,7 @@ export class Origin<S extends OriginStore = OriginStore> {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     this.stats.requests++;
     const url = new URL(req.url ?? '/', 'http://x');
+    if (this.opts.mount && (await this.opts.mount(req, res, url))) return;
     const r = route(url.pathname);
     const m = req.method ?? 'GET';
     const read = m === 'GET' || m === 'HEAD';
@@ -108,11 +117,13 @@ export class Origin<S extends OriginStore = OriginStore> {
     if (r.kind === 'batch' && m === 'POST') return this.batch(req, res);
     if (r.kind === 'pack' && m === 'POST') return this.pack(req, res);
     if (r.kind === 'images' && read) {
-      const images = (await this.store.names.list()).map((i) => ({ ref: `${i.name}:${i.tag}`, ...i }));
+      const see = this.opts.canSeeName;
+      const all = (await this.store.names.list()).map((i) => ({ ref: `${i.name}:${i.tag}`, ...i }));
+      const images = see ? (await Promise.all(all.map(async (i) => ((await see(i.name, req)) ? [i] : [])))).flat() : all;
       return sendJson(res, 200, { images }, REF_CACHE_CONTROL);
     }
     if (r.kind === 'ref' && read) {
-      const row = await this.store.names.get(r.ref.name, r.ref.tag);
+      const row = (!this.opts.canSeeName || (await this.opts.canSeeName(r.ref.name, req))) ? await this.store.names.get(r.ref.name, r.ref.tag) : undefined;
       if (!row) throw new VmdnError('E_NOT_FOUND', `no image ${formatImageRef(r.ref)} at this origin`, { ref: formatImageRef(r.ref) });
       return sendJson(res, 200, { ref: formatImageRef(r.ref), manifest: row.manifest, virtualSize: row.virtualSize, dataSize: row.dataSize }, REF_CACHE_CONTROL);
     }

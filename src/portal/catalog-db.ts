@@ -1,0 +1,184 @@
+/**
+ * The portal's catalog: one SQLite file beside the store (portal.db) with each
+ * image's metadata, its revisions, download counts and the search index. It is
+ * derived data except for the metadata and counts: the store's names stay the
+ * truth about which revisions exist (sync.ts brings the catalog up to date).
+ *
+ * Packages and paths are indexed per distinct *tree* (the filesystems' tree
+ * objects of a files image, else the manifest): images that share a tree share
+ * its rows, and path strings are stored once (paths) and referenced by id, so
+ * 10,000 images of a few hundred distinct systems stay small.
+ */
+import Database from 'better-sqlite3';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS images(
+  id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,
+  meta TEXT NOT NULL DEFAULT '{}', title TEXT NOT NULL DEFAULT '', description TEXT NOT NULL DEFAULT '',
+  published INTEGER NOT NULL DEFAULT 1,
+  latest_tag TEXT, latest_created TEXT NOT NULL DEFAULT '', tree INTEGER, revisions INTEGER NOT NULL DEFAULT 0,
+  downloads INTEGER NOT NULL DEFAULT 0, virtual_size INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS images_created ON images(latest_created);
+CREATE INDEX IF NOT EXISTS images_downloads ON images(downloads);
+CREATE INDEX IF NOT EXISTS images_tree ON images(tree);
+CREATE TABLE IF NOT EXISTS revisions(
+  image INTEGER NOT NULL, tag TEXT NOT NULL, manifest TEXT NOT NULL, created TEXT NOT NULL,
+  virtual_size INTEGER NOT NULL, data_size INTEGER NOT NULL, strategy TEXT NOT NULL, tree INTEGER,
+  downloads INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(image, tag)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trees(id INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL,
+  os TEXT NOT NULL DEFAULT '', release TEXT NOT NULL DEFAULT '', codename TEXT NOT NULL DEFAULT '', pretty TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS trees_os ON trees(os, release);
+CREATE TABLE IF NOT EXISTS pkgs(id INTEGER PRIMARY KEY, name TEXT NOT NULL, version TEXT NOT NULL, arch TEXT NOT NULL, UNIQUE(name, version, arch));
+CREATE TABLE IF NOT EXISTS tree_pkgs(pkg INTEGER NOT NULL, tree INTEGER NOT NULL, PRIMARY KEY(pkg, tree)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tree_pkgs_tree ON tree_pkgs(tree);
+CREATE TABLE IF NOT EXISTS paths(id INTEGER PRIMARY KEY, path TEXT UNIQUE NOT NULL);
+CREATE TABLE IF NOT EXISTS tree_paths(path INTEGER NOT NULL, tree INTEGER NOT NULL, PRIMARY KEY(path, tree)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tree_paths_tree ON tree_paths(tree);
+CREATE VIRTUAL TABLE IF NOT EXISTS images_fts USING fts5(name, title, description, authors, os, release, tokenize='unicode61');
+`;
+
+export interface Metadata {
+  title: string;
+  description: string;
+  authors: string[];
+  citation: string;
+  doi: string;
+  license: string;
+  links: Array<{ label: string; url: string }>;
+}
+
+export const EMPTY_META: Metadata = { title: '', description: '', authors: [], citation: '', doi: '', license: '', links: [] };
+
+export interface ImageRow {
+  id: number;
+  name: string;
+  meta: string;
+  published: number;
+  latest_tag: string | null;
+  latest_created: string;
+  tree: number | null;
+  revisions: number;
+  downloads: number;
+  virtual_size: number;
+}
+
+export interface RevisionRow {
+  tag: string;
+  manifest: string;
+  created: string;
+  virtual_size: number;
+  data_size: number;
+  strategy: string;
+  tree: number | null;
+  downloads: number;
+}
+
+export interface TreeFacts {
+  os: string;
+  release: string;
+  codename: string;
+  pretty: string;
+  packages: Array<{ name: string; version: string; arch: string }>;
+  paths: string[];
+}
+
+export class CatalogDb {
+  readonly db: Database.Database;
+
+  constructor(file: string) {
+    this.db = new Database(file, { timeout: 5000 });
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.exec(SCHEMA);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  image(name: string): ImageRow | undefined {
+    return this.db.prepare('SELECT * FROM images WHERE name = ?').get(name) as ImageRow | undefined;
+  }
+
+  revisions(imageId: number): RevisionRow[] {
+    return this.db.prepare('SELECT * FROM revisions WHERE image = ? ORDER BY created DESC, tag DESC').all(imageId) as RevisionRow[];
+  }
+
+  /** A name first seen: portal uploads create it unpublished before the store names it; other names are public. */
+  ensureImage(name: string, published: boolean): ImageRow {
+    this.db.prepare('INSERT OR IGNORE INTO images(name, published) VALUES (?, ?)').run(name, published ? 1 : 0);
+    return this.image(name)!;
+  }
+
+  treeId(key: string): number | undefined {
+    return (this.db.prepare('SELECT id FROM trees WHERE key = ?').get(key) as { id: number } | undefined)?.id;
+  }
+
+  tree(id: number): { os: string; release: string; codename: string; pretty: string } | undefined {
+    return this.db.prepare('SELECT os, release, codename, pretty FROM trees WHERE id = ?').get(id) as never;
+  }
+
+  /** Index one distinct tree once (its packages and paths); returns its id. */
+  addTree(key: string, f: TreeFacts): number {
+    const existing = this.treeId(key);
+    if (existing !== undefined) return existing;
+    const insPkg = this.db.prepare('INSERT OR IGNORE INTO pkgs(name, version, arch) VALUES (?, ?, ?)');
+    const pkgId = this.db.prepare('SELECT id FROM pkgs WHERE name = ? AND version = ? AND arch = ?').pluck();
+    const insPath = this.db.prepare('INSERT OR IGNORE INTO paths(path) VALUES (?)');
+    const pathId = this.db.prepare('SELECT id FROM paths WHERE path = ?').pluck();
+    const tp = this.db.prepare('INSERT OR IGNORE INTO tree_pkgs(pkg, tree) VALUES (?, ?)');
+    const tf = this.db.prepare('INSERT OR IGNORE INTO tree_paths(path, tree) VALUES (?, ?)');
+    return this.db.transaction(() => {
+      const id = Number(this.db.prepare('INSERT INTO trees(key, os, release, codename, pretty) VALUES (?, ?, ?, ?, ?)').run(key, f.os, f.release, f.codename, f.pretty).lastInsertRowid);
+      for (const p of f.packages) {
+        insPkg.run(p.name, p.version, p.arch);
+        tp.run(pkgId.get(p.name, p.version, p.arch), id);
+      }
+      for (const p of f.paths) {
+        insPath.run(p);
+        tf.run(pathId.get(p), id);
+      }
+      return id;
+    })();
+  }
+
+  /** Recompute what the catalog shows of an image from its revisions and metadata (newest revision, counts, text index). */
+  refresh(imageId: number): void {
+    const img = this.db.prepare('SELECT * FROM images WHERE id = ?').get(imageId) as ImageRow;
+    const latest = this.db.prepare('SELECT * FROM revisions WHERE image = ? ORDER BY created DESC, tag DESC LIMIT 1').get(imageId) as RevisionRow | undefined;
+    const agg = this.db.prepare('SELECT COUNT(*) n, COALESCE(SUM(downloads), 0) d FROM revisions WHERE image = ?').get(imageId) as { n: number; d: number };
+    const meta = parseMeta(img.meta);
+    const t = latest?.tree != null ? this.tree(latest.tree) : undefined;
+    this.db.prepare('UPDATE images SET title = ?, description = ?, latest_tag = ?, latest_created = ?, tree = ?, revisions = ?, downloads = ?, virtual_size = ? WHERE id = ?')
+      .run(meta.title, meta.description, latest?.tag ?? null, latest?.created ?? '', latest?.tree ?? null, agg.n, agg.d, latest?.virtual_size ?? 0, imageId);
+    this.db.prepare('DELETE FROM images_fts WHERE rowid = ?').run(imageId);
+    this.db.prepare('INSERT INTO images_fts(rowid, name, title, description, authors, os, release) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(imageId, img.name.replace(/[/._-]/g, ' '), meta.title, meta.description, meta.authors.join(' '), t?.os ?? '', [t?.release, t?.codename].filter(Boolean).join(' '));
+  }
+
+  setMeta(imageId: number, meta: Metadata, published: boolean): void {
+    this.db.transaction(() => {
+      this.db.prepare('UPDATE images SET meta = ?, published = ? WHERE id = ?').run(JSON.stringify(meta), published ? 1 : 0, imageId);
+      this.refresh(imageId);
+    })();
+  }
+
+  countDownload(imageId: number, tag: string): void {
+    this.db.transaction(() => {
+      this.db.prepare('UPDATE revisions SET downloads = downloads + 1 WHERE image = ? AND tag = ?').run(imageId, tag);
+      this.db.prepare('UPDATE images SET downloads = downloads + 1 WHERE id = ?').run(imageId);
+    })();
+  }
+
+  treePackages(tree: number): Array<{ name: string; version: string; arch: string }> {
+    return this.db.prepare('SELECT p.name, p.version, p.arch FROM tree_pkgs t JOIN pkgs p ON p.id = t.pkg WHERE t.tree = ? ORDER BY p.name, p.arch').all(tree) as never;
+  }
+}
+
+export function parseMeta(text: string): Metadata {
+  try {
+    return { ...EMPTY_META, ...(JSON.parse(text) as Partial<Metadata>) };
+  } catch {
+    return { ...EMPTY_META };
+  }
+}
