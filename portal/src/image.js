@@ -71,11 +71,10 @@ export function ImagePage({ name, tag }) {
 }
 
 function Commands({ page, ref_, newest }) {
-  const origin = location.origin;
-  const cmds = newest && page.commands ? page.commands : {
-    pull: `vmdn pull ${origin} ${ref_} ${ref_.replace(/[/:]/g, '-')}.qcow2`,
-    boot: `vmdn boot --from ${origin} ${ref_}`,
-  };
+  // the server writes the commands for the newest revision; another revision's are the same with its ref
+  const latest = `${page.name}:${page.revisions[0].tag}`;
+  const swap = (c) => (newest ? c : c.split(latest).join(ref_).split(encodeURIComponent(latest)).join(encodeURIComponent(ref_)));
+  const cmds = Object.fromEntries(Object.entries(page.commands || {}).map(([k, c]) => [k, swap(String(c))]));
   const [copied, setCopied] = useState('');
   const copy = (k) => navigator.clipboard && navigator.clipboard.writeText(cmds[k]).then(() => setCopied(k), () => {});
   return html`
@@ -114,12 +113,13 @@ function Inside({ ref_ }) {
     </section>`;
 }
 
-/** Partitions joined with the filesystems found on them; fields the API leaves out show as blanks. */
+/** Partitions (inspect's shape: offset/length in bytes) joined with the filesystems found on them. */
 function volumes(d) {
-  const str = (v) => (v === undefined || v === null ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v));
-  const fsOf = (idx) => d.filesystems.filter((f) => (f.partition ?? f.index) === idx).map((f) => f.type || f.kind).join(', ');
-  const rows = d.partitions.map((p) => ({ index: str(p.index), start: bytes(p.start ?? p.offset), size: bytes(p.size), type: str(p.type ?? p.name ?? p.kind), fs: fsOf(p.index) }));
-  if (!rows.length) for (const f of d.filesystems) rows.push({ index: str(f.partition ?? f.index ?? ''), start: bytes(f.start ?? f.offset ?? 0), size: bytes(f.size), type: '', fs: str(f.type ?? f.kind) });
+  const fsText = (f) => [f.kind, f.label && `"${f.label}"`, f.totalBytes && `${bytes(f.usedBytes)} of ${bytes(f.totalBytes)} used`, f.note].filter(Boolean).join(', ');
+  const fsOf = (idx) => d.filesystems.filter((f) => f.index === idx).map(fsText).join('; ');
+  const rows = d.partitions.map((p) => ({ index: String(p.index), start: bytes(p.offset), size: bytes(p.length), type: [p.typeName || p.type, p.name].filter(Boolean).join(' · '), fs: fsOf(p.index) }));
+  // a disk with no partition table: its one volume is the whole disk
+  if (!rows.length) for (const f of d.filesystems) rows.push({ index: '-', start: bytes(0), size: bytes(d.virtualSize), type: 'whole disk', fs: fsText(f) });
   return rows;
 }
 

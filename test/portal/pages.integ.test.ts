@@ -50,13 +50,14 @@ function qcow2Image(work: string, name: string, fill: (dir: string) => void): st
 }
 
 /** Publish through the API as a script would (docs/http-api.md): the browser is kept for the form itself. */
-async function apiPublish(url: string, name: string, file: string, meta: Record<string, unknown>): Promise<void> {
+async function apiPublish(url: string, name: string, file: string, meta?: Record<string, unknown>, tag = 'v1'): Promise<void> {
   const auth = { authorization: `Bearer ${TOKEN}` };
-  const r = await fetch(`${url}/v1/portal/uploads`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ name, tag: 'v1' }) });
+  const r = await fetch(`${url}/v1/portal/uploads`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ name, tag }) });
   assert.equal(r.status, 201, await r.clone().text());
   const { job } = (await r.json()) as { job: string };
   const put = await fetch(`${url}/v1/portal/uploads/${job}`, { method: 'PUT', headers: auth, body: fs.readFileSync(file) });
   assert.equal(put.status, 201, await put.text());
+  if (!meta) return;
   const m = await fetch(`${url}/v1/portal/image?name=${encodeURIComponent(name)}`, { method: 'PUT', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify(meta) });
   assert.equal(m.status, 200, await m.text());
 }
@@ -65,6 +66,17 @@ async function download(page: Page, linkName: string, to: string): Promise<void>
   const [d] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: linkName, exact: true }).click()]);
   await d.saveAs(to);
   assert.equal(await d.failure(), null);
+}
+
+/** Nothing a publisher wrote became markup: no script ran, no element was injected, no javascript: link. */
+async function assertNoInjection(page: Page, where: string): Promise<void> {
+  const got = await page.evaluate(() => ({
+    pwned: (window as unknown as { __pwned?: number }).__pwned,
+    img: document.querySelectorAll('#pwned, img[src="x"]').length,
+    scripts: document.querySelectorAll('script').length,
+    jsLinks: [...document.querySelectorAll('a')].filter((a) => a.href.startsWith('javascript:')).length,
+  }));
+  assert.deepEqual(got, { pwned: undefined, img: 0, scripts: 1, jsLinks: 0 }, where);
 }
 
 /** A raw download cut after ~1 MiB, then finished with Range + If-Range: the joined file must be the disk. */
@@ -105,6 +117,7 @@ it('portal pages: publish with the form, find by package, browse, download (qcow
     // a name that is not UTF-8
     fs.writeFileSync(Buffer.concat([Buffer.from(at('etc/hostile/bad-')), Buffer.from([0xff, 0xfe, 0x3c]), Buffer.from('.txt')]), 'bad');
   }));
+  const good2 = qcow2Image(work, 'good2', (d) => debianTree(d, '1.3.0-1', (at) => fs.writeFileSync(at('etc/motd'), 'revision 2\n')));
   const hidden = qcow2Image(work, 'hidden', (d) => debianTree(d, '1.0-1'));
   const srv = await startServe(path.join(work, 'store'), { env: { ...process.env, VMDN_TOKEN: TOKEN } });
   const browser = await chromium.launchPersistentContext(profile, {
@@ -128,7 +141,7 @@ it('portal pages: publish with the form, find by package, browse, download (qcow
     // hostile metadata, published; another image uploaded and never published
     await apiPublish(srv.url, 'lab/evil', evil, {
       title: EVIL, description: `${EVIL}\n${'D'.repeat(100_000)}`, authors: [EVIL, 'A'.repeat(5000)], citation: EVIL, doi: `10.1/${EVIL}`, license: EVIL,
-      links: [{ label: EVIL, url: 'javascript:window.__pwned=3' }, { label: 'ok', url: 'https://example.org/"><script>window.__pwned=4</script>' }], published: true,
+      links: [{ label: EVIL, url: 'https://example.org/"><script>window.__pwned=4</script>' }], published: true,
     });
     await apiPublish(srv.url, 'lab/hidden', hidden, { title: 'Hidden image', published: false });
 
@@ -152,12 +165,15 @@ it('portal pages: publish with the form, find by package, browse, download (qcow
     await pub.getByRole('button', { name: 'Save' }).click();
     await pub.getByRole('status').filter({ hasText: 'Saved.' }).waitFor();
     await pub.close();
+    await apiPublish(srv.url, 'lab/analysis', good2, undefined, 'v2');
 
     // ---- a visitor (a new tab: no token in its sessionStorage), with the keyboard where it matters
     const page = await browser.newPage();
     await page.goto(`${srv.url}/`);
     await page.getByRole('link', { name: 'Analysis VM' }).waitFor();
     assert.equal(await page.getByText('Hidden image').count(), 0, 'an unpublished image is not in the catalog');
+    await page.getByText('<script>window.__pwned=1</script>', { exact: false }).first().waitFor();
+    await assertNoInjection(page, 'catalog');
     await page.screenshot({ path: path.join(ARTIFACTS, 'portal-catalog.png'), fullPage: true });
     await page.getByText('Search inside images').click();
     await page.getByLabel('Package name').fill(PKG);
@@ -169,6 +185,15 @@ it('portal pages: publish with the form, find by package, browse, download (qcow
     await page.keyboard.press('Enter');
     await page.waitForURL(/\/image\/lab\/analysis/);
     await page.getByRole('heading', { name: 'Analysis VM' }).waitFor();
+    // the difference between the revisions: a package upgraded, a file added
+    const diff = page.locator('section[aria-labelledby="diff-h"]');
+    await diff.getByRole('row', { name: /upgraded vmdn-portal-probe 1\.2\.3-1 1\.3\.0-1/ }).waitFor();
+    await diff.getByLabel('Layer').selectOption('files');
+    await diff.getByRole('row', { name: /added \/etc\/motd/ }).waitFor();
+    // the revision the publisher uploaded
+    await page.getByRole('link', { name: 'v1', exact: true }).click();
+    await page.waitForURL(/tag=v1/);
+    await page.getByRole('heading', { name: 'Get revision v1' }).waitFor();
     await page.getByText('Ada Lovelace, Alan Turing').waitFor();
     await page.getByText('Portal Test GNU/Linux 12').waitFor();
     await page.getByRole('cell', { name: PKG, exact: true }).waitFor();
@@ -180,8 +205,8 @@ it('portal pages: publish with the form, find by package, browse, download (qcow
     await page.locator('section[aria-labelledby="shared-h"] svg rect').first().waitFor();
     assert.ok(await page.locator('section[aria-labelledby="shared-h"] svg rect').count() >= 2);
     assert.ok(await page.locator('.uplot-host canvas').evaluate((c: HTMLCanvasElement) => c.width > 0 && c.height > 0));
-    assert.match(await page.locator('.commands').textContent() ?? '', /vmdn pull .*lab\/analysis/);
-    await page.screenshot({ path: path.join(ARTIFACTS, 'portal-image.png'), fullPage: true });
+    assert.match(await page.locator('.commands').textContent() ?? '', /vmdn pull .*lab\/analysis:v1/);
+    assert.match(await page.locator('.commands').textContent() ?? '', /vmdn boot --from .*lab\/analysis:v1/);
     // downloads from the page's links, each the disk that was uploaded
     await download(page, 'qcow2', path.join(work, 'dl.qcow2'));
     await download(page, 'raw', path.join(work, 'dl.raw'));
@@ -192,19 +217,20 @@ it('portal pages: publish with the form, find by package, browse, download (qcow
     const rawHref = await page.getByRole('link', { name: 'raw', exact: true }).getAttribute('href');
     await resumedRaw(new URL(rawHref!, srv.url).href, path.join(work, 'resumed.raw'));
     assert.ok(qemuCompare(good, path.join(work, 'resumed.raw')).identical, 'resumed raw download');
+    // the downloads are counted, and plotted per revision
+    await page.reload();
+    await page.getByRole('heading', { name: 'Get revision v1' }).waitFor();
+    await page.getByRole('img', { name: /Downloads per revision: v2 0, v1 [2-9]/ }).waitFor();
+    await page.locator('section[aria-labelledby="shared-h"] svg rect').first().waitFor();
+    await page.screenshot({ path: path.join(ARTIFACTS, 'portal-image.png'), fullPage: true });
 
     // ---- hostile metadata and file names render as text
     await page.goto(`${srv.url}/image/lab/evil?path=${encodeURIComponent('/etc/hostile')}`);
     await page.getByRole('heading', { level: 1 }).filter({ hasText: '<script>' }).waitFor();
     await page.locator('#files').getByText('bad-', { exact: false }).waitFor();
     await page.locator('#files').getByText('<img src=x', { exact: false }).first().waitFor();
-    const injected = await page.evaluate(() => ({
-      pwned: (window as unknown as { __pwned?: number }).__pwned,
-      img: document.querySelectorAll('#pwned, img[src="x"]').length,
-      scripts: document.querySelectorAll('script').length,
-      jsLinks: [...document.querySelectorAll('a')].filter((a) => a.href.startsWith('javascript:')).length,
-    }));
-    assert.deepEqual(injected, { pwned: undefined, img: 0, scripts: 1, jsLinks: 0 });
+    await page.getByText('L'.repeat(250)).waitFor();
+    await assertNoInjection(page, 'image page');
 
     // ---- the unpublished image, asked for by name, does not exist for a visitor
     await page.goto(`${srv.url}/image/lab/hidden`);
