@@ -8,9 +8,14 @@ export const html = htm.bind(h);
 // ---- routing: real links (<a href>), intercepted for same-page navigation; the server answers index.html for these paths
 const listeners = new Set();
 export function navigate(href, replace = false) {
+  const before = location.pathname;
+  const u = new URL(href, location.href);
   history[replace ? 'replaceState' : 'pushState'](null, '', href);
   for (const l of listeners) l();
+  if (u.hash) return setTimeout(() => document.getElementById(u.hash.slice(1))?.scrollIntoView(), 50);
   window.scrollTo(0, 0);
+  // a new page: keyboard and screen reader users start at its content, as after a full load
+  if (u.pathname !== before) document.getElementById('main')?.focus({ preventScroll: true });
 }
 export function useLocation() {
   const [, set] = useState(0);

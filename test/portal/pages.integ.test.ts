@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium, type Page } from 'playwright-core';
-import { REPO, qemuCompare, sh } from '../helpers/cli.js';
+import { REPO, qemuCompare, sh, vmdnStart, waitFor } from '../helpers/cli.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { startServe } from '../helpers/serve.js';
 import { ext4Disk } from '../helpers/ext4-disk.js';
@@ -180,6 +180,11 @@ it('portal pages: publish with the form, find by package, browse, download (qcow
     await page.keyboard.press('Enter');
     await page.waitForURL(/package=vmdn-portal-probe/);
     await page.getByText(/^2 images$/).waitFor(); // lab/analysis and lab/evil contain it, lab/hidden is not shown
+    // by a file path only the newest revision of lab/analysis has
+    await page.goto(`${srv.url}/?path=${encodeURIComponent('/etc/motd')}`);
+    await page.getByText(/^1 image$/).waitFor();
+    await page.goBack();
+    await page.getByText(/^2 images$/).waitFor();
     const link = page.getByRole('link', { name: 'Analysis VM' });
     await link.focus();
     await page.keyboard.press('Enter');
@@ -276,6 +281,17 @@ it('portal static files: hashed assets immutable, page routes fall back to index
     assert.equal((await fetch(`${srv.url}/health`)).status, 200);
   } finally {
     await srv.stop();
+  }
+  // --no-portal: neither the pages nor their API
+  const off = vmdnStart(path.join(t.dir, 'store'), ['serve', '--listen', '127.0.0.1:0', '--no-portal']);
+  try {
+    await waitFor(() => /"url"/.test(off.output().stdout), 20_000, 'vmdn serve --no-portal');
+    const url = JSON.parse(off.output().stdout).url as string;
+    for (const p of ['/', '/publish', '/v1/portal/catalog']) assert.equal((await fetch(url + p)).status, 404, p);
+    assert.equal((await fetch(`${url}/v1/images`)).status, 200);
+  } finally {
+    off.child.kill('SIGTERM');
+    await off.done;
     t.cleanup();
   }
 });
