@@ -53,6 +53,8 @@ export const downloadUrl = (ref, format) => `/v1/portal/download?${qs({ ref, for
 /** A file's text (at most `limit` bytes), or null when the server says it is not text. */
 export async function fileText(ref, path, limit = 256 * 1024) {
   const res = await fetch(fileUrl(ref, path), { headers: headers({ range: `bytes=0-${limit - 1}` }) });
+  // an empty file has no byte 0 to start a range at
+  if (res.status === 416 && /\/0$/.test(res.headers.get('content-range') || '')) return { text: '', partial: false };
   if (!res.ok && res.status !== 206) throw new ApiError(res.status, 'E_HTTP', `${res.status} ${res.statusText}`);
   if (!(res.headers.get('content-type') || '').startsWith('text/')) return null;
   return { text: await res.text(), partial: res.status === 206 && isPartial(res) };

@@ -29,6 +29,7 @@ function debianTree(dir: string, pkgVersion: string, extra: (at: (p: string) => 
   for (const d of ['etc/apt', 'var/lib/dpkg/info', 'usr/bin', 'home/user']) fs.mkdirSync(at(d), { recursive: true });
   fs.writeFileSync(at('etc/os-release'), 'PRETTY_NAME="Portal Test GNU/Linux 12"\nNAME="Portal Test"\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\nID=debian\n');
   fs.writeFileSync(at('etc/hostname'), 'portal-test\n');
+  fs.writeFileSync(at('etc/empty.conf'), '');
   fs.writeFileSync(at('etc/apt/sources.list'), 'deb http://deb.debian.org/debian bookworm main\n');
   fs.writeFileSync(at('usr/bin/probe'), Buffer.alloc(300 * 1024, 7));
   const status = [[PKG, pkgVersion], ['base-files', '12.4'], ['libc6', '2.36-9']].map(([n, v]) =>
@@ -132,6 +133,12 @@ it('portal pages: publish with the form, find by package, browse, download (qcow
     dialogs.push(d.message());
     void d.dismiss();
   });
+  // the page's own errors (a script error, a CSP violation) fail the test
+  const errors: string[] = [];
+  browser.on('weberror', (e) => errors.push(e.error().message));
+  browser.on('console', (m) => {
+    if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) errors.push(m.text());
+  });
   // the portal loads nothing from other sites
   const foreign: string[] = [];
   browser.on('request', (r) => {
@@ -204,6 +211,9 @@ it('portal pages: publish with the form, find by package, browse, download (qcow
     await page.getByRole('cell', { name: PKG, exact: true }).waitFor();
     // the file browser: /etc, then /etc/os-release shown as text
     await page.locator('#files').getByRole('link', { name: 'etc/', exact: true }).click();
+    await page.locator('#files').getByRole('link', { name: 'empty.conf', exact: true }).click();
+    await page.locator('section.fileview pre.text').waitFor();
+    assert.equal(await page.locator('section.fileview pre.text').textContent(), '');
     await page.locator('#files').getByRole('link', { name: 'os-release', exact: true }).click();
     assert.match(await page.locator('pre.text').textContent({ timeout: 10_000 }) ?? '', /PRETTY_NAME="Portal Test GNU\/Linux 12"/);
     // plots: the shared-with bars (SVG) and the downloads per revision (uPlot canvas)
@@ -250,6 +260,7 @@ it('portal pages: publish with the form, find by package, browse, download (qcow
     assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1), 'fits a 360 px screen');
 
     assert.deepEqual(dialogs, [], 'no dialog fired');
+    assert.deepEqual(errors, [], 'no script error or CSP violation');
     assert.deepEqual(foreign, [], 'nothing loaded from other sites');
   } finally {
     await browser.close();

@@ -32,7 +32,7 @@ export function isPageRoute(pathname: string): boolean {
 const HEADERS = {
   'x-content-type-options': 'nosniff',
   // the pages load nothing from other sites, run no inline script and are never framed
-  'content-security-policy': "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+  'content-security-policy': "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'",
   'referrer-policy': 'same-origin',
 };
 
