@@ -33,7 +33,7 @@ export function Files({ ref_, path, file, hrefFor }) {
             </tr>`)}
         </tbody>
       </table>`}
-    ${file && html`<${FileView} ref_=${ref_} path=${file} />`}`;
+    ${file && html`<${FileView} key=${`${ref_}\n${file}`} ref_=${ref_} path=${file} />`}`;
 }
 
 function FileView({ ref_, path }) {
