@@ -181,6 +181,7 @@ it('portal pages: publish with the form, find by package, browse, download (qcow
     await page.goto(`${srv.url}/image/lab/analysis`);
     await page.getByRole('heading', { name: 'Analysis VM' }).waitFor();
     assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1), 'fits a 360 px screen');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'portal-image-narrow.png') });
 
     assert.deepEqual(dialogs, [], 'no dialog fired');
     assert.deepEqual(errors, [], 'no script error or CSP violation');
