@@ -8,7 +8,8 @@
  * then the per-container-format section (bench/formats.ts),
  * then the on-demand section (bench/ondemand.ts: netns + tc links, pulls vs curl|zstd and casync,
  * NBD, boots; BENCH_OD_* settings in bench/ondemand-main.ts).
- *   BENCH_SECTIONS  storage,net,inspect,files,formats,ondemand (default all six; files includes packages)
+ * then the portal section (bench/portal.ts: catalog search over a generated 10,000-image catalog; BENCH_PORTAL_* settings there).
+ *   BENCH_SECTIONS  storage,net,inspect,files,formats,ondemand,portal (default all seven; files includes packages)
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -22,8 +23,9 @@ import { benchFiles } from './files.js';
 import { benchPackages } from './packages.js';
 import { onDemandOptsFromEnv, runOnDemandBench } from './ondemand.js';
 import { benchFormats } from './formats.js';
+import { benchPortal } from './portal.js';
 
-const sections = new Set((process.env.BENCH_SECTIONS ?? 'storage,net,inspect,files,formats,ondemand').split(',').map((s) => s.trim()));
+const sections = new Set((process.env.BENCH_SECTIONS ?? 'storage,net,inspect,files,formats,ondemand,portal').split(',').map((s) => s.trim()));
 const resultsDir = path.join(REPO, 'bench', 'results');
 const latestJson = path.join(resultsDir, 'latest.json');
 const latestMd = path.join(resultsDir, 'latest.md');
@@ -74,6 +76,17 @@ async function main(): Promise<void> {
   if (sections.has('formats')) {
     const r = await benchFormats({ corpusDir: dir, workDir: process.env.BENCH_FORMATS_WORKDIR ?? '/var/tmp/vmdn-formatsbench', log: (s) => console.error(`[formats] ${s}`) });
     append('formats', r.result, r.markdown);
+  }
+  if (sections.has('portal')) {
+    const env = (k: string, d: number) => Number(process.env[`BENCH_PORTAL_${k}`] ?? d);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdn-bench-portal-'));
+    try {
+      const r = benchPortal(path.join(dir, 'portal.db'), { images: env('IMAGES', 10_000), bases: env('BASES', 100), pathsPerBase: env('PATHS', 20_000), seed: env('SEED', 15) });
+      console.error(r.markdown);
+      append('portal', r.result, r.markdown);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   }
   if (sections.has('ondemand')) {
     const { result, markdown } = await runOnDemandBench(onDemandOptsFromEnv(dir, process.env));

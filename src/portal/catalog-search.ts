@@ -91,12 +91,17 @@ export function searchCatalog(cat: CatalogDb, q: CatalogQuery, seesUnpublished: 
     args.push(q.package, ...(q.version ? [q.version] : []));
   }
   if (q.path) {
-    where.push('i.tree IN (SELECT tf.tree FROM paths f JOIN tree_paths tf ON tf.path = f.id WHERE f.path = ?)');
-    args.push(q.path);
+    // a path is the image's when its own tree adds it, or its base holds it and its tree does not remove it
+    // (catalog-db.ts); images.base is the tree itself for a tree without a base, so both lists stay short
+    where.push(`(i.tree IN (SELECT tree FROM tree_paths WHERE path = (SELECT id FROM paths WHERE path = ?) AND present = 1)
+      OR (i.base IN (SELECT tree FROM tree_paths WHERE path = (SELECT id FROM paths WHERE path = ?) AND present = 1)
+        AND NOT EXISTS (SELECT 1 FROM tree_paths r WHERE r.path = (SELECT id FROM paths WHERE path = ?) AND r.tree = i.tree)))`);
+    args.push(q.path, q.path, q.path);
   }
   const from = 'FROM images i LEFT JOIN trees t ON t.id = i.tree';
   const cond = `WHERE ${where.join(' AND ')}`;
-  const total = cat.db.prepare(`SELECT COUNT(*) ${from} ${cond}`).pluck().get(...args) as number;
+  // the count needs the trees only to filter by OS
+  const total = cat.db.prepare(`SELECT COUNT(*) ${q.os || q.release ? from : 'FROM images i'} ${cond}`).pluck().get(...args) as number;
   const page = q.page ?? 1;
   const per = q.per ?? 24;
   const rows = cat.db.prepare(`SELECT i.name, i.title, substr(i.description, 1, 300) description, i.latest_tag, i.latest_created, i.revisions, i.downloads, i.virtual_size, i.published, t.os, t.release, t.codename ${from} ${cond} ORDER BY ${ORDER[q.sort ?? 'newest']} LIMIT ? OFFSET ?`)

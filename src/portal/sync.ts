@@ -50,7 +50,10 @@ export class CatalogSync {
       if (tree === undefined) {
         const disk = await openStored(this.store, manifest);
         try {
-          tree = this.cat.addTree(tk, await treeFacts(disk));
+          const facts = await treeFacts(disk);
+          // the image's newest revision so far is the likeliest base: most of its files are still there
+          const prev = this.cat.image(rec.name)?.tree ?? undefined;
+          tree = this.cat.addTree(tk, facts, this.cat.baseCandidates(facts, prev));
         } finally {
           await disk.close();
         }

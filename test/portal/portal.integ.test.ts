@@ -12,6 +12,7 @@ import path from 'node:path';
 import { tmpDir } from '../helpers/tmp.js';
 import { sh, qemuCompare } from '../helpers/cli.js';
 import { ext4Disk } from '../helpers/ext4-disk.js';
+import http from 'node:http';
 import { startServe, type Served } from '../helpers/serve.js';
 
 const TOKEN = 'portal-test-token';
@@ -19,7 +20,6 @@ const t = tmpDir('vmdn-portal-');
 let srv: Served;
 const qcow2 = path.join(t.dir, 'lab.qcow2');
 const OS_RELEASE = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\nID=debian\n';
-const STATUS = ['hello', 'libfrob2'].map((p, i) => `Package: ${p}\nStatus: install ok installed\nArchitecture: amd64\nVersion: ${i + 1}.0-1\nDescription: test\n`).join('\n');
 
 const auth = { authorization: `Bearer ${TOKEN}` };
 async function json(p: string, init: RequestInit = {}): Promise<{ status: number; body: any }> {
@@ -28,16 +28,27 @@ async function json(p: string, init: RequestInit = {}): Promise<{ status: number
 }
 const q = (o: Record<string, string>) => new URLSearchParams(o).toString();
 
-before(async () => {
-  const tree = path.join(t.dir, 'tree');
+/** A Debian-like qcow2: os-release, a dpkg status with `packages`, a binary, `extra` files. */
+function makeImage(name: string, packages: string[], extra: Record<string, string> = {}): string {
+  const tree = path.join(t.dir, `${name}.tree`);
   for (const d of ['etc', 'var/lib/dpkg', 'usr/bin']) fs.mkdirSync(path.join(tree, d), { recursive: true });
   fs.writeFileSync(path.join(tree, 'etc/os-release'), OS_RELEASE);
   fs.writeFileSync(path.join(tree, 'etc/hostname'), 'lab\n');
-  fs.writeFileSync(path.join(tree, 'var/lib/dpkg/status'), STATUS);
+  fs.writeFileSync(path.join(tree, 'var/lib/dpkg/status'), packages.map((p, i) => `Package: ${p}\nStatus: install ok installed\nArchitecture: amd64\nVersion: ${i + 1}.0-1\nDescription: test\n`).join('\n'));
   fs.writeFileSync(path.join(tree, 'usr/bin/hello'), Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0, 1, 2, 3]));
-  const raw = path.join(t.dir, 'lab.raw');
+  for (const [p, text] of Object.entries(extra)) {
+    fs.mkdirSync(path.dirname(path.join(tree, p)), { recursive: true });
+    fs.writeFileSync(path.join(tree, p), text);
+  }
+  const raw = path.join(t.dir, `${name}.raw`);
   ext4Disk(tree, raw, { sizeMiB: 8 });
-  sh('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
+  const out = path.join(t.dir, `${name}.qcow2`);
+  sh('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, out]);
+  return out;
+}
+
+before(async () => {
+  makeImage('lab', ['hello', 'libfrob2']);
   srv = await startServe(path.join(t.dir, 'store'), { env: { ...process.env, VMDN_TOKEN: TOKEN } });
 });
 after(async () => {
@@ -144,4 +155,78 @@ it('portal: publish with the token, hidden until published, then searchable, bro
   await json(`/v1/portal/image?${q({ name: 'lab/vm' })}`, { method: 'PUT', headers: auth, body: JSON.stringify({ published: false }) });
   assert.equal((await json(`/v1/portal/catalog?${q({ path: '/usr/bin/hello' })}`)).body.total, 0);
   assert.equal((await fetch(`${srv.url}/v1/portal/download?${q({ ref, format: 'qcow2' })}`)).status, 404);
+  await json(`/v1/portal/image?${q({ name: 'lab/vm' })}`, { method: 'PUT', headers: auth, body: JSON.stringify({ published: true }) });
+});
+
+/** PUT the file in two halves, reading the job between them. */
+function slowUpload(job: string, file: string): { mid: Promise<any>; done: Promise<{ status: number; body: any }> } {
+  const bytes = fs.readFileSync(file);
+  const u = new URL(`${srv.url}/v1/portal/uploads/${job}`);
+  let midResolve!: (v: any) => void;
+  const mid = new Promise<any>((r) => (midResolve = r));
+  const done = new Promise<{ status: number; body: any }>((resolve, reject) => {
+    const req = http.request(u, { method: 'PUT', headers: { ...auth, 'content-length': bytes.length } }, (res) => {
+      let text = '';
+      res.on('data', (b) => (text += b)).on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
+    });
+    req.on('error', reject);
+    const half = bytes.length >> 1;
+    req.write(bytes.subarray(0, half), async () => {
+      for (let i = 0; i < 100; i++) {
+        const j = (await json(`/v1/portal/uploads/${job}`, { headers: auth })).body;
+        if (j.bytesReceived >= half) return void (midResolve(j), req.end(bytes.subarray(half)));
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      midResolve(undefined);
+      req.end(bytes.subarray(half));
+    });
+  });
+  return { mid, done };
+}
+
+it('portal: a second revision with upload progress, its diff against the first, what it shares; --no-portal turns the API off', async () => {
+  const v2 = makeImage('lab2', ['hello', 'libfrob2', 'extra'], { 'opt/extra.txt': 'new\n' });
+  const job = (await json('/v1/portal/uploads', { method: 'POST', headers: auth, body: JSON.stringify({ name: 'lab/vm', tag: 'v2' }) })).body.job;
+  const up = slowUpload(job, v2);
+  const mid = await up.mid;
+  assert.equal(mid.state, 'receiving');
+  assert.equal(mid.bytesExpected, fs.statSync(v2).size);
+  assert.ok(mid.bytesReceived > 0 && mid.bytesReceived < mid.bytesExpected, JSON.stringify(mid));
+  const done = await up.done;
+  assert.equal(done.status, 201, JSON.stringify(done.body));
+  assert.ok(done.body.bytesImported > 0);
+
+  const page = (await json(`/v1/portal/image?${q({ name: 'lab/vm' })}`)).body;
+  assert.deepEqual(page.revisions.map((v: any) => v.tag), ['v2', 'v1']);
+  assert.deepEqual((await json(`/v1/portal/catalog?${q({ package: 'extra' })}`)).body.images.map((i: any) => [i.name, i.tag]), [['lab/vm', 'v2']]);
+  assert.equal((await json(`/v1/portal/catalog?${q({ path: '/opt/extra.txt' })}`)).body.total, 1);
+
+  const pk = (await json(`/v1/portal/diff?${q({ a: 'lab/vm:v1', b: 'lab/vm:v2', layer: 'packages' })}`)).body;
+  assert.deepEqual(pk.packages.added.map((p: any) => p.name), ['extra']);
+  const fl = (await json(`/v1/portal/diff?${q({ a: 'lab/vm:v1', b: 'lab/vm:v2', layer: 'files' })}`)).body;
+  const added = fl.volumes.flatMap((v: any) => v.files?.added ?? []).map((e: any) => e.path);
+  assert.ok(added.includes('/opt/extra.txt') && added.includes('/opt'), JSON.stringify(added));
+
+  // another image, the first revision again under another name: it shares everything with lab/vm's v1, v2 adds to it
+  const other = (await json('/v1/portal/uploads', { method: 'POST', headers: auth, body: JSON.stringify({ name: 'lab/other', tag: 'v1' }) })).body.job;
+  assert.equal((await json(`/v1/portal/uploads/${other}`, { method: 'PUT', headers: auth, body: fs.readFileSync(qcow2) })).status, 201);
+  await json(`/v1/portal/image?${q({ name: 'lab/other' })}`, { method: 'PUT', headers: auth, body: JSON.stringify({ published: true }) });
+  const sh2 = (await json(`/v1/portal/shared?${q({ ref: 'lab/vm:v2' })}`)).body;
+  assert.equal(sh2.packages.total, 3);
+  assert.equal(sh2.packages.unique, 1, 'extra is only in lab/vm:v2');
+  assert.deepEqual(sh2.packages.shared, [{ name: 'lab/other', count: 2 }]);
+  assert.deepEqual(sh2.files.shared.map((s: any) => s.name), ['lab/other']);
+  assert.equal(sh2.files.total - sh2.files.shared[0].count, sh2.files.unique);
+  assert.ok(sh2.files.unique >= 2, 'opt and opt/extra.txt are its own');
+
+  const off = await startServe(path.join(t.dir, 'store'), { env: { ...process.env, VMDN_TOKEN: TOKEN }, args: ['--no-portal'] });
+  try {
+    const r = await fetch(`${off.url}/v1/portal/catalog`);
+    assert.equal(r.status, 404);
+    assert.equal(((await r.json()) as any).error.code, 'E_NOT_FOUND');
+    // without the portal nothing hides images: /v1/images is the store's whole list, as before
+    assert.equal((((await (await fetch(`${off.url}/v1/images`)).json()) as any).images.length), 3);
+  } finally {
+    await off.stop();
+  }
 });
