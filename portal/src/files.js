@@ -15,7 +15,7 @@ export function Files({ ref_, path, file, hrefFor }) {
     <${Crumbs} path=${path} hrefFor=${(p) => hrefFor(p)} />
     <${Status} s=${dir} what=${`the directory ${path}`} />
     ${dir.data && html`
-      <table class="files">
+      <div class="scroll"><table class="files">
         <caption class="sr">Files in ${path}</caption>
         <thead><tr><th scope="col">Name</th><th scope="col">Size</th><th scope="col">Modified</th><th scope="col"><span class="sr">Download</span></th></tr></thead>
         <tbody>
@@ -32,7 +32,7 @@ export function Files({ ref_, path, file, hrefFor }) {
               <td>${e.type === 'file' ? html`<a href=${api.fileUrl(ref_, e.path, true)} download aria-label=${`Download ${e.name}`}>download</a>` : null}</td>
             </tr>`)}
         </tbody>
-      </table>`}
+      </table></div>`}
     ${file && html`<${FileView} key=${`${ref_}\n${file}`} ref_=${ref_} path=${file} />`}`;
 }
 
