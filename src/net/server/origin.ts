@@ -21,6 +21,7 @@ import {
 import { BATCH_BUDGET, ByteBudget, readBatchRequest, serveBatch } from '../wire/batch.js';
 import { PACK_RETRY_AFTER, PackSlots, readPackRequest, servePack, type PackRequest } from '../wire/pack.js';
 import { PackBuilder } from './pack-worker.js';
+import type { RecordSigner } from './record-signer.js';
 
 /** What an origin serves from: any store with image names; local files and a writer lease are used when it has them. */
 export type OriginStore = ImageStore & Partial<EncodedFiles & WriterLease & StoreTotals>;
@@ -30,6 +31,8 @@ export interface OriginOptions {
   token?: string;
   /** Called for every object GET/HEAD and every object sent in a batch (tests count upstream traffic with it). */
   onObjectRequest?: (digest: Digest, method: string) => void;
+  /** Signs every image record served (`vmdn serve --sign-key`). */
+  signer?: RecordSigner;
   /** How long the store's writer lease outlives the last upload request, ms (default 120 s). */
   uploadLeaseMs?: number;
 }
@@ -110,7 +113,9 @@ export class Origin<S extends OriginStore = OriginStore> {
     if (r.kind === 'ref' && read) {
       const row = await this.store.names.get(r.ref.name, r.ref.tag);
       if (!row) throw new VmdnError('E_NOT_FOUND', `no image ${formatImageRef(r.ref)} at this origin`, { ref: formatImageRef(r.ref) });
-      return sendJson(res, 200, { ref: formatImageRef(r.ref), manifest: row.manifest, virtualSize: row.virtualSize, dataSize: row.dataSize }, REF_CACHE_CONTROL);
+      // with a signing key, the record and its signature ride along (docs/http-api.md, Signed image records)
+      const signed = await this.opts.signer?.sign(row);
+      return sendJson(res, 200, { ref: formatImageRef(r.ref), manifest: row.manifest, virtualSize: row.virtualSize, dataSize: row.dataSize, ...signed }, REF_CACHE_CONTROL);
     }
     if (r.kind === 'ref' && m === 'PUT') return this.putImage(req, res, r.ref);
     if (r.kind === 'profile' && read) {
