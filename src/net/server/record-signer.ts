@@ -49,7 +49,7 @@ export class RecordSigner {
   private readonly now: () => number;
 
   constructor(readonly key: SecretKey, store: unknown, o: SignerOptions = {}) {
-    this.records = hasSideRecords(store) ? store : undefined;
+    this.records = store && hasSideRecords(store) ? store : undefined;
     this.validityMs = o.validityMs ?? DEFAULT_VALIDITY_MS;
     this.marginMs = this.validityMs * (o.renewFraction ?? 0.5);
     this.now = o.now ?? Date.now;

@@ -57,11 +57,11 @@ export function encodePublicKey(k: PublicKey): string {
   return `untrusted comment: minisign public key ${keyIdHex(k.id)}\n${body.toString('base64')}\n`;
 }
 
-/** Strict base64 of exactly `len` bytes (Buffer.from would skip junk silently). */
+/** Canonical base64 of exactly `len` bytes (Buffer.from would skip junk and ignore padding bits silently). */
 function base64Of(line: string, len: number): Buffer | undefined {
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(line) || line.length !== Math.ceil(len / 3) * 4) return undefined;
+  if (line.length !== Math.ceil(len / 3) * 4) return undefined;
   const b = Buffer.from(line, 'base64');
-  return b.length === len ? b : undefined;
+  return b.length === len && b.toString('base64') === line ? b : undefined;
 }
 
 /** Parse a minisign public key file (or its base64 line alone, as `minisign -P` takes it). */
