@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { encodePublicKey, encodeSecretKey, generateKey, keyIdHex, parseSecretKey, type SecretKey } from '../../net/wire/minisign.js';
 import { VmdnError } from '../../errors.js';
 import { printJson, safe, type GlobalOptions } from '../output.js';
-import { action } from '../program.js';
+import { action, common } from '../program.js';
 
 /** Write by temp file and rename; `exclusive`: refuse to replace a file that exists. */
 function writeAtomic(file: string, text: string, mode: number, exclusive: boolean): void {
@@ -36,11 +36,10 @@ export function parseDuration(v: string): number {
 
 export function registerKeyCommands(program: Command): void {
   const key = program.command('key').description('signing keys for image records (an origin signs, clients check with --trust)');
-  key.command('generate')
+  common(key.command('generate'))
     .description('make a signing key pair: PREFIX.key (secret, for vmdn serve --sign-key) and PREFIX.pub (minisign format, for --trust)')
     .requiredOption('--out <prefix>', 'write PREFIX.key and PREFIX.pub')
     .option('--force', 'replace existing files')
-    .option('--json', 'print one JSON document on stdout')
     .addHelpText('after', `
 The public key is a minisign public key: clients give it to pull, nbd, boot and warm with
 --trust PREFIX.pub (or copy it into their trust directory, ~/.config/vmdn/trust), and anyone can

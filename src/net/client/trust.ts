@@ -63,10 +63,10 @@ export class RecordTrust implements RecordCheck {
     try {
       names = fs.readdirSync(dir).filter((n) => n.endsWith('.pub')).sort();
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || o.dir) throw new VmdnError('E_USAGE', `cannot read trust directory ${dir}: ${(err as Error).message}`);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new VmdnError('E_USAGE', `cannot read trust directory ${dir}: ${(err as Error).message}`);
     }
     keys.push(...names.map((n) => readKey(path.join(dir, n))));
-    if (!keys.length && o.dir) throw new VmdnError('E_USAGE', `trust directory ${dir} holds no .pub key`);
+    if (!keys.length && o.dir) throw new VmdnError('E_USAGE', `trust directory ${dir} holds no .pub key (and no --trust KEY.pub was given)`);
     return keys.length ? new RecordTrust(keys, dir, o.now) : undefined;
   }
 
