@@ -29,6 +29,7 @@ import { VmdnError } from '../../src/errors.js';
 import { CLI, qemuCompare, vmdnOk, vmdnStart } from '../helpers/cli.js';
 import { prng } from '../helpers/images.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { hasNginx, nginxConf, startNginx } from './nginx.js';
 
 const run = promisify(execFile);
 const FAST = { retries: 2, backoffMs: 10, maxBackoffMs: 20 };
@@ -136,6 +137,20 @@ describe('signed image records through an edge and a man in the middle', () => {
     // and refuses it once a byte of the record changed
     fs.writeFileSync(file('record.json'), (direct.record as string).replace('"seq":1', '"seq":9'));
     assert.notEqual(spawnSync('minisign', ['-V', '-q', '-p', file('keys/origin.pub'), '-m', file('record.json')]).status, 0);
+  });
+
+  it('nginx as an edge passes the record and its signature through unchanged', { skip: hasNginx() ? false : 'nginx not installed' }, async () => {
+    const nginx = await startNginx(file('nginx'), (port) => nginxConf(file('nginx'), port, origin.url));
+    try {
+      const viaNginx = await get(nginx.url);
+      const direct = await get(origin.url);
+      assert.equal(viaNginx.record, direct.record);
+      assert.equal(viaNginx.signature, direct.signature);
+      const r = await pull(nginx.url, { trust: RecordTrust.open({ files: [file('keys/origin.pub')], dir: file('trust-nginx') }) });
+      assert.equal(r.manifest, parseRecord(direct.record as string).manifest);
+    } finally {
+      await nginx.stop();
+    }
   });
 
   it('a pull with --trust takes the signed record through edge and proxy, and remembers its sequence', async () => {
