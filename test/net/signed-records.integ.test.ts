@@ -22,6 +22,8 @@ import { Edge } from '../../src/net/server/edge.js';
 import { RecordSigner } from '../../src/net/server/record-signer.js';
 import { RecordTrust } from '../../src/net/client/trust.js';
 import { pullImage } from '../../src/net/client/pull.js';
+import { warmCache } from '../../src/net/client/warm.js';
+import { serveImage } from '../../src/nbd/serve-image.js';
 import { closeServer, listen } from '../../src/net/wire/http-api.js';
 import { generateKey, parseSecretKey } from '../../src/net/wire/minisign.js';
 import { parseRecord } from '../../src/net/wire/image-record.js';
@@ -180,6 +182,12 @@ describe('signed image records through an edge and a man in the middle', () => {
       mitm.rewrite = rewrite;
       assert.equal(await refused(pull(mitm.url, { trust })), want, want);
     }
+    // warm and nbd/boot --from check the same way (the stripped answer: unsigned)
+    mitm.rewrite = (b) => ({ ref: b.ref, manifest: b.manifest });
+    assert.equal(await refused(warmCache(mitm.url, [parseImageRef('debian:12')], { trust })), 'unsigned');
+    const nbd = (trusted: RecordTrust | undefined) => serveImage({ image: 'debian:12', listen: { socket: file('nbd.sock') }, from: mitm.url, cache: file(`nbd-cache-${nCache++}`), fill: false, trust: trusted });
+    assert.equal(await refused(nbd(trust)), 'unsigned');
+    await (await nbd(undefined)).close();
     // the name moves on; a client sees the new record; the old one replayed is refused
     mitm.rewrite = undefined;
     await importImageFile(store, file('two.raw'), parseImageRef('debian:12'), { chunker: DEFAULT_CDC });
