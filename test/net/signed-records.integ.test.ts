@@ -81,10 +81,10 @@ describe('signed image records through an edge and a man in the middle', () => {
     return (await r.json()) as Body;
   };
   let nCache = 0;
-  const pull = async (url: string, o: { trust?: RecordTrust; out?: string } = {}) => {
+  const pull = async (url: string, o: { trust?: RecordTrust; out?: string; ref?: string } = {}) => {
     const cache = await LocalStore.open(file(`cache-${nCache++}`));
     caches.push(cache);
-    return pullImage({ url, ref: parseImageRef('debian:12'), out: o.out, cache, http: { ...FAST, trust: o.trust } });
+    return pullImage({ url, ref: parseImageRef(o.ref ?? 'debian:12'), out: o.out, cache, http: { ...FAST, trust: o.trust } });
   };
   const refused = async (p: Promise<unknown>): Promise<string> => {
     try {
@@ -199,6 +199,22 @@ describe('signed image records through an edge and a man in the middle', () => {
     // without --trust the same proxy is believed: this is what the records are for
     assert.equal((await pull(mitm.url)).manifest, first.manifest);
     mitm.rewrite = undefined;
+  });
+
+  it('a cache that still holds a name\'s older record is asked again past caches, and the new record taken', async () => {
+    const slow = await Edge.open({ upstream: origin.url, cacheDir: file('slow-edge'), maxSize: 1 << 30, refTtlMs: 3600_000, http: FAST });
+    try {
+      await slow.listen();
+      const mine = RecordTrust.open({ files: [file('keys/origin.pub')], dir: file('trust-slow') })!;
+      const before = await pull(slow.url, { trust: mine, ref: 'debian:13' });
+      await importImageFile(store, file('one.raw'), parseImageRef('debian:13'), { chunker: DEFAULT_CDC });
+      const moved = await pull(origin.url, { trust: mine, ref: 'debian:13' });
+      assert.notEqual(moved.manifest, before.manifest);
+      // the edge would answer seq 1 for an hour; the client's no-cache retry gets seq 2 through it
+      assert.equal((await pull(slow.url, { trust: mine, ref: 'debian:13' })).manifest, moved.manifest);
+    } finally {
+      await slow.close();
+    }
   });
 
   it('the CLI: vmdn serve --sign-key signs, vmdn pull --trust accepts it, and exits 11 for a stripped record', async () => {
