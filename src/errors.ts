@@ -24,6 +24,8 @@ export const ERROR_CODES = {
   E_AUTH: { exit: 7, http: 401, summary: 'missing or invalid token' },
   E_UNREACHABLE: { exit: 8, http: 502, summary: 'upstream unreachable' },
   E_INCOMPLETE: { exit: 4, http: 409, summary: 'referenced objects are missing' },
+  // signed image records (docs/http-api.md): unsigned, another key's, expired or older than one seen
+  E_UNTRUSTED: { exit: 11, http: 502, summary: 'image record not trusted' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -10,12 +10,14 @@ import { registerInspectCommands } from './commands/inspect.js';
 import { registerNetCommands } from './commands/net.js';
 import { registerNbdCommands } from './commands/nbd.js';
 import { registerBootCommands } from './commands/boot.js';
+import { registerKeyCommands } from './commands/key.js';
 
 registerStoreCommands(program);
 registerNetCommands(program);
 registerNbdCommands(program);
 registerBootCommands(program);
 registerInspectCommands(program);
+registerKeyCommands(program);
 
 // Exit explicitly once the command is done: after a failure, work still in flight
 // (downloads, codec workers, keep-alive sockets) must not keep the process alive.

@@ -30,7 +30,8 @@ Examples:
   vmdn verify                                    re-hash every object
 
 Exit status: 0 ok, 2 usage, 3 bad input image, 4 not found or incomplete, 5 store damaged/corrupt object,
-6 I/O (disk full too), 7 upload refused (token), 8 server unreachable, 9 timed out (vmdn boot --timeout).`);
+6 I/O (disk full too), 7 upload refused (token), 8 server unreachable, 9 timed out (vmdn boot --timeout),
+11 image record not trusted (--trust: unsigned, another key, expired or older than one seen).`);
 
 export const common = (c: Command) =>
   c.option('--store <dir>', 'store directory').option('--json', 'print one JSON document on stdout').option('--no-progress', 'no progress bar even on a terminal');

@@ -16,6 +16,7 @@ import { NbdServer, type ListenAddress } from './server.js';
 import type { LazyCounters } from './demand.js';
 import { ProfileRecorder } from './profile.js';
 import { VmdnError } from '../errors.js';
+import type { RecordCheck } from '../net/client/trust.js';
 
 export interface ServeImageOptions {
   /** The image as typed (also accepted as an export name). */
@@ -31,6 +32,8 @@ export interface ServeImageOptions {
   metrics?: { host: string; port: number };
   /** With `from`: use the origin's boot profile to order the fill (default true). */
   profile?: boolean;
+  /** With `from`: check the name's signed record with these keys (`--trust`). */
+  trust?: RecordCheck;
   /** Record the order objects are first read; stored by `close()`. */
   recordProfile?: boolean;
   /** Connection events (a client cut off and why), for logs. */
@@ -77,7 +80,7 @@ export async function serveImage(o: ServeImageOptions): Promise<ServedImage> {
   let opened: OpenedDevice | RemoteDevice;
   try {
     opened = o.from
-      ? await openRemoteDevice(o.from, ref, store, { overlay: o.overlay, readOnly: o.readOnly, fill: o.fill !== false, profile: o.profile !== false, fillOptions: { pauseMs: Number(process.env.VMDN_NBD_FILL_PAUSE_MS) || 0 } })
+      ? await openRemoteDevice(o.from, ref, store, { overlay: o.overlay, readOnly: o.readOnly, fill: o.fill !== false, profile: o.profile !== false, http: { trust: o.trust }, fillOptions: { pauseMs: Number(process.env.VMDN_NBD_FILL_PAUSE_MS) || 0 } })
       : await openStoredDevice(store, ref, { overlay: o.overlay, readOnly: o.readOnly });
   } catch (err) {
     await store.close();

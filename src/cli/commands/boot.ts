@@ -7,8 +7,9 @@ import { humanBytes } from '../../util/size.js';
 import { VmdnError } from '../../errors.js';
 import { printJson, safe, type GlobalOptions } from '../output.js';
 import { action, common } from '../program.js';
+import { openTrust, TRUST_HELP, trustOptions, type TrustOptions } from '../trust.js';
 
-interface BootOptions extends GlobalOptions {
+interface BootOptions extends GlobalOptions, TrustOptions {
   from?: string;
   cache?: string;
   fill: boolean;
@@ -46,7 +47,7 @@ export function untilPattern(s: string): RegExp {
 }
 
 export function registerBootCommands(program: Command): void {
-  common(program.command('boot'))
+  trustOptions(common(program.command('boot')))
     .description('boot a stored image (or one on an origin, with --from) in qemu: kernel and initrd read from the image, its disk served over NBD')
     .argument('<image>', 'stored image name[:tag] (chunk-strategy images)')
     .argument('[qemu-args...]', 'after --: more arguments for qemu-system-x86_64 (e.g. -- -nic user)')
@@ -85,8 +86,10 @@ Examples:
   vmdn boot debian:12 --from https://origin.example --cache ~/.cache/vmdn
   vmdn boot debian:12 --until 'login:' --timeout 300 --json    time a boot to the login prompt
   vmdn boot debian:12 --overlay debian.ovl -- -nic user        keep writes; user-mode network`)
+    .addHelpText('after', TRUST_HELP)
     .action(action(async (image: string, extra: string[], o: BootOptions) => {
       checkServeOptions(o);
+      if ((o.trust || o.trustDir) && !o.from) throw new VmdnError('E_USAGE', '--trust and --trust-dir go with --from URL');
       if (extra.length && !process.argv.includes('--')) throw new VmdnError('E_USAGE', `unexpected argument ${extra[0]}: qemu arguments go after --`);
       const until = o.until !== undefined ? untilPattern(o.until) : undefined;
       const metrics = o.metrics ? parseListen(o.metrics) : undefined;
@@ -97,7 +100,7 @@ Examples:
       const interactive = !o.json && !until && !!process.stdout.isTTY && !!process.stdin.isTTY;
       try {
         const r = await boot({
-          image, store: o.store, from: o.from, cache: o.cache, fill: o.fill, profile: o.profile, recordProfile: o.recordProfile, overlay: o.overlay, readOnly: o.readonly, metrics,
+          image, store: o.store, from: o.from, trust: o.from ? openTrust(o) : undefined, cache: o.cache, fill: o.fill, profile: o.profile, recordProfile: o.recordProfile, overlay: o.overlay, readOnly: o.readonly, metrics,
           memoryMiB: o.memory, cpus: o.cpus, append: o.append, until, timeoutMs: o.timeout !== undefined ? o.timeout * 1000 : undefined,
           qemuArgs: extra, console: o.json ? process.stderr : interactive ? 'inherit' : process.stdout, signal: stop.signal,
           onStatus: (line) => process.stderr.write(`vmdn boot: ${safe(line)}\n`),

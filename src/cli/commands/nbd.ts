@@ -8,8 +8,9 @@ import { VmdnError } from '../../errors.js';
 import { printJson, safe, type GlobalOptions } from '../output.js';
 import { action, common } from '../program.js';
 import { untilSignal } from './net.js';
+import { openTrust, TRUST_HELP, trustOptions, type TrustOptions } from '../trust.js';
 
-interface NbdOptions extends GlobalOptions {
+interface NbdOptions extends GlobalOptions, TrustOptions {
   socket?: string;
   listen?: string;
   overlay?: string;
@@ -23,7 +24,7 @@ interface NbdOptions extends GlobalOptions {
 }
 
 export function registerNbdCommands(program: Command): void {
-  common(program.command('nbd'))
+  trustOptions(common(program.command('nbd')))
     .description('serve a stored image over NBD (qemu, nbd-client): reads verified from the store, writes to an overlay')
     .argument('<image>', 'stored image name[:tag]; also the export name (the empty export name works too)')
     .option('--socket <path>', 'listen on this Unix socket')
@@ -63,10 +64,13 @@ profilePrefetched and profileHits (against demandObjects) show whether it pays o
   vmdn nbd debian:12 --socket /tmp/d.sock --record-profile   (then boot, then Ctrl-C)
 
 With --json, one JSON document (uri, export, size, overlay) is printed once the server listens.`)
+    .addHelpText('after', TRUST_HELP)
     .action(action(async (image: string, o: NbdOptions) => {
       if (!!o.socket === !!o.listen) throw new VmdnError('E_USAGE', 'give exactly one of --socket PATH or --listen HOST:PORT');
       checkServeOptions(o);
+      if ((o.trust || o.trustDir) && !o.from) throw new VmdnError('E_USAGE', '--trust and --trust-dir go with --from URL');
       const served = await serveImage({
+        trust: o.from ? openTrust(o) : undefined,
         image, listen: o.socket ? { socket: o.socket } : parseListen(o.listen!), store: o.store,
         overlay: o.overlay, readOnly: o.readonly, from: o.from, cache: o.cache, fill: o.fill,
         metrics: o.metrics ? parseListen(o.metrics) : undefined, profile: o.profile, recordProfile: o.recordProfile,

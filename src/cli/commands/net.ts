@@ -21,6 +21,10 @@ import { isImagePath } from '../../inspect/open-image.js';
 import { humanBytes, parseSize } from '../../util/size.js';
 import { VmdnError } from '../../errors.js';
 import type { OnProgress } from '../../util/progress.js';
+import { RecordSigner } from '../../net/server/record-signer.js';
+import { parseDuration, readSigningKey } from './key.js';
+import { keyIdHex } from '../../net/wire/minisign.js';
+import { openTrust, TRUST_HELP, trustOptions, type TrustOptions } from '../trust.js';
 
 /** --token-file wins over VMDN_TOKEN; surrounding whitespace (a trailing newline) is not part of it. */
 function readToken(file?: string): string | undefined {
@@ -76,14 +80,18 @@ export function registerNetCommands(program: Command): void {
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8480')
     .option('--token-file <file>', 'bearer token accepted for uploads (else $VMDN_TOKEN; none: read-only)')
     .option('--no-portal', 'no YouVM portal: neither its pages under / nor its API under /v1/portal/')
-    .action(action(async (o: GlobalOptions & { listen: string; tokenFile?: string; portal: boolean }) => {
+    .option('--sign-key <file>', 'sign every image record served with this key (vmdn key generate); clients check them with --trust')
+    .option('--sign-validity <duration>', 'how long a signed record is valid (re-signed when half of it is left)', '24h')
+    .action(action(async (o: GlobalOptions & { listen: string; tokenFile?: string; portal: boolean; signKey?: string; signValidity: string }) => {
       const { host, port } = parseListen(o.listen);
       const token = readToken(o.tokenFile);
+      const key = o.signKey ? readSigningKey(o.signKey) : undefined;
+      const validityMs = parseDuration(o.signValidity);
       const store = await LocalStore.open(resolveStoreDir(o.store));
       const portal = o.portal ? new Portal(store, store.dir, token) : undefined;
-      const origin = new Origin(store, { token, portal: o.portal, ...(portal ? { mount: (req, res, url) => portal.handle(req, res, url), canSeeName: (name, req) => portal.canSeeName(name, req) } : {}) });
+      const origin = new Origin(store, { token, portal: o.portal, signer: key && new RecordSigner(key, store, { validityMs }), ...(portal ? { mount: (req, res, url) => portal.handle(req, res, url), canSeeName: (name, req) => portal.canSeeName(name, req) } : {}) });
       const url = await origin.listen(host, port);
-      if (o.json) printJson({ role: 'origin', url, store: store.dir, uploads: !!token, portal: o.portal });
+      if (o.json) printJson({ role: 'origin', url, store: store.dir, uploads: !!token, portal: o.portal, signKey: key ? keyIdHex(key.id) : null });
       else console.log(`vmdn origin serving ${safe(store.dir)} at ${url} (uploads ${token ? 'enabled' : 'disabled'})`);
       await untilSignal(async () => {
         await origin.close();
@@ -132,20 +140,22 @@ export function registerNetCommands(program: Command): void {
       console.log(`pushed ${r.ref} (manifest ${r.manifest.slice(0, 12)}) to ${safe(url)}: sent ${r.objectsSent} of ${r.objects} objects, ${humanBytes(r.bytesSent)}, in ${r.seconds.toFixed(1)} s`);
     }));
 
-  common(program.command('warm'))
+  trustOptions(common(program.command('warm')))
     .description('fetch images\' objects through an edge so it holds them before clients ask (nothing is written here)')
     .argument('<url>', 'edge (or origin) URL')
     .argument('<name[:tag]...>', 'images to warm the edge with')
     .option('--packages-only', 'only the .deb objects of packages-strategy images: seed an edge with the packages a site\'s VMs share')
     .option('-j, --concurrency <n>', 'parallel downloads', '16')
-    .action(action(async (url: string, names: string[], o: GlobalOptions & { packagesOnly?: boolean; concurrency: string }) => {
+    .addHelpText('after', TRUST_HELP)
+    .action(action(async (url: string, names: string[], o: GlobalOptions & TrustOptions & { packagesOnly?: boolean; concurrency: string }) => {
+      const trust = openTrust(o);
       const bar = progressBar(o, 'warm');
-      const r = await warmCache(url, names.map(parseImageRef), { packagesOnly: o.packagesOnly, concurrency: Number(o.concurrency) || 16, onProgress: bar.onProgress }).finally(bar.stop);
+      const r = await warmCache(url, names.map(parseImageRef), { packagesOnly: o.packagesOnly, concurrency: Number(o.concurrency) || 16, onProgress: bar.onProgress, trust }).finally(bar.stop);
       if (o.json) return printJson(r);
       console.log(`warmed ${safe(url)} with ${r.objects} objects (${humanBytes(r.bytes)})${r.packages ? `, ${r.packages} packages` : ''} of ${r.images.join(', ')}`);
     }));
 
-  imageInput(common(program.command('pull')))
+  trustOptions(imageInput(common(program.command('pull'))))
     .description('download an image from an origin or edge and write it as a file, bit for bit')
     .argument('<url>', 'origin or edge URL')
     .argument('<name[:tag]>', 'image name')
@@ -157,8 +167,10 @@ export function registerNetCommands(program: Command): void {
     .option('--retries <n>', 'attempts per request when the server is unreachable', intOpt, 5)
     .option('--no-batch', 'one GET per object, no POST batches or packs: behind a generic HTTP cache or CDN, which can cache GETs only')
     .option('--no-packs', 'no packs: missing objects come as stored, not compressed together against the images the cache holds (less server CPU, more bytes)')
-    .action(action(async (url: string, name: string, out: string, o: GlobalOptions & { cache?: string; seed?: string[]; format?: string; concurrency: number; retries: number; batch: boolean; packs: boolean }) => {
+    .addHelpText('after', TRUST_HELP)
+    .action(action(async (url: string, name: string, out: string, o: GlobalOptions & TrustOptions & { cache?: string; seed?: string[]; format?: string; concurrency: number; retries: number; batch: boolean; packs: boolean }) => {
       const ref = parseImageRef(name);
+      const trust = openTrust(o);
       // pull reports on stdout: an image there would be corrupted by it (export can stream instead)
       if (out === '-') throw new VmdnError('E_USAGE', 'pull writes a file, not stdout; once pulled, the image is in the store: `vmdn export NAME -` streams it');
       const cache = await LocalStore.open(o.cache ?? resolveStoreDir(o.store));
@@ -166,7 +178,7 @@ export function registerNetCommands(program: Command): void {
       try {
         const r = await pullImage({
           url, ref, out, format: o.format, cache, seeds: o.seed, concurrency: o.concurrency,
-          http: { retries: o.retries, batches: o.batch }, packs: o.packs, onProgress: bar.onProgress,
+          http: { retries: o.retries, batches: o.batch, trust }, packs: o.packs, onProgress: bar.onProgress,
         }).finally(bar.stop);
         if (o.json) return printJson(r);
         const ob = r.objects;

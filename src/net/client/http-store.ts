@@ -14,6 +14,7 @@ import type { ObjectStat, ReadableStore, ReadOptions } from '../../store/types.j
 import { VmdnError, type ErrorCode, ERROR_CODES } from '../../errors.js';
 import { objectUrlPath, parseJson, profilePath, refPath } from '../wire/http-api.js';
 import { BATCH_PATH, BatchParser } from '../wire/batch.js';
+import type { RecordCheck } from './trust.js';
 
 /** Received batch bytes waiting for `accept` before the response is paused (bounds memory). */
 const BATCH_PENDING_BYTES = 16 << 20;
@@ -57,6 +58,8 @@ export interface HttpStoreOptions {
   token?: string;
   /** Ask for objects in batches (POST, never cached by HTTP caches): off behind a generic cache or CDN. */
   batches?: boolean;
+  /** Check a name's signed record before its manifest is believed (`--trust`, trust.ts). */
+  trust?: RecordCheck;
 }
 
 export interface HttpStoreStats {
@@ -85,7 +88,8 @@ export class HttpStore implements ReadableStore {
   private readonly agent: http.Agent;
   /** False once the server answered a batch with "no such endpoint" (docs/http-api.md, Batches). */
   batches = true;
-  private readonly o: Required<Omit<HttpStoreOptions, 'token' | 'batches'>> & { token?: string };
+  private readonly o: Required<Omit<HttpStoreOptions, 'token' | 'batches' | 'trust'>> & { token?: string };
+  private readonly trust: RecordCheck | undefined;
 
   constructor(url: string, opts: HttpStoreOptions = {}) {
     let u: URL;
@@ -96,7 +100,8 @@ export class HttpStore implements ReadableStore {
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new VmdnError('E_USAGE', `unsupported URL scheme ${u.protocol} (use http or https)`);
     this.base = u.href.replace(/\/+$/, '');
-    const { batches, ...rest } = opts;
+    const { batches, trust, ...rest } = opts;
+    this.trust = trust;
     const deadlineMs = Number(process.env.VMDN_HTTP_DEADLINE_MS) > 0 ? Number(process.env.VMDN_HTTP_DEADLINE_MS) : 120_000;
     this.o = { retries: 5, backoffMs: 200, maxBackoffMs: 5000, verifyAttempts: 3, connections: 16, timeoutMs: 60_000, deadlineMs, minBytesPerSecond: 32 << 10, ...rest };
     this.batches = batches ?? true;
@@ -386,18 +391,22 @@ export class HttpStore implements ReadableStore {
   }
 
   /** name:tag -> manifest digest. */
-  async resolve(ref: ImageRef, signal?: AbortSignal): Promise<Digest> {
+  async resolve(ref: ImageRef, signal?: AbortSignal, noCache = false): Promise<Digest> {
     try {
-      const r = await this.request('GET', refPath(ref), { signal, maxBody: SMALL_BODY });
-      let manifest: unknown;
+      const r = await this.request('GET', refPath(ref), { signal, maxBody: SMALL_BODY, headers: noCache ? { 'cache-control': 'no-cache', pragma: 'no-cache' } : {} });
+      let body: { manifest?: unknown } | null = null;
       try {
-        manifest = (parseJson(r.body.toString('utf8')) as { manifest?: unknown } | null)?.manifest;
+        body = parseJson(r.body.toString('utf8')) as { manifest?: unknown } | null;
       } catch {
         /* reported below */
       }
+      if (this.trust) return await this.trust.check(ref, body, this.base);
+      const manifest = body?.manifest;
       if (!isDigest(manifest)) throw new VmdnError('E_MANIFEST', `${this.base} named ${formatImageRef(ref)} with no valid manifest digest`, { ref: formatImageRef(ref), url: this.base });
       return manifest;
     } catch (err) {
+      // a cache on the way may hold a record older than one seen (the name just moved): ask past caches once
+      if (!noCache && err instanceof VmdnError && err.code === 'E_UNTRUSTED' && /^(rollback|expired)$/.test(String(err.data.reason))) return this.resolve(ref, signal, true);
       if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') {
         throw new VmdnError('E_NOT_FOUND', `no image ${formatImageRef(ref)} at ${this.base}`, { ref: formatImageRef(ref), url: this.base });
       }

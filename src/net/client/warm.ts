@@ -11,6 +11,7 @@ import { formatImageRef } from '../../store/image-name.js';
 import { decodeManifest } from '../../model/manifest.js';
 import { imageObjects } from '../../model/objects.js';
 import { HttpStore } from './http-store.js';
+import type { RecordCheck } from './trust.js';
 import { packageObjects } from '../../model/package-ref.js';
 import type { OnProgress } from '../../util/progress.js';
 
@@ -23,9 +24,9 @@ export interface WarmResult {
   packages: number;
 }
 
-export async function warmCache(url: string, refs: ImageRef[], opts: { packagesOnly?: boolean; concurrency?: number; signal?: AbortSignal; onProgress?: OnProgress } = {}): Promise<WarmResult> {
+export async function warmCache(url: string, refs: ImageRef[], opts: { packagesOnly?: boolean; concurrency?: number; signal?: AbortSignal; onProgress?: OnProgress; trust?: RecordCheck } = {}): Promise<WarmResult> {
   const concurrency = opts.concurrency ?? 16;
-  const remote = new HttpStore(url, { connections: concurrency });
+  const remote = new HttpStore(url, { connections: concurrency, trust: opts.trust });
   try {
     const want = new Set<Digest>();
     const debs = new Set<string>();

@@ -22,6 +22,7 @@ import { BATCH_BUDGET, ByteBudget, readBatchRequest, serveBatch } from '../wire/
 import { PACK_RETRY_AFTER, PackSlots, readPackRequest, servePack, type PackRequest } from '../wire/pack.js';
 import { PackBuilder } from './pack-worker.js';
 import { servePortal } from './portal-static.js';
+import type { RecordSigner } from './record-signer.js';
 
 /** What an origin serves from: any store with image names; local files and a writer lease are used when it has them. */
 export type OriginStore = ImageStore & Partial<EncodedFiles & WriterLease & StoreTotals>;
@@ -31,6 +32,8 @@ export interface OriginOptions {
   token?: string;
   /** Called for every object GET/HEAD and every object sent in a batch (tests count upstream traffic with it). */
   onObjectRequest?: (digest: Digest, method: string) => void;
+  /** Signs every image record served (`vmdn serve --sign-key`). */
+  signer?: RecordSigner;
   /** How long the store's writer lease outlives the last upload request, ms (default 120 s). */
   uploadLeaseMs?: number;
   /** Serve the portal's pages under / (portal-static.ts); `vmdn serve --no-portal` turns them off. */
@@ -125,7 +128,9 @@ export class Origin<S extends OriginStore = OriginStore> {
     if (r.kind === 'ref' && read) {
       const row = (!this.opts.canSeeName || (await this.opts.canSeeName(r.ref.name, req))) ? await this.store.names.get(r.ref.name, r.ref.tag) : undefined;
       if (!row) throw new VmdnError('E_NOT_FOUND', `no image ${formatImageRef(r.ref)} at this origin`, { ref: formatImageRef(r.ref) });
-      return sendJson(res, 200, { ref: formatImageRef(r.ref), manifest: row.manifest, virtualSize: row.virtualSize, dataSize: row.dataSize }, REF_CACHE_CONTROL);
+      // with a signing key, the record and its signature ride along (docs/http-api.md, Signed image records)
+      const signed = await this.opts.signer?.sign(row);
+      return sendJson(res, 200, { ref: formatImageRef(r.ref), manifest: row.manifest, virtualSize: row.virtualSize, dataSize: row.dataSize, ...signed }, REF_CACHE_CONTROL);
     }
     if (r.kind === 'ref' && m === 'PUT') return this.putImage(req, res, r.ref);
     if (r.kind === 'profile' && read) {
