@@ -10,6 +10,7 @@
  *   BENCH_PORTAL_IMAGES (10000), BENCH_PORTAL_BASES (100), BENCH_PORTAL_PATHS (20000), BENCH_PORTAL_SEED (15)
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import { CatalogDb } from '../src/portal/catalog-db.js';
 import { searchCatalog, type CatalogQuery } from '../src/portal/catalog-search.js';
 
@@ -149,6 +150,7 @@ export function benchPortal(file: string, o: GenOptions, rounds = 100): { result
   fs.rmSync(file, { force: true });
   const cat = new CatalogDb(file);
   try {
+    const load0 = os.loadavg()[0];
     const t0 = process.hrtime.bigint();
     const g = generateCatalog(cat, o);
     const generateSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -160,7 +162,7 @@ export function benchPortal(file: string, o: GenOptions, rounds = 100): { result
     const md = [
       '## Portal catalog search',
       '',
-      `${o.images} generated images (seed ${o.seed}) over ${o.bases} base systems of ${o.pathsPerBase} paths, each image 20 own paths and 1 own package on top; catalog ${(result.dbBytes / 2 ** 20).toFixed(0)} MiB (${result.rows.treePaths} tree-path rows, ${result.rows.paths} distinct paths), generated in ${generateSeconds.toFixed(1)} s. ${rounds} searches per kind, in process (wall clock, and the process's CPU time, which the 2-core machine's other load does not inflate), visitor's view (unpublished hidden), page of 24 plus the total count.`,
+      `${o.images} generated images (seed ${o.seed}) over ${o.bases} base systems of ${o.pathsPerBase} paths, each image 20 own paths and 1 own package on top; catalog ${(result.dbBytes / 2 ** 20).toFixed(0)} MiB (${result.rows.treePaths} tree-path rows, ${result.rows.paths} distinct paths), generated in ${generateSeconds.toFixed(1)} s. ${rounds} searches per kind, in process (wall clock, and the process's CPU time, which the 2-core machine's other load does not inflate), visitor's view (unpublished hidden), page of 24 plus the total count. Load average ${load0.toFixed(1)} before, ${os.loadavg()[0].toFixed(1)} after (${os.cpus().length} CPUs): wall-clock times grow with it, CPU times do not.`,
       '',
       '| query | p50 ms | p95 ms | max ms | CPU p95 ms | results (mean) |',
       '|---|---:|---:|---:|---:|---:|',
