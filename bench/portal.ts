@@ -10,6 +10,7 @@
  *   BENCH_PORTAL_IMAGES (10000), BENCH_PORTAL_BASES (100), BENCH_PORTAL_PATHS (20000), BENCH_PORTAL_SEED (15)
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import { CatalogDb } from '../src/portal/catalog-db.js';
 import { searchCatalog, type CatalogQuery } from '../src/portal/catalog-search.js';
 
@@ -45,11 +46,9 @@ export interface Generated {
   imageName: (i: number) => string;
 }
 
-export function generateCatalog(cat: CatalogDb, o: GenOptions): Generated {
-  const r = mulberry32(o.seed);
-  const pick = <T>(a: readonly T[]) => a[Math.floor(r() * a.length)]!;
-  const core = Math.floor(o.pathsPerBase * 0.4);
-  const g: Generated = {
+/** Where the generator puts things (a pure function of the options). */
+export function generated(o: GenOptions): Generated {
+  return {
     commonPath: '/usr/bin/core6',
     basePath: (b) => `/usr/share/doc/base${b}/file${Math.floor(o.pathsPerBase / 2)}`,
     ownPath: (i) => `/home/user${i}/data/result-3.csv`,
@@ -58,6 +57,13 @@ export function generateCatalog(cat: CatalogDb, o: GenOptions): Generated {
     word: (i) => WORDS[i % WORDS.length]!,
     imageName: (i) => `group${i % 97}/image-${i}`,
   };
+}
+
+export function generateCatalog(cat: CatalogDb, o: GenOptions): Generated {
+  const r = mulberry32(o.seed);
+  const pick = <T>(a: readonly T[]) => a[Math.floor(r() * a.length)]!;
+  const core = Math.floor(o.pathsPerBase * 0.4);
+  const g = generated(o);
   const baseIds: number[] = [];
   const basePkgs: Array<Array<{ name: string; version: string; arch: string }>> = [];
   cat.db.transaction(() => {
@@ -122,35 +128,41 @@ export interface PortalBench {
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!;
 
+/** Each query kind `rounds` times on a generated catalog: wall and CPU percentiles. */
+export function measureQueries(cat: CatalogDb, g: Generated, o: GenOptions, rounds: number): PortalBench['queries'] {
+  return queryKinds(g, o).map(([kind, make]) => {
+    const ms: number[] = [];
+    const cpu: number[] = [];
+    let results = 0;
+    for (let k = 0; k < rounds; k++) {
+      const s = process.hrtime.bigint();
+      const c = process.cpuUsage();
+      results += searchCatalog(cat, make(k), false).total;
+      const d = process.cpuUsage(c);
+      ms.push(Number(process.hrtime.bigint() - s) / 1e6);
+      cpu.push((d.user + d.system) / 1e3);
+    }
+    return { kind, p50ms: pct(ms, 50), p95ms: pct(ms, 95), maxms: Math.max(...ms), cpuP95ms: pct(cpu, 95), meanResults: Math.round(results / rounds) };
+  });
+}
+
 export function benchPortal(file: string, o: GenOptions, rounds = 100): { result: PortalBench; markdown: string } {
   fs.rmSync(file, { force: true });
   const cat = new CatalogDb(file);
   try {
+    const load0 = os.loadavg()[0];
     const t0 = process.hrtime.bigint();
     const g = generateCatalog(cat, o);
     const generateSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
     cat.db.pragma('wal_checkpoint(TRUNCATE)');
     const count = (t: string) => cat.db.prepare(`SELECT COUNT(*) FROM ${t}`).pluck().get() as number;
-    const queries = queryKinds(g, o).map(([kind, make]) => {
-      const ms: number[] = [];
-      const cpu: number[] = [];
-      let results = 0;
-      for (let k = 0; k < rounds; k++) {
-        const s = process.hrtime.bigint();
-        const c = process.cpuUsage();
-        results += searchCatalog(cat, make(k), false).total;
-        const d = process.cpuUsage(c);
-        ms.push(Number(process.hrtime.bigint() - s) / 1e6);
-        cpu.push((d.user + d.system) / 1e3);
-      }
-      return { kind, p50ms: pct(ms, 50), p95ms: pct(ms, 95), maxms: Math.max(...ms), cpuP95ms: pct(cpu, 95), meanResults: Math.round(results / rounds) };
-    });
+    const queries = measureQueries(cat, g, o, rounds);
     const result: PortalBench = { ...o, generateSeconds, dbBytes: fs.statSync(file).size, rows: { treePaths: count('tree_paths'), paths: count('paths'), treePkgs: count('tree_pkgs') }, queries };
     delete (result as Partial<GenOptions>).seed;
     const md = [
       '## Portal catalog search',
       '',
-      `${o.images} generated images (seed ${o.seed}) over ${o.bases} base systems of ${o.pathsPerBase} paths, each image 20 own paths and 1 own package on top; catalog ${(result.dbBytes / 2 ** 20).toFixed(0)} MiB (${result.rows.treePaths} tree-path rows, ${result.rows.paths} distinct paths), generated in ${generateSeconds.toFixed(1)} s. ${rounds} searches per kind, in process (wall clock, and the process's CPU time, which the 2-core machine's other load does not inflate), visitor's view (unpublished hidden), page of 24 plus the total count.`,
+      `${o.images} generated images (seed ${o.seed}) over ${o.bases} base systems of ${o.pathsPerBase} paths, each image 20 own paths and 1 own package on top; catalog ${(result.dbBytes / 2 ** 20).toFixed(0)} MiB (${result.rows.treePaths} tree-path rows, ${result.rows.paths} distinct paths), generated in ${generateSeconds.toFixed(1)} s. ${rounds} searches per kind, in process (wall clock, and the process's CPU time, which the 2-core machine's other load does not inflate), visitor's view (unpublished hidden), page of 24 plus the total count. Load average ${load0.toFixed(1)} before, ${os.loadavg()[0].toFixed(1)} after (${os.cpus().length} CPUs): wall-clock times grow with it, CPU times do not.`,
       '',
       '| query | p50 ms | p95 ms | max ms | CPU p95 ms | results (mean) |',
       '|---|---:|---:|---:|---:|---:|',

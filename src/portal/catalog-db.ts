@@ -23,8 +23,10 @@ CREATE TABLE IF NOT EXISTS images(
   published INTEGER NOT NULL DEFAULT 1,
   latest_tag TEXT, latest_created TEXT NOT NULL DEFAULT '', tree INTEGER, base INTEGER, revisions INTEGER NOT NULL DEFAULT 0,
   downloads INTEGER NOT NULL DEFAULT 0, virtual_size INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS images_created ON images(latest_created);
-CREATE INDEX IF NOT EXISTS images_downloads ON images(downloads);
+-- covering indexes of what a search filters and sorts on (catalog-search.ts): the count and the page
+-- read these small rows, not the images' metadata (3x less CPU over 10,000 images, bench/portal.ts)
+CREATE INDEX IF NOT EXISTS images_newest ON images(published, latest_created, tree, base, downloads) WHERE latest_tag IS NOT NULL;
+CREATE INDEX IF NOT EXISTS images_popular ON images(published, downloads, latest_created, tree, base) WHERE latest_tag IS NOT NULL;
 CREATE INDEX IF NOT EXISTS images_tree ON images(tree);
 CREATE INDEX IF NOT EXISTS images_base ON images(base);
 CREATE TABLE IF NOT EXISTS revisions(

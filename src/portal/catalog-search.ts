@@ -3,6 +3,12 @@
  * paged. The SQL text is assembled only from the fixed fragments below (which
  * filters are present); every value a visitor typed is a bound parameter, and
  * free text becomes quoted FTS5 prefix terms, so FTS5 syntax in it is inert.
+ *
+ * Filters are written `+i.tree IN (...)`: the unary plus keeps SQLite from
+ * looking images up one by one through the tree index (then sorting all of
+ * them); it walks the covering index of the sort order instead and stops after
+ * the page. A filter matching every image costs ~2 ms instead of ~20 ms
+ * (bench/portal.ts); a filter matching one costs ~1 ms instead of ~0.1.
  */
 import type { CatalogDb } from './catalog-db.js';
 import { VmdnError } from '../errors.js';
@@ -73,7 +79,7 @@ export function searchCatalog(cat: CatalogDb, q: CatalogQuery, seesUnpublished: 
   const fts = q.q === undefined ? undefined : ftsQuery(q.q);
   if (q.q !== undefined && fts === undefined) where.push('0');
   if (fts) {
-    where.push('i.id IN (SELECT rowid FROM images_fts WHERE images_fts MATCH ?)');
+    where.push('+i.id IN (SELECT rowid FROM images_fts WHERE images_fts MATCH ?)');
     args.push(fts);
   }
   if (q.os) {
@@ -86,15 +92,15 @@ export function searchCatalog(cat: CatalogDb, q: CatalogQuery, seesUnpublished: 
   }
   if (q.package) {
     where.push(q.version
-      ? 'i.tree IN (SELECT tp.tree FROM pkgs p JOIN tree_pkgs tp ON tp.pkg = p.id WHERE p.name = ? AND p.version = ?)'
-      : 'i.tree IN (SELECT tp.tree FROM pkgs p JOIN tree_pkgs tp ON tp.pkg = p.id WHERE p.name = ?)');
+      ? '+i.tree IN (SELECT tp.tree FROM pkgs p JOIN tree_pkgs tp ON tp.pkg = p.id WHERE p.name = ? AND p.version = ?)'
+      : '+i.tree IN (SELECT tp.tree FROM pkgs p JOIN tree_pkgs tp ON tp.pkg = p.id WHERE p.name = ?)');
     args.push(q.package, ...(q.version ? [q.version] : []));
   }
   if (q.path) {
     // a path is the image's when its own tree adds it, or its base holds it and its tree does not remove it
     // (catalog-db.ts); images.base is the tree itself for a tree without a base, so both lists stay short
-    where.push(`(i.tree IN (SELECT tree FROM tree_paths WHERE path = (SELECT id FROM paths WHERE path = ?) AND present = 1)
-      OR (i.base IN (SELECT tree FROM tree_paths WHERE path = (SELECT id FROM paths WHERE path = ?) AND present = 1)
+    where.push(`(+i.tree IN (SELECT tree FROM tree_paths WHERE path = (SELECT id FROM paths WHERE path = ?) AND present = 1)
+      OR (+i.base IN (SELECT tree FROM tree_paths WHERE path = (SELECT id FROM paths WHERE path = ?) AND present = 1)
         AND NOT EXISTS (SELECT 1 FROM tree_paths r WHERE r.path = (SELECT id FROM paths WHERE path = ?) AND r.tree = i.tree)))`);
     args.push(q.path, q.path, q.path);
   }

@@ -22,8 +22,13 @@ import { openStored, strategyName } from './stored.js';
 import { param, visibleRevision, type PortalContext, type Request, type Revision } from './context.js';
 import { VmdnError } from '../errors.js';
 
-/** Formats whose writer output depends only on the image (no timestamps, no random ids); see test/portal. */
-export const DETERMINISTIC = new Set<OutputFormat>(['raw', 'qcow2', 'vhd-fixed']);
+/**
+ * Formats whose writer output depends only on the image: two exports compared
+ * byte for byte (2026-12-07). VHD, VHDX, VDI and VMDK carry timestamps or
+ * random ids, so their ETag also names the cache file's build time: a resume
+ * (If-Range) against a rebuilt file starts over instead of mixing two builds.
+ */
+export const DETERMINISTIC = new Set<OutputFormat>(['raw', 'qcow2']);
 const EXTENSION: Record<OutputFormat, string> = { raw: 'raw', qcow2: 'qcow2', vmdk: 'vmdk', 'vmdk-sparse': 'vmdk', vhd: 'vhd', 'vhd-fixed': 'vhd', vhdx: 'vhdx', vdi: 'vdi' };
 const READ = 4 << 20;
 
@@ -73,7 +78,7 @@ export async function download(ctx: PortalContext, r: Request): Promise<void> {
   const format = (r.url.searchParams.get('format') ?? 'raw') as OutputFormat;
   if (!OUTPUT_FORMATS.includes(format)) throw new VmdnError('E_USAGE', `format: one of ${OUTPUT_FORMATS.join(', ')}`, { format });
   const v = await visibleRevision(ctx, param(r.url, 'ref'), r.auth);
-  const etag = `"${v.rev.manifest}.${format}"`;
+  let etag = `"${v.rev.manifest}.${format}"`;
   const filename = `${v.ref.replace(/[^A-Za-z0-9._-]+/g, '_')}.${EXTENSION[format]}`;
   let range: { start: number; end: number } | null;
   let size: number;
@@ -93,7 +98,9 @@ export async function download(ctx: PortalContext, r: Request): Promise<void> {
     })());
   } else {
     const file = await built(ctx, v, format);
-    size = fs.statSync(file).size;
+    const st = fs.statSync(file);
+    size = st.size;
+    if (!DETERMINISTIC.has(format)) etag = `"${v.rev.manifest}.${format}.${Math.floor(st.mtimeMs)}"`;
     range = head(r, size, etag, filename);
     if (!range) return;
     body = fs.createReadStream(file, { start: range.start, end: range.end });

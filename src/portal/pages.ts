@@ -30,7 +30,7 @@ export function imagePage(ctx: PortalContext, r: Request, img: ImageRow): unknow
     commands: {
       pull: `vmdn pull ${base} ${ref} ${img.name.split('/').pop()}.qcow2`,
       export: `curl -fLo ${img.name.split('/').pop()}.raw -C - '${base}${downloadPath(ref, 'raw')}'`,
-      nbd: `vmdn nbd --from ${base} ${ref}`,
+      nbd: `vmdn nbd --from ${base} --listen 127.0.0.1:10809 ${ref}`,
       boot: `vmdn boot --from ${base} ${ref}`,
     },
   };

@@ -46,7 +46,7 @@ export class CatalogSync {
       if (old?.manifest === rec.manifest) continue;
       const manifest = await loadManifest(this.store, rec.manifest);
       const tk = treeKey(rec.manifest, manifest);
-      let tree = this.cat.treeId(tk);
+      let tree: number | null | undefined = this.cat.treeId(tk);
       if (tree === undefined) {
         const disk = await openStored(this.store, manifest);
         try {
@@ -54,6 +54,10 @@ export class CatalogSync {
           // the image's newest revision so far is the likeliest base: most of its files are still there
           const prev = this.cat.image(rec.name)?.tree ?? undefined;
           tree = this.cat.addTree(tk, facts, this.cat.baseCandidates(facts, prev));
+        } catch (err) {
+          // one unreadable image must not take the catalog down: listed, but not searchable inside
+          console.error(`vmdn portal: cannot index ${key}: ${(err as Error).message}`);
+          tree = null;
         } finally {
           await disk.close();
         }

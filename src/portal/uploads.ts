@@ -75,7 +75,8 @@ export class Uploads {
     job.state = 'receiving';
     const dir = ctx.store.tmpDir ?? os.tmpdir();
     fs.mkdirSync(dir, { recursive: true });
-    const file = path.join(dir, `portal-upload-${job.job}`);
+    // NAME.PID.tmp: the store's gc (cleanTmp) keeps temp files of a live process, removes those of a dead one
+    const file = path.join(dir, `portal-upload-${job.job}.${process.pid}.tmp`);
     try {
       const count = new Transform({ transform(b: Buffer, _e, cb) { job.bytesReceived += b.length; cb(null, b); } });
       await pipeline(r.req, count, fs.createWriteStream(file));

@@ -219,6 +219,15 @@ it('portal: a second revision with upload progress, its diff against the first, 
   assert.equal(sh2.files.total - sh2.files.shared[0].count, sh2.files.unique);
   assert.ok(sh2.files.unique >= 2, 'opt and opt/extra.txt are its own');
 
+  // what vmdn cannot read (a qcow2 cut after its header) fails the job, with the reason; a bad name is refused before any upload
+  const junk = (await json('/v1/portal/uploads', { method: 'POST', headers: auth, body: JSON.stringify({ name: 'lab/junk', tag: 'v1' }) })).body.job;
+  const bad = await json(`/v1/portal/uploads/${junk}`, { method: 'PUT', headers: auth, body: fs.readFileSync(qcow2).subarray(0, 4096) });
+  assert.ok(bad.status >= 400 && bad.status < 500, JSON.stringify(bad.body));
+  const failed = (await json(`/v1/portal/uploads/${junk}`, { headers: auth })).body;
+  assert.equal(failed.state, 'failed');
+  assert.ok(failed.error.code.startsWith('E_'));
+  assert.equal((await json('/v1/portal/uploads', { method: 'POST', headers: auth, body: JSON.stringify({ name: '../etc', tag: 'v1' }) })).status, 400);
+
   const off = await startServe(path.join(t.dir, 'store'), { env: { ...process.env, VMDN_TOKEN: TOKEN }, args: ['--no-portal'] });
   try {
     const r = await fetch(`${off.url}/v1/portal/catalog`);
