@@ -10,11 +10,13 @@ import { registerInspectCommands } from './commands/inspect.js';
 import { registerNetCommands } from './commands/net.js';
 import { registerNbdCommands } from './commands/nbd.js';
 import { registerBootCommands } from './commands/boot.js';
+import { registerTokenCommands } from './commands/token.js';
 
 registerStoreCommands(program);
 registerNetCommands(program);
 registerNbdCommands(program);
 registerBootCommands(program);
+registerTokenCommands(program);
 registerInspectCommands(program);
 
 // Exit explicitly once the command is done: after a failure, work still in flight

@@ -25,6 +25,8 @@ export interface ServeImageOptions {
   overlay?: string;
   readOnly?: boolean;
   from?: string;
+  /** With `from`: the bearer token sent to the origin (private images, issue 16). */
+  token?: string;
   cache?: string;
   /** With `from`: fetch the rest in the background (default true). */
   fill?: boolean;
@@ -77,7 +79,7 @@ export async function serveImage(o: ServeImageOptions): Promise<ServedImage> {
   let opened: OpenedDevice | RemoteDevice;
   try {
     opened = o.from
-      ? await openRemoteDevice(o.from, ref, store, { overlay: o.overlay, readOnly: o.readOnly, fill: o.fill !== false, profile: o.profile !== false, fillOptions: { pauseMs: Number(process.env.VMDN_NBD_FILL_PAUSE_MS) || 0 } })
+      ? await openRemoteDevice(o.from, ref, store, { http: { token: o.token }, overlay: o.overlay, readOnly: o.readOnly, fill: o.fill !== false, profile: o.profile !== false, fillOptions: { pauseMs: Number(process.env.VMDN_NBD_FILL_PAUSE_MS) || 0 } })
       : await openStoredDevice(store, ref, { overlay: o.overlay, readOnly: o.readOnly });
   } catch (err) {
     await store.close();

@@ -7,6 +7,7 @@ import { importImageFile } from '../../images/import.js';
 import { parseChunkerSpec } from '../../strategy/chunker.js';
 import { DEFAULT_CHUNKER_SPEC } from '../../strategy/defaults.js';
 import { Origin } from '../../net/server/origin.js';
+import { TokenStore } from '../../net/server/tokens.js';
 import { DEFAULT_POLICY, Edge } from '../../net/server/edge.js';
 import { POLICIES, type PolicyName } from '../../store/cache/eviction.js';
 import { parseListen } from '../../net/wire/http-api.js';
@@ -22,7 +23,7 @@ import { VmdnError } from '../../errors.js';
 import type { OnProgress } from '../../util/progress.js';
 
 /** --token-file wins over VMDN_TOKEN; surrounding whitespace (a trailing newline) is not part of it. */
-function readToken(file?: string): string | undefined {
+export function readToken(file?: string): string | undefined {
   if (file) {
     try {
       return fs.readFileSync(file, 'utf8').trim() || undefined;
@@ -73,12 +74,13 @@ export function registerNetCommands(program: Command): void {
   common(program.command('serve'))
     .description('serve the store over HTTP as an origin (uploads need a bearer token)')
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8480')
-    .option('--token-file <file>', 'bearer token accepted for uploads (else $VMDN_TOKEN; none: read-only)')
-    .action(action(async (o: GlobalOptions & { listen: string; tokenFile?: string }) => {
+    .option('--token-file <file>', 'admin token: reads and uploads everything (else $VMDN_TOKEN); scoped tokens come from `vmdn token create`')
+    .option('--private-prefix <prefix...>', 'names starting with PREFIX are private: only tokens with read scope on them see them')
+    .action(action(async (o: GlobalOptions & { listen: string; tokenFile?: string; privatePrefix?: string[] }) => {
       const { host, port } = parseListen(o.listen);
       const token = readToken(o.tokenFile);
       const store = await LocalStore.open(resolveStoreDir(o.store));
-      const origin = new Origin(store, { token });
+      const origin = new Origin(store, { token, tokens: new TokenStore(store), privatePrefixes: o.privatePrefix });
       const url = await origin.listen(host, port);
       if (o.json) printJson({ role: 'origin', url, store: store.dir, uploads: !!token });
       else console.log(`vmdn origin serving ${safe(store.dir)} at ${url} (uploads ${token ? 'enabled' : 'disabled'})`);
@@ -96,9 +98,10 @@ export function registerNetCommands(program: Command): void {
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8481')
     .addOption(new Option('--policy <policy>', 'eviction policy').choices([...POLICIES]).default(DEFAULT_POLICY))
     .option('--no-batch', 'take misses from upstream one GET each, no POST batches (a generic HTTP cache sits between this edge and its upstream)')
-    .action(action(async (o: GlobalOptions & { upstream: string; cache: string; maxSize: string; listen: string; policy: PolicyName; batch: boolean }) => {
+    .option('--token-file <file>', 'the edge\'s own token for upstream (else $VMDN_TOKEN), used for clients that send none: they all see what it may read. A client\'s own token always wins and is passed upstream')
+    .action(action(async (o: GlobalOptions & { upstream: string; cache: string; maxSize: string; listen: string; policy: PolicyName; batch: boolean; tokenFile?: string }) => {
       const { host, port } = parseListen(o.listen);
-      const edge = await Edge.open({ upstream: o.upstream, cacheDir: o.cache, maxSize: parseSize(o.maxSize), policy: o.policy, http: { batches: o.batch } });
+      const edge = await Edge.open({ upstream: o.upstream, cacheDir: o.cache, maxSize: parseSize(o.maxSize), policy: o.policy, http: { batches: o.batch, token: readToken(o.tokenFile) } });
       const url = await edge.listen(host, port);
       if (o.json) printJson({ role: 'edge', url, upstream: o.upstream, cache: o.cache, maxBytes: parseSize(o.maxSize), policy: o.policy });
       else console.log(`vmdn edge at ${url}, upstream ${safe(o.upstream)}, cache ${safe(o.cache)} (${humanBytes(parseSize(o.maxSize))}, ${o.policy})`);
@@ -110,9 +113,12 @@ export function registerNetCommands(program: Command): void {
     .argument('<image>', 'local image name[:tag], or an image file')
     .argument('<url>', 'origin URL')
     .requiredOption('-n, --name <name[:tag]>', 'name at the origin')
-    .option('--token-file <file>', 'bearer token (else $VMDN_TOKEN)')
+    .option('--token-file <file>', 'bearer token with write scope on the name (else $VMDN_TOKEN)')
+    .option('--private', 'make the name private at the origin: only tokens with read scope on it see it or its own objects')
+    .option('--public', 'make a private name public again (without either, a name keeps what it was)')
     .option('--concurrency <n>', 'parallel uploads', intOpt, 8)
-    .action(action(async (image: string, url: string, o: GlobalOptions & { name: string; tokenFile?: string; concurrency: number }) => {
+    .action(action(async (image: string, url: string, o: GlobalOptions & { name: string; tokenFile?: string; concurrency: number; private?: boolean; public?: boolean }) => {
+      if (o.private && o.public) throw new VmdnError('E_USAGE', 'give --private or --public, not both');
       const remote = parseImageRef(o.name);
       const token = readToken(o.tokenFile);
       const bar = progressBar(o, 'push');
@@ -122,7 +128,7 @@ export function registerNetCommands(program: Command): void {
         if (file) {
           await importImageFile(s, image, remote, { chunker: parseChunkerSpec(DEFAULT_CHUNKER_SPEC) });
         } else local = parseImageRef(image);
-        return pushImage(s, { url, token, local, remote, concurrency: o.concurrency, onProgress: bar.onProgress });
+        return pushImage(s, { url, token, local, remote, concurrency: o.concurrency, onProgress: bar.onProgress, private: o.private ? true : o.public ? false : undefined });
       }, { create: file }).finally(bar.stop);
       if (o.json) return printJson(r);
       console.log(`pushed ${r.ref} (manifest ${r.manifest.slice(0, 12)}) to ${safe(url)}: sent ${r.objectsSent} of ${r.objects} objects, ${humanBytes(r.bytesSent)}, in ${r.seconds.toFixed(1)} s`);
@@ -134,9 +140,10 @@ export function registerNetCommands(program: Command): void {
     .argument('<name[:tag]...>', 'images to warm the edge with')
     .option('--packages-only', 'only the .deb objects of packages-strategy images: seed an edge with the packages a site\'s VMs share')
     .option('-j, --concurrency <n>', 'parallel downloads', '16')
-    .action(action(async (url: string, names: string[], o: GlobalOptions & { packagesOnly?: boolean; concurrency: string }) => {
+    .option('--token-file <file>', 'bearer token, needed to warm private images (else $VMDN_TOKEN)')
+    .action(action(async (url: string, names: string[], o: GlobalOptions & { packagesOnly?: boolean; concurrency: string; tokenFile?: string }) => {
       const bar = progressBar(o, 'warm');
-      const r = await warmCache(url, names.map(parseImageRef), { packagesOnly: o.packagesOnly, concurrency: Number(o.concurrency) || 16, onProgress: bar.onProgress }).finally(bar.stop);
+      const r = await warmCache(url, names.map(parseImageRef), { token: readToken(o.tokenFile), packagesOnly: o.packagesOnly, concurrency: Number(o.concurrency) || 16, onProgress: bar.onProgress }).finally(bar.stop);
       if (o.json) return printJson(r);
       console.log(`warmed ${safe(url)} with ${r.objects} objects (${humanBytes(r.bytes)})${r.packages ? `, ${r.packages} packages` : ''} of ${r.images.join(', ')}`);
     }));
@@ -153,7 +160,8 @@ export function registerNetCommands(program: Command): void {
     .option('--retries <n>', 'attempts per request when the server is unreachable', intOpt, 5)
     .option('--no-batch', 'one GET per object, no POST batches or packs: behind a generic HTTP cache or CDN, which can cache GETs only')
     .option('--no-packs', 'no packs: missing objects come as stored, not compressed together against the images the cache holds (less server CPU, more bytes)')
-    .action(action(async (url: string, name: string, out: string, o: GlobalOptions & { cache?: string; seed?: string[]; format?: string; concurrency: number; retries: number; batch: boolean; packs: boolean }) => {
+    .option('--token-file <file>', 'bearer token, needed for private images (else $VMDN_TOKEN)')
+    .action(action(async (url: string, name: string, out: string, o: GlobalOptions & { cache?: string; seed?: string[]; format?: string; concurrency: number; retries: number; batch: boolean; packs: boolean; tokenFile?: string }) => {
       const ref = parseImageRef(name);
       // pull reports on stdout: an image there would be corrupted by it (export can stream instead)
       if (out === '-') throw new VmdnError('E_USAGE', 'pull writes a file, not stdout; once pulled, the image is in the store: `vmdn export NAME -` streams it');
@@ -162,7 +170,7 @@ export function registerNetCommands(program: Command): void {
       try {
         const r = await pullImage({
           url, ref, out, format: o.format, cache, seeds: o.seed, concurrency: o.concurrency,
-          http: { retries: o.retries, batches: o.batch }, packs: o.packs, onProgress: bar.onProgress,
+          http: { retries: o.retries, batches: o.batch, token: readToken(o.tokenFile) }, packs: o.packs, onProgress: bar.onProgress,
         }).finally(bar.stop);
         if (o.json) return printJson(r);
         const ob = r.objects;

@@ -23,9 +23,9 @@ export interface WarmResult {
   packages: number;
 }
 
-export async function warmCache(url: string, refs: ImageRef[], opts: { packagesOnly?: boolean; concurrency?: number; signal?: AbortSignal; onProgress?: OnProgress } = {}): Promise<WarmResult> {
+export async function warmCache(url: string, refs: ImageRef[], opts: { packagesOnly?: boolean; concurrency?: number; token?: string; signal?: AbortSignal; onProgress?: OnProgress } = {}): Promise<WarmResult> {
   const concurrency = opts.concurrency ?? 16;
-  const remote = new HttpStore(url, { connections: concurrency });
+  const remote = new HttpStore(url, { connections: concurrency, token: opts.token });
   try {
     const want = new Set<Digest>();
     const debs = new Set<string>();
