@@ -10,8 +10,8 @@ export interface Served {
   stop: () => Promise<void>;
 }
 
-export async function startServe(store: string, opts: { port?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Served> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--listen', `127.0.0.1:${opts.port ?? 0}`, '--store', store, '--json'], {
+export async function startServe(store: string, opts: { port?: number; env?: NodeJS.ProcessEnv; args?: string[] } = {}): Promise<Served> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--listen', `127.0.0.1:${opts.port ?? 0}`, '--store', store, '--json', ...(opts.args ?? [])], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: opts.env ?? process.env,
   });

@@ -17,8 +17,9 @@ import { createHash } from 'node:crypto';
 import type { Digest } from '../../store/digest.js';
 import { decodeObject } from '../../store/codec.js';
 import { VmdnError } from '../../errors.js';
+import type http from 'node:http';
 import type { HttpStore } from '../client/http-store.js';
-import { objectUrlPath, parseJson } from '../wire/http-api.js';
+import { isDigestList, objectUrlPath, parseJson, readJson, sendJson } from '../wire/http-api.js';
 
 export const STATE_TTL_MS = 2000;
 export const ANSWER_TTL_MS = 5000;
@@ -78,6 +79,15 @@ export class EdgeAccess {
       if (a) out.set(d, a);
     }
     return out;
+  }
+
+  /** /v1/access answered as the origin would, for an edge below this one. */
+  async answer(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    if (req.method === 'GET' || req.method === 'HEAD') return sendJson(res, 200, { private: await this.anyPrivate() });
+    if (req.method !== 'POST') throw new VmdnError('E_USAGE', `${req.method} not allowed on /v1/access`);
+    const body = await readJson<{ digests?: unknown }>(req, 16 << 20);
+    if (!isDigestList(body.digests)) throw new VmdnError('E_USAGE', 'body must be {"digests": [up to 100000 digests]}');
+    return sendJson(res, 200, { objects: Object.fromEntries(await this.check(body.digests, req.headers.authorization)) });
   }
 
   /** A private object fetched for this client alone, verified, not cached. */

@@ -95,6 +95,8 @@ export class Edge {
     const m = req.method ?? 'GET';
     if (!r) throw new VmdnError('E_NOT_FOUND', `no such endpoint ${url.pathname}`);
     if (r.kind === 'batch' && m === 'POST') return this.batch(req, res);
+    // edges chain: the next edge down asks this one what the origin said
+    if (r.kind === 'access') return this.access.answer(req, res);
     // docs/http-api.md: packs are the origin's; 404 is what a client takes for "no packs here"
     if (r.kind === 'pack') throw new VmdnError('E_NOT_FOUND', 'an edge does not serve packs: ask for batches or single objects');
     if (m !== 'GET' && m !== 'HEAD') throw new VmdnError('E_USAGE', `${m} not allowed: an edge is read-only, upload to the origin`);
