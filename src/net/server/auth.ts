@@ -42,7 +42,7 @@ export function requireWrite(p: Principal, name: string): void {
 }
 
 export function requireUpload(p: Principal): void {
-  if (p.anonymous) throw new VmdnError('E_AUTH', 'uploads need a token with write scope (--token-file FILE)');
+  if (p.anonymous) throw new VmdnError('E_AUTH', 'uploads need a token with write scope (--token-file FILE; the origin: vmdn serve --token-file, or vmdn token create)');
   if (!canUpload(p)) throw new VmdnError('E_FORBIDDEN', `token ${p.id} has no write scope`);
 }
 
@@ -62,7 +62,8 @@ export class Authenticator {
 
   async authenticate(req: http.IncomingMessage): Promise<Principal> {
     const h = req.headers.authorization;
-    if (h === undefined) return ANONYMOUS;
+    // an origin that accepts no token at all serves everyone alike, whatever header a client sends
+    if (h === undefined || !this.enabled) return ANONYMOUS;
     const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
     if (!m) throw new VmdnError('E_AUTH', 'the Authorization header must be "Bearer TOKEN"');
     if (this.o.adminToken && tokenMatches(h, this.o.adminToken)) return ADMIN;
@@ -70,6 +71,6 @@ export class Authenticator {
       const v = await this.o.tokens.verify(m[1]!);
       return { id: v.id, anonymous: false, admin: v.admin, read: v.read, write: v.write };
     }
-    throw new VmdnError('E_AUTH', this.enabled ? 'missing or invalid bearer token' : 'uploads are disabled: start the origin with --token-file or VMDN_TOKEN, or make tokens with `vmdn token create`');
+    throw new VmdnError('E_AUTH', 'missing or invalid bearer token');
   }
 }
