@@ -68,7 +68,7 @@ export class Authenticator {
     if (!m) throw new VmdnError('E_AUTH', 'the Authorization header must be "Bearer TOKEN"');
     if (this.o.adminToken && tokenMatches(h, this.o.adminToken)) return ADMIN;
     if (this.o.tokens && m[1]!.startsWith('vmdn_')) {
-      const v = await this.o.tokens.verify(m[1]!);
+      const v = this.o.tokens.cached(m[1]!) ?? (await this.o.tokens.verify(m[1]!));
       return { id: v.id, anonymous: false, admin: v.admin, read: v.read, write: v.write };
     }
     throw new VmdnError('E_AUTH', 'missing or invalid bearer token');

@@ -288,6 +288,7 @@ export class Origin<S extends OriginStore = OriginStore> {
     if (body.private === true) await this.visibility.setPrivate(ref.name, true);
     // the checks and the naming under one lease: gc cannot delete between them
     await this.uploading(() => this.nameImage(ref, digest));
+    this.visibility.changed();
     if (body.private === false) await this.visibility.setPrivate(ref.name, false);
     sendJson(res, 201, { ref: formatImageRef(ref), manifest: digest, private: await this.visibility.isPrivate(ref.name) });
   }

@@ -17,6 +17,8 @@ import { canRead, type Principal } from './auth.js';
 import { LIST_TTL_MS, RECORD_KIND } from './tokens.js';
 
 const PRIVATE_KEY = 'private';
+/** Objects whose names are remembered (a few MB). */
+const MAX_USED_BY = 200_000;
 
 /** What a principal may do with an object: 'public' (anyone), 'private' (this principal only), or hidden (absent). */
 export type ObjectAccess = 'public' | 'private';
@@ -29,6 +31,13 @@ export interface NamesUsing {
 export class Visibility {
   private names: { at: number; set: Set<string> } | undefined;
   private any: { at: number; yes: boolean } | undefined;
+  /**
+   * namesUsing answers (one index query, ~15 us) reused while the images and
+   * private names stay as they were: `shape` is their signature, checked with
+   * `any` every LIST_TTL_MS and at once after a change made here.
+   */
+  private readonly usedBy = new Map<Digest, string[]>();
+  private shape = '';
 
   constructor(
     private readonly store: ImageStore & { index?: Partial<NamesUsing> },
@@ -49,6 +58,12 @@ export class Visibility {
   }
 
   /** Mark a name private (true) or public (false); undefined leaves it as it is (a re-push does not publish a private name). */
+  /** Names changed here (an upload named an image): answer from the new state at once. */
+  changed(): void {
+    this.any = undefined;
+    this.usedBy.clear();
+  }
+
   async setPrivate(name: string, flag: boolean | undefined): Promise<void> {
     if (flag === undefined) return;
     this.names = undefined;
@@ -59,7 +74,7 @@ export class Visibility {
     if (!this.records) throw new Error('this store keeps no side records: private images need a local store');
     await this.records.putRecord(RECORD_KIND, PRIVATE_KEY, Buffer.from(JSON.stringify({ names: [...set].sort() })));
     this.names = undefined;
-    this.any = undefined;
+    this.changed();
   }
 
   async canSee(p: Principal, name: string): Promise<boolean> {
@@ -71,7 +86,11 @@ export class Visibility {
     if (this.any && Date.now() - this.any.at < LIST_TTL_MS) return this.any.yes;
     let yes = false;
     if (this.prefixes.length || (await this.privateNames()).size) {
-      for (const r of await this.store.names.list()) if (await this.isPrivate(r.name)) { yes = true; break; }
+      const list = await this.store.names.list();
+      for (const r of list) if (await this.isPrivate(r.name)) { yes = true; break; }
+      const shape = `${list.map((r) => `${r.name}:${r.tag}=${r.manifest}`).join(',')}|${[...(await this.privateNames())].join(',')}`;
+      if (shape !== this.shape) this.usedBy.clear();
+      this.shape = shape;
     }
     this.any = { at: Date.now(), yes };
     return yes;
@@ -93,7 +112,12 @@ export class Visibility {
     const index = this.store.index;
     for (const d of digests) {
       // a store that cannot say who needs an object serves private stores to their readers only
-      const names = typeof index?.namesUsing === 'function' ? index.namesUsing(d) : undefined;
+      let names = this.usedBy.get(d);
+      if (!names && typeof index?.namesUsing === 'function') {
+        names = index.namesUsing(d);
+        if (this.usedBy.size >= MAX_USED_BY) this.usedBy.clear();
+        this.usedBy.set(d, names);
+      }
       let access: ObjectAccess | undefined;
       if (names?.length) {
         for (const n of names) {
