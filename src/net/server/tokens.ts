@@ -75,6 +75,7 @@ export class TokenStore {
       try {
         arr = (JSON.parse(Buffer.from(raw).toString('utf8')) as { tokens: TokenRecord[] }).tokens;
         if (!Array.isArray(arr)) throw new Error('no token array');
+        arr.forEach(checkRecord);
       } catch (err) {
         throw new VmdnError('E_STORE', `token records are damaged: ${(err as Error).message}`);
       }
@@ -159,6 +160,19 @@ export class TokenStore {
     this.verified.set(key, { at: now, v });
     return v;
   }
+}
+
+const isPrefixes = (a: unknown) => Array.isArray(a) && a.length <= 1000 && a.every((p) => typeof p === 'string' && p.length > 0 && p.length <= 1024);
+const isTime = (t: unknown) => t === null || (typeof t === 'string' && !Number.isNaN(Date.parse(t)));
+
+/** Every field of a stored record, bounded: a damaged or hostile file cannot make scrypt take unbounded memory or time. */
+function checkRecord(r: TokenRecord, i: number): void {
+  const p = r?.params;
+  const ok = typeof r === 'object' && r !== null && /^[0-9a-f]{16}$/.test(r.id) && /^[0-9a-f]{64}$/.test(r.hash) && /^[0-9a-f]{32}$/.test(r.salt)
+    && isPrefixes(r.read) && isPrefixes(r.write) && typeof r.admin === 'boolean' && isTime(r.created) && isTime(r.expires) && isTime(r.revoked)
+    && typeof p === 'object' && p !== null && [p.N, p.r, p.p].every(Number.isInteger) && p.N >= 2 && p.N <= 1 << 20 && (p.N & (p.N - 1)) === 0
+    && p.r >= 1 && p.r <= 32 && p.p >= 1 && p.p <= 16 && 128 * p.N * p.r <= 32 << 20 && (r.note === undefined || typeof r.note === 'string');
+  if (!ok) throw new Error(`record ${i} is not a valid token record`);
 }
 
 function info(r: TokenRecord): TokenInfo {
