@@ -147,6 +147,20 @@ describe('private images', () => {
     assert.match(ok.headers.get('cache-control') ?? '', /^private/);
   });
 
+  it('an edge with its own token: clients without one see what it may read; a client\'s own token wins', async () => {
+    const own = await Edge.open({ upstream: origin.url, cacheDir: path.join(t.dir, 'edge-own'), maxSize: 1 << 30, accessTtlMs: 100, http: { ...FAST, token: reader } });
+    await own.listen();
+    try {
+      assert.equal((await get(`${own.url}/v1/images/team/secret/1`)).status, 200);
+      assert.equal((await get(`${own.url}/v1/objects/${onlyPrivate[2]}`)).status, 200);
+      // the client's (bad) token is what the origin judges, not the edge's
+      assert.equal((await get(`${own.url}/v1/images/team/secret/1`, 'vmdn_0123456789abcdef_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx')).status, 401);
+      assert.equal((await get(`${own.url}/v1/objects/${onlyPrivate[2]}`, ADMIN + 'x')).status, 401);
+    } finally {
+      await own.close();
+    }
+  });
+
   it('through nginx with the documented config: a reader\'s answers are never served to anonymous clients', { skip: hasNginx() ? false : 'nginx not installed' }, async () => {
     const url = nginx!.url;
     const before = await get(`${url}/v1/objects/${onlyPrivate[1]}`);
