@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   E_INTERNAL: { exit: 70, http: 500, summary: 'internal error' },
   // network delivery
   E_AUTH: { exit: 7, http: 401, summary: 'missing or invalid token' },
+  E_FORBIDDEN: { exit: 7, http: 403, summary: 'the token lacks the scope for this' },
   E_UNREACHABLE: { exit: 8, http: 502, summary: 'upstream unreachable' },
   E_INCOMPLETE: { exit: 4, http: 409, summary: 'referenced objects are missing' },
   // signed image records (docs/http-api.md): unsigned, another key's, expired or older than one seen

@@ -11,11 +11,13 @@ import { registerNetCommands } from './commands/net.js';
 import { registerNbdCommands } from './commands/nbd.js';
 import { registerBootCommands } from './commands/boot.js';
 import { registerKeyCommands } from './commands/key.js';
+import { registerTokenCommands } from './commands/token.js';
 
 registerStoreCommands(program);
 registerNetCommands(program);
 registerNbdCommands(program);
 registerBootCommands(program);
+registerTokenCommands(program);
 registerInspectCommands(program);
 registerKeyCommands(program);
 

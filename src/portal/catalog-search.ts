@@ -10,6 +10,7 @@
  * the page. A filter matching every image costs ~2 ms instead of ~20 ms
  * (bench/portal.ts); a filter matching one costs ~1 ms instead of ~0.1.
  */
+import { visibleSql, type Auth } from './access.js';
 import type { CatalogDb } from './catalog-db.js';
 import { VmdnError } from '../errors.js';
 
@@ -70,10 +71,12 @@ export function parseCatalogQuery(p: URLSearchParams): CatalogQuery {
   };
 }
 
-export function searchCatalog(cat: CatalogDb, q: CatalogQuery, seesUnpublished: boolean): { total: number; page: number; per: number; images: CatalogEntry[] } {
+export function searchCatalog(cat: CatalogDb, q: CatalogQuery, auth: Auth): { total: number; page: number; per: number; images: CatalogEntry[] } {
   const where: string[] = [];
   const args: unknown[] = [];
-  if (!seesUnpublished) where.push('i.published = 1');
+  const visible = visibleSql(auth);
+  where.push(visible.sql);
+  args.push(...visible.args);
   // an image with no revision left in the store is not in the catalog
   where.push('i.latest_tag IS NOT NULL');
   const fts = q.q === undefined ? undefined : ftsQuery(q.q);

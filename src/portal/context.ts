@@ -36,7 +36,7 @@ export function param(url: URL, key: string): string {
 export async function visibleImage(ctx: PortalContext, name: string, auth: Auth): Promise<ImageRow> {
   await ctx.sync.fresh();
   const img = ctx.cat.image(name);
-  if (!img || img.latest_tag === null || !canSee({ published: img.published === 1 }, auth)) throw absent(name);
+  if (!img || img.latest_tag === null || !canSee(name, { published: img.published === 1 }, auth)) throw absent(name);
   return img;
 }
 

@@ -13,7 +13,7 @@ import { sendError, sendJson } from '../net/wire/http-api.js';
 import { CatalogDb } from './catalog-db.js';
 import { CatalogSync } from './sync.js';
 import { parseCatalogQuery, searchCatalog } from './catalog-search.js';
-import { authOf, canSee, seesUnpublished, type Auth } from './access.js';
+import { authOf, canSee, type AccessSource, type Auth } from './access.js';
 import { getImage, putImage } from './pages.js';
 import { diff, file, inside, ls } from './browse.js';
 import { shared } from './shared.js';
@@ -33,7 +33,7 @@ export class Portal {
   private readonly routes: Record<string, Partial<Record<string, Handler>>> = {
     catalog: { GET: async (ctx, r) => {
       await ctx.sync.fresh();
-      sendJson(r.res, 200, searchCatalog(ctx.cat, parseCatalogQuery(r.url.searchParams), seesUnpublished(r.auth)));
+      sendJson(r.res, 200, searchCatalog(ctx.cat, parseCatalogQuery(r.url.searchParams), r.auth));
     } },
     image: { GET: getImage, PUT: putImage },
     inside: { GET: inside },
@@ -46,7 +46,7 @@ export class Portal {
   };
 
   /** `dir`: where the catalog and built downloads live (the store's directory for a local store). */
-  constructor(store: ImportStore, dir: string, private readonly token: string | undefined) {
+  constructor(store: ImportStore, dir: string, private readonly access: AccessSource) {
     const cat = new CatalogDb(path.join(dir, 'portal.db'));
     this.ctx = { store, cat, sync: new CatalogSync(cat, store), cacheDir: path.join(dir, 'portal-cache') };
   }
@@ -56,21 +56,21 @@ export class Portal {
   }
 
   /** Who the request is (access.ts decides what that allows). */
-  auth(req: http.IncomingMessage): Auth {
-    return authOf(req, this.token);
+  auth(req: http.IncomingMessage): Promise<Auth> {
+    return authOf(req, this.access);
   }
 
   /** For the origin's own /v1/images answers: may this request see image `name`? */
   async canSeeName(name: string, req: http.IncomingMessage): Promise<boolean> {
     const img = this.ctx.cat.image(name);
-    return canSee(img && { published: img.published === 1 }, this.auth(req));
+    return canSee(name, img && { published: img.published === 1 }, await this.auth(req));
   }
 
   /** True when the request was the portal's (answered, or answered with an error). */
   async handle(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<boolean> {
     if (!url.pathname.startsWith(PORTAL_PREFIX)) return false;
-    const r: Request = { req, res, url, auth: this.auth(req) };
     try {
+      const r: Request = { req, res, url, auth: await this.auth(req) };
       const rest = url.pathname.slice(PORTAL_PREFIX.length);
       const m = req.method ?? 'GET';
       const job = /^uploads\/([0-9a-f-]{36})$/.exec(rest);

@@ -6,27 +6,29 @@
  * Files are kept as base + differences (catalog-db.ts); the counts here undo that.
  */
 import { sendJson } from '../net/wire/http-api.js';
-import { seesUnpublished } from './access.js';
+import { visibleSql, type Auth } from './access.js';
 import { param, visibleRevision, type PortalContext, type Request } from './context.js';
 import type { CatalogDb } from './catalog-db.js';
 
 const TOP = 20;
 type Layer = { total: number; unique: number; shared: Array<{ name: string; count: number }> };
 
-function packages(cat: CatalogDb, tree: number, self: number, all: boolean): Layer {
-  const visible = all ? '1' : 'i.published = 1';
+function packages(cat: CatalogDb, tree: number, self: number, auth: Auth): Layer {
+  const v = visibleSql(auth);
+  const visible = v.sql;
   const total = cat.db.prepare('SELECT COUNT(*) FROM tree_pkgs WHERE tree = ?').pluck().get(tree) as number;
   const unique = cat.db.prepare(`SELECT COUNT(*) FROM tree_pkgs a WHERE a.tree = ? AND NOT EXISTS (
-      SELECT 1 FROM tree_pkgs b JOIN images i ON i.tree = b.tree WHERE b.pkg = a.pkg AND i.id <> ? AND ${visible})`).pluck().get(tree, self) as number;
+      SELECT 1 FROM tree_pkgs b JOIN images i ON i.tree = b.tree WHERE b.pkg = a.pkg AND i.id <> ? AND ${visible})`).pluck().get(tree, self, ...v.args) as number;
   const shared = cat.db.prepare(`SELECT i.name, COUNT(*) count FROM tree_pkgs a JOIN tree_pkgs b ON b.pkg = a.pkg JOIN images i ON i.tree = b.tree
-      WHERE a.tree = ? AND i.id <> ? AND ${visible} GROUP BY i.id ORDER BY count DESC, i.name LIMIT ${TOP}`).all(tree, self) as Layer['shared'];
+      WHERE a.tree = ? AND i.id <> ? AND ${visible} GROUP BY i.id ORDER BY count DESC, i.name LIMIT ${TOP}`).all(tree, self, ...v.args) as Layer['shared'];
   return { total, unique, shared };
 }
 
-function files(cat: CatalogDb, tree: number, self: number, all: boolean): Layer {
+function files(cat: CatalogDb, tree: number, self: number, auth: Auth): Layer {
+  const v = visibleSql(auth);
   const mine = cat.treePaths(tree);
-  const others = cat.db.prepare(`SELECT i.name, i.tree, t.base FROM images i JOIN trees t ON t.id = i.tree WHERE i.id <> ? AND ${all ? '1' : 'i.published = 1'}`)
-    .all(self) as Array<{ name: string; tree: number; base: number | null }>;
+  const others = cat.db.prepare(`SELECT i.name, i.tree, t.base FROM images i JOIN trees t ON t.id = i.tree WHERE i.id <> ? AND ${v.sql}`)
+    .all(self, ...v.args) as Array<{ name: string; tree: number; base: number | null }>;
   const inUse = new Set(others.map((o) => o.tree));
   const onBase = new Map<number, Set<number>>();
   for (const o of others) if (o.base !== null) onBase.set(o.base, (onBase.get(o.base) ?? new Set()).add(o.tree));
@@ -62,12 +64,11 @@ function files(cat: CatalogDb, tree: number, self: number, all: boolean): Layer 
 
 export async function shared(ctx: PortalContext, r: Request): Promise<void> {
   const v = await visibleRevision(ctx, param(r.url, 'ref'), r.auth);
-  const all = seesUnpublished(r.auth);
   const empty = { total: 0, unique: 0, shared: [] };
   const tree = v.rev.tree;
   sendJson(r.res, 200, {
     ref: v.ref,
-    packages: tree === null ? empty : packages(ctx.cat, tree, v.img.id, all),
-    files: tree === null ? empty : files(ctx.cat, tree, v.img.id, all),
+    packages: tree === null ? empty : packages(ctx.cat, tree, v.img.id, r.auth),
+    files: tree === null ? empty : files(ctx.cat, tree, v.img.id, r.auth),
   });
 }

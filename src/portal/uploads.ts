@@ -18,7 +18,7 @@ import { importImageFile } from '../images/import.js';
 import { parseChunkerSpec } from '../strategy/chunker.js';
 import { DEFAULT_CHUNKER_SPEC } from '../strategy/defaults.js';
 import { parseImageRef, formatImageRef } from '../store/image-name.js';
-import { requireWrite } from './access.js';
+import { requireUploader, requireWrite } from './access.js';
 import type { PortalContext, Request } from './context.js';
 import { VmdnError, asVmdnError } from '../errors.js';
 
@@ -56,7 +56,7 @@ export class Uploads {
   }
 
   get(r: Request, id: string): void {
-    requireWrite('', r.auth);
+    requireUploader(r.auth);
     sendJson(r.res, 200, this.find(id));
   }
 
@@ -67,7 +67,7 @@ export class Uploads {
   }
 
   async put(ctx: PortalContext, r: Request, id: string): Promise<void> {
-    requireWrite('', r.auth);
+    requireUploader(r.auth);
     const job = this.find(id);
     if (job.state !== 'waiting') throw new VmdnError('E_USAGE', `upload job ${id} is ${job.state}: create another`);
     const declared = Number(r.req.headers['content-length']);

@@ -21,7 +21,8 @@ export async function freePort(): Promise<number> {
  * The configuration docs/http-api.md recommends: cache what the origin says
  * is cacheable, one upstream fetch for concurrent misses (proxy_cache_lock),
  * and go back to the origin when a client asks with Cache-Control: no-cache
- * (what vmdn clients do after a hash failure); refuse object batches, which
+ * (what vmdn clients do after a hash failure) or with a token (private images);
+ * refuse object batches, which
  * it could not cache, so clients use per-object GETs.
  */
 export function nginxConf(dir: string, port: number, upstream: string): string {
@@ -52,7 +53,10 @@ http {
       proxy_cache vmdn;
       proxy_cache_lock on;
       proxy_cache_lock_timeout 60s;
-      proxy_cache_bypass $vmdn_refetch;
+      proxy_cache_bypass $vmdn_refetch $http_authorization;
+      # a request with a token may see private images: its answer is never stored for others
+      # (the origin marks those answers Cache-Control: private too, which nginx does not cache)
+      proxy_no_cache $http_authorization;
       add_header X-Cache-Status $upstream_cache_status always;
     }
   }

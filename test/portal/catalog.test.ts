@@ -8,33 +8,34 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { tmpDir } from '../helpers/tmp.js';
 import { CatalogDb } from '../../src/portal/catalog-db.js';
+import { ADMIN_AUTH, ANONYMOUS_AUTH } from '../../src/portal/access.js';
 import { searchCatalog, ftsQuery } from '../../src/portal/catalog-search.js';
 import { generateCatalog, queryKinds } from '../../bench/portal.js';
 
 const t = tmpDir('vmdn-catalog-');
 after(() => t.cleanup());
-const names = (cat: CatalogDb, q: Parameters<typeof searchCatalog>[1], all = true) => searchCatalog(cat, { per: 100, ...q }, all).images.map((i) => i.name).sort();
+const names = (cat: CatalogDb, q: Parameters<typeof searchCatalog>[1], all = true) => searchCatalog(cat, { per: 100, ...q }, (all ? ADMIN_AUTH : ANONYMOUS_AUTH)).images.map((i) => i.name).sort();
 
 it('generated catalog: each bench query kind runs, own packages and paths find their one image, common ones every image', () => {
   const cat = new CatalogDb(path.join(t.dir, 'gen.db'));
   try {
     const o = { images: 300, bases: 5, pathsPerBase: 200, seed: 7 };
     const g = generateCatalog(cat, o);
-    const all = searchCatalog(cat, {}, true).total;
+    const all = searchCatalog(cat, {}, ADMIN_AUTH).total;
     assert.equal(all, 300);
-    const visible = searchCatalog(cat, {}, false).total;
+    const visible = searchCatalog(cat, {}, ANONYMOUS_AUTH).total;
     assert.ok(visible < all && visible > 250, `unpublished are hidden from visitors (${visible} of ${all})`);
-    for (const [kind, make] of queryKinds(g, o)) assert.doesNotThrow(() => searchCatalog(cat, make(3), false), kind);
+    for (const [kind, make] of queryKinds(g, o)) assert.doesNotThrow(() => searchCatalog(cat, make(3), ANONYMOUS_AUTH), kind);
     for (const i of [0, 17, 299]) {
       assert.deepEqual(names(cat, { package: g.ownPackage(i) }), [g.imageName(i)]);
       assert.deepEqual(names(cat, { path: g.ownPath(i) }), [g.imageName(i)]);
     }
-    assert.equal(searchCatalog(cat, { path: g.commonPath }, true).total, 300);
-    assert.equal(searchCatalog(cat, { package: g.commonPackage }, true).total, 300);
-    assert.ok(searchCatalog(cat, { q: g.word(0) }, true).total > 0);
+    assert.equal(searchCatalog(cat, { path: g.commonPath }, ADMIN_AUTH).total, 300);
+    assert.equal(searchCatalog(cat, { package: g.commonPackage }, ADMIN_AUTH).total, 300);
+    assert.ok(searchCatalog(cat, { q: g.word(0) }, ADMIN_AUTH).total > 0);
     // sorted and paged: pages do not overlap and cover the sort order
-    const p1 = searchCatalog(cat, { sort: 'downloads', per: 10, page: 1 }, true).images;
-    const p2 = searchCatalog(cat, { sort: 'downloads', per: 10, page: 2 }, true).images;
+    const p1 = searchCatalog(cat, { sort: 'downloads', per: 10, page: 1 }, ADMIN_AUTH).images;
+    const p2 = searchCatalog(cat, { sort: 'downloads', per: 10, page: 2 }, ADMIN_AUTH).images;
     assert.ok(p1[9]!.downloads >= p2[0]!.downloads);
     assert.equal(new Set([...p1, ...p2].map((i) => i.name)).size, 20);
   } finally {

@@ -8,9 +8,11 @@ import { VmdnError } from '../../errors.js';
 import { printJson, safe, type GlobalOptions } from '../output.js';
 import { action, common } from '../program.js';
 import { openTrust, TRUST_HELP, trustOptions, type TrustOptions } from '../trust.js';
+import { readToken } from './net.js';
 
 interface BootOptions extends GlobalOptions, TrustOptions {
   from?: string;
+  tokenFile?: string;
   cache?: string;
   fill: boolean;
   recordProfile?: boolean;
@@ -53,6 +55,7 @@ export function registerBootCommands(program: Command): void {
     .argument('[qemu-args...]', 'after --: more arguments for qemu-system-x86_64 (e.g. -- -nic user)')
     .option('--from <url>', 'boot the image from this origin or edge while it downloads: the guest\'s reads fetch what they touch')
     .option('--cache <dir>', 'with --from: object cache (default: the store)')
+    .option('--token-file <file>', 'with --from: bearer token for the origin, needed for private images (else $VMDN_TOKEN)')
     .option('--no-fill', 'with --from: fetch only what the guest reads, no background download of the rest')
     .option('--record-profile', 'record the order this boot first reads the image\'s objects (a boot profile), stored with the image when the run ends; vmdn push carries it, and later --from boots prefetch in its order')
     .option('--no-profile', 'with --from: ignore the origin\'s boot profile (the fill goes in disk order)')
@@ -100,7 +103,7 @@ Examples:
       const interactive = !o.json && !until && !!process.stdout.isTTY && !!process.stdin.isTTY;
       try {
         const r = await boot({
-          image, store: o.store, from: o.from, trust: o.from ? openTrust(o) : undefined, cache: o.cache, fill: o.fill, profile: o.profile, recordProfile: o.recordProfile, overlay: o.overlay, readOnly: o.readonly, metrics,
+          image, store: o.store, from: o.from, trust: o.from ? openTrust(o) : undefined, token: o.from ? readToken(o.tokenFile) : undefined, cache: o.cache, fill: o.fill, profile: o.profile, recordProfile: o.recordProfile, overlay: o.overlay, readOnly: o.readonly, metrics,
           memoryMiB: o.memory, cpus: o.cpus, append: o.append, until, timeoutMs: o.timeout !== undefined ? o.timeout * 1000 : undefined,
           qemuArgs: extra, console: o.json ? process.stderr : interactive ? 'inherit' : process.stdout, signal: stop.signal,
           onStatus: (line) => process.stderr.write(`vmdn boot: ${safe(line)}\n`),

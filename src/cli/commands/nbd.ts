@@ -7,7 +7,7 @@ import type { RemoteDevice } from '../../nbd/remote.js';
 import { VmdnError } from '../../errors.js';
 import { printJson, safe, type GlobalOptions } from '../output.js';
 import { action, common } from '../program.js';
-import { untilSignal } from './net.js';
+import { readToken, untilSignal } from './net.js';
 import { openTrust, TRUST_HELP, trustOptions, type TrustOptions } from '../trust.js';
 
 interface NbdOptions extends GlobalOptions, TrustOptions {
@@ -16,6 +16,7 @@ interface NbdOptions extends GlobalOptions, TrustOptions {
   overlay?: string;
   readonly?: boolean;
   from?: string;
+  tokenFile?: string;
   cache?: string;
   fill: boolean;
   metrics?: string;
@@ -32,6 +33,7 @@ export function registerNbdCommands(program: Command): void {
     .option('--overlay <file>', 'keep writes in this file (created, or reused if made for this image); default: a temporary overlay deleted on exit')
     .option('--readonly', 'refuse writes (EPERM); the export is flagged read-only')
     .option('--from <url>', 'serve the image from this origin or edge while it downloads: reads fetch what they touch')
+    .option('--token-file <file>', 'with --from: bearer token for the origin, needed for private images (else $VMDN_TOKEN)')
     .option('--cache <dir>', 'with --from: object cache (default: the store, as for vmdn pull)')
     .option('--record-profile', 'record the order clients first read the image\'s objects (a boot profile); stored on exit, tied to the image (vmdn push carries it)')
     .option('--no-profile', 'with --from: ignore the origin\'s boot profile (the fill goes in disk order)')
@@ -72,7 +74,7 @@ With --json, one JSON document (uri, export, size, overlay) is printed once the 
       const served = await serveImage({
         trust: o.from ? openTrust(o) : undefined,
         image, listen: o.socket ? { socket: o.socket } : parseListen(o.listen!), store: o.store,
-        overlay: o.overlay, readOnly: o.readonly, from: o.from, cache: o.cache, fill: o.fill,
+        overlay: o.overlay, readOnly: o.readonly, from: o.from, token: o.from ? readToken(o.tokenFile) : undefined, cache: o.cache, fill: o.fill,
         metrics: o.metrics ? parseListen(o.metrics) : undefined, profile: o.profile, recordProfile: o.recordProfile,
         // failures always; why each connection ended (bad magic, client left...) with VMDN_NBD_DEBUG=1
         onEvent: (e) => {

@@ -1,5 +1,6 @@
 /** Network delivery commands: serve (origin), edge (pull-through cache), push, pull. */
 import fs from 'node:fs';
+import type http from 'node:http';
 import { Option, type Command } from 'commander';
 import { LocalStore } from '../../store/local/local-store.js';
 import { parseImageRef } from '../../store/image-name.js';
@@ -8,6 +9,8 @@ import { parseChunkerSpec } from '../../strategy/chunker.js';
 import { DEFAULT_CHUNKER_SPEC } from '../../strategy/defaults.js';
 import { Origin } from '../../net/server/origin.js';
 import { Portal } from '../../portal/portal.js';
+import { TokenStore } from '../../net/server/tokens.js';
+import type { Principal } from '../../net/server/auth.js';
 import { DEFAULT_POLICY, Edge } from '../../net/server/edge.js';
 import { POLICIES, type PolicyName } from '../../store/cache/eviction.js';
 import { parseListen } from '../../net/wire/http-api.js';
@@ -27,7 +30,7 @@ import { keyIdHex } from '../../net/wire/minisign.js';
 import { openTrust, TRUST_HELP, trustOptions, type TrustOptions } from '../trust.js';
 
 /** --token-file wins over VMDN_TOKEN; surrounding whitespace (a trailing newline) is not part of it. */
-function readToken(file?: string): string | undefined {
+export function readToken(file?: string): string | undefined {
   if (file) {
     try {
       return fs.readFileSync(file, 'utf8').trim() || undefined;
@@ -78,18 +81,25 @@ export function registerNetCommands(program: Command): void {
   common(program.command('serve'))
     .description('serve the store over HTTP as an origin (uploads need a bearer token)')
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8480')
-    .option('--token-file <file>', 'bearer token accepted for uploads (else $VMDN_TOKEN; none: read-only)')
+    .option('--token-file <file>', 'admin token: reads and uploads everything (else $VMDN_TOKEN); scoped tokens come from `vmdn token create`')
+    .option('--private-prefix <prefix...>', 'names starting with PREFIX are private: only tokens with read scope on them see them')
     .option('--no-portal', 'no YouVM portal: neither its pages under / nor its API under /v1/portal/')
     .option('--sign-key <file>', 'sign every image record served with this key (vmdn key generate); clients check them with --trust')
     .option('--sign-validity <duration>', 'how long a signed record is valid (re-signed when half of it is left)', '24h')
-    .action(action(async (o: GlobalOptions & { listen: string; tokenFile?: string; portal: boolean; signKey?: string; signValidity: string }) => {
+    .action(action(async (o: GlobalOptions & { listen: string; tokenFile?: string; privatePrefix?: string[]; portal: boolean; signKey?: string; signValidity: string }) => {
       const { host, port } = parseListen(o.listen);
       const token = readToken(o.tokenFile);
       const key = o.signKey ? readSigningKey(o.signKey) : undefined;
       const validityMs = parseDuration(o.signValidity);
       const store = await LocalStore.open(resolveStoreDir(o.store));
-      const portal = o.portal ? new Portal(store, store.dir, token) : undefined;
-      const origin = new Origin(store, { token, portal: o.portal, signer: key && new RecordSigner(key, store, { validityMs }), ...(portal ? { mount: (req, res, url) => portal.handle(req, res, url), canSeeName: (name, req) => portal.canSeeName(name, req) } : {}) });
+      // the portal asks the origin who a request is and which names are private (built just below)
+      const access = { authenticate: (req: http.IncomingMessage) => origin.authn.authenticate(req), hiddenNames: (p: Principal) => origin.visibility.hiddenNames(p) };
+      const portal = o.portal ? new Portal(store, store.dir, access) : undefined;
+      const origin: Origin<LocalStore> = new Origin(store, {
+        token, tokens: new TokenStore(store), privatePrefixes: o.privatePrefix, portal: o.portal,
+        signer: key && new RecordSigner(key, store, { validityMs }),
+        ...(portal ? { mount: (req, res, url) => portal.handle(req, res, url), canSeeName: (name, req) => portal.canSeeName(name, req) } : {}),
+      });
       const url = await origin.listen(host, port);
       if (o.json) printJson({ role: 'origin', url, store: store.dir, uploads: !!token, portal: o.portal, signKey: key ? keyIdHex(key.id) : null });
       else console.log(`vmdn origin serving ${safe(store.dir)} at ${url} (uploads ${token ? 'enabled' : 'disabled'})`);
@@ -108,9 +118,10 @@ export function registerNetCommands(program: Command): void {
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8481')
     .addOption(new Option('--policy <policy>', 'eviction policy').choices([...POLICIES]).default(DEFAULT_POLICY))
     .option('--no-batch', 'take misses from upstream one GET each, no POST batches (a generic HTTP cache sits between this edge and its upstream)')
-    .action(action(async (o: GlobalOptions & { upstream: string; cache: string; maxSize: string; listen: string; policy: PolicyName; batch: boolean }) => {
+    .option('--token-file <file>', 'the edge\'s own token for upstream (else $VMDN_TOKEN), used for clients that send none: they all see what it may read. A client\'s own token always wins and is passed upstream')
+    .action(action(async (o: GlobalOptions & { upstream: string; cache: string; maxSize: string; listen: string; policy: PolicyName; batch: boolean; tokenFile?: string }) => {
       const { host, port } = parseListen(o.listen);
-      const edge = await Edge.open({ upstream: o.upstream, cacheDir: o.cache, maxSize: parseSize(o.maxSize), policy: o.policy, http: { batches: o.batch } });
+      const edge = await Edge.open({ upstream: o.upstream, cacheDir: o.cache, maxSize: parseSize(o.maxSize), policy: o.policy, http: { batches: o.batch, token: readToken(o.tokenFile) } });
       const url = await edge.listen(host, port);
       if (o.json) printJson({ role: 'edge', url, upstream: o.upstream, cache: o.cache, maxBytes: parseSize(o.maxSize), policy: o.policy });
       else console.log(`vmdn edge at ${url}, upstream ${safe(o.upstream)}, cache ${safe(o.cache)} (${humanBytes(parseSize(o.maxSize))}, ${o.policy})`);
@@ -122,9 +133,12 @@ export function registerNetCommands(program: Command): void {
     .argument('<image>', 'local image name[:tag], or an image file')
     .argument('<url>', 'origin URL')
     .requiredOption('-n, --name <name[:tag]>', 'name at the origin')
-    .option('--token-file <file>', 'bearer token (else $VMDN_TOKEN)')
+    .option('--token-file <file>', 'bearer token with write scope on the name (else $VMDN_TOKEN)')
+    .option('--private', 'make the name private at the origin: only tokens with read scope on it see it or its own objects')
+    .option('--public', 'make a private name public again (without either, a name keeps what it was)')
     .option('--concurrency <n>', 'parallel uploads', intOpt, 8)
-    .action(action(async (image: string, url: string, o: GlobalOptions & { name: string; tokenFile?: string; concurrency: number }) => {
+    .action(action(async (image: string, url: string, o: GlobalOptions & { name: string; tokenFile?: string; concurrency: number; private?: boolean; public?: boolean }) => {
+      if (o.private && o.public) throw new VmdnError('E_USAGE', 'give --private or --public, not both');
       const remote = parseImageRef(o.name);
       const token = readToken(o.tokenFile);
       const bar = progressBar(o, 'push');
@@ -134,7 +148,7 @@ export function registerNetCommands(program: Command): void {
         if (file) {
           await importImageFile(s, image, remote, { chunker: parseChunkerSpec(DEFAULT_CHUNKER_SPEC) });
         } else local = parseImageRef(image);
-        return pushImage(s, { url, token, local, remote, concurrency: o.concurrency, onProgress: bar.onProgress });
+        return pushImage(s, { url, token, local, remote, concurrency: o.concurrency, onProgress: bar.onProgress, private: o.private ? true : o.public ? false : undefined });
       }, { create: file }).finally(bar.stop);
       if (o.json) return printJson(r);
       console.log(`pushed ${r.ref} (manifest ${r.manifest.slice(0, 12)}) to ${safe(url)}: sent ${r.objectsSent} of ${r.objects} objects, ${humanBytes(r.bytesSent)}, in ${r.seconds.toFixed(1)} s`);
@@ -146,11 +160,12 @@ export function registerNetCommands(program: Command): void {
     .argument('<name[:tag]...>', 'images to warm the edge with')
     .option('--packages-only', 'only the .deb objects of packages-strategy images: seed an edge with the packages a site\'s VMs share')
     .option('-j, --concurrency <n>', 'parallel downloads', '16')
+    .option('--token-file <file>', 'bearer token, needed to warm private images (else $VMDN_TOKEN)')
     .addHelpText('after', TRUST_HELP)
-    .action(action(async (url: string, names: string[], o: GlobalOptions & TrustOptions & { packagesOnly?: boolean; concurrency: string }) => {
+    .action(action(async (url: string, names: string[], o: GlobalOptions & TrustOptions & { packagesOnly?: boolean; concurrency: string; tokenFile?: string }) => {
       const trust = openTrust(o);
       const bar = progressBar(o, 'warm');
-      const r = await warmCache(url, names.map(parseImageRef), { packagesOnly: o.packagesOnly, concurrency: Number(o.concurrency) || 16, onProgress: bar.onProgress, trust }).finally(bar.stop);
+      const r = await warmCache(url, names.map(parseImageRef), { token: readToken(o.tokenFile), packagesOnly: o.packagesOnly, concurrency: Number(o.concurrency) || 16, onProgress: bar.onProgress, trust }).finally(bar.stop);
       if (o.json) return printJson(r);
       console.log(`warmed ${safe(url)} with ${r.objects} objects (${humanBytes(r.bytes)})${r.packages ? `, ${r.packages} packages` : ''} of ${r.images.join(', ')}`);
     }));
@@ -167,8 +182,9 @@ export function registerNetCommands(program: Command): void {
     .option('--retries <n>', 'attempts per request when the server is unreachable', intOpt, 5)
     .option('--no-batch', 'one GET per object, no POST batches or packs: behind a generic HTTP cache or CDN, which can cache GETs only')
     .option('--no-packs', 'no packs: missing objects come as stored, not compressed together against the images the cache holds (less server CPU, more bytes)')
+    .option('--token-file <file>', 'bearer token, needed for private images (else $VMDN_TOKEN)')
     .addHelpText('after', TRUST_HELP)
-    .action(action(async (url: string, name: string, out: string, o: GlobalOptions & TrustOptions & { cache?: string; seed?: string[]; format?: string; concurrency: number; retries: number; batch: boolean; packs: boolean }) => {
+    .action(action(async (url: string, name: string, out: string, o: GlobalOptions & TrustOptions & { cache?: string; seed?: string[]; format?: string; concurrency: number; retries: number; batch: boolean; packs: boolean; tokenFile?: string }) => {
       const ref = parseImageRef(name);
       const trust = openTrust(o);
       // pull reports on stdout: an image there would be corrupted by it (export can stream instead)
@@ -178,7 +194,7 @@ export function registerNetCommands(program: Command): void {
       try {
         const r = await pullImage({
           url, ref, out, format: o.format, cache, seeds: o.seed, concurrency: o.concurrency,
-          http: { retries: o.retries, batches: o.batch, trust }, packs: o.packs, onProgress: bar.onProgress,
+          http: { retries: o.retries, batches: o.batch, trust, token: readToken(o.tokenFile) }, packs: o.packs, onProgress: bar.onProgress,
         }).finally(bar.stop);
         if (o.json) return printJson(r);
         const ob = r.objects;

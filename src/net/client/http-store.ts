@@ -196,7 +196,8 @@ export class HttpStore implements ReadableStore {
   /** A request with retries on connection failures and 5xx; 4xx answers become typed errors. */
   async request(method: string, path: string, opts: { headers?: http.OutgoingHttpHeaders; body?: Uint8Array; signal?: AbortSignal; auth?: boolean; maxBody?: number; returnBusy?: boolean } = {}): Promise<Reply> {
     const headers: http.OutgoingHttpHeaders = { ...opts.headers };
-    if (opts.auth && this.o.token) headers.authorization = `Bearer ${this.o.token}`;
+    // every request carries the token (it may open private images, issue 16); a caller's own header (an edge passing its client's) wins
+    if (this.o.token && headers.authorization === undefined) headers.authorization = `Bearer ${this.o.token}`;
     if (opts.body) headers['content-length'] = opts.body.length;
     let last: unknown;
     let retryAfter = 0;

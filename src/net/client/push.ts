@@ -19,6 +19,8 @@ import { VmdnError } from '../../errors.js';
 export interface PushOptions {
   url: string;
   token: string | undefined;
+  /** true: the name becomes private at the origin; false: public; unset: as it was (a new name: public unless a private prefix). */
+  private?: boolean;
   /** Name in the local store. */
   local: ImageRef;
   /** Name at the origin. */
@@ -71,7 +73,7 @@ export async function pushImage(store: LocalStore, o: PushOptions): Promise<Push
       }
     };
     await Promise.all(Array.from({ length: Math.min(missing.length, o.concurrency ?? 8) }, worker));
-    const body = Buffer.from(JSON.stringify({ manifest: digest }));
+    const body = Buffer.from(JSON.stringify({ manifest: digest, ...(o.private !== undefined ? { private: o.private } : {}) }));
     await remote.request('PUT', refPath(o.remote), { body, auth: true, headers: { 'content-type': 'application/json' }, signal: o.signal });
     const sentProfile = profile && all.at(-1) === profile ? profile : null;
     if (sentProfile) {

@@ -24,9 +24,9 @@ export interface WarmResult {
   packages: number;
 }
 
-export async function warmCache(url: string, refs: ImageRef[], opts: { packagesOnly?: boolean; concurrency?: number; signal?: AbortSignal; onProgress?: OnProgress; trust?: RecordCheck } = {}): Promise<WarmResult> {
+export async function warmCache(url: string, refs: ImageRef[], opts: { packagesOnly?: boolean; concurrency?: number; token?: string; signal?: AbortSignal; onProgress?: OnProgress; trust?: RecordCheck } = {}): Promise<WarmResult> {
   const concurrency = opts.concurrency ?? 16;
-  const remote = new HttpStore(url, { connections: concurrency, trust: opts.trust });
+  const remote = new HttpStore(url, { connections: concurrency, token: opts.token, trust: opts.trust });
   try {
     const want = new Set<Digest>();
     const debs = new Set<string>();

@@ -14,8 +14,9 @@ import { CachingStore } from '../../store/cache/caching-store.js';
 import { createPolicy, type PolicyName } from '../../store/cache/eviction.js';
 import { HttpStore, type HttpStoreOptions } from '../client/http-store.js';
 import {
-  closeServer, listen, parseJson, prometheus, REF_CACHE_CONTROL, route, sendError, sendJson, serveObjectBuffer, serveObjectFile, wantsRefetch,
+  closeServer, listen, parseJson, PRIVATE_OBJECT_CACHE_CONTROL, PRIVATE_REF_CACHE_CONTROL, prometheus, REF_CACHE_CONTROL, route, sendError, sendJson, serveObjectBuffer, serveObjectFile, wantsRefetch,
 } from '../wire/http-api.js';
+import { EdgeAccess } from './edge-access.js';
 import { readBatchRequest, serveBatch } from '../wire/batch.js';
 
 /** The frequency-aware policy won the benchmark (bench/net.ts: hit ratio under mixed popularity). */
@@ -30,6 +31,8 @@ export interface EdgeOptions {
   http?: HttpStoreOptions;
   /** How long a name:tag resolution is reused (the origin allows 5 s). */
   refTtlMs?: number;
+  /** How long the origin's word on private objects is reused (default edge-access.ts). */
+  accessTtlMs?: number;
 }
 
 export interface EdgeStats {
@@ -43,8 +46,11 @@ export class Edge {
   readonly serving: EdgeStats = { requests: 0, objectRequests: 0, bytesServed: 0 };
   url = '';
   private readonly refs = new Map<string, { at: number; body: unknown }>();
+  /** Private images (issue 16): every object served is first cleared with the origin for the client's token. */
+  readonly access: EdgeAccess;
 
   private constructor(readonly store: CachingStore, readonly upstream: HttpStore, private readonly opts: EdgeOptions) {
+    this.access = new EdgeAccess(upstream, opts.accessTtlMs);
     this.server = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
       this.handle(req, res).catch((err) => sendError(res, err));
     });
@@ -89,6 +95,8 @@ export class Edge {
     const m = req.method ?? 'GET';
     if (!r) throw new VmdnError('E_NOT_FOUND', `no such endpoint ${url.pathname}`);
     if (r.kind === 'batch' && m === 'POST') return this.batch(req, res);
+    // edges chain: the next edge down asks this one what the origin said
+    if (r.kind === 'access') return this.access.answer(req, res);
     // docs/http-api.md: packs are the origin's; 404 is what a client takes for "no packs here"
     if (r.kind === 'pack') throw new VmdnError('E_NOT_FOUND', 'an edge does not serve packs: ask for batches or single objects');
     if (m !== 'GET' && m !== 'HEAD') throw new VmdnError('E_USAGE', `${m} not allowed: an edge is read-only, upload to the origin`);
@@ -102,6 +110,8 @@ export class Edge {
         }
         return;
       case 'images':
+        // a client's own token sees its own list, asked upstream with it and shared with no one
+        if (req.headers.authorization !== undefined) return sendJson(res, 200, { images: ((await this.access.ask('/v1/images', req.headers.authorization)) as { images?: unknown })?.images ?? [] }, PRIVATE_REF_CACHE_CONTROL);
         return sendJson(res, 200, { images: await this.upstream.listImages() }, REF_CACHE_CONTROL);
       case 'ref':
         return this.passThrough(req, res, url.pathname, 'manifest');
@@ -130,6 +140,12 @@ export class Edge {
 
   /** A small mutable answer of upstream's (a name's manifest, a manifest's profile), reused for refTtlMs; `field` must hold a digest. */
   private async passThrough(req: http.IncomingMessage, res: http.ServerResponse, pathname: string, field: 'manifest' | 'profile'): Promise<void> {
+    const auth = req.headers.authorization;
+    if (auth !== undefined) {
+      const body = (await this.access.ask(pathname, auth)) as Record<string, unknown> | null;
+      if (!isDigest(body?.[field])) throw new VmdnError('E_UNREACHABLE', `upstream ${this.opts.upstream} answered ${pathname} without a valid ${field} digest`);
+      return sendJson(res, 200, body, PRIVATE_REF_CACHE_CONTROL);
+    }
     const hit = this.refs.get(pathname);
     const ttl = this.opts.refTtlMs ?? 5000;
     if (hit && Date.now() - hit.at < ttl && !wantsRefetch(req)) return sendJson(res, 200, hit.body, REF_CACHE_CONTROL);
@@ -147,9 +163,16 @@ export class Edge {
 
   private async batch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const digests = await readBatchRequest(req);
+    const auth = req.headers.authorization;
+    const access = await this.access.check(digests, auth);
+    // private objects this edge lacks come for this client alone (passThrough), the rest through the cache
+    const viaCache = digests.filter((d) => access.get(d) === 'public' || (access.get(d) === 'private' && this.store.lookup(d)));
     // the misses come from upstream in one batch too, not one request each
-    const filling = this.store.fillMany(digests);
+    const filling = this.store.fillMany(viaCache);
     const sent = await serveBatch(res, digests, async (d) => {
+      const a = access.get(d);
+      if (!a) return undefined;
+      if (a === 'private' && !this.store.lookup(d) && !filling.has(d)) return this.access.passThrough(d, auth).catch(absentAsUndefined);
       const f = filling.get(d);
       if (!f) return this.storedBytes(d);
       try {
@@ -182,6 +205,13 @@ export class Edge {
   }
 
   private async serveObject(req: http.IncomingMessage, res: http.ServerResponse, digest: Digest): Promise<number> {
+    const auth = req.headers.authorization;
+    const a = (await this.access.check([digest], auth)).get(digest);
+    if (!a) throw new VmdnError('E_NOT_FOUND', `object ${digest} not at this origin`, { digest });
+    if (a === 'private') {
+      res.setHeader('cache-control', PRIVATE_OBJECT_CACHE_CONTROL);
+      if (!this.store.lookup(digest)) return serveObjectBuffer(req, res, digest, await this.access.passThrough(digest, auth));
+    }
     const refetch = wantsRefetch(req);
     // a client that found our copy damaged asks again with no-cache: drop it and go upstream
     if (refetch && (await this.store.cache.has(digest))) await this.store.drop(digest, false);
@@ -197,4 +227,9 @@ export class Edge {
     const f = await this.store.fill(digest, { noCache: refetch });
     return serveObjectBuffer(req, res, digest, f.encoded);
   }
+}
+
+function absentAsUndefined(err: unknown): undefined {
+  if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') return undefined;
+  throw err;
 }

@@ -7,7 +7,7 @@
 import http from 'node:http';
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { asWriter, hasBootProfiles, hasEncodedFiles, presentIn, type EncodedFiles, type ImageStore, type StoreTotals, type WriterLease } from '../../store/types.js';
+import { asWriter, hasBootProfiles, hasEncodedFiles, hasSideRecords, presentIn, type EncodedFiles, type ImageStore, type StoreTotals, type WriterLease } from '../../store/types.js';
 import { nameImage } from '../../images/names.js';
 import { assertDigest, type Digest } from '../../store/digest.js';
 import { formatImageRef } from '../../store/image-name.js';
@@ -16,8 +16,12 @@ import { decodeProfile } from '../../model/profile.js';
 import { imageObjects } from '../../model/objects.js';
 import { VmdnError } from '../../errors.js';
 import {
-  closeServer, isDigestList, listen, prometheus, readBody, readJson, REF_CACHE_CONTROL, requireToken, route, sendBusy, sendError, sendJson, serveObjectBuffer, serveObjectFile,
+  closeServer, isDigestList, listen, prometheus, readBody, readJson, route, sendBusy, sendError, sendJson, serveObjectBuffer, serveObjectFile,
 } from '../wire/http-api.js';
+import { ANONYMOUS, Authenticator, requireUpload, requireWrite, type Principal } from './auth.js';
+import type { TokenStore } from './tokens.js';
+import { Visibility } from './visibility.js';
+import { accessAnswer, refCacheControl, setObjectCacheControl } from './origin-access.js';
 import { BATCH_BUDGET, ByteBudget, readBatchRequest, serveBatch } from '../wire/batch.js';
 import { PACK_RETRY_AFTER, PackSlots, readPackRequest, servePack, type PackRequest } from '../wire/pack.js';
 import { PackBuilder } from './pack-worker.js';
@@ -28,8 +32,12 @@ import type { RecordSigner } from './record-signer.js';
 export type OriginStore = ImageStore & Partial<EncodedFiles & WriterLease & StoreTotals>;
 
 export interface OriginOptions {
-  /** Bearer token for uploads; without one the origin is read-only. */
+  /** The shared admin token (reads and uploads everywhere); without it or `tokens` the origin is read-only. */
   token?: string;
+  /** Scoped tokens (`vmdn token create`), checked against their hashes in the store. */
+  tokens?: TokenStore;
+  /** Names starting with one of these are private whatever they were pushed with. */
+  privatePrefixes?: string[];
   /** Called for every object GET/HEAD and every object sent in a batch (tests count upstream traffic with it). */
   onObjectRequest?: (digest: Digest, method: string) => void;
   /** Signs every image record served (`vmdn serve --sign-key`). */
@@ -74,8 +82,12 @@ export class Origin<S extends OriginStore = OriginStore> {
   private lastUpload = 0;
   private linger: Promise<void> | undefined;
   private readonly closing = new AbortController();
+  readonly authn: Authenticator;
+  readonly visibility: Visibility;
 
   constructor(readonly store: S, private readonly opts: OriginOptions = {}) {
+    this.authn = new Authenticator({ adminToken: opts.token, tokens: opts.tokens });
+    this.visibility = new Visibility(store, hasSideRecords(store) ? store : undefined, opts.privatePrefixes);
     this.server = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
       this.handle(req, res).catch((err) => sendError(res, err));
     });
@@ -102,11 +114,13 @@ export class Origin<S extends OriginStore = OriginStore> {
     const read = m === 'GET' || m === 'HEAD';
     if (!r && this.opts.portal && !url.pathname.startsWith('/v1/') && servePortal(req, res, url.pathname)) return;
     if (!r) throw new VmdnError('E_NOT_FOUND', `no such endpoint ${url.pathname}`);
+    const p = r.kind === 'health' || r.kind === 'metrics' ? ANONYMOUS : await this.principal(req);
     if (r.kind === 'object' && read) {
       this.stats.objectRequests++;
       this.opts.onObjectRequest?.(r.digest, m);
       const absent = () => new VmdnError('E_NOT_FOUND', `object ${r.digest} not at this origin`, { digest: r.digest });
-      if (!(await this.store.has(r.digest))) throw absent();
+      // a private image's object is absent to those who may not read it, exactly as a missing one
+      if (!(await this.store.has(r.digest)) || !(await setObjectCacheControl(this.visibility, p, r.digest, res))) throw absent();
       // a local file streams (large objects never sit in memory whole); other stores hand over bytes
       const n = hasEncodedFiles(this.store)
         ? await serveObjectFile(req, res, r.digest, this.store.encodedFile(r.digest)).catch((err) => {
@@ -116,31 +130,35 @@ export class Origin<S extends OriginStore = OriginStore> {
       this.stats.objectBytesServed += n;
       return;
     }
-    if (r.kind === 'object' && m === 'PUT') return this.putObject(req, res, r.digest);
-    if (r.kind === 'batch' && m === 'POST') return this.batch(req, res);
-    if (r.kind === 'pack' && m === 'POST') return this.pack(req, res);
+    if (r.kind === 'object' && m === 'PUT') return this.putObject(req, res, r.digest, p);
+    if (r.kind === 'batch' && m === 'POST') return this.batch(req, res, p);
+    if (r.kind === 'pack' && m === 'POST') return this.pack(req, res, p);
     if (r.kind === 'images' && read) {
+      // the portal hides unpublished images (canSeeName); private names need read scope (visibility)
       const see = this.opts.canSeeName;
-      const all = (await this.store.names.list()).map((i) => ({ ref: `${i.name}:${i.tag}`, ...i }));
-      const images = see ? (await Promise.all(all.map(async (i) => ((await see(i.name, req)) ? [i] : [])))).flat() : all;
-      return sendJson(res, 200, { images }, REF_CACHE_CONTROL);
+      const visible = (await this.visibility.visibleImages(p)).map((i) => ({ ref: `${i.name}:${i.tag}`, ...i }));
+      const images = see ? (await Promise.all(visible.map(async (i) => ((await see(i.name, req)) ? [i] : [])))).flat() : visible;
+      return sendJson(res, 200, { images }, refCacheControl(p));
     }
+    if (r.kind === 'access') return accessAnswer(req, res, this.visibility, p);
     if (r.kind === 'ref' && read) {
-      const row = (!this.opts.canSeeName || (await this.opts.canSeeName(r.ref.name, req))) ? await this.store.names.get(r.ref.name, r.ref.tag) : undefined;
+      const seeName = !this.opts.canSeeName || (await this.opts.canSeeName(r.ref.name, req));
+      const row = seeName && (await this.visibility.canSee(p, r.ref.name)) ? await this.store.names.get(r.ref.name, r.ref.tag) : undefined;
       if (!row) throw new VmdnError('E_NOT_FOUND', `no image ${formatImageRef(r.ref)} at this origin`, { ref: formatImageRef(r.ref) });
       // with a signing key, the record and its signature ride along (docs/http-api.md, Signed image records)
       const signed = await this.opts.signer?.sign(row);
-      return sendJson(res, 200, { ref: formatImageRef(r.ref), manifest: row.manifest, virtualSize: row.virtualSize, dataSize: row.dataSize, ...signed }, REF_CACHE_CONTROL);
+      return sendJson(res, 200, { ref: formatImageRef(r.ref), manifest: row.manifest, virtualSize: row.virtualSize, dataSize: row.dataSize, ...signed }, refCacheControl(p));
     }
-    if (r.kind === 'ref' && m === 'PUT') return this.putImage(req, res, r.ref);
+    if (r.kind === 'ref' && m === 'PUT') return this.putImage(req, res, r.ref, p);
     if (r.kind === 'profile' && read) {
-      const profile = hasBootProfiles(this.store) ? await this.store.getProfile(r.manifest) : undefined;
+      const seen = (await this.visibility.objects(p, [r.manifest])).has(r.manifest);
+      const profile = seen && hasBootProfiles(this.store) ? await this.store.getProfile(r.manifest) : undefined;
       if (!profile) throw new VmdnError('E_NOT_FOUND', `no boot profile for manifest ${r.manifest.slice(0, 12)} at this origin`, { manifest: r.manifest });
-      return sendJson(res, 200, { manifest: r.manifest, profile }, REF_CACHE_CONTROL);
+      return sendJson(res, 200, { manifest: r.manifest, profile }, refCacheControl(p));
     }
-    if (r.kind === 'profile' && m === 'PUT') return this.putProfile(req, res, r.manifest);
+    if (r.kind === 'profile' && m === 'PUT') return this.putProfile(req, res, r.manifest, p);
     if (r.kind === 'missing' && m === 'POST') {
-      this.auth(req);
+      this.auth(req, () => requireUpload(p));
       const body = await readJson<{ digests?: unknown }>(req, 16 << 20);
       if (!isDigestList(body.digests)) throw new VmdnError('E_USAGE', 'body must be {"digests": [up to 100000 digests]}');
       const digests = body.digests;
@@ -169,9 +187,11 @@ export class Origin<S extends OriginStore = OriginStore> {
     }
   }
 
-  private async batch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  private async batch(req: http.IncomingMessage, res: http.ServerResponse, p: Principal): Promise<void> {
     const digests = await readBatchRequest(req);
     const have = await this.store.statMany(digests);
+    const seen = await this.visibility.objects(p, have.keys());
+    for (const d of have.keys()) if (!seen.has(d)) have.delete(d);
     const sent = await serveBatch(res, digests, async (d) => {
       if (!have.has(d)) return undefined;
       const bytes = await this.encoded(d);
@@ -182,7 +202,7 @@ export class Origin<S extends OriginStore = OriginStore> {
     this.stats.objectBytesServed += sent.bytes;
   }
 
-  private async pack(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  private async pack(req: http.IncomingMessage, res: http.ServerResponse, p: Principal): Promise<void> {
     // refused before its body is even parsed: a flood of requests costs next to nothing
     const turn = this.packSlots.take();
     if (!turn) {
@@ -199,14 +219,17 @@ export class Origin<S extends OriginStore = OriginStore> {
     const release = await turn;
     try {
       // a client that left while waiting for its turn costs nothing more
-      if (!res.destroyed && !req.socket.destroyed) await this.servePackNow(r, res);
+      if (!res.destroyed && !req.socket.destroyed) await this.servePackNow(r, res, p);
     } finally {
       release();
     }
   }
 
-  private async servePackNow(r: PackRequest, res: http.ServerResponse): Promise<void> {
+  private async servePackNow(r: PackRequest, res: http.ServerResponse, p: Principal): Promise<void> {
     const have = await this.store.statMany([...r.digests, ...r.refs]);
+    // what the principal may not see is neither sent nor used as a base
+    const seen = await this.visibility.objects(p, have.keys());
+    for (const d of have.keys()) if (!seen.has(d)) have.delete(d);
     const store = this.store;
     const sent = await servePack(res, r, {
       size: (d) => have.get(d)?.size,
@@ -241,9 +264,21 @@ export class Origin<S extends OriginStore = OriginStore> {
     }
   }
 
-  private auth(req: http.IncomingMessage): void {
+  /** Who asks; a token that is not valid is refused (401) even where none is needed. */
+  private async principal(req: http.IncomingMessage): Promise<Principal> {
     try {
-      requireToken(req, this.opts.token);
+      return await this.authn.authenticate(req);
+    } catch (err) {
+      this.stats.authFailures++;
+      req.resume();
+      throw err;
+    }
+  }
+
+  /** Run a scope check for an upload; a refusal drains the request. */
+  private auth(req: http.IncomingMessage, check: () => void): void {
+    try {
+      check();
     } catch (err) {
       this.stats.authFailures++;
       // drain the upload so the client sees the 401 rather than a reset
@@ -252,8 +287,8 @@ export class Origin<S extends OriginStore = OriginStore> {
     }
   }
 
-  private async putObject(req: http.IncomingMessage, res: http.ServerResponse, digest: Digest): Promise<void> {
-    this.auth(req);
+  private async putObject(req: http.IncomingMessage, res: http.ServerResponse, digest: Digest, p: Principal): Promise<void> {
+    this.auth(req, () => requireUpload(p));
     const body = await readBody(req);
     // putEncoded decodes and re-hashes: a wrong or damaged upload is refused (E_CORRUPT_OBJECT)
     const r = await this.uploading(() => this.store.putEncoded(digest, body)).catch((err) => {
@@ -266,18 +301,23 @@ export class Origin<S extends OriginStore = OriginStore> {
     sendJson(res, r.added ? 201 : 200, r);
   }
 
-  private async putImage(req: http.IncomingMessage, res: http.ServerResponse, ref: { name: string; tag: string }): Promise<void> {
-    this.auth(req);
-    const body = await readJson<{ manifest?: unknown }>(req, 4096);
+  private async putImage(req: http.IncomingMessage, res: http.ServerResponse, ref: { name: string; tag: string }, p: Principal): Promise<void> {
+    this.auth(req, () => requireWrite(p, ref.name));
+    const body = await readJson<{ manifest?: unknown; private?: unknown }>(req, 4096);
     const digest = assertDigest(body.manifest, 'manifest digest');
+    if (body.private !== undefined && typeof body.private !== 'boolean') throw new VmdnError('E_USAGE', '"private" must be true or false');
+    // private before the name exists, public only after: the image is never visible to those it is hidden from
+    if (body.private === true) await this.visibility.setPrivate(ref.name, true);
     // the checks and the naming under one lease: gc cannot delete between them
     await this.uploading(() => this.nameImage(ref, digest));
-    sendJson(res, 201, { ref: formatImageRef(ref), manifest: digest });
+    this.visibility.changed();
+    if (body.private === false) await this.visibility.setPrivate(ref.name, false);
+    sendJson(res, 201, { ref: formatImageRef(ref), manifest: digest, private: await this.visibility.isPrivate(ref.name) });
   }
 
   /** Point a manifest at its boot profile: both objects uploaded before, the profile checked against the manifest. */
-  private async putProfile(req: http.IncomingMessage, res: http.ServerResponse, manifestDigest: Digest): Promise<void> {
-    this.auth(req);
+  private async putProfile(req: http.IncomingMessage, res: http.ServerResponse, manifestDigest: Digest, p: Principal): Promise<void> {
+    this.auth(req, () => requireUpload(p));
     const body = await readJson<{ profile?: unknown }>(req, 4096);
     const profile = assertDigest(body.profile, 'profile digest');
     const store = this.store;

@@ -16,6 +16,9 @@ export const OBJECT_CACHE_CONTROL = 'public, max-age=31536000, immutable';
 /** Names move; caches may reuse a resolution only briefly. */
 export const REF_CACHE_CONTROL = 'public, max-age=5';
 export const NO_STORE = 'no-store';
+/** Answers that depend on the client's token (a private image's name, list or objects): no shared cache may keep them. */
+export const PRIVATE_REF_CACHE_CONTROL = 'private, max-age=5';
+export const PRIVATE_OBJECT_CACHE_CONTROL = 'private, max-age=31536000, immutable';
 /** Encoded objects are at most ~16 MiB; manifests of huge disks are larger but far below this. */
 export const MAX_UPLOAD = 256 * 1024 * 1024;
 export const MAX_MISSING_QUERY = 100_000;
@@ -32,7 +35,8 @@ export type Route =
   | { kind: 'pack' }
   | { kind: 'stats' }
   | { kind: 'metrics' }
-  | { kind: 'health' };
+  | { kind: 'health' }
+  | { kind: 'access' };
 
 /** Map a request path to a route; undefined for anything unknown (404). */
 export function route(pathname: string): Route | undefined {
@@ -43,6 +47,7 @@ export function route(pathname: string): Route | undefined {
   if (pathname === '/stats') return { kind: 'stats' };
   if (pathname === '/metrics') return { kind: 'metrics' };
   if (pathname === '/health') return { kind: 'health' };
+  if (pathname === '/v1/access') return { kind: 'access' };
   const obj = /^\/v1\/objects\/([0-9a-f]{64})$/.exec(pathname);
   if (obj) return { kind: 'object', digest: obj[1]! };
   const prof = /^\/v1\/profiles\/([0-9a-f]{64})$/.exec(pathname);
@@ -95,13 +100,15 @@ export function parseRange(header: string | undefined, size: number): { start: n
 
 export const etagOf = (d: Digest) => `"${d}"`;
 
-function objectHeaders(digest: Digest): http.OutgoingHttpHeaders {
-  return { 'content-type': 'application/zstd', 'cache-control': OBJECT_CACHE_CONTROL, etag: etagOf(digest), 'accept-ranges': 'bytes' };
+function objectHeaders(res: http.ServerResponse, digest: Digest): http.OutgoingHttpHeaders {
+  // a server that set its own (PRIVATE_OBJECT_CACHE_CONTROL for a private image's object) keeps it
+  const cc = (res.getHeader('cache-control') as string | undefined) ?? OBJECT_CACHE_CONTROL;
+  return { 'content-type': 'application/zstd', 'cache-control': cc, etag: etagOf(digest), 'accept-ranges': 'bytes' };
 }
 
 /** Conditional and range handling shared by file and buffer bodies; returns the byte range to send, or null when done. */
 function prepareObject(req: http.IncomingMessage, res: http.ServerResponse, digest: Digest, size: number): { start: number; end: number } | null {
-  const headers = objectHeaders(digest);
+  const headers = objectHeaders(res, digest);
   const inm = req.headers['if-none-match'];
   if (inm && (inm === '*' || inm.split(',').map((s) => s.trim().replace(/^W\//, '')).includes(etagOf(digest)))) {
     res.writeHead(304, headers).end();

@@ -177,6 +177,10 @@ export class StoreIndex {
       isLive: d.prepare<[Buffer, Buffer, Buffer], { n: number }>(`SELECT EXISTS (SELECT 1 FROM images WHERE manifest = ?)
         OR EXISTS (SELECT 1 FROM objects o JOIN manifest_refs r ON r.object_id = o.id JOIN objects m ON m.id = r.manifest_id JOIN images i ON i.manifest = m.digest WHERE o.digest = ?)
         OR EXISTS (SELECT 1 FROM profiles p JOIN images i ON i.manifest = p.manifest WHERE p.profile = ?) AS n`),
+      // the names whose image needs the object (as manifest, referenced object or boot profile): who may see it (net/server/visibility.ts)
+      namesUsing: d.prepare<[Buffer, Buffer, Buffer], { name: string }>(`SELECT name FROM images WHERE manifest = ?
+        UNION SELECT i.name FROM objects o JOIN manifest_refs r ON r.object_id = o.id JOIN objects m ON m.id = r.manifest_id JOIN images i ON i.manifest = m.digest WHERE o.digest = ?
+        UNION SELECT i.name FROM profiles p JOIN images i ON i.manifest = p.manifest WHERE p.profile = ?`),
       getProfile: d.prepare<[Buffer], { profile: Buffer }>('SELECT profile FROM profiles WHERE manifest = ?'),
       putProfile: d.prepare<[Buffer, Buffer, string]>('INSERT OR REPLACE INTO profiles (manifest, profile, created) VALUES (?, ?, ?)'),
       dropUnnamedProfiles: d.prepare('DELETE FROM profiles WHERE manifest NOT IN (SELECT manifest FROM images)'),
@@ -184,6 +188,13 @@ export class StoreIndex {
       leasesBefore: d.prepare<[number], { id: number; kind: LeaseKind; pid: number; proc_start: string; started: string }>('SELECT id, kind, pid, proc_start, started FROM leases WHERE id < ? ORDER BY id'),
       dropLease: d.prepare<[number]>('DELETE FROM leases WHERE id = ?'),
     };
+  }
+
+  /** The image names (without tags) whose images need `digest`. */
+  namesUsing(digest: Digest): string[] {
+    this.flush();
+    const k = key(digest);
+    return this.st.namesUsing.all(k, k, k).map((r) => r.name);
   }
 
   getObject(digest: Digest): ObjectStat | undefined {
