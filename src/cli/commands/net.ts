@@ -14,7 +14,8 @@ import { DEFAULT_CONCURRENCY, pullImage } from '../../net/client/pull.js';
 import { pushImage } from '../../net/client/push.js';
 import { warmCache } from '../../net/client/warm.js';
 import { printJson, progressBar, safe, type GlobalOptions } from '../output.js';
-import { resolveStoreDir, withStore } from '../../store/location.js';
+import { resolveStoreDir, s3StoreUrl, withStore } from '../../store/location.js';
+import { S3Store } from '../../store/s3/s3-store.js';
 import { action, common, imageInput } from '../program.js';
 import { isImagePath } from '../../inspect/open-image.js';
 import { humanBytes, parseSize } from '../../util/size.js';
@@ -77,11 +78,13 @@ export function registerNetCommands(program: Command): void {
     .action(action(async (o: GlobalOptions & { listen: string; tokenFile?: string }) => {
       const { host, port } = parseListen(o.listen);
       const token = readToken(o.tokenFile);
-      const store = await LocalStore.open(resolveStoreDir(o.store));
+      const s3 = s3StoreUrl(o.store);
+      const store = s3 ? await S3Store.open(s3, { create: false }) : await LocalStore.open(resolveStoreDir(o.store));
+      const where = store instanceof S3Store ? store.url : store.dir;
       const origin = new Origin(store, { token });
       const url = await origin.listen(host, port);
-      if (o.json) printJson({ role: 'origin', url, store: store.dir, uploads: !!token });
-      else console.log(`vmdn origin serving ${safe(store.dir)} at ${url} (uploads ${token ? 'enabled' : 'disabled'})`);
+      if (o.json) printJson({ role: 'origin', url, store: where, uploads: !!token });
+      else console.log(`vmdn origin serving ${safe(where)} at ${url} (uploads ${token ? 'enabled' : 'disabled'})`);
       await untilSignal(async () => {
         await origin.close();
         await store.close();

@@ -18,6 +18,8 @@ const status = (e: unknown) => (e as S3Err).$metadata?.httpStatusCode;
 export class S3 {
   readonly client: S3Client;
   constructor(readonly loc: S3Location) {
+    // vmdn supports node 20: the SDK's notice about its own future versions is noise on every command's stderr
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.client = new S3Client({
       endpoint: loc.endpoint, region: loc.region, forcePathStyle: true,
       requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED',

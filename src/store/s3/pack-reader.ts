@@ -13,9 +13,10 @@ import { VmdnError } from '../../errors.js';
 export class PackReader {
   private cache = new Map<Digest, Uint8Array>();
   private cached = 0;
-  private inflight = new Map<Digest, Promise<Uint8Array | undefined>>();
+  /** Ranged reads under way, by every object they cover: a reader of any of them waits for it. */
+  private inflight = new Map<Digest, Promise<Map<Digest, Uint8Array>>>();
 
-  constructor(private readonly s3: S3, private readonly index: PackIndex, private readonly opts = { readAhead: 4 << 20, cacheBytes: 128 << 20 }) {}
+  constructor(private readonly s3: S3, private readonly index: PackIndex, private readonly opts = { readAhead: 2 << 20, runs: 4, cacheBytes: 128 << 20 }) {}
 
   async read(d: Digest, at: Located, signal?: AbortSignal): Promise<Uint8Array> {
     const hit = this.cache.get(d);
@@ -25,34 +26,45 @@ export class PackReader {
       return hit;
     }
     const wait = this.inflight.get(d);
-    if (wait) {
-      const got = await wait;
-      if (got) return got;
-    }
-    return (await this.fetch(d, at, signal))!;
+    const got = wait && (await wait).get(d);
+    return got ?? (await this.fetch(d, at, signal)).get(d)!;
   }
 
-  private async fetch(d: Digest, at: Located, signal?: AbortSignal): Promise<Uint8Array | undefined> {
+  /**
+   * The objects from `at` on, in runs of up to readAhead bytes, `runs` of
+   * them fetched at once (the first holds `d`): a reader going through an
+   * image in order finds the next objects arriving while it uses these.
+   */
+  private async fetch(d: Digest, at: Located, signal?: AbortSignal): Promise<Map<Digest, Uint8Array>> {
     const pack = this.index.packs.get(at.pack);
-    // the run of objects from `at` on, up to readAhead bytes, that nobody is reading yet
-    const run = [at];
-    if (pack) {
-      const after = pack.entries.filter((e) => e.offset > at.offset).sort((a, b) => a.offset - b.offset);
-      let end = at.offset + at.stored;
-      for (const e of after) {
-        if (e.offset !== end || end + e.stored - at.offset > this.opts.readAhead) break;
-        if (this.cache.has(e.digest) || this.inflight.has(e.digest)) break;
-        run.push({ ...e, pack: at.pack });
-        end += e.stored;
+    const after = (pack?.entries ?? []).filter((e) => e.offset > at.offset).sort((a, b) => a.offset - b.offset);
+    const runs: Located[][] = [[at]];
+    let end = at.offset + at.stored;
+    for (const e of after) {
+      if (this.cache.has(e.digest) || this.inflight.has(e.digest)) break;
+      let run = runs[runs.length - 1]!;
+      if (e.offset !== end) break;
+      if (end + e.stored - run[0]!.offset > this.opts.readAhead) {
+        if (runs.length >= this.opts.runs) break;
+        runs.push((run = []));
       }
+      run.push({ ...e, pack: at.pack });
+      end += e.stored;
     }
+    const ps = runs.map((run, i) => this.fetchRun(run, i === 0 ? d : undefined, signal));
+    for (const p of ps.slice(1)) p.catch(() => {}); // a read-ahead failing is the reader's business only when it needs it
+    return ps[0]!;
+  }
+
+  private async fetchRun(run: Located[], wanted: Digest | undefined, signal?: AbortSignal): Promise<Map<Digest, Uint8Array>> {
+    const first = run[0]!;
     const last = run[run.length - 1]!;
-    const length = last.offset + last.stored - at.offset;
-    const p = this.s3.get(packKey(at.pack), { start: at.offset, length }, signal).then((r) => {
-      if (!r) throw new VmdnError('E_NOT_FOUND', `object ${d.slice(0, 12)}: its pack ${at.pack.slice(0, 12)} is gone`, { digest: d });
-      const slices = new Map(run.map((e) => [e.digest, r.body.subarray(e.offset - at.offset, e.offset - at.offset + e.stored)]));
-      for (const [k, v] of slices) if (k !== d) this.keep(k, v);
-      return slices.get(d);
+    const length = last.offset + last.stored - first.offset;
+    const p = this.s3.get(packKey(first.pack), { start: first.offset, length }, signal).then((r) => {
+      if (!r) throw new VmdnError('E_NOT_FOUND', `object ${first.digest.slice(0, 12)}: its pack ${first.pack.slice(0, 12)} is gone`, { digest: first.digest });
+      const slices = new Map(run.map((e) => [e.digest, r.body.subarray(e.offset - first.offset, e.offset - first.offset + e.stored)]));
+      for (const [k, v] of slices) if (k !== wanted) this.keep(k, v);
+      return slices;
     });
     for (const e of run) this.inflight.set(e.digest, p);
     try {

@@ -53,9 +53,13 @@ export class S3Store implements ImageStore {
     return `s3://${l.bucket}/${l.prefix}`;
   }
 
-  stat(d: Digest): Promise<ObjectStat | undefined> {
+  /** A miss looks for packs other processes wrote since (one LIST per 2 s at most): origins sharing a bucket serve each other's uploads. */
+  async stat(d: Digest): Promise<ObjectStat | undefined> {
     assertDigest(d);
-    return Promise.resolve(this.statNow(d));
+    const s = this.statNow(d);
+    if (s) return s;
+    await this.index.refresh(2000);
+    return this.statNow(d);
   }
 
   /** From memory: objects of condemned packs count as absent, so a writer packs them anew. */
@@ -130,6 +134,13 @@ export class S3Store implements ImageStore {
   /** An import taking back an object it added: dropped while still buffered; once packed, gc frees it. */
   async delete(d: Digest): Promise<void> {
     this.writer.discard(d);
+  }
+
+  /** A new copy of an object in a new pack (gc moving the live part of a mostly dead pack). */
+  async repack(d: Digest): Promise<void> {
+    const enc = await this.getEncoded(d);
+    const data = decodeObject(d, enc, this.url);
+    await this.writer.add(d, Uint8Array.from(enc), data.length);
   }
 
   /** Upload every buffered object. */
