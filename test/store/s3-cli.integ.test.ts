@@ -100,6 +100,7 @@ describe('vmdn --store s3:// on Ceph RGW', { timeout: 900_000 }, () => {
       vmdnOk(f('local-big'), ['import', f('big.raw'), '--name', 'big:1']);
       const push = vmdnStart(f('local-big'), ['push', 'big:1', a.url, '--name', 'big:1', '--token-file', writeToken(), '--concurrency', '2']);
       await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(push.child.exitCode, null, 'the push is still running when the S3 server goes');
       await rgw.restartGateway(1000);
       let r = await push.done;
       // the objects that reached the origin are not sent again

@@ -10,6 +10,7 @@ import { namesSuite } from './names-suite.js';
 import { startRgw, type Rgw } from '../helpers/rgw.js';
 import { prng } from '../helpers/images.js';
 import { VmdnError } from '../../src/errors.js';
+import { collectS3Garbage } from '../../src/store/s3/gc.js';
 
 let rgw: Rgw;
 before(async () => { rgw = await startRgw(); }, { timeout: 200_000 });
@@ -62,5 +63,36 @@ describe('S3Store: a bucket shared by processes', () => {
 
   it('a missing bucket is E_NOT_FOUND when the command must not create one', async () => {
     await assert.rejects(S3Store.open(rgw.storeUrl(), { create: false }), (e: VmdnError) => e.code === 'E_NOT_FOUND');
+  });
+
+  it('gc beside a writer: an object deduplicated against a pack gc condemns is copied out before the name lands, and survives the sweep', async () => {
+    const url = rgw.storeUrl();
+    const rec = (name: string, m: string) => ({ name, tag: '1', manifest: m, created: 'x', virtualSize: 1, allocatedSize: 1, dataSize: 1, format: 'raw' });
+    const a = await S3Store.open(url);
+    const data = prng(41, 100_000);
+    const x = await a.put(data);
+    const m1 = await a.put(prng(42, 100));
+    await a.names.set(rec('old', m1.digest), [x.digest]);
+    await a.names.remove('old', '1');
+    // the writer has seen x before gc condemns its pack
+    const writer = await S3Store.open(url);
+    assert.equal((await writer.put(data)).added, false, 'deduplicated');
+    const grace = 60_000;
+    const first = await collectS3Garbage(a, { graceMs: grace, now: Date.now() + 2 * grace });
+    assert.equal(first.condemnedPacks, 1);
+    assert.equal(first.deletedPacks, 0, 'a condemned pack waits out the grace period');
+    const m2 = await writer.put(prng(43, 100));
+    await writer.names.set(rec('new', m2.digest), [x.digest]);
+    await writer.close();
+    const second = await collectS3Garbage(a, { graceMs: grace, now: Date.now() + 4 * grace });
+    assert.equal(second.deletedPacks, 1, JSON.stringify(second));
+    await a.close();
+    const fresh = await S3Store.open(url);
+    try {
+      assert.deepEqual(Buffer.from(await fresh.get(x.digest)), data);
+      assert.equal((await fresh.names.get('new', '1'))?.manifest, m2.digest);
+    } finally {
+      await fresh.close();
+    }
   });
 });
