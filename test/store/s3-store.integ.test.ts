@@ -11,6 +11,9 @@ import { startRgw, type Rgw } from '../helpers/rgw.js';
 import { prng } from '../helpers/images.js';
 import { VmdnError } from '../../src/errors.js';
 import { collectS3Garbage } from '../../src/store/s3/gc.js';
+import { verifyS3Store } from '../../src/store/s3/verify.js';
+import { packKey } from '../../src/store/s3/pack-index.js';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 
 let rgw: Rgw;
 before(async () => { rgw = await startRgw(); }, { timeout: 200_000 });
@@ -93,6 +96,26 @@ describe('S3Store: a bucket shared by processes', () => {
       assert.equal((await fresh.names.get('new', '1'))?.manifest, m2.digest);
     } finally {
       await fresh.close();
+    }
+  });
+
+  it('a pack changed on the server is caught on read (E_CORRUPT_OBJECT) and by verify', async () => {
+    const url = rgw.storeUrl();
+    const a = await S3Store.open(url);
+    const r = await a.put(prng(51, 60_000));
+    await a.close();
+    const b = await S3Store.open(url);
+    try {
+      const at = b.index.objects.get(r.digest)!;
+      const got = await b.s3.get(packKey(at.pack));
+      const bytes = Buffer.from(got!.body);
+      bytes[at.offset + at.stored - 10] ^= 0xff;
+      await b.s3.client.send(new PutObjectCommand({ Bucket: b.s3.loc.bucket, Key: b.s3.loc.prefix + packKey(at.pack), Body: bytes }));
+      await assert.rejects(b.get(r.digest), (e: VmdnError) => e.code === 'E_CORRUPT_OBJECT');
+      const v = await verifyS3Store(b);
+      assert.deepEqual(v.problems.map((p) => [p.digest, p.problem]), [[r.digest, 'corrupt']]);
+    } finally {
+      await b.close();
     }
   });
 });
