@@ -84,12 +84,17 @@ describe('S3Store: a bucket shared by processes', () => {
     const first = await collectS3Garbage(a, { graceMs: grace, now: Date.now() + 2 * grace });
     assert.equal(first.condemnedPacks, 1);
     assert.equal(first.deletedPacks, 0, 'a condemned pack waits out the grace period');
+    // a reader that knows x only in the condemned pack
+    const reader = await S3Store.open(url);
     const m2 = await writer.put(prng(43, 100));
     await writer.names.set(rec('new', m2.digest), [x.digest]);
     await writer.close();
     const second = await collectS3Garbage(a, { graceMs: grace, now: Date.now() + 4 * grace });
     assert.equal(second.deletedPacks, 1, JSON.stringify(second));
     await a.close();
+    // its pack deleted under it, the reader finds the copy
+    assert.deepEqual(Buffer.from(await reader.get(x.digest)), data);
+    await reader.close();
     const fresh = await S3Store.open(url);
     try {
       assert.deepEqual(Buffer.from(await fresh.get(x.digest)), data);

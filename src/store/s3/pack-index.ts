@@ -23,6 +23,7 @@ export class PackIndex {
   condemned = new Set<string>();
   private refreshing?: Promise<void>;
   private lastRefresh = 0;
+  private readonly written = new Map<string, number>();
 
   constructor(private readonly s3: S3) {}
 
@@ -32,7 +33,9 @@ export class PackIndex {
     return l && !this.condemned.has(l.pack) ? l : undefined;
   }
 
-  add(id: string, entries: PackEntry[], size: number, modified: Date): void {
+  /** `mine`: this process just wrote it (a LIST that began earlier may not show it yet). */
+  add(id: string, entries: PackEntry[], size: number, modified: Date, mine = false): void {
+    if (mine) this.written.set(id, Date.now());
     this.packs.set(id, { id, entries, size, modified });
     for (const e of entries) {
       const had = this.objects.get(e.digest);
@@ -57,10 +60,16 @@ export class PackIndex {
     for await (const o of this.s3.list(CONDEMNED)) condemned.add(o.key.slice(CONDEMNED.length));
     this.condemned = condemned;
     const todo: { id: string; modified: Date }[] = [];
+    const listed = new Set<string>();
+    const started = Date.now();
     for await (const o of this.s3.list(PACKS)) {
       const m = /^packs\/([0-9a-f]{64})\.idx$/.exec(o.key);
+      if (m && PACK_ID.test(m[1]!)) listed.add(m[1]!);
       if (m && PACK_ID.test(m[1]!) && !this.packs.has(m[1]!)) todo.push({ id: m[1]!, modified: o.modified });
     }
+    // packs another process's gc deleted; not one this process wrote while the LIST ran
+    const gone = [...this.packs.values()].filter((p) => !listed.has(p.id) && !((this.written.get(p.id) ?? 0) >= started));
+    for (const p of gone) this.packs.delete(p.id);
     const one = async (t: { id: string; modified: Date }) => {
       const r = await this.s3.get(indexKey(t.id));
       if (!r) return; // deleted by gc since the LIST
@@ -68,8 +77,11 @@ export class PackIndex {
       this.add(t.id, entries, packSize, t.modified);
     };
     for (let i = 0; i < todo.length; i += 16) await Promise.all(todo.slice(i, i + 16).map(one));
-    // an object whose pack gc deleted is gone
-    for (const [d, l] of this.objects) if (!this.packs.has(l.pack)) this.objects.delete(d);
+    if (gone.length) {
+      // objects of deleted packs are gone, unless another pack holds them (gc copied them out)
+      this.objects.clear();
+      for (const p of [...this.packs.values()]) this.add(p.id, p.entries, p.size, p.modified);
+    }
   }
 
   forget(id: string): void {

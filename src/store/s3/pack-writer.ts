@@ -62,7 +62,7 @@ export class PackWriter {
     // an existing pack of this id has these very bytes: nothing to write
     await this.s3.putIf(packKey(id), pack, { create: true });
     await this.s3.putIf(indexKey(id), encodePackIndex(entries, pack.length), { create: true });
-    this.index.add(id, entries, pack.length, new Date());
+    this.index.add(id, entries, pack.length, new Date(), true);
     for (const o of objs) if (this.pending.get(o.digest) === o.p) this.pending.delete(o.digest);
   }
 

@@ -94,7 +94,16 @@ export class S3Store implements ImageStore {
       at = this.index.objects.get(d);
     }
     if (!at) throw new VmdnError('E_NOT_FOUND', `object ${d} not in ${this.url}`, { digest: d });
-    return this.reader.read(d, at, opts?.signal);
+    try {
+      return await this.reader.read(d, at, opts?.signal);
+    } catch (e) {
+      // its pack was deleted by gc since we loaded the index: another pack may hold it now
+      if (!(e instanceof VmdnError && e.code === 'E_NOT_FOUND')) throw e;
+      await this.index.refresh();
+      const now = this.index.objects.get(d);
+      if (!now || now.pack === at.pack) throw e;
+      return this.reader.read(d, now, opts?.signal);
+    }
   }
 
   async get(d: Digest, opts?: ReadOptions): Promise<Uint8Array> {
