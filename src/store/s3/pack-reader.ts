@@ -23,6 +23,7 @@ export class PackReader {
     if (hit) {
       this.cache.delete(d);
       this.cache.set(d, hit); // LRU: most recent last
+      this.extend(at);
       return hit;
     }
     const wait = this.inflight.get(d);
@@ -54,6 +55,31 @@ export class PackReader {
     const ps = runs.map((run, i) => this.fetchRun(run, i === 0 ? d : undefined, signal));
     for (const p of ps.slice(1)) p.catch(() => {}); // a read-ahead failing is the reader's business only when it needs it
     return ps[0]!;
+  }
+
+  /**
+   * A reader moving through read-ahead objects: keep `runs` ranges ahead of
+   * it in flight, so the next objects arrive while it uses these (without
+   * this, reads would stall at the end of every batch of runs).
+   */
+  private extend(at: Located): void {
+    const entries = this.index.packs.get(at.pack)?.entries;
+    if (!entries) return;
+    let i = entries.findIndex((e) => e.offset === at.offset);
+    if (i < 0) return;
+    const horizon = at.offset + this.opts.readAhead * this.opts.runs;
+    while (++i < entries.length && entries[i]!.offset < horizon && (this.cache.has(entries[i]!.digest) || this.inflight.has(entries[i]!.digest)));
+    if (i >= entries.length || entries[i]!.offset >= horizon) return;
+    const run: Located[] = [];
+    let end = entries[i]!.offset;
+    for (; i < entries.length; i++) {
+      const e = entries[i]!;
+      if (e.offset !== end || this.cache.has(e.digest) || this.inflight.has(e.digest)) break;
+      if (run.length && end + e.stored - run[0]!.offset > this.opts.readAhead) break;
+      run.push({ ...e, pack: at.pack });
+      end += e.stored;
+    }
+    if (run.length) this.fetchRun(run, undefined).catch(() => {});
   }
 
   private async fetchRun(run: Located[], wanted: Digest | undefined, signal?: AbortSignal): Promise<Map<Digest, Uint8Array>> {
