@@ -70,13 +70,13 @@ C="--conf $conf"
 ceph-authtool --create-keyring "$dir/mon.keyring" --gen-key -n mon. >/dev/null
 monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$MON_PORT]" "$dir/monmap" >/dev/null
 ceph-mon $C --mkfs -i a --monmap "$dir/monmap" --keyring "$dir/mon.keyring"
-ceph-mon $C -i a --pid-file "$dir/mon.pid"
+ceph-mon $C -i a --pid-file "$dir/mon.pid" 2>>"$dir/daemons.err"
 i=0; until ceph $C --connect-timeout 5 -s >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 60 ] || { echo "ceph-rgw: monitor did not come up" >&2; exit 1; }; sleep 0.5; done
 uuid=$(uuidgen)
 id=$(ceph $C osd new "$uuid")
 ceph-osd $C -i "$id" --mkfs --osd-uuid "$uuid" >/dev/null 2>&1
-ceph-osd $C -i "$id" --pid-file "$dir/osd.pid"
-radosgw $C -n client.rgw.a --pid-file "$dir/rgw.pid"
+ceph-osd $C -i "$id" --pid-file "$dir/osd.pid" 2>>"$dir/daemons.err"
+radosgw $C -n client.rgw.a --pid-file "$dir/rgw.pid" 2>>"$dir/daemons.err"
 i=0; until curl -s -o /dev/null "http://127.0.0.1:$RGW_PORT/"; do i=$((i+1)); [ $i -lt 240 ] || { echo "ceph-rgw: radosgw did not answer" >&2; exit 1; }; sleep 0.5; done
 radosgw-admin $C user create --uid=test --display-name=test --access-key=$ACCESS --secret=$SECRET >/dev/null 2>&1 || true
 # pid files are written by the daemons after they fork: wait for them
