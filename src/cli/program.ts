@@ -34,7 +34,7 @@ Exit status: 0 ok, 2 usage, 3 bad input image, 4 not found or incomplete, 5 stor
 11 image record not trusted (--trust: unsigned, another key, expired or older than one seen).`);
 
 export const common = (c: Command) =>
-  c.option('--store <dir>', 'store directory').option('--json', 'print one JSON document on stdout').option('--no-progress', 'no progress bar even on a terminal');
+  c.option('--store <dir>', 'store directory, or an S3 bucket: s3://BUCKET[/PREFIX]?endpoint=URL&region=R (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws)').option('--json', 'print one JSON document on stdout').option('--no-progress', 'no progress bar even on a terminal');
 
 /**
  * For commands that open image files: qcow2 backing files outside the image's

@@ -18,7 +18,8 @@ import { DEFAULT_CONCURRENCY, pullImage } from '../../net/client/pull.js';
 import { pushImage } from '../../net/client/push.js';
 import { warmCache } from '../../net/client/warm.js';
 import { printJson, progressBar, safe, type GlobalOptions } from '../output.js';
-import { resolveStoreDir, withStore } from '../../store/location.js';
+import { resolveStoreDir, s3StoreUrl, withStore } from '../../store/location.js';
+import { S3Store } from '../../store/s3/s3-store.js';
 import { action, common, imageInput } from '../program.js';
 import { isImagePath } from '../../inspect/open-image.js';
 import { humanBytes, parseSize } from '../../util/size.js';
@@ -91,18 +92,23 @@ export function registerNetCommands(program: Command): void {
       const token = readToken(o.tokenFile);
       const key = o.signKey ? readSigningKey(o.signKey) : undefined;
       const validityMs = parseDuration(o.signValidity);
-      const store = await LocalStore.open(resolveStoreDir(o.store));
+      const s3 = s3StoreUrl(o.store);
+      const store = s3 ? await S3Store.open(s3, { create: false }) : await LocalStore.open(resolveStoreDir(o.store));
+      const local = store instanceof LocalStore ? store : undefined;
+      const where = local ? local.dir : (store as S3Store).url;
+      // the portal keeps its catalog and built downloads beside a local store; scoped tokens live in its side records
+      if (!local && o.portal) process.stderr.write('vmdn serve: the portal needs a local store; serving the API only\n');
       // the portal asks the origin who a request is and which names are private (built just below)
       const access = { authenticate: (req: http.IncomingMessage) => origin.authn.authenticate(req), hiddenNames: (p: Principal) => origin.visibility.hiddenNames(p) };
-      const portal = o.portal ? new Portal(store, store.dir, access) : undefined;
-      const origin: Origin<LocalStore> = new Origin(store, {
-        token, tokens: new TokenStore(store), privatePrefixes: o.privatePrefix, portal: o.portal,
+      const portal = local && o.portal ? new Portal(local, local.dir, access) : undefined;
+      const origin: Origin<LocalStore | S3Store> = new Origin<LocalStore | S3Store>(store, {
+        token, tokens: local && new TokenStore(local), privatePrefixes: o.privatePrefix, portal: !!portal,
         signer: key && new RecordSigner(key, store, { validityMs }),
         ...(portal ? { mount: (req, res, url) => portal.handle(req, res, url), canSeeName: (name, req) => portal.canSeeName(name, req) } : {}),
       });
       const url = await origin.listen(host, port);
-      if (o.json) printJson({ role: 'origin', url, store: store.dir, uploads: !!token, portal: o.portal, signKey: key ? keyIdHex(key.id) : null });
-      else console.log(`vmdn origin serving ${safe(store.dir)} at ${url} (uploads ${token ? 'enabled' : 'disabled'})`);
+      if (o.json) printJson({ role: 'origin', url, store: where, uploads: !!token, portal: !!portal, signKey: key ? keyIdHex(key.id) : null });
+      else console.log(`vmdn origin serving ${safe(where)} at ${url} (uploads ${token ? 'enabled' : 'disabled'})`);
       await untilSignal(async () => {
         await origin.close();
         portal?.close();

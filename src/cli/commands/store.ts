@@ -14,7 +14,8 @@ import { removeImages } from '../../images/names.js';
 import { removeStaleStages } from '../../strategy/files/stage-dir.js';
 import { printJson, progressBar, safe, table, type GlobalOptions } from '../output.js';
 import { humanBytes } from '../../util/size.js';
-import { withStore } from '../../store/location.js';
+import { withImageStore, withStore } from '../../store/location.js';
+import { S3Store, s3Gc, s3ImageRows, s3Verify } from './s3-store.js';
 import { action, common, imageInput } from '../program.js';
 import { VmdnError } from '../../errors.js';
 
@@ -68,7 +69,7 @@ export function registerStoreCommands(program: Command): void {
       const disk = o.disk === undefined ? undefined : Number(o.disk);
       if (disk !== undefined && !(Number.isSafeInteger(disk) && disk >= 1)) throw new VmdnError('E_USAGE', `--disk ${o.disk}: give a disk number, 1 or more`);
       const maxSize = o.maxSize === undefined ? undefined : parseSize(o.maxSize);
-      const r = await withStore(o.store, (s) => importImageFile(s, image, ref, { disk, maxSize, chunker, strategy: choice.strategy, cuts, packages: { aptSources: o.aptSource, fallback: o.fallback, debCache: o.debCache ?? process.env.VMDN_DEB_CACHE }, onProgress: bar.onProgress })).finally(bar.stop);
+      const r = await withImageStore(o.store, (s) => importImageFile(s, image, ref, { disk, maxSize, chunker, strategy: choice.strategy, cuts, packages: { aptSources: o.aptSource, fallback: o.fallback, debCache: o.debCache ?? process.env.VMDN_DEB_CACHE }, onProgress: bar.onProgress })).finally(bar.stop);
       const seconds = (Date.now() - t0) / 1000;
       if (o.json) return printJson({ ...r, strategy: choice.strategy, sparsify: choice.sparsify, seconds });
       const s = r.stats;
@@ -98,7 +99,7 @@ export function registerStoreCommands(program: Command): void {
       const bar = progressBar(o, 'export');
       const t0 = Date.now();
       const more = o.addDisk.map(parseImageRef);
-      const r = await withStore(o.store, (s) => exportImageFile(s, ref, out, { format: o.format, compress: o.compress, onProgress: bar.onProgress, addDisks: more }), { create: false }).finally(bar.stop);
+      const r = await withImageStore(o.store, (s) => exportImageFile(s, ref, out, { format: o.format, compress: o.compress, onProgress: bar.onProgress, addDisks: more }), { create: false }).finally(bar.stop);
       const seconds = (Date.now() - t0) / 1000;
       // with the image on stdout, the summary goes to stderr
       if (o.json && toStdout) return void process.stderr.write(`${JSON.stringify({ ...r, seconds })}\n`);
@@ -108,8 +109,8 @@ export function registerStoreCommands(program: Command): void {
 
   common(program.command('images'))
     .description('list stored images: virtual size, allocated, non-zero data, stored (compressed) and unique bytes')
-    .action(action(async (o: GlobalOptions) => withStore(o.store, async (s) => {
-      const rows = (await s.names.list()).map((i) => ({
+    .action(action(async (o: GlobalOptions) => withImageStore(o.store, async (s) => {
+      const rows = s instanceof S3Store ? await s3ImageRows(s) : (await s.names.list()).map((i) => ({
         ref: `${i.name}:${i.tag}`,
         manifest: i.manifest,
         format: i.format,
@@ -134,7 +135,7 @@ export function registerStoreCommands(program: Command): void {
   common(program.command('rm'))
     .description('remove image names (objects stay until gc)')
     .argument('<name[:tag]...>', 'images to remove')
-    .action(action(async (names: string[], o: GlobalOptions) => withStore(o.store, async (s) => {
+    .action(action(async (names: string[], o: GlobalOptions) => withImageStore(o.store, async (s) => {
       const refs = names.map(parseImageRef);
       await removeImages(s, refs);
       const removed = refs.map((r) => `${r.name}:${r.tag}`);
@@ -145,7 +146,9 @@ export function registerStoreCommands(program: Command): void {
   common(program.command('gc'))
     .description('delete objects no image needs, and temp files left by interrupted runs')
     .option('--dry-run', 'only report what would be removed')
-    .action(action(async (o: GlobalOptions & { dryRun?: boolean }) => withStore(o.store, async (s) => {
+    .option('--grace <duration>', 'an S3 store: packs no image needs are condemned, and deleted by a later gc at least this long after (longer than any import takes; docs/format.md)', '1h')
+    .action(action(async (o: GlobalOptions & { dryRun?: boolean; grace: string }) => withImageStore(o.store, async (s) => {
+      if (s instanceof S3Store) return s3Gc(s, o);
       const r = await collectGarbage(s, { dryRun: o.dryRun });
       // export stages of killed runs live outside any store (/dev/shm): gc is where they go too
       const removedStages = (await removeStaleStages({ dryRun: o.dryRun })).length;
@@ -155,7 +158,8 @@ export function registerStoreCommands(program: Command): void {
 
   common(program.command('verify'))
     .description('re-hash every object and check every image can be rebuilt; exits 5 if anything is wrong')
-    .action(action(async (o: GlobalOptions) => withStore(o.store, async (s) => {
+    .action(action(async (o: GlobalOptions) => withImageStore(o.store, async (s) => {
+      if (s instanceof S3Store) return s3Verify(s, o);
       const bar = progressBar(o, 'verify');
       // shares the writers' lease: gc deleting unnamed objects midway would read as missing files
       const r = await s.writing(() => verifyStore(s, { onProgress: bar.onProgress })).finally(bar.stop);
