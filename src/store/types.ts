@@ -54,6 +54,8 @@ export interface CopyToFile {
   /** `length`: refuse (before writing) an object of any other size. */
   copyToFd(digest: Digest, fd: number, offset: number, length?: number): Promise<number>;
   releaseTarget(outPath: string): Promise<void>;
+  /** Many objects per call (`length`: each refused before it is written unless it has that size); resolves to the bytes placed. */
+  copyRuns?(items: Array<{ digest: Digest; offset: number; length: number }>, to: { outPath?: string; fd?: number }): Promise<number>;
 }
 
 /** Optional capability: read objects ahead into the OS page cache, so the codec workers that need them later do not wait on the disk. */

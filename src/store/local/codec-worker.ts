@@ -13,7 +13,8 @@ import fs from 'node:fs/promises';
 import fsSync from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { encodeObject, decodeObject } from '../codec.js';
+import { encodeObject, decodeObject, decodeObjectInto, singleFrameSize, MAX_OBJECT_SIZE } from '../codec.js';
+import { copyRuns, readObjectFile, type RunItem } from './read-runs.js';
 import { VmdnError, asVmdnError } from '../../errors.js';
 import { sha256 } from '../digest.js';
 import { gcEvery } from '../../util/gc.js';
@@ -58,7 +59,9 @@ export type CodecRequest =
    * of a pull's worker time. Each object succeeds or fails on its own.
    */
   | { op: 'acceptMany'; id: number; items: AcceptItem[]; source: string; objectsDir: string; tmpDir: string; outPath?: string }
-  | { op: 'release'; id: number; outPath: string };
+  | { op: 'release'; id: number; outPath: string }
+  /** `copy` for many objects in one message, into `outPath` or `fd`: see read-runs.ts. Fails whole on the first bad object. */
+  | { op: 'copyRuns'; id: number; items: RunItem[]; source: string; outPath?: string; fd?: number };
 
 export interface AcceptItem {
   digest: string;
@@ -177,6 +180,18 @@ async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: A
     }
     return { id: req.id, ok: true, outcomes };
   }
+  if (req.op === 'copyRuns') {
+    return { id: req.id, ok: true, size: copyRuns(req.fd ?? target(req.outPath!), req.items, req.source) };
+  }
+  if (req.op === 'get') {
+    // decoded straight into the buffer that is moved to the caller: no copy, no pooled slice
+    const enc = readObjectFile(req.objPath, req.digest, req.source);
+    const claimed = singleFrameSize(enc, MAX_OBJECT_SIZE);
+    const data = new Uint8Array(typeof claimed === 'number' ? claimed : 0);
+    decodeObjectInto(req.digest, enc, data, req.source); // a bad frame throws before the size matters
+    collect(data.length);
+    return { id: req.id, ok: true, data, size: data.length, storedSize: enc.length, transfer: [data.buffer] };
+  }
   const enc = fsSync.readFileSync(req.objPath);
   const data = decodeObject(req.digest, enc, req.source);
   collect(data.length);
@@ -185,11 +200,7 @@ async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: A
     await writeSparse(req.fd ?? target(req.outPath!), data, req.offset);
     return { id: req.id, ok: true, size: data.length, storedSize: enc.length };
   }
-  if (req.op === 'verify') return { id: req.id, ok: true, size: data.length, storedSize: enc.length };
-  // copy into a transferable buffer of its own (zstd output may share a pool)
-  const out = new Uint8Array(data.length);
-  out.set(data);
-  return { id: req.id, ok: true, data: out, size: data.length, storedSize: enc.length, transfer: [out.buffer] };
+  return { id: req.id, ok: true, size: data.length, storedSize: enc.length };
 }
 
 parentPort?.on('message', (req: CodecRequest) => {

@@ -144,6 +144,18 @@ export class LocalStore implements PrunableStore, ImageStore, SideRecords, Encod
     return this.copy(digest, { fd, offset, length });
   }
 
+  /**
+   * copyTo for many objects in one trip to a worker (into `outPath`, or the caller's `fd`): each is
+   * refused before it is written unless it has its `length`. Objects that follow each other in the
+   * file are best given in that order (they are written as one run). Resolves to the bytes placed.
+   */
+  async copyRuns(items: Array<{ digest: Digest; offset: number; length: number }>, to: { outPath?: string; fd?: number }): Promise<number> {
+    const pool = this.codec();
+    if (!pool) throw new VmdnError('E_INTERNAL', 'copying into a file needs codec workers');
+    const sent = items.map((it) => ({ digest: assertDigest(it.digest), objPath: this.objectPath(it.digest), offset: it.offset, length: it.length }));
+    return (await pool.run({ op: 'copyRuns', items: sent, source: this.dir, ...to })).size!;
+  }
+
   private async copy(digest: Digest, to: { outPath?: string; fd?: number; offset: number; length?: number }): Promise<number> {
     assertDigest(digest);
     const pool = this.codec();
