@@ -64,6 +64,15 @@ export interface Prefetch {
   prefetch(digests: Iterable<Digest>, opts?: ReadOptions & { maxBytes?: number }): Promise<void>;
 }
 
+/** Optional capability: many objects' get() at once (far fewer trips to codec workers); each entry its bytes or its error. */
+export interface GetMany {
+  getMany(digests: Digest[], opts?: ReadOptions): Promise<Array<Uint8Array | Error>>;
+}
+
+export function canGetMany(s: unknown): s is GetMany {
+  return typeof (s as GetMany).getMany === 'function';
+}
+
 export function canPrefetch(s: unknown): s is Prefetch {
   return typeof (s as Prefetch).prefetch === 'function';
 }

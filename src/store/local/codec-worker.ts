@@ -14,7 +14,7 @@ import fsSync from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { encodeObject, decodeObject, decodeObjectInto, singleFrameSize, MAX_OBJECT_SIZE } from '../codec.js';
-import { copyRuns, readObjectFile, type RunItem } from './read-runs.js';
+import { copyRuns, readMany, readObjectFile, type ManyOutcome, type RunItem } from './read-runs.js';
 import { VmdnError, asVmdnError } from '../../errors.js';
 import { sha256 } from '../digest.js';
 import { gcEvery } from '../../util/gc.js';
@@ -61,7 +61,9 @@ export type CodecRequest =
   | { op: 'acceptMany'; id: number; items: AcceptItem[]; source: string; objectsDir: string; tmpDir: string; outPath?: string }
   | { op: 'release'; id: number; outPath: string }
   /** `copy` for many objects in one message, into `outPath` or `fd`: see read-runs.ts. Fails whole on the first bad object. */
-  | { op: 'copyRuns'; id: number; items: RunItem[]; source: string; outPath?: string; fd?: number };
+  | { op: 'copyRuns'; id: number; items: RunItem[]; source: string; outPath?: string; fd?: number }
+  /** `get` for many objects: their bytes in one buffer, each object's place in it or its error (read-runs.ts). */
+  | { op: 'getMany'; id: number; items: Array<{ digest: string; objPath: string }>; source: string };
 
 export interface AcceptItem {
   digest: string;
@@ -73,7 +75,7 @@ export interface AcceptItem {
 export type AcceptOutcome = { size: number } | { error: { code: string; message: string; data: Record<string, unknown> } };
 
 export type CodecResponse =
-  | { id: number; ok: true; digest?: string; added?: boolean; storedSize?: number; size?: number; data?: Uint8Array; outcomes?: AcceptOutcome[] }
+  | { id: number; ok: true; digest?: string; added?: boolean; storedSize?: number; size?: number; data?: Uint8Array; outcomes?: AcceptOutcome[]; places?: ManyOutcome[] }
   | { id: number; ok: false; error: { code: string; message: string; data: Record<string, unknown> } };
 
 /** Write via temp file + rename so a killed process never leaves a partial object under its final name. */
@@ -183,14 +185,23 @@ async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: A
   if (req.op === 'copyRuns') {
     return { id: req.id, ok: true, size: copyRuns(req.fd ?? target(req.outPath!), req.items, req.source) };
   }
+  if (req.op === 'getMany') {
+    const { data, outcomes } = readMany(req.items, req.source, (err) => {
+      const e = asVmdnError(err);
+      return { error: { code: e.code, message: e.message, data: e.data } };
+    });
+    collect(data.length);
+    return { id: req.id, ok: true, data, places: outcomes, transfer: [data.buffer as ArrayBuffer] };
+  }
   if (req.op === 'get') {
     // decoded straight into the buffer that is moved to the caller: no copy, no pooled slice
     const enc = readObjectFile(req.objPath, req.digest, req.source);
     const claimed = singleFrameSize(enc, MAX_OBJECT_SIZE);
-    const data = new Uint8Array(typeof claimed === 'number' ? claimed : 0);
+    // its own ArrayBuffer (transferable), not zero-filled: the decoder fills all of it
+    const data = Buffer.allocUnsafeSlow(typeof claimed === 'number' ? claimed : 0);
     decodeObjectInto(req.digest, enc, data, req.source); // a bad frame throws before the size matters
     collect(data.length);
-    return { id: req.id, ok: true, data, size: data.length, storedSize: enc.length, transfer: [data.buffer] };
+    return { id: req.id, ok: true, data, size: data.length, storedSize: enc.length, transfer: [data.buffer as ArrayBuffer] };
   }
   const enc = fsSync.readFileSync(req.objPath);
   const data = decodeObject(req.digest, enc, req.source);
