@@ -14,11 +14,11 @@ import fsSync from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { encodeObject, decodeObject, decodeObjectInto, singleFrameSize, MAX_OBJECT_SIZE } from '../codec.js';
-import { copyRuns, readMany, readObjectFile, type ManyOutcome, type RunItem } from './read-runs.js';
+import { copyRuns, decodeToScratch, readMany, readObjectFile, writeSparseSync, type ManyOutcome, type RunItem } from './read-runs.js';
 import { VmdnError, asVmdnError } from '../../errors.js';
 import { sha256 } from '../digest.js';
 import { gcEvery } from '../../util/gc.js';
-import { asBuffer, writeSkippingZeroBlocks } from '../../container/writer-file.js';
+import { asBuffer } from '../../container/writer-file.js';
 
 const collect = gcEvery(128 * 1024 * 1024);
 
@@ -125,25 +125,20 @@ function target(outPath: string): number {
   return fd;
 }
 
-/** pwrite `data` at `offset` with the raw writer's rule: all-zero 4 KiB blocks stay holes. */
+/**
+ * pwrite `data` at `offset` with the raw writer's rule: all-zero 4 KiB blocks stay holes.
+ * Synchronous, so a scratch buffer (decodeToScratch) is written before anything reuses it.
+ */
 async function writeSparse(fd: number, data: Uint8Array, offset: number): Promise<void> {
-  const writeAt = async (buf: Buffer, off: number, len: number, pos: number) => {
-    while (len > 0) {
-      const n = fsSync.writeSync(fd, buf, off, len, pos);
-      if (n <= 0) throw new Error('short write');
-      off += n;
-      len -= n;
-      pos += n;
-    }
-  };
-  await writeSkippingZeroBlocks(writeAt, asBuffer(data), data.length, offset);
+  writeSparseSync(fd, asBuffer(data), data.length, offset);
 }
 
 /** Decode and verify one downloaded object, keep its bytes, place its data; resolves to its decoded size. */
 async function accept(item: AcceptItem, where: { source: string; objectsDir: string; tmpDir: string; outPath?: string }): Promise<number> {
   // verified before anything is kept: a bad copy leaves no trace in the store or the image
-  const data = decodeObject(item.digest, item.encoded, where.source);
-  collect(data.length);
+  // into scratch: written below (synchronously, see writeSparse) and dropped
+  const data = decodeToScratch(item.digest, item.encoded, where.source);
+  collect(item.encoded.length); // the moved-in encoded buffers are what piles up now
   writeAtomicSync(objectPath(where.objectsDir, item.digest), where.tmpDir, item.encoded);
   if (where.outPath) for (const off of item.offsets ?? []) await writeSparse(target(where.outPath), data, off);
   return data.length;

@@ -84,7 +84,7 @@ export function copyRuns(fd: number, items: RunItem[], source: string): number {
 }
 
 /** writeSkippingZeroBlocks' rule (all-zero 4 KiB blocks of the file stay holes), synchronously: the run buffer is reused right after. */
-function writeSparseSync(fd: number, buf: Buffer, len: number, start: number): void {
+export function writeSparseSync(fd: number, buf: Buffer, len: number, start: number): void {
   let runStart = -1;
   for (let i = 0; i < len; ) {
     const blockEnd = Math.min(len, (Math.floor((start + i) / SPARSE_BLOCK) + 1) * SPARSE_BLOCK - start);
@@ -142,4 +142,20 @@ export function readMany(items: Array<{ digest: string; objPath: string }>, sour
   const data = Buffer.allocUnsafeSlow(len);
   run.copy(data, 0, 0, len);
   return { data, outcomes };
+}
+
+let scratch = Buffer.allocUnsafe(256 << 10);
+
+/**
+ * decodeObject into this thread's scratch buffer: a view valid until the next
+ * call, for bytes that are only written somewhere and dropped (a pull's
+ * objects), without a fresh buffer per object.
+ */
+export function decodeToScratch(digest: string, encoded: Uint8Array, source: string): Buffer {
+  const claimed = singleFrameSize(encoded, MAX_OBJECT_SIZE);
+  const size = typeof claimed === 'number' ? claimed : 0;
+  if (size > scratch.length) scratch = Buffer.allocUnsafe(size);
+  const view = scratch.subarray(0, size);
+  decodeObjectInto(digest, encoded, view, source); // a bad frame throws before the size matters
+  return view;
 }
