@@ -130,7 +130,9 @@ export class LocalStore implements PrunableStore, ImageStore, SideRecords, Encod
     if (!pool) return Promise.all(digests.map((d) => this.get(d, opts).catch((e: unknown) => asVmdnError(e))));
     for (const d of digests) assertDigest(d);
     const groups: Digest[][] = [];
-    for (let i = 0; i < digests.length; i += GET_BATCH) groups.push(digests.slice(i, i + GET_BATCH));
+    // spread over the workers: a client waiting on a small read gets it from both at once
+    const per = Math.min(GET_BATCH, Math.ceil(digests.length / pool.size));
+    for (let i = 0; i < digests.length; i += per) groups.push(digests.slice(i, i + per));
     const answers = await Promise.all(groups.map((g) => pool.run({ op: 'getMany', items: g.map((digest) => ({ digest, objPath: this.objectPath(digest) })), source: this.dir })));
     return answers.flatMap((r) =>
       r.places!.map((p) => ('error' in p ? new VmdnError(p.error.code as ErrorCode, p.error.message, p.error.data) : r.data!.subarray(p.at, p.at + p.size))),
