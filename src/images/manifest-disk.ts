@@ -5,7 +5,7 @@
  * on stored images exactly as on image files.
  */
 import type { Disk, Extent } from '../container/disk.js';
-import type { ReadableStore } from '../store/types.js';
+import { canGetMany, type GetMany, type ReadableStore } from '../store/types.js';
 import type { Manifest } from '../model/manifest.js';
 import { VmdnError } from '../errors.js';
 import { lastAtOrBefore } from '../util/search.js';
@@ -14,6 +14,8 @@ import type { KnownFilesystems } from '../fs/volumes.js';
 
 /** Read-only zeros that hole pieces are views of (never handed to anything that writes). */
 const ZEROS = new Uint8Array(1 << 20);
+/** How far a read may start before or after the furthest end so far and still count as sequential (skipped holes, requests in flight out of order). */
+const AHEAD_SLACK = 1 << 20;
 
 export class ManifestDisk implements Disk, KnownFilesystems {
   readonly format = 'vmdn';
@@ -35,6 +37,8 @@ export class ManifestDisk implements Disk, KnownFilesystems {
     private readonly manifest: Manifest,
     private readonly store: ReadableStore,
     private readonly cacheEntries = 64,
+    /** Bytes of chunks fetched ahead of sequential reads (0: none). See readAhead(). */
+    private readonly aheadBytes = 0,
   ) {
     this.virtualSize = manifest.virtualSize;
     this.clusterSize = manifest.source.clusterSize || 65536;
@@ -59,7 +63,67 @@ export class ManifestDisk implements Disk, KnownFilesystems {
     return lastAtOrBefore(this.starts, offset);
   }
 
+  /** Chunks fetched ahead, by digest, with where they end on the disk (dropped once reads pass them). */
+  private readonly ahead = new Map<string, { p: Promise<Uint8Array>; end: number }>();
+  /** Furthest end of any read so far, and how far the chunks were fetched ahead. */
+  private lastEnd = -1;
+  private aheadEnd = 0;
+
+  /**
+   * Sequential read-ahead for a client that reads the disk in order in small
+   * requests (qemu-img convert over NBD reads each extent a block-status query
+   * returns: on the corpus, 2,577 reads of ~200 KiB): when a read starts at or
+   * a little past the furthest end read so far, the chunks of the next
+   * `aheadBytes` are fetched in one batch while the client is still busy, so
+   * its next reads find them decoded. Any other read stops it.
+   */
+  private readAhead(offset: number, length: number): void {
+    if (this.aheadBytes <= 0 || !canGetMany(this.store)) return;
+    const end = offset + length;
+    const sequential = offset >= this.lastEnd - AHEAD_SLACK && offset <= this.lastEnd + AHEAD_SLACK;
+    this.lastEnd = Math.max(this.lastEnd, end);
+    if (!sequential) {
+      this.ahead.clear();
+      this.aheadEnd = 0;
+      return;
+    }
+    for (const [d, a] of this.ahead) if (a.end <= offset - AHEAD_SLACK) this.ahead.delete(d);
+    if (this.aheadEnd >= end + this.aheadBytes / 2) return;
+    const chunks = this.manifest.chunks;
+    const from = Math.max(end, this.aheadEnd);
+    const ds: string[] = [];
+    const ends: number[] = [];
+    let bytes = 0;
+    let i = Math.max(0, this.find(from));
+    for (; i < chunks.length && bytes < this.aheadBytes; i++) {
+      const [o, l, d] = chunks[i]!;
+      if (o + l <= from) continue;
+      bytes += l;
+      if (this.cache.has(d) || this.ahead.has(d) || ds.includes(d)) continue;
+      ds.push(d);
+      ends.push(o + l);
+    }
+    this.aheadEnd = i < chunks.length ? chunks[i]![0] : this.virtualSize;
+    if (!ds.length) return;
+    const all = this.store.getMany(ds);
+    ds.forEach((d, k) => {
+      const p = all.then((r) => {
+        const x = r[k]!;
+        if (x instanceof Error) throw x;
+        return x;
+      });
+      p.catch(() => this.ahead.delete(d)); // a read that needs it fetches it again, and reports the error
+      this.ahead.set(d, { p, end: ends[k]! });
+    });
+  }
+
   private chunk(digest: string): Promise<Uint8Array> {
+    const a = this.ahead.get(digest);
+    if (a && !this.cache.has(digest)) {
+      this.ahead.delete(digest);
+      this.cache.set(digest, a.p);
+      if (this.cache.size > this.cacheEntries) this.cache.delete(this.cache.keys().next().value!);
+    }
     let p = this.cache.get(digest);
     if (p) {
       this.cache.delete(digest); // refresh LRU position
@@ -73,6 +137,29 @@ export class ManifestDisk implements Disk, KnownFilesystems {
     return p;
   }
 
+  /**
+   * chunk() for each digest, those not cached fetched together when the store
+   * can (GetMany: a few worker trips for a 2 MiB NBD read, not one per chunk).
+   */
+  private chunkAll(digests: string[]): Array<Promise<Uint8Array>> {
+    const many: GetMany | undefined = canGetMany(this.store) ? this.store : undefined;
+    const missing = many ? [...new Set(digests.filter((d) => !this.cache.has(d) && !this.ahead.has(d)))] : [];
+    if (many && missing.length > 1) {
+      const all = many.getMany(missing);
+      missing.forEach((d, i) => {
+        const p = all.then((r) => {
+          const x = r[i]!;
+          if (x instanceof Error) throw x;
+          return x;
+        });
+        p.catch(() => this.cache.delete(d));
+        this.cache.set(d, p);
+      });
+      while (this.cache.size > Math.max(this.cacheEntries, missing.length)) this.cache.delete(this.cache.keys().next().value!);
+    }
+    return digests.map((d) => this.chunk(d));
+  }
+
   async read(offset: number, length: number): Promise<Uint8Array> {
     if (offset < 0 || length < 0 || offset + length > this.virtualSize) {
       throw new VmdnError('E_USAGE', `read past end of disk: ${offset}+${length} > ${this.virtualSize}`);
@@ -81,12 +168,17 @@ export class ManifestDisk implements Disk, KnownFilesystems {
     const end = offset + length;
     let i = Math.max(0, this.find(offset));
     const chunks = this.manifest.chunks;
+    const first = i;
+    const ds: string[] = [];
+    for (; i < chunks.length && chunks[i]![0] < end; i++) if (chunks[i]![0] + chunks[i]![1] > offset) ds.push(chunks[i]![2]);
+    const got = this.chunkAll(ds);
+    this.readAhead(offset, length);
     const parts: Array<Promise<void>> = [];
-    for (; i < chunks.length && chunks[i]![0] < end; i++) {
-      const [o, l, d] = chunks[i]!;
+    for (i = first; i < chunks.length && chunks[i]![0] < end; i++) {
+      const [o, l] = chunks[i]!;
       if (o + l <= offset) continue;
       parts.push(
-        this.chunk(d).then((data) => {
+        got.shift()!.then((data) => {
           const s = Math.max(o, offset);
           const e = Math.min(o + l, end);
           out.set(data.subarray(s - o, e - o), s - offset);
@@ -113,13 +205,18 @@ export class ManifestDisk implements Disk, KnownFilesystems {
       for (; n > 0; n -= ZEROS.length) parts.push(ZEROS.subarray(0, Math.min(n, ZEROS.length)));
     };
     let at = offset;
-    for (let i = Math.max(0, this.find(offset)); i < chunks.length && chunks[i]![0] < end; i++) {
-      const [o, l, d] = chunks[i]!;
+    const first = Math.max(0, this.find(offset));
+    const ds: string[] = [];
+    for (let i = first; i < chunks.length && chunks[i]![0] < end; i++) if (chunks[i]![0] + chunks[i]![1] > offset) ds.push(chunks[i]![2]);
+    const got = this.chunkAll(ds);
+    this.readAhead(offset, length);
+    for (let i = first; i < chunks.length && chunks[i]![0] < end; i++) {
+      const [o, l] = chunks[i]!;
       if (o + l <= offset) continue;
       if (o > at) zeros(o - at);
       const s = Math.max(o, offset);
       const e = Math.min(o + l, end);
-      parts.push(this.chunk(d).then((data) => data.subarray(s - o, e - o)));
+      parts.push(got.shift()!.then((data) => data.subarray(s - o, e - o)));
       at = e;
     }
     zeros(end - at);
@@ -128,5 +225,6 @@ export class ManifestDisk implements Disk, KnownFilesystems {
 
   async close(): Promise<void> {
     this.cache.clear();
+    this.ahead.clear();
   }
 }

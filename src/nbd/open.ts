@@ -35,6 +35,8 @@ export interface OpenedDevice {
 
 /** Decoded chunks kept per device: readers come back to the same metadata chunks often. */
 export const CHUNK_CACHE_ENTRIES = 32;
+/** Chunk bytes decoded ahead of a client reading in order (ManifestDisk.readAhead). */
+const READ_AHEAD_BYTES = 4 << 20;
 
 export async function openStoredDevice(
   store: ReadableStore & { names: ImageNames },
@@ -53,7 +55,7 @@ export async function openStoredDevice(
  * one, like its overlay) with big files' content read from their chunks.
  */
 export async function openBase(manifest: Manifest, store: ReadableStore): Promise<{ disk: Disk; stats?: RebuiltStats }> {
-  if (!manifest.filesystems?.length) return { disk: new ManifestDisk(manifest, store, CHUNK_CACHE_ENTRIES) };
+  if (!manifest.filesystems?.length) return { disk: new ManifestDisk(manifest, store, CHUNK_CACHE_ENTRIES, READ_AHEAD_BYTES) };
   removeStaleOverlays();
   const work = fs.mkdtempSync(path.join(os.tmpdir(), `${TMP_PREFIX}${process.pid}-`));
   let disk: RebuiltDisk;

@@ -1,11 +1,20 @@
 /** Object encoding: a single zstd frame of the uncompressed bytes, with its content size in the header. */
-import { compress, decompress } from 'zstd-napi';
+import { createRequire } from 'node:module';
+import { compress } from 'zstd-napi';
 import { sha256, type Digest } from './digest.js';
 import { VmdnError } from '../errors.js';
 
 export const ZSTD_LEVEL = 3;
 /** Larger objects are refused before decoding: chunks are at most 16 MiB, manifests far less than this. */
 export const MAX_OBJECT_SIZE = 256 * 1024 * 1024;
+type ZstdBinding = typeof import('zstd-napi/binding.js');
+let zstd: ZstdBinding | undefined;
+function zstdBinding(): ZstdBinding {
+  // CommonJS over a native addon: named ESM imports cannot see its exports
+  zstd ??= createRequire(import.meta.url)('zstd-napi/binding.js') as ZstdBinding;
+  return zstd;
+}
+
 const ZSTD_MAGIC = 0xfd2fb528;
 /** RFC 8878 3.1.1.2: no block regenerates more than this, whatever the window. */
 const BLOCK_MAX = 128 << 10;
@@ -89,21 +98,60 @@ export function singleFrameSize(f: Uint8Array, max: number): number | string {
   return r.contentSize;
 }
 
+/**
+ * One decompression context per thread (module instances are per worker),
+ * called straight through the binding: zstd-napi's decompress() allocates a
+ * fresh output buffer per frame, which for ~32 KiB objects cost as much CPU
+ * as the decoding itself.
+ */
+let dctx: InstanceType<ZstdBinding['DCtx']> | undefined;
+
 /** Decode and verify; throws E_CORRUPT_OBJECT on a bad frame, an oversized claim or a hash mismatch. */
 export function decodeObject(digest: Digest, encoded: Uint8Array, source = 'store'): Uint8Array {
-  const claimed = singleFrameSize(encoded, MAX_OBJECT_SIZE);
+  const claimed = checkFrame(digest, encoded, source, MAX_OBJECT_SIZE);
+  const out = Buffer.allocUnsafe(claimed);
+  decodeInto(digest, encoded, out, source);
+  return out;
+}
+
+/**
+ * decodeObject into the caller's buffer (reused scratch, or its place in a
+ * larger run): `dest` must be exactly `expected` bytes long, and an object
+ * that declares another size is refused before decoding. Returns its size.
+ */
+export function decodeObjectInto(digest: Digest, encoded: Uint8Array, dest: Uint8Array, source = 'store'): number {
+  const claimed = checkFrame(digest, encoded, source, MAX_OBJECT_SIZE);
+  if (claimed !== dest.length) {
+    throw new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} has ${claimed} bytes, expected ${dest.length}`, { digest, source });
+  }
+  decodeInto(digest, encoded, dest, source);
+  return claimed;
+}
+
+function checkFrame(digest: Digest, encoded: Uint8Array, source: string, max: number): number {
+  const claimed = singleFrameSize(encoded, max);
   if (typeof claimed === 'string') {
     throw new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} from ${source}: bad zstd frame (${claimed})`, { digest, source });
   }
-  let data: Uint8Array;
+  return claimed;
+}
+
+/** Decode a checked frame into exactly its declared size, then verify the hash. */
+function decodeInto(digest: Digest, encoded: Uint8Array, dest: Uint8Array, source: string): void {
+  let n: number;
   try {
-    data = decompress(encoded);
+    dctx ??= new (zstdBinding().DCtx)();
+    n = dctx.decompress(dest, encoded);
   } catch (err) {
+    // a failed call leaves the context mid-frame: the next one starts from a fresh one
+    dctx = undefined;
     throw new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} from ${source}: undecodable (${(err as Error).message})`, { digest, source }, { cause: err });
   }
-  const actual = sha256(data);
+  if (n !== dest.length) {
+    throw new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} from ${source}: undecodable (${n} bytes, frame declares ${dest.length})`, { digest, source });
+  }
+  const actual = sha256(dest);
   if (actual !== digest) {
     throw new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} from ${source}: hash mismatch (got ${actual.slice(0, 12)})`, { digest, actual, source });
   }
-  return data;
 }

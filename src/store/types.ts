@@ -54,12 +54,23 @@ export interface CopyToFile {
   /** `length`: refuse (before writing) an object of any other size. */
   copyToFd(digest: Digest, fd: number, offset: number, length?: number): Promise<number>;
   releaseTarget(outPath: string): Promise<void>;
+  /** Many objects per call (`length`: each refused before it is written unless it has that size); resolves to the bytes placed. */
+  copyRuns?(items: Array<{ digest: Digest; offset: number; length: number }>, to: { outPath?: string; fd?: number }): Promise<number>;
 }
 
 /** Optional capability: read objects ahead into the OS page cache, so the codec workers that need them later do not wait on the disk. */
 export interface Prefetch {
   /** Stops after about `maxBytes` (read ahead too far, the first objects would be evicted before use). */
   prefetch(digests: Iterable<Digest>, opts?: ReadOptions & { maxBytes?: number }): Promise<void>;
+}
+
+/** Optional capability: many objects' get() at once (far fewer trips to codec workers); each entry its bytes or its error. */
+export interface GetMany {
+  getMany(digests: Digest[], opts?: ReadOptions): Promise<Array<Uint8Array | Error>>;
+}
+
+export function canGetMany(s: unknown): s is GetMany {
+  return typeof (s as GetMany).getMany === 'function';
 }
 
 export function canPrefetch(s: unknown): s is Prefetch {

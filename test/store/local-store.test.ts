@@ -72,6 +72,48 @@ describe('LocalStore on disk', () => {
     }
   });
 
+  it('copyRuns places runs of objects in one message, verifies each, refuses a bad, short or missing one', async () => {
+    const t = tmpDir();
+    const store = await LocalStore.open(`${t.dir}/s`, { workers: 1 });
+    const out = `${t.dir}/out`;
+    try {
+      const zeros = Buffer.concat([prng(41, 3000), Buffer.alloc(20_000), prng(42, 1000)]);
+      const data = [prng(40, 10_000), zeros, prng(43, 7_000)];
+      const d = await Promise.all(data.map(async (b) => (await store.put(b)).digest));
+      fs.writeFileSync(out, '');
+      fs.truncateSync(out, 100_000);
+      // two objects back to back (one run), then one after a gap
+      const n = await store.copyRuns(
+        [{ digest: d[0]!, offset: 0, length: 10_000 }, { digest: d[1]!, offset: 10_000, length: 24_000 }, { digest: d[2]!, offset: 60_000, length: 7_000 }],
+        { outPath: out },
+      );
+      await store.releaseTarget(out);
+      assert.equal(n, 41_000);
+      const img = fs.readFileSync(out);
+      assert.ok(img.subarray(0, 10_000).equals(data[0]!) && img.subarray(10_000, 34_000).equals(data[1]!) && img.subarray(60_000, 67_000).equals(data[2]!));
+      assert.ok(img.subarray(34_000, 60_000).equals(Buffer.alloc(26_000)) && img.subarray(67_000).equals(Buffer.alloc(33_000)));
+
+      const fill = Buffer.alloc(100_000, 0x11);
+      fs.writeFileSync(out, fill);
+      const fd = fs.openSync(out, 'r+');
+      try {
+        await assert.rejects(store.copyRuns([{ digest: d[0]!, offset: 0, length: 9_999 }], { fd }), (e: VmdnError) => e.code === 'E_CORRUPT_OBJECT');
+        await assert.rejects(store.copyRuns([{ digest: 'ab'.repeat(32), offset: 0, length: 10 }], { fd }), (e: VmdnError) => e.code === 'E_NOT_FOUND');
+        const file = store.objectPath(d[2]!);
+        const bytes = fs.readFileSync(file);
+        bytes[bytes.length - 5] ^= 0xff;
+        fs.writeFileSync(file, bytes);
+        await assert.rejects(store.copyRuns([{ digest: d[2]!, offset: 0, length: 7_000 }], { fd }), (e: VmdnError) => e.code === 'E_CORRUPT_OBJECT');
+        assert.ok(fs.readFileSync(out).equals(fill), 'nothing written');
+      } finally {
+        fs.closeSync(fd);
+      }
+    } finally {
+      await store.close();
+      t.cleanup();
+    }
+  });
+
   it('prefetch reads objects without failing on missing ones', async () => {
     const t = tmpDir();
     const store = await LocalStore.open(t.dir, { workers: 0 });

@@ -96,6 +96,24 @@ export class CachingStore implements WritableStore {
     return f.data ?? decodeObject(digest, f.encoded, this.cache.dir);
   }
 
+  /**
+   * get() for many objects: the cached ones read in a few worker trips (getMany), each of the rest,
+   * and each cached copy that turns out bad or missing, through get() (fetched and kept).
+   */
+  async getMany(digests: Digest[], opts: ReadOptions = {}): Promise<Array<Uint8Array | Error>> {
+    const hits = digests.filter((d) => this.lookup(d));
+    const got = new Map<Digest, Uint8Array | Error>();
+    if (hits.length) (await this.cache.getMany(hits, opts)).forEach((r, i) => got.set(hits[i]!, r));
+    return Promise.all(
+      digests.map((d) => {
+        const r = got.get(d);
+        if (r !== undefined && !(r instanceof Error)) return r;
+        if (r instanceof VmdnError && r.code !== 'E_CORRUPT_OBJECT' && r.code !== 'E_NOT_FOUND') return r;
+        return this.get(d, opts).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+      }),
+    );
+  }
+
   async getEncoded(digest: Digest, opts: ReadOptions = {}): Promise<Uint8Array> {
     if (this.lookup(digest)) {
       try {

@@ -13,11 +13,12 @@ import fs from 'node:fs/promises';
 import fsSync from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { encodeObject, decodeObject } from '../codec.js';
+import { encodeObject, decodeObject, decodeObjectInto, singleFrameSize, MAX_OBJECT_SIZE } from '../codec.js';
+import { copyRuns, decodeToScratch, readMany, readObjectFile, writeSparseSync, type ManyOutcome, type RunItem } from './read-runs.js';
 import { VmdnError, asVmdnError } from '../../errors.js';
 import { sha256 } from '../digest.js';
 import { gcEvery } from '../../util/gc.js';
-import { asBuffer, writeSkippingZeroBlocks } from '../../container/writer-file.js';
+import { asBuffer } from '../../container/writer-file.js';
 
 const collect = gcEvery(128 * 1024 * 1024);
 
@@ -58,7 +59,11 @@ export type CodecRequest =
    * of a pull's worker time. Each object succeeds or fails on its own.
    */
   | { op: 'acceptMany'; id: number; items: AcceptItem[]; source: string; objectsDir: string; tmpDir: string; outPath?: string }
-  | { op: 'release'; id: number; outPath: string };
+  | { op: 'release'; id: number; outPath: string }
+  /** `copy` for many objects in one message, into `outPath` or `fd`: see read-runs.ts. Fails whole on the first bad object. */
+  | { op: 'copyRuns'; id: number; items: RunItem[]; source: string; outPath?: string; fd?: number }
+  /** `get` for many objects: their bytes in one buffer, each object's place in it or its error (read-runs.ts). */
+  | { op: 'getMany'; id: number; items: Array<{ digest: string; objPath: string }>; source: string };
 
 export interface AcceptItem {
   digest: string;
@@ -70,7 +75,7 @@ export interface AcceptItem {
 export type AcceptOutcome = { size: number } | { error: { code: string; message: string; data: Record<string, unknown> } };
 
 export type CodecResponse =
-  | { id: number; ok: true; digest?: string; added?: boolean; storedSize?: number; size?: number; data?: Uint8Array; outcomes?: AcceptOutcome[] }
+  | { id: number; ok: true; digest?: string; added?: boolean; storedSize?: number; size?: number; data?: Uint8Array; outcomes?: AcceptOutcome[]; places?: ManyOutcome[] }
   | { id: number; ok: false; error: { code: string; message: string; data: Record<string, unknown> } };
 
 /** Write via temp file + rename so a killed process never leaves a partial object under its final name. */
@@ -120,25 +125,20 @@ function target(outPath: string): number {
   return fd;
 }
 
-/** pwrite `data` at `offset` with the raw writer's rule: all-zero 4 KiB blocks stay holes. */
+/**
+ * pwrite `data` at `offset` with the raw writer's rule: all-zero 4 KiB blocks stay holes.
+ * Synchronous, so a scratch buffer (decodeToScratch) is written before anything reuses it.
+ */
 async function writeSparse(fd: number, data: Uint8Array, offset: number): Promise<void> {
-  const writeAt = async (buf: Buffer, off: number, len: number, pos: number) => {
-    while (len > 0) {
-      const n = fsSync.writeSync(fd, buf, off, len, pos);
-      if (n <= 0) throw new Error('short write');
-      off += n;
-      len -= n;
-      pos += n;
-    }
-  };
-  await writeSkippingZeroBlocks(writeAt, asBuffer(data), data.length, offset);
+  writeSparseSync(fd, asBuffer(data), data.length, offset);
 }
 
 /** Decode and verify one downloaded object, keep its bytes, place its data; resolves to its decoded size. */
 async function accept(item: AcceptItem, where: { source: string; objectsDir: string; tmpDir: string; outPath?: string }): Promise<number> {
   // verified before anything is kept: a bad copy leaves no trace in the store or the image
-  const data = decodeObject(item.digest, item.encoded, where.source);
-  collect(data.length);
+  // into scratch: written below (synchronously, see writeSparse) and dropped
+  const data = decodeToScratch(item.digest, item.encoded, where.source);
+  collect(item.encoded.length); // the moved-in encoded buffers are what piles up now
   writeAtomicSync(objectPath(where.objectsDir, item.digest), where.tmpDir, item.encoded);
   if (where.outPath) for (const off of item.offsets ?? []) await writeSparse(target(where.outPath), data, off);
   return data.length;
@@ -177,6 +177,27 @@ async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: A
     }
     return { id: req.id, ok: true, outcomes };
   }
+  if (req.op === 'copyRuns') {
+    return { id: req.id, ok: true, size: copyRuns(req.fd ?? target(req.outPath!), req.items, req.source) };
+  }
+  if (req.op === 'getMany') {
+    const { data, outcomes } = readMany(req.items, req.source, (err) => {
+      const e = asVmdnError(err);
+      return { error: { code: e.code, message: e.message, data: e.data } };
+    });
+    collect(data.length);
+    return { id: req.id, ok: true, data, places: outcomes, transfer: [data.buffer as ArrayBuffer] };
+  }
+  if (req.op === 'get') {
+    // decoded straight into the buffer that is moved to the caller: no copy, no pooled slice
+    const enc = readObjectFile(req.objPath, req.digest, req.source);
+    const claimed = singleFrameSize(enc, MAX_OBJECT_SIZE);
+    // its own ArrayBuffer (transferable), not zero-filled: the decoder fills all of it
+    const data = Buffer.allocUnsafeSlow(typeof claimed === 'number' ? claimed : 0);
+    decodeObjectInto(req.digest, enc, data, req.source); // a bad frame throws before the size matters
+    collect(data.length);
+    return { id: req.id, ok: true, data, size: data.length, storedSize: enc.length, transfer: [data.buffer as ArrayBuffer] };
+  }
   const enc = fsSync.readFileSync(req.objPath);
   const data = decodeObject(req.digest, enc, req.source);
   collect(data.length);
@@ -185,11 +206,7 @@ async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: A
     await writeSparse(req.fd ?? target(req.outPath!), data, req.offset);
     return { id: req.id, ok: true, size: data.length, storedSize: enc.length };
   }
-  if (req.op === 'verify') return { id: req.id, ok: true, size: data.length, storedSize: enc.length };
-  // copy into a transferable buffer of its own (zstd output may share a pool)
-  const out = new Uint8Array(data.length);
-  out.set(data);
-  return { id: req.id, ok: true, data: out, size: data.length, storedSize: enc.length, transfer: [out.buffer] };
+  return { id: req.id, ok: true, size: data.length, storedSize: enc.length };
 }
 
 parentPort?.on('message', (req: CodecRequest) => {

@@ -25,6 +25,8 @@ export interface LocalStoreOptions {
 }
 
 const PREFETCH_LANES = 4;
+/** Objects per getMany message: ~0.5 MiB of the corpus's chunks, so a 2 MiB read keeps both workers busy. */
+const GET_BATCH = 16;
 
 export class LocalStore implements PrunableStore, ImageStore, SideRecords, EncodedFiles, StoreTotals, BootProfiles {
   readonly index: StoreIndex;
@@ -117,6 +119,26 @@ export class LocalStore implements PrunableStore, ImageStore, SideRecords, Encod
     }
   }
 
+  /**
+   * get() for many objects, a few trips to the workers in all (see read-runs.ts readMany): one
+   * entry per digest, in order, its bytes or the error that refused it. The bytes of a batch
+   * share one buffer.
+   */
+  async getMany(digests: Digest[], opts: ReadOptions = {}): Promise<Array<Uint8Array | VmdnError>> {
+    opts.signal?.throwIfAborted();
+    const pool = this.codec();
+    if (!pool) return Promise.all(digests.map((d) => this.get(d, opts).catch((e: unknown) => asVmdnError(e))));
+    for (const d of digests) assertDigest(d);
+    const groups: Digest[][] = [];
+    // spread over the workers: a client waiting on a small read gets it from both at once
+    const per = Math.min(GET_BATCH, Math.ceil(digests.length / pool.size));
+    for (let i = 0; i < digests.length; i += per) groups.push(digests.slice(i, i + per));
+    const answers = await Promise.all(groups.map((g) => pool.run({ op: 'getMany', items: g.map((digest) => ({ digest, objPath: this.objectPath(digest) })), source: this.dir })));
+    return answers.flatMap((r) =>
+      r.places!.map((p) => ('error' in p ? new VmdnError(p.error.code as ErrorCode, p.error.message, p.error.data) : r.data!.subarray(p.at, p.at + p.size))),
+    );
+  }
+
   async getEncoded(digest: Digest, opts: ReadOptions = {}): Promise<Uint8Array> {
     assertDigest(digest);
     opts.signal?.throwIfAborted();
@@ -142,6 +164,18 @@ export class LocalStore implements PrunableStore, ImageStore, SideRecords, Encod
    */
   copyToFd(digest: Digest, fd: number, offset: number, length?: number): Promise<number> {
     return this.copy(digest, { fd, offset, length });
+  }
+
+  /**
+   * copyTo for many objects in one trip to a worker (into `outPath`, or the caller's `fd`): each is
+   * refused before it is written unless it has its `length`. Objects that follow each other in the
+   * file are best given in that order (they are written as one run). Resolves to the bytes placed.
+   */
+  async copyRuns(items: Array<{ digest: Digest; offset: number; length: number }>, to: { outPath?: string; fd?: number }): Promise<number> {
+    const pool = this.codec();
+    if (!pool) throw new VmdnError('E_INTERNAL', 'copying into a file needs codec workers');
+    const sent = items.map((it) => ({ digest: assertDigest(it.digest), objPath: this.objectPath(it.digest), offset: it.offset, length: it.length }));
+    return (await pool.run({ op: 'copyRuns', items: sent, source: this.dir, ...to })).size!;
   }
 
   private async copy(digest: Digest, to: { outPath?: string; fd?: number; offset: number; length?: number }): Promise<number> {

@@ -55,25 +55,45 @@ export async function assembleChunks(manifest: Manifest, store: ReadableStore, w
   return { bytesWritten: done };
 }
 
+/** Bytes of chunks handed to a worker per message (~32 objects of the corpus: per-message costs vanish, the run buffer stays in cache). */
+const BATCH_BYTES = 1 << 20;
+const BATCH_ITEMS = 64;
+
 /**
- * Fast path: workers decode, verify and pwrite each object into the output
- * file themselves, in any order; the main thread only schedules.
+ * Fast path: workers decode, verify and pwrite the objects into the output
+ * file themselves, in any order; the main thread only schedules (a batch of
+ * consecutive chunks per message when the store can: see read-runs.ts).
  */
 async function assembleDirect(manifest: Manifest, store: CopyToFile, writer: DiskWriter, target: string, opts: AssembleOptions): Promise<{ bytesWritten: number }> {
   const { signal } = opts;
-  const concurrency = Math.max(1, opts.readAhead ?? 32);
   const progress = throttle(opts.onProgress);
   const chunks = manifest.chunks;
   const total = chunks.reduce((n, c) => n + c[1], 0);
   let done = 0;
   let next = 0;
+  const one = async () => {
+    const [offset, length, digest] = chunks[next++]!;
+    const n = await store.copyTo(digest, target, offset);
+    if (n !== length) throw new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} has ${n} bytes, manifest says ${length}`, { digest });
+    return n;
+  };
+  const batch = async (copyRuns: NonNullable<CopyToFile['copyRuns']>) => {
+    const items: Array<{ digest: string; offset: number; length: number }> = [];
+    let bytes = 0;
+    while (next < chunks.length && items.length < BATCH_ITEMS && bytes < BATCH_BYTES) {
+      const [offset, length, digest] = chunks[next++]!;
+      items.push({ digest, offset, length });
+      bytes += length;
+    }
+    return copyRuns.call(store, items, { outPath: target });
+  };
+  // batches: a few in flight per worker keep both busy; single objects: enough to hide the round trips
+  const concurrency = Math.max(1, opts.readAhead ?? (store.copyRuns ? 6 : 32));
   const worker = async () => {
     while (next < chunks.length) {
       signal?.throwIfAborted();
-      const [offset, length, digest] = chunks[next++]!;
-      const n = await store.copyTo(digest, target, offset);
-      if (n !== length) throw new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} has ${n} bytes, manifest says ${length}`, { digest });
-      done += length;
+      const n = store.copyRuns ? await batch(store.copyRuns) : await one();
+      done += n; // not `done += await`: that reads `done` before the wait, losing the other lanes' bytes
       progress?.({ phase: 'export', done, total, unit: 'bytes' });
     }
   };
