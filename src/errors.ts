@@ -24,6 +24,8 @@ export const ERROR_CODES = {
   E_AUTH: { exit: 7, http: 401, summary: 'missing or invalid token' },
   E_UNREACHABLE: { exit: 8, http: 502, summary: 'upstream unreachable' },
   E_INCOMPLETE: { exit: 4, http: 409, summary: 'referenced objects are missing' },
+  // a Debian archive whose InRelease signature, Release or index does not check out
+  E_UNTRUSTED: { exit: 5, http: 502, summary: 'archive signature or index check failed' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

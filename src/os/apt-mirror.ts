@@ -1,7 +1,8 @@
 /**
  * A Debian archive as a source of packages: where it is (the host's apt
  * configuration, `--apt-source`, or the image's own sources list), its
- * Packages indexes, and each .deb fetched and checked against the SHA-256
+ * Packages indexes (each checked against the suite's signed InRelease,
+ * archive-trust.ts), and each .deb fetched and checked against the SHA-256
  * and size the index gives. The mirror is never named in code: it always
  * comes from configuration.
  */
@@ -15,6 +16,8 @@ import { Readable } from 'node:stream';
 import { boundedLines } from '../util/lines.js';
 import { VmdnError } from '../errors.js';
 import { drained } from '../util/drain.js';
+import { DEBIAN_KEYRING, archiveGet, archiveUrl, suiteRelease, verifiedIndex } from './archive-trust.js';
+import type { Release } from './release.js';
 
 export interface AptSource {
   uri: string;
@@ -100,35 +103,28 @@ export function sourceFromUrl(url: string, codename: string): AptSource {
   return { uri: url, suites: [codename, `${codename}-updates`, `${codename}-security`], components: ['main', 'contrib', 'non-free', 'non-free-firmware'] };
 }
 
-const join = (uri: string, p: string) => `${uri.replace(/\/+$/, '')}/${p}`;
+const join = archiveUrl;
+const get = archiveGet;
 
-async function get(url: string, signal?: AbortSignal): Promise<Response | undefined> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const r = await fetch(url, { signal });
-      if (r.status === 404 || r.status === 410) return undefined;
-      if (r.ok) return r;
-      if (r.status < 500 || attempt >= 3) throw new VmdnError('E_UNREACHABLE', `${url}: HTTP ${r.status}`, { url, status: r.status });
-    } catch (err) {
-      if (err instanceof VmdnError || signal?.aborted || attempt >= 3) {
-        if (err instanceof VmdnError) throw err;
-        throw new VmdnError('E_UNREACHABLE', `${url}: ${(err as Error).message}`, { url }, { cause: err });
-      }
-    }
-    await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+/**
+ * The text of one Packages index, checked against the suite's signed Release
+ * (SHA-256 and size of the compressed file fetched), or undefined if the
+ * Release lists none or the mirror lacks it.
+ */
+async function packagesText(src: AptSource, suite: string, rel: Release, comp: string, arch: string, signal?: AbortSignal): Promise<Readable | undefined> {
+  const name = `${comp}/binary-${arch}/Packages`;
+  for (const ext of ['gz', 'xz'] as const) {
+    const entry = rel.sha256.get(`${name}.${ext}`);
+    if (!entry) continue;
+    const bytes = await verifiedIndex(join(src.uri, `dists/${suite}/${name}.${ext}`), entry, signal);
+    if (!bytes) continue;
+    if (ext === 'gz') return Readable.from([bytes]).pipe(zlib.createGunzip());
+    const child = spawn('xz', ['-dc'], { stdio: ['pipe', 'pipe', 'ignore'], signal });
+    child.stdin.on('error', () => {}); // xz stopping early shows as a short index, not an EPIPE crash
+    child.stdin.end(bytes);
+    return child.stdout;
   }
-}
-
-/** The text of one Packages index, or undefined if the archive has none there. */
-async function packagesText(src: AptSource, suite: string, comp: string, arch: string, signal?: AbortSignal): Promise<Readable | undefined> {
-  const base = join(src.uri, `dists/${suite}/${comp}/binary-${arch}/Packages`);
-  const gz = await get(`${base}.gz`, signal);
-  if (gz?.body) return Readable.fromWeb(gz.body as never).pipe(zlib.createGunzip());
-  const xz = await get(`${base}.xz`, signal);
-  if (!xz?.body) return undefined;
-  const child = spawn('xz', ['-dc'], { stdio: ['pipe', 'pipe', 'ignore'], signal });
-  Readable.fromWeb(xz.body as never).pipe(child.stdin);
-  return child.stdout;
+  return undefined;
 }
 
 /**
@@ -138,14 +134,19 @@ async function packagesText(src: AptSource, suite: string, comp: string, arch: s
 /** Debian's longest Packages lines (Depends, Description) are a few KiB. */
 const MAX_INDEX_LINE = 1 << 20;
 
-export async function findDebs(sources: AptSource[], arch: string, wanted: Set<string>, signal?: AbortSignal): Promise<{ found: Map<string, DebRecord>; indexes: string[] }> {
+export async function findDebs(sources: AptSource[], arch: string, wanted: Set<string>, opts: { keyring?: string; signal?: AbortSignal } = {}): Promise<{ found: Map<string, DebRecord>; indexes: string[] }> {
+  const { signal } = opts;
   const found = new Map<string, DebRecord>();
   const indexes: string[] = [];
   for (const src of sources) {
     for (const suite of src.suites) {
+      if (found.size === wanted.size) return { found, indexes };
+      // nothing of a suite is read before its InRelease checks out
+      const rel = await suiteRelease(src.uri, suite, opts.keyring ?? DEBIAN_KEYRING, signal);
+      if (!rel) continue;
       for (const comp of src.components) {
         if (found.size === wanted.size) return { found, indexes };
-        const text = await packagesText(src, suite, comp, arch, signal);
+        const text = await packagesText(src, suite, rel, comp, arch, signal);
         if (!text) continue;
         indexes.push(`${src.uri} ${suite}/${comp}`);
         let f = new Map<string, string>();

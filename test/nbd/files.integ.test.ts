@@ -192,7 +192,7 @@ describe('vmdn nbd of a packages-strategy image', { skip }, () => {
       hardLinks: [['srv/own.bin', 'srv/own-link.bin']],
     }, t.dir);
     const store = path.join(t.dir, 'store');
-    const r = await vmdnAsyncOk(store, ['import', disk, '--name', 'pk:1', '--strategy', 'packages', '--apt-source', archive.url]);
+    const r = await vmdnAsyncOk(store, ['import', disk, '--name', 'pk:1', '--strategy', 'packages', '--apt-source', archive.url, '--keyring', archive.keyring]);
     assert.equal(r.packages?.[0]?.installed, 2, JSON.stringify(r));
     const exported = path.join(t.dir, 'exported.raw');
     vmdnOk(store, ['export', 'pk:1', exported]);
