@@ -127,13 +127,13 @@ async function packagesText(src: AptSource, suite: string, rel: Release, comp: s
   return undefined;
 }
 
+/** Debian's longest Packages lines (Depends, Description) are a few KiB. */
+const MAX_INDEX_LINE = 1 << 20;
+
 /**
  * Look up exact name/version/architecture triples in every configured index.
  * Only wanted stanzas are kept: a full index is ~60k stanzas.
  */
-/** Debian's longest Packages lines (Depends, Description) are a few KiB. */
-const MAX_INDEX_LINE = 1 << 20;
-
 export async function findDebs(sources: AptSource[], arch: string, wanted: Set<string>, opts: { keyring?: string; signal?: AbortSignal } = {}): Promise<{ found: Map<string, DebRecord>; indexes: string[] }> {
   const { signal } = opts;
   const found = new Map<string, DebRecord>();
@@ -149,32 +149,41 @@ export async function findDebs(sources: AptSource[], arch: string, wanted: Set<s
         const text = await packagesText(src, suite, rel, comp, arch, signal);
         if (!text) continue;
         indexes.push(`${src.uri} ${suite}/${comp}`);
-        let f = new Map<string, string>();
-        const done = () => {
-          const key = debKey(f.get('package') ?? '', f.get('version') ?? '', f.get('architecture') ?? '');
-          if (wanted.has(key) && !found.has(key)) {
-            const size = Number(f.get('size'));
-            const sha256 = f.get('sha256') ?? '';
-            const filename = f.get('filename') ?? '';
-            if (Number.isSafeInteger(size) && size > 0 && /^[0-9a-f]{64}$/.test(sha256) && /^[\w.+~%:/-]+\.deb$/.test(filename) && !filename.split('/').includes('..')) {
-              found.set(key, { name: f.get('package')!, version: f.get('version')!, arch: f.get('architecture')!, filename, size, sha256, uri: src.uri });
-            }
-          }
-          f = new Map();
-        };
-        for await (const line of boundedLines(text, MAX_INDEX_LINE, `Packages index of ${src.uri} ${suite}/${comp}`)) {
-          if (line === '') done();
-          else if (line[0] !== ' ' && line[0] !== '\t') {
-            const c = line.indexOf(':');
-            const k = line.slice(0, c).toLowerCase();
-            if (k === 'package' || k === 'version' || k === 'architecture' || k === 'filename' || k === 'size' || k === 'sha256') f.set(k, line.slice(c + 1).trim());
-          }
-        }
-        done();
+        await scanPackagesIndex(text, `Packages index of ${src.uri} ${suite}/${comp}`, src.uri, wanted, found);
       }
     }
   }
   return { found, indexes };
+}
+
+/**
+ * The records of `wanted` packages in one Packages index (its text as bytes),
+ * added to `found` (the first listing of each wins); stanzas with a bad size,
+ * hash or filename are skipped. Lines are bounded (MAX_INDEX_LINE).
+ */
+export async function scanPackagesIndex(text: AsyncIterable<Uint8Array | string>, what: string, uri: string, wanted: Set<string>, found: Map<string, DebRecord>): Promise<void> {
+  let f = new Map<string, string>();
+  const done = () => {
+    const key = debKey(f.get('package') ?? '', f.get('version') ?? '', f.get('architecture') ?? '');
+    if (wanted.has(key) && !found.has(key)) {
+      const size = Number(f.get('size'));
+      const sha256 = f.get('sha256') ?? '';
+      const filename = f.get('filename') ?? '';
+      if (Number.isSafeInteger(size) && size > 0 && /^[0-9a-f]{64}$/.test(sha256) && /^[\w.+~%:/-]+\.deb$/.test(filename) && !filename.split('/').includes('..')) {
+        found.set(key, { name: f.get('package')!, version: f.get('version')!, arch: f.get('architecture')!, filename, size, sha256, uri });
+      }
+    }
+    f = new Map();
+  };
+  for await (const line of boundedLines(text, MAX_INDEX_LINE, what)) {
+    if (line === '') done();
+    else if (line[0] !== ' ' && line[0] !== '\t') {
+      const c = line.indexOf(':');
+      const k = line.slice(0, c).toLowerCase();
+      if (k === 'package' || k === 'version' || k === 'architecture' || k === 'filename' || k === 'size' || k === 'sha256') f.set(k, line.slice(c + 1).trim());
+    }
+  }
+  done();
 }
 
 /**
