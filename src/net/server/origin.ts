@@ -43,6 +43,15 @@ export interface OriginStats {
   authFailures: number;
 }
 
+/**
+ * An uploaded object named as a manifest (or a tree) that does not decode as
+ * one is the uploader's error (400), not a damaged store (E_MANIFEST, 500).
+ */
+function uploaderFault(err: unknown): never {
+  if (err instanceof VmdnError && err.code === 'E_MANIFEST') throw new VmdnError('E_USAGE', `${err.message}: not a valid manifest`, err.data, { cause: err });
+  throw err;
+}
+
 export class Origin<S extends OriginStore = OriginStore> {
   readonly server: http.Server;
   readonly stats: OriginStats = { requests: 0, objectRequests: 0, objectBytesServed: 0, objectsUploaded: 0, bytesUploaded: 0, authFailures: 0 };
@@ -251,7 +260,7 @@ export class Origin<S extends OriginStore = OriginStore> {
     const body = await readJson<{ manifest?: unknown }>(req, 4096);
     const digest = assertDigest(body.manifest, 'manifest digest');
     // the checks and the naming under one lease: gc cannot delete between them
-    await this.uploading(() => this.nameImage(ref, digest));
+    await this.uploading(() => this.nameImage(ref, digest)).catch(uploaderFault);
     sendJson(res, 201, { ref: formatImageRef(ref), manifest: digest });
   }
 
@@ -266,7 +275,7 @@ export class Origin<S extends OriginStore = OriginStore> {
       for (const d of [manifestDigest, profile]) {
         if (!(await store.has(d))) throw new VmdnError('E_INCOMPLETE', `object ${d.slice(0, 12)} not uploaded`, { digest: d });
       }
-      const manifest = decodeManifest(await store.get(manifestDigest), `upload ${manifestDigest.slice(0, 12)}`);
+      const manifest = await Promise.resolve(store.get(manifestDigest)).then((b) => decodeManifest(b, `upload ${manifestDigest.slice(0, 12)}`)).catch(uploaderFault);
       // a profile clients would refuse is refused here already (E_MANIFEST, 500 -> a usage error for the uploader)
       try {
         decodeProfile(await store.get(profile), `upload ${profile.slice(0, 12)}`, { manifest: manifestDigest, chunks: new Set(manifest.chunks.map((c) => c[2])) });
