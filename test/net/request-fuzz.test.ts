@@ -54,7 +54,7 @@ function targets(): Array<{ method: string; path: string; body: Buffer }> {
     { method: 'POST', path: '/v1/objects/missing', body: json({ digests: [...digests, 'f'.repeat(64)] }) },
     { method: 'PUT', path: '/v1/images/fuzz/x', body: json({ manifest: digests[0] }) },
     { method: 'PUT', path: `/v1/profiles/${digests[0]}`, body: json({ profile: digests[1] }) },
-    // one upload: the object codec is fuzzed on its own; this checks the route maps its errors
+    // one upload (a mutated encoded object: the codec's decode and hash check, and how the route maps their errors)
     { method: 'PUT', path: `/v1/objects/${digests[0]}`, body: Buffer.from(encoded[0]!) },
   ];
 }
