@@ -1,20 +1,16 @@
 /**
  * Hermetic Debian fixtures for the packages strategy: small real .deb files
- * built with `dpkg-deb --build`, a local archive (dists/.../Packages.gz|xz and
- * pool/) served by node:http on 127.0.0.1, and GPT disk images whose ext4 root
+ * built with `dpkg-deb --build` (served by the archive in deb-archive.ts),
+ * and GPT disk images whose ext4 root
  * has those packages "installed" (dpkg status, info/*.list, *.md5sums) in a
  * merged-/usr layout.
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import http from 'node:http';
 import crypto from 'node:crypto';
-import zlib from 'node:zlib';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import type { AddressInfo } from 'node:net';
 import { CLI, sh, type CliResult } from './cli.js';
 import { sparseFile } from './disk-checks.js';
-import { ArchiveKey, releaseText } from './archive-key.js';
 
 /**
  * The vmdn CLI without blocking this process (helpers/cli.ts uses spawnSync,
@@ -77,7 +73,7 @@ export interface BuiltDeb {
   filename: string;
 }
 
-const md5 = (b: Buffer) => crypto.createHash('md5').update(b).digest('hex');
+export const md5 = (b: Buffer) => crypto.createHash('md5').update(b).digest('hex');
 export const sha256 = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
 
 /** Every ancestor directory of the given paths ("a/b/c" -> "a", "a/b"), sorted. */
@@ -116,155 +112,6 @@ export function buildDeb(spec: PkgSpec, workDir: string): BuiltDeb {
   return { spec, bytes, sha256: sha256(bytes), size: bytes.length, filename: `pool/main/${spec.name[0]}/${spec.name}/${spec.name}_${plain}_${spec.arch}.deb` };
 }
 
-const key = (name: string, version: string) => `${name}\t${version}`;
-
-/**
- * A Debian archive on 127.0.0.1, each suite's InRelease signed with a key
- * made for it (`keyring` is what `--keyring` takes). Indexes are made on each
- * request from the current contents, so a test can omit a version or tamper
- * with a .deb, an index or the InRelease between imports. Every request path
- * is logged.
- */
-export class DebArchive {
-  url = '';
-  readonly requests: string[] = [];
-  private readonly entries: Array<{ deb: BuiltDeb; suite: string }> = [];
-  private readonly omitted = new Set<string>();
-  private readonly tampered = new Set<string>();
-  /** Suites whose index is served only as Packages.xz (the .gz is 404). */
-  readonly xzOnly = new Set<string>();
-  /** How InRelease is served: signed with the archive key, altered after signing, unsigned, or signed with another key. */
-  signing: 'good' | 'altered' | 'unsigned' | 'other-key' = 'good';
-  /** Served in place of a .deb, and listed so in the index -- but the signed Release keeps the honest index's hash. */
-  private readonly substituted = new Map<string, Buffer>();
-  private readonly key = ArchiveKey.generate();
-  private other?: ArchiveKey;
-  private readonly packed = new Map<string, Buffer>();
-  private readonly server: http.Server;
-
-  get keyring(): string {
-    return this.key.keyring;
-  }
-
-  private constructor() {
-    this.server = http.createServer((req, res) => {
-      const url = decodeURIComponent((req.url ?? '/').split('?')[0]!);
-      this.requests.push(url);
-      const body = req.method === 'GET' || req.method === 'HEAD' ? this.serve(url) : undefined;
-      if (!body) return void res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.length) });
-      res.end(req.method === 'HEAD' ? undefined : body);
-    });
-  }
-
-  static async start(): Promise<DebArchive> {
-    const a = new DebArchive();
-    await new Promise<void>((resolve) => a.server.listen(0, '127.0.0.1', resolve));
-    a.url = `http://127.0.0.1:${(a.server.address() as AddressInfo).port}/debian`;
-    return a;
-  }
-
-  add(deb: BuiltDeb, suite = CODENAME): this {
-    this.entries.push({ deb, suite });
-    return this;
-  }
-
-  /** Leave this version out of every index (the .deb stays in pool/). */
-  omit(name: string, version: string): void {
-    this.omitted.add(key(name, version));
-  }
-
-  /** Serve this version's .deb with one byte flipped (same size, wrong SHA-256). */
-  tamper(name: string, version: string): void {
-    this.tampered.add(key(name, version));
-  }
-
-  /** A mirror that swaps a .deb for `bytes` and edits the index to match (the Release it cannot re-sign). */
-  substitute(name: string, version: string, bytes: Buffer): void {
-    this.substituted.set(key(name, version), bytes);
-  }
-
-  reset(): void {
-    this.omitted.clear();
-    this.tampered.clear();
-    this.substituted.clear();
-    this.signing = 'good';
-    this.requests.length = 0;
-  }
-
-  /** Requests for .deb files. */
-  poolRequests(): string[] {
-    return this.requests.filter((r) => r.startsWith('/debian/pool/'));
-  }
-
-  /** The index as served (`honest`: as the archive signed it, before any substitution). */
-  packagesIndex(suite: string, honest = false): string {
-    return this.entries
-      .filter((e) => e.suite === suite && !this.omitted.has(key(e.deb.spec.name, e.deb.spec.version)))
-      .map(({ deb }) => {
-        const bytes = (!honest && this.substituted.get(key(deb.spec.name, deb.spec.version))) || deb.bytes;
-        return [
-          `Package: ${deb.spec.name}`, `Version: ${deb.spec.version}`, `Architecture: ${deb.spec.arch}`, 'Maintainer: vmdn tests <tests@vmdn.invalid>',
-          'Installed-Size: 1', 'Priority: optional', 'Section: misc', `Filename: ${deb.filename}`, `Size: ${bytes.length}`,
-          `MD5sum: ${md5(bytes)}`, `SHA256: ${sha256(bytes)}`, `Description: ${deb.spec.name} test package`, ' Generated by test/helpers/debs.ts.', '',
-        ].join('\n');
-      })
-      .join('\n');
-  }
-
-  private compressed(text: string, ext: string): Buffer {
-    const k = `${ext}\0${text}`;
-    let b = this.packed.get(k);
-    if (!b) this.packed.set(k, (b = ext === 'gz' ? zlib.gzipSync(text) : execFileSync('xz', ['-c'], { input: text, maxBuffer: 64 << 20 })));
-    return b;
-  }
-
-  private inRelease(suite: string): Buffer {
-    const text = this.packagesIndex(suite, true);
-    const files = ['gz', 'xz'].map((ext) => {
-      const b = this.compressed(text, ext);
-      return { path: `main/binary-amd64/Packages.${ext}`, sha256: sha256(b), size: b.length };
-    });
-    const release = releaseText(suite, files);
-    if (this.signing === 'unsigned') return Buffer.from(release);
-    if (this.signing === 'other-key') return (this.other ??= ArchiveKey.generate('another key')).clearsign(release);
-    const signed = this.key.clearsign(release);
-    // the signed text altered after signing: the Packages.gz line's size made one byte larger
-    return this.signing === 'altered' ? Buffer.from(signed.toString().replace(/ (\d+) main\/binary-amd64\/Packages\.gz/, (_, n) => ` ${Number(n) + 1} main/binary-amd64/Packages.gz`)) : signed;
-  }
-
-  private serve(url: string): Buffer | undefined {
-    if (!url.startsWith('/debian/')) return undefined;
-    const rel = url.slice('/debian/'.length);
-    const r = /^dists\/([^/]+)\/(InRelease|Release)$/.exec(rel);
-    if (r) {
-      if (!this.entries.some((e) => e.suite === r[1])) return undefined;
-      return r[2] === 'InRelease' ? this.inRelease(r[1]!) : Buffer.from(releaseText(r[1]!, []));
-    }
-    const m = /^dists\/([^/]+)\/main\/binary-amd64\/Packages\.(gz|xz)$/.exec(rel);
-    if (m) {
-      const [, suite, ext] = m;
-      if (!this.entries.some((e) => e.suite === suite)) return undefined;
-      if (ext === 'gz' && this.xzOnly.has(suite!)) return undefined;
-      return this.compressed(this.packagesIndex(suite!), ext!);
-    }
-    const e = this.entries.find((x) => x.deb.filename === rel);
-    if (!e) return undefined;
-    const swapped = this.substituted.get(key(e.deb.spec.name, e.deb.spec.version));
-    if (swapped) return swapped;
-    if (!this.tampered.has(key(e.deb.spec.name, e.deb.spec.version))) return e.deb.bytes;
-    const b = Buffer.from(e.deb.bytes);
-    b[b.length >> 1]! ^= 0x01;
-    return b;
-  }
-
-  async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.key.remove();
-    this.other?.remove();
-  }
-}
 
 export interface ImageSpec {
   packages: BuiltDeb[];

@@ -18,7 +18,8 @@ import { corpusDir } from '../helpers/corpus.js';
 import { startServe, type Served } from '../helpers/serve.js';
 import { hasQemuTools } from './raw-client.js';
 import { countObjects } from '../helpers/store-objects.js';
-import { buildDeb, buildImage, DebArchive, vmdnAsyncOk } from '../helpers/debs.js';
+import { buildDeb, buildImage, vmdnAsyncOk } from '../helpers/debs.js';
+import { DebArchive } from '../helpers/deb-archive.js';
 
 const skip = hasQemuTools() ? false : 'qemu-img/qemu-io not installed (scripts/ensure-debian-tools.mjs installs them)';
 const MiB = 2 ** 20;
