@@ -23,6 +23,8 @@ export interface AptSource {
   uri: string;
   suites: string[];
   components: string[];
+  /** Its `signed-by` keyring file, when the host's apt configuration names one (used unless `--keyring` is given). */
+  keyring?: string;
 }
 
 export interface DebRecord {
@@ -44,8 +46,10 @@ export function parseSourcesList(text: string): AptSource[] {
   const out: AptSource[] = [];
   for (const raw of text.split('\n')) {
     const line = raw.replace(/#.*/, '').trim();
-    const m = /^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s*(.*)$/.exec(line);
-    if (m) out.push({ uri: m[1]!, suites: [m[2]!], components: m[3]!.split(/\s+/).filter(Boolean) });
+    const m = /^deb\s+(?:\[([^\]]*)\]\s+)?(\S+)\s+(\S+)\s*(.*)$/.exec(line);
+    if (!m) continue;
+    const keyring = /(?:^|\s)signed-by=(\/\S+)/.exec(m[1] ?? '')?.[1];
+    out.push({ uri: m[2]!, suites: [m[3]!], components: m[4]!.split(/\s+/).filter(Boolean), ...(keyring ? { keyring } : {}) });
   }
   return out;
 }
@@ -65,7 +69,9 @@ export function parseDeb822Sources(text: string): AptSource[] {
     if (f.get('enabled')?.toLowerCase() === 'no') continue;
     if (!(f.get('types') ?? '').split(/\s+/).includes('deb')) continue;
     const words = (k: string) => (f.get(k) ?? '').split(/\s+/).filter(Boolean);
-    for (const uri of words('uris')) out.push({ uri, suites: words('suites'), components: words('components') });
+    // Signed-By may also hold a key block inline: only a file path is used
+    const keyring = /^\/\S+$/.test(f.get('signed-by') ?? '') ? f.get('signed-by') : undefined;
+    for (const uri of words('uris')) out.push({ uri, suites: words('suites'), components: words('components'), ...(keyring ? { keyring } : {}) });
   }
   return out;
 }
@@ -142,7 +148,7 @@ export async function findDebs(sources: AptSource[], arch: string, wanted: Set<s
     for (const suite of src.suites) {
       if (found.size === wanted.size) return { found, indexes };
       // nothing of a suite is read before its InRelease checks out
-      const rel = await suiteRelease(src.uri, suite, opts.keyring ?? DEBIAN_KEYRING, signal);
+      const rel = await suiteRelease(src.uri, suite, opts.keyring ?? src.keyring ?? DEBIAN_KEYRING, signal);
       if (!rel) continue;
       for (const comp of src.components) {
         if (found.size === wanted.size) return { found, indexes };

@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { checkRelease, parseRelease } from '../../src/os/release.js';
 import { VmdnError } from '../../src/errors.js';
+import { parseDeb822Sources, parseSourcesList } from '../../src/os/apt-mirror.js';
 
 const H = 'ab'.repeat(32);
 const GOOD = `Origin: Debian\nSuite: stable\nCodename: bookworm\nDate: Sat, 10 Jun 2023 08:51:22 UTC\nValid-Until: Sat, 17 Jun 2023 08:51:22 UTC\nSHA256:\n ${H}  1234 main/binary-amd64/Packages.xz\n ${H.toUpperCase()} 99 main/binary-amd64/Packages.gz\n`;
@@ -49,5 +50,15 @@ describe('Release files', () => {
     assert.throws(() => checkRelease(r, 'trixie', before, 'x'), untrusted(/for stable\/bookworm, not trixie/));
     assert.throws(() => checkRelease(r, 'bookworm', new Date('2023-06-18T00:00:00Z'), 'x'), untrusted(/expired on 2023-06-17/));
     checkRelease(parseRelease(GOOD.replace(/Valid-Until.*\n/, '')), 'bookworm', new Date('2099-01-01T00:00:00Z'), 'x');
+  });
+
+  it('a host source\'s signed-by keyring file is kept (an inline key block is not a file)', () => {
+    assert.deepEqual(parseSourcesList('deb [arch=amd64 signed-by=/usr/share/keyrings/x.gpg] http://m/debian bookworm main\ndeb http://m/debian bookworm-updates main\n'), [
+      { uri: 'http://m/debian', suites: ['bookworm'], components: ['main'], keyring: '/usr/share/keyrings/x.gpg' },
+      { uri: 'http://m/debian', suites: ['bookworm-updates'], components: ['main'] },
+    ]);
+    const d = parseDeb822Sources('Types: deb\nURIs: http://m/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb\nURIs: http://n/\nSuites: s\nComponents: main\nSigned-By:\n -----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n xyz\n');
+    assert.equal(d[0]!.keyring, '/usr/share/keyrings/debian-archive-keyring.gpg');
+    assert.equal(d[1]!.keyring, undefined);
   });
 });

@@ -102,7 +102,8 @@ async function imageSources(fs: FileSystem): Promise<AptSource[]> {
     const t = await readPath(fs, `/etc/apt/sources.list.d/${n}`, 1 << 20).catch(() => undefined);
     if (t) out.push(...parseDeb822Sources(t.toString('utf8')));
   }
-  return out.filter((s) => /^https?:\/\//.test(s.uri));
+  // a signed-by path names a file in the image, not on this host: the default keyring (or --keyring) applies
+  return out.filter((s) => /^https?:\/\//.test(s.uri)).map(({ keyring: _, ...s }) => s);
 }
 
 /**
