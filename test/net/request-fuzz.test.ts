@@ -70,6 +70,18 @@ it('an image or profile naming a stored object that is not a manifest is the upl
   }
 });
 
+it('a body that is JSON but not an object (null, a number, an array) is a 400, not a 500', async () => {
+  // found by npm run fuzz (seed 2492106773, case 8604): POST /v1/objects/batch with "null" dereferenced it (E_INTERNAL, 500)
+  for (const p of ['/v1/objects/batch', '/v1/objects/pack', '/v1/objects/missing']) {
+    for (const body of ['null', '7', '[]', '"digests"']) {
+      const res = await fetch(`${origin.url}${p}`, { method: 'POST', body, headers: { authorization: `Bearer ${TOKEN}` } });
+      const json = (await res.json()) as { error: { code: string } };
+      assert.equal(res.status, 400, `${p} ${body}: ${JSON.stringify(json)}`);
+      assert.equal(json.error.code, 'E_USAGE');
+    }
+  }
+});
+
 it('mutated request bodies get a 2xx or 4xx answer (503 for a busy pack), never a 5xx; the origin keeps serving', async () => {
   const cases = fuzzCases(300);
   console.log(`# HTTP request body fuzz: ${cases} cases, seed ${SEED} (VMDN_FUZZ_SEED=${SEED} to replay)`);
