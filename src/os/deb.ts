@@ -96,8 +96,9 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, what: string):
       if (++n > MAX_MEMBERS) throw new VmdnError('E_FORMAT', `${what}: more than ${MAX_MEMBERS} members`);
       const h = entry.header;
       const path = memberPath(h.name);
-      const size = h.size ?? 0;
-      if (!Number.isSafeInteger(size) || size < 0 || size > MAX_MEMBER) throw new VmdnError('E_FORMAT', `${what}: member ${h.name} has a bad size`);
+      // no size at all is tar-stream failing to read the field (it would then wait forever for the body: found by fuzzing)
+      const size = h.size;
+      if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0 || size > MAX_MEMBER) throw new VmdnError('E_FORMAT', `${what}: member ${h.name} has a bad size`);
       if (path === undefined) {
         entry.resume();
         continue;

@@ -26,6 +26,17 @@ it('a tar cut inside a member\'s body is E_FORMAT for its reader, not a bare Err
   await assert.rejects(indexTar(readTar(Readable.from([b.subarray(0, 900)]), 'cut.deb'), 'cut.deb'), (e: unknown) => e instanceof VmdnError && e.code === 'E_FORMAT' && /cut\.deb: not a readable package/.test(e.message));
 });
 
+it('a member whose size field does not parse is E_FORMAT, not a hang', async () => {
+  // found by npm run fuzz (seed 2492106773, case 3): a base-256 size tar-stream reads as null, then it waits forever
+  const b = tarOf([['./usr/bin/a', prng(1, 1500)], ['./etc/b', Buffer.from('x\n')]]);
+  b[124] = 0xee;
+  b.fill(0x20, 148, 156);
+  let s = 0;
+  for (let j = 0; j < 512; j++) s += b[j]!;
+  b.write(`${s.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  await assert.rejects(withTimeout(indexTar(readTar(Readable.from([b]), 'bad.deb'), 'bad.deb'), 5000), (e: unknown) => e instanceof VmdnError && e.code === 'E_FORMAT' && /bad size/.test(e.message));
+});
+
 it('.deb data tars: mutants index or fail with VmdnError', async () => {
   const cases = fuzzCases(500);
   console.log(`# deb tar fuzz: ${cases} cases, seed ${SEED} (VMDN_FUZZ_SEED=${SEED} to replay)`);
