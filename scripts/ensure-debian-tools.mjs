@@ -11,12 +11,12 @@ const NEEDS = {
     mke2fs: 'e2fsprogs', debugfs: 'e2fsprogs', 'qemu-img': 'qemu-utils', 'qemu-io': 'qemu-utils', 'qemu-nbd': 'qemu-utils',
     sfdisk: 'fdisk', nginx: 'nginx', curl: 'curl', mdir: 'mtools', 'mkfs.vfat': 'dosfstools', 'dpkg-query': 'dpkg', getfattr: 'attr', setfattr: 'attr',
     'mkfs.xfs': 'xfsprogs', mkswap: 'util-linux', e2fsck: 'e2fsprogs', 'dpkg-deb': 'dpkg', xz: 'xz-utils', zstd: 'zstd',
-    'qemu-system-x86_64': 'qemu-system-x86', bzip2: 'bzip2', tar: 'tar', xmllint: 'libxml2-utils', chromium: 'chromium',
+    'qemu-system-x86_64': 'qemu-system-x86', bzip2: 'bzip2', tar: 'tar', xmllint: 'libxml2-utils', chromium: 'chromium', gpg: 'gnupg', gpgv: 'gpgv',
     minisign: 'minisign',
     // the S3 store's tests run a real Ceph RGW (scripts/ceph-rgw.sh)
     'ceph-mon': 'ceph-mon', 'ceph-osd': 'ceph-osd', radosgw: 'radosgw', ceph: 'ceph-common', uuidgen: 'uuid-runtime',
   },
-  bench: { mke2fs: 'e2fsprogs', debugfs: 'e2fsprogs', setfattr: 'attr', 'qemu-img': 'qemu-utils', 'qemu-nbd': 'qemu-utils', 'qemu-system-x86_64': 'qemu-system-x86', ip: 'iproute2', tc: 'iproute2', casync: 'casync', rsync: 'rsync', time: 'time', nginx: 'nginx', curl: 'curl', zstd: 'zstd', tar: 'tar', 'dpkg-deb': 'dpkg', xz: 'xz-utils' },
+  bench: { mke2fs: 'e2fsprogs', debugfs: 'e2fsprogs', setfattr: 'attr', 'qemu-img': 'qemu-utils', 'qemu-nbd': 'qemu-utils', 'qemu-system-x86_64': 'qemu-system-x86', ip: 'iproute2', tc: 'iproute2', casync: 'casync', rsync: 'rsync', time: 'time', nginx: 'nginx', curl: 'curl', zstd: 'zstd', tar: 'tar', 'dpkg-deb': 'dpkg', xz: 'xz-utils', gpgv: 'gpgv' },
 };
 const profile = process.argv[2] ?? 'test';
 const want = NEEDS[profile];

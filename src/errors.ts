@@ -25,8 +25,9 @@ export const ERROR_CODES = {
   E_FORBIDDEN: { exit: 7, http: 403, summary: 'the token lacks the scope for this' },
   E_UNREACHABLE: { exit: 8, http: 502, summary: 'upstream unreachable' },
   E_INCOMPLETE: { exit: 4, http: 409, summary: 'referenced objects are missing' },
-  // signed image records (docs/http-api.md): unsigned, another key's, expired or older than one seen
-  E_UNTRUSTED: { exit: 11, http: 502, summary: 'image record not trusted' },
+  // signed image records (docs/http-api.md): unsigned, another key's, expired or older than one seen;
+  // and Debian archives whose InRelease signature, Release or index does not check out
+  E_UNTRUSTED: { exit: 11, http: 502, summary: 'signature or signed index check failed' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -29,7 +29,7 @@ export interface NbdServerOptions {
   /** Request bytes in memory across connections. */
   budgetBytes?: number;
   /** Connection-level events (a client cut off and why), for logs. */
-  onEvent?: (e: { event: 'connect' | 'close' | 'error'; why?: string }) => void;
+  onEvent?: (e: { event: 'connect' | 'close' | 'error'; why?: string; error?: unknown }) => void;
 }
 
 export interface NbdStats {
@@ -112,7 +112,7 @@ export class NbdServer {
         sock.destroySoon?.();
       },
       (err) => {
-        if (!(err instanceof PeerClosed)) this.opts.onEvent?.({ event: 'error', why: (err as Error).message });
+        if (!(err instanceof PeerClosed)) this.opts.onEvent?.({ event: 'error', why: (err as Error).message, error: err });
         sock.destroy();
       },
     );

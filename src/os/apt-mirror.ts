@@ -1,7 +1,8 @@
 /**
  * A Debian archive as a source of packages: where it is (the host's apt
  * configuration, `--apt-source`, or the image's own sources list), its
- * Packages indexes, and each .deb fetched and checked against the SHA-256
+ * Packages indexes (each checked against the suite's signed InRelease,
+ * archive-trust.ts), and each .deb fetched and checked against the SHA-256
  * and size the index gives. The mirror is never named in code: it always
  * comes from configuration.
  */
@@ -15,11 +16,15 @@ import { Readable } from 'node:stream';
 import { boundedLines } from '../util/lines.js';
 import { VmdnError } from '../errors.js';
 import { drained } from '../util/drain.js';
+import { DEBIAN_KEYRING, archiveGet, archiveUrl, suiteRelease, verifiedIndex } from './archive-trust.js';
+import type { Release } from './release.js';
 
 export interface AptSource {
   uri: string;
   suites: string[];
   components: string[];
+  /** Its `signed-by` keyring file, when the host's apt configuration names one (used unless `--keyring` is given). */
+  keyring?: string;
 }
 
 export interface DebRecord {
@@ -41,8 +46,10 @@ export function parseSourcesList(text: string): AptSource[] {
   const out: AptSource[] = [];
   for (const raw of text.split('\n')) {
     const line = raw.replace(/#.*/, '').trim();
-    const m = /^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s*(.*)$/.exec(line);
-    if (m) out.push({ uri: m[1]!, suites: [m[2]!], components: m[3]!.split(/\s+/).filter(Boolean) });
+    const m = /^deb\s+(?:\[([^\]]*)\]\s+)?(\S+)\s+(\S+)\s*(.*)$/.exec(line);
+    if (!m) continue;
+    const keyring = /(?:^|\s)signed-by=(\/\S+)/.exec(m[1] ?? '')?.[1];
+    out.push({ uri: m[2]!, suites: [m[3]!], components: m[4]!.split(/\s+/).filter(Boolean), ...(keyring ? { keyring } : {}) });
   }
   return out;
 }
@@ -62,7 +69,9 @@ export function parseDeb822Sources(text: string): AptSource[] {
     if (f.get('enabled')?.toLowerCase() === 'no') continue;
     if (!(f.get('types') ?? '').split(/\s+/).includes('deb')) continue;
     const words = (k: string) => (f.get(k) ?? '').split(/\s+/).filter(Boolean);
-    for (const uri of words('uris')) out.push({ uri, suites: words('suites'), components: words('components') });
+    // Signed-By may also hold a key block inline: only a file path is used
+    const keyring = /^\/\S+$/.test(f.get('signed-by') ?? '') ? f.get('signed-by') : undefined;
+    for (const uri of words('uris')) out.push({ uri, suites: words('suites'), components: words('components'), ...(keyring ? { keyring } : {}) });
   }
   return out;
 }
@@ -100,80 +109,87 @@ export function sourceFromUrl(url: string, codename: string): AptSource {
   return { uri: url, suites: [codename, `${codename}-updates`, `${codename}-security`], components: ['main', 'contrib', 'non-free', 'non-free-firmware'] };
 }
 
-const join = (uri: string, p: string) => `${uri.replace(/\/+$/, '')}/${p}`;
+const join = archiveUrl;
+const get = archiveGet;
 
-async function get(url: string, signal?: AbortSignal): Promise<Response | undefined> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const r = await fetch(url, { signal });
-      if (r.status === 404 || r.status === 410) return undefined;
-      if (r.ok) return r;
-      if (r.status < 500 || attempt >= 3) throw new VmdnError('E_UNREACHABLE', `${url}: HTTP ${r.status}`, { url, status: r.status });
-    } catch (err) {
-      if (err instanceof VmdnError || signal?.aborted || attempt >= 3) {
-        if (err instanceof VmdnError) throw err;
-        throw new VmdnError('E_UNREACHABLE', `${url}: ${(err as Error).message}`, { url }, { cause: err });
-      }
-    }
-    await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+/**
+ * The text of one Packages index, checked against the suite's signed Release
+ * (SHA-256 and size of the compressed file fetched), or undefined if the
+ * Release lists none or the mirror lacks it.
+ */
+async function packagesText(src: AptSource, suite: string, rel: Release, comp: string, arch: string, signal?: AbortSignal): Promise<Readable | undefined> {
+  const name = `${comp}/binary-${arch}/Packages`;
+  for (const ext of ['gz', 'xz'] as const) {
+    const entry = rel.sha256.get(`${name}.${ext}`);
+    if (!entry) continue;
+    const bytes = await verifiedIndex(join(src.uri, `dists/${suite}/${name}.${ext}`), entry, signal);
+    if (!bytes) continue;
+    if (ext === 'gz') return Readable.from([bytes]).pipe(zlib.createGunzip());
+    const child = spawn('xz', ['-dc'], { stdio: ['pipe', 'pipe', 'ignore'], signal });
+    child.stdin.on('error', () => {}); // xz stopping early shows as a short index, not an EPIPE crash
+    child.stdin.end(bytes);
+    return child.stdout;
   }
+  return undefined;
 }
 
-/** The text of one Packages index, or undefined if the archive has none there. */
-async function packagesText(src: AptSource, suite: string, comp: string, arch: string, signal?: AbortSignal): Promise<Readable | undefined> {
-  const base = join(src.uri, `dists/${suite}/${comp}/binary-${arch}/Packages`);
-  const gz = await get(`${base}.gz`, signal);
-  if (gz?.body) return Readable.fromWeb(gz.body as never).pipe(zlib.createGunzip());
-  const xz = await get(`${base}.xz`, signal);
-  if (!xz?.body) return undefined;
-  const child = spawn('xz', ['-dc'], { stdio: ['pipe', 'pipe', 'ignore'], signal });
-  Readable.fromWeb(xz.body as never).pipe(child.stdin);
-  return child.stdout;
-}
+/** Debian's longest Packages lines (Depends, Description) are a few KiB. */
+const MAX_INDEX_LINE = 1 << 20;
 
 /**
  * Look up exact name/version/architecture triples in every configured index.
  * Only wanted stanzas are kept: a full index is ~60k stanzas.
  */
-/** Debian's longest Packages lines (Depends, Description) are a few KiB. */
-const MAX_INDEX_LINE = 1 << 20;
-
-export async function findDebs(sources: AptSource[], arch: string, wanted: Set<string>, signal?: AbortSignal): Promise<{ found: Map<string, DebRecord>; indexes: string[] }> {
+export async function findDebs(sources: AptSource[], arch: string, wanted: Set<string>, opts: { keyring?: string; signal?: AbortSignal } = {}): Promise<{ found: Map<string, DebRecord>; indexes: string[] }> {
+  const { signal } = opts;
   const found = new Map<string, DebRecord>();
   const indexes: string[] = [];
   for (const src of sources) {
     for (const suite of src.suites) {
+      if (found.size === wanted.size) return { found, indexes };
+      // nothing of a suite is read before its InRelease checks out
+      const rel = await suiteRelease(src.uri, suite, opts.keyring ?? src.keyring ?? DEBIAN_KEYRING, signal);
+      if (!rel) continue;
       for (const comp of src.components) {
         if (found.size === wanted.size) return { found, indexes };
-        const text = await packagesText(src, suite, comp, arch, signal);
+        const text = await packagesText(src, suite, rel, comp, arch, signal);
         if (!text) continue;
         indexes.push(`${src.uri} ${suite}/${comp}`);
-        let f = new Map<string, string>();
-        const done = () => {
-          const key = debKey(f.get('package') ?? '', f.get('version') ?? '', f.get('architecture') ?? '');
-          if (wanted.has(key) && !found.has(key)) {
-            const size = Number(f.get('size'));
-            const sha256 = f.get('sha256') ?? '';
-            const filename = f.get('filename') ?? '';
-            if (Number.isSafeInteger(size) && size > 0 && /^[0-9a-f]{64}$/.test(sha256) && /^[\w.+~%:/-]+\.deb$/.test(filename) && !filename.split('/').includes('..')) {
-              found.set(key, { name: f.get('package')!, version: f.get('version')!, arch: f.get('architecture')!, filename, size, sha256, uri: src.uri });
-            }
-          }
-          f = new Map();
-        };
-        for await (const line of boundedLines(text, MAX_INDEX_LINE, `Packages index of ${src.uri} ${suite}/${comp}`)) {
-          if (line === '') done();
-          else if (line[0] !== ' ' && line[0] !== '\t') {
-            const c = line.indexOf(':');
-            const k = line.slice(0, c).toLowerCase();
-            if (k === 'package' || k === 'version' || k === 'architecture' || k === 'filename' || k === 'size' || k === 'sha256') f.set(k, line.slice(c + 1).trim());
-          }
-        }
-        done();
+        await scanPackagesIndex(text, `Packages index of ${src.uri} ${suite}/${comp}`, src.uri, wanted, found);
       }
     }
   }
   return { found, indexes };
+}
+
+/**
+ * The records of `wanted` packages in one Packages index (its text as bytes),
+ * added to `found` (the first listing of each wins); stanzas with a bad size,
+ * hash or filename are skipped. Lines are bounded (MAX_INDEX_LINE).
+ */
+export async function scanPackagesIndex(text: AsyncIterable<Uint8Array | string>, what: string, uri: string, wanted: Set<string>, found: Map<string, DebRecord>): Promise<void> {
+  let f = new Map<string, string>();
+  const done = () => {
+    const key = debKey(f.get('package') ?? '', f.get('version') ?? '', f.get('architecture') ?? '');
+    if (wanted.has(key) && !found.has(key)) {
+      const size = Number(f.get('size'));
+      const sha256 = f.get('sha256') ?? '';
+      const filename = f.get('filename') ?? '';
+      if (Number.isSafeInteger(size) && size > 0 && /^[0-9a-f]{64}$/.test(sha256) && /^[\w.+~%:/-]+\.deb$/.test(filename) && !filename.split('/').includes('..')) {
+        found.set(key, { name: f.get('package')!, version: f.get('version')!, arch: f.get('architecture')!, filename, size, sha256, uri });
+      }
+    }
+    f = new Map();
+  };
+  for await (const line of boundedLines(text, MAX_INDEX_LINE, what)) {
+    if (line === '') done();
+    else if (line[0] !== ' ' && line[0] !== '\t') {
+      const c = line.indexOf(':');
+      const k = line.slice(0, c).toLowerCase();
+      if (k === 'package' || k === 'version' || k === 'architecture' || k === 'filename' || k === 'size' || k === 'sha256') f.set(k, line.slice(c + 1).trim());
+    }
+  }
+  done();
 }
 
 /**

@@ -62,6 +62,18 @@ export async function* dpkgTar(debFile: string, signal?: AbortSignal): AsyncGene
   if (code !== 0) throw new VmdnError('E_FORMAT', `dpkg-deb --fsys-tarfile ${debFile} failed (exit ${code}): ${err.trim()}`, { file: debFile, code });
 }
 
+const unreadable = (e: unknown, what: string): VmdnError =>
+  e instanceof VmdnError ? e : new VmdnError('E_FORMAT', `${what}: not a readable package (${(e as Error).message})`, { what }, { cause: e });
+
+/** A member's body: the tar stream ending inside it is E_FORMAT for whoever reads it (fuzzing found a bare Error). */
+async function* guarded(body: AsyncIterable<Buffer>, what: string): AsyncGenerator<Buffer> {
+  try {
+    for await (const b of body) yield b;
+  } catch (e) {
+    throw unreadable(e, what);
+  }
+}
+
 /**
  * Every member of a tar stream, in archive order. The caller must consume
  * (or skip) each entry's body before asking for the next one.
@@ -84,21 +96,21 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, what: string):
       if (++n > MAX_MEMBERS) throw new VmdnError('E_FORMAT', `${what}: more than ${MAX_MEMBERS} members`);
       const h = entry.header;
       const path = memberPath(h.name);
-      const size = h.size ?? 0;
-      if (!Number.isSafeInteger(size) || size < 0 || size > MAX_MEMBER) throw new VmdnError('E_FORMAT', `${what}: member ${h.name} has a bad size`);
+      // no size at all is tar-stream failing to read the field (it would then wait forever for the body: found by fuzzing)
+      const size = h.size;
+      if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0 || size > MAX_MEMBER) throw new VmdnError('E_FORMAT', `${what}: member ${h.name} has a bad size`);
       if (path === undefined) {
         entry.resume();
         continue;
       }
-      yield { path, type: TYPES[h.type ?? ''] ?? 'other', size, mode: (h.mode ?? 0) & 0o7777, body: entry as AsyncIterable<Buffer> };
+      yield { path, type: TYPES[h.type ?? ''] ?? 'other', size, mode: (h.mode ?? 0) & 0o7777, body: guarded(entry as AsyncIterable<Buffer>, what) };
       // whatever the caller left unread
       entry.resume();
     }
     await feed;
     completed = true;
   } catch (e) {
-    if (e instanceof VmdnError) throw e;
-    throw new VmdnError('E_FORMAT', `${what}: not a readable package (${(e as Error).message})`, { what }, { cause: e });
+    throw unreadable(e, what);
   } finally {
     if (!completed) {
       extract.destroy();

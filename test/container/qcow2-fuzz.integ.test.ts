@@ -59,6 +59,8 @@ function mutate(b: Buffer, h: HeaderInfo, r: () => number): { buf: Buffer; what:
     const len = int(b.length);
     return { buf: b.subarray(0, len), what: `truncate to ${len}` };
   }
+  // an earlier truncation may have left no word to overwrite (npm run fuzz, seed 2492106773: RangeError in the harness)
+  if (b.length < 8) return { buf: b, what: 'too short to mutate' };
   const region = pick(['header', 'header', 'ext', 'l1', 'l2', 'l2', 'any'] as const);
   const [lo, hi] = {
     header: [0, 112], ext: [h.headerLength, h.headerLength + 256], l1: [h.l1Offset, h.l1Offset + Math.max(8, h.l1Size * 8)],

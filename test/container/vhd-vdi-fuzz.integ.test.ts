@@ -60,6 +60,8 @@ function mutate(b: Buffer, base: Base, le: boolean, r: () => number): { buf: Buf
     const len = int(b.length);
     return { buf: b.subarray(0, len), what: `truncate to ${len}` };
   }
+  // an earlier cut may have left no word to overwrite (a RangeError in the harness, not the reader)
+  if (b.length < 8) return { buf: b, what: 'too short to mutate' };
   const [lo, len] = pick(base.regions);
   const off = Math.max(0, Math.min(b.length - 8, lo + int(len)));
   const op = pick(['bit', 'byte', 'u32', 'u32', 'u64'] as const);

@@ -25,6 +25,7 @@ import { mtool } from '../helpers/mtools.js';
 import { prng } from '../helpers/images.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { mulberry32, seedFrom } from '../helpers/rng.js';
+import { fuzzCases } from '../helpers/fuzz.js';
 
 const SEED = seedFrom('VMDN_FUZZ_SEED');
 const CASE_TIMEOUT_MS = 2000;
@@ -185,7 +186,9 @@ it('EBR chain loops and FAT cluster loops are E_FORMAT or warnings, never hangs'
 
 it('seeded mutations: only VmdnError, each case bounded in time', async () => {
   console.log(`layout fuzz seed ${SEED} (VMDN_FUZZ_SEED=${SEED} to reproduce)`);
-  const perBase: Record<string, number> = { gpt: 400, mbr: 300, fat12: 150, fat16: 150, fat32: 150 };
+    // npm run fuzz: VMDN_FUZZ_CASES each for GPT and MBR, and for FAT over its three variants
+  const n = fuzzCases(0);
+  const perBase: Record<string, number> = n ? { gpt: n, mbr: n, fat12: Math.ceil(n / 3), fat16: Math.ceil(n / 3), fat32: Math.ceil(n / 3) } : { gpt: 400, mbr: 300, fat12: 150, fat16: 150, fat32: 150 };
   let total = 0;
   for (const b of bases) {
     for (let i = 0; i < perBase[b.name]; i++) {
@@ -199,5 +202,5 @@ it('seeded mutations: only VmdnError, each case bounded in time', async () => {
     }
   }
   console.log(`layout fuzz outcomes: ${JSON.stringify(outcomes)}`);
-  assert.ok(total >= 1000, `${total} cases`);
+  assert.equal(total, Object.values(perBase).reduce((a, b) => a + b, 0), `${total} cases`);
 });

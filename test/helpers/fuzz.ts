@@ -9,6 +9,15 @@ import { VmdnError } from '../../src/errors.js';
 
 const MiB = 2 ** 20;
 
+/**
+ * Cases for a seeded fuzz target: VMDN_FUZZ_CASES (set by `npm run fuzz` to
+ * 10,000 or more), else `ci`, the smaller count every test run does.
+ */
+export function fuzzCases(ci: number): number {
+  const n = Number(process.env.VMDN_FUZZ_CASES);
+  return Number.isSafeInteger(n) && n > 0 ? n : ci;
+}
+
 export interface FuzzCase {
   /** Shown with a crash: which base image and mutations. */
   what: string;

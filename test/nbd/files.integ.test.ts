@@ -18,7 +18,8 @@ import { corpusDir } from '../helpers/corpus.js';
 import { startServe, type Served } from '../helpers/serve.js';
 import { hasQemuTools } from './raw-client.js';
 import { countObjects } from '../helpers/store-objects.js';
-import { buildDeb, buildImage, DebArchive, vmdnAsyncOk } from '../helpers/debs.js';
+import { buildDeb, buildImage, vmdnAsyncOk } from '../helpers/debs.js';
+import { DebArchive } from '../helpers/deb-archive.js';
 
 const skip = hasQemuTools() ? false : 'qemu-img/qemu-io not installed (scripts/ensure-debian-tools.mjs installs them)';
 const MiB = 2 ** 20;
@@ -192,7 +193,7 @@ describe('vmdn nbd of a packages-strategy image', { skip }, () => {
       hardLinks: [['srv/own.bin', 'srv/own-link.bin']],
     }, t.dir);
     const store = path.join(t.dir, 'store');
-    const r = await vmdnAsyncOk(store, ['import', disk, '--name', 'pk:1', '--strategy', 'packages', '--apt-source', archive.url]);
+    const r = await vmdnAsyncOk(store, ['import', disk, '--name', 'pk:1', '--strategy', 'packages', '--apt-source', archive.url, '--keyring', archive.keyring]);
     assert.equal(r.packages?.[0]?.installed, 2, JSON.stringify(r));
     const exported = path.join(t.dir, 'exported.raw');
     vmdnOk(store, ['export', 'pk:1', exported]);

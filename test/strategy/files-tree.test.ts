@@ -4,6 +4,7 @@ import { decodeTree, encodeTree, type TreeRecord } from '../../src/model/files-t
 import { decodeManifest, MANIFEST_KIND, type Manifest } from '../../src/model/manifest.js';
 import { VmdnError } from '../../src/errors.js';
 import { mulberry32, seedFrom } from '../helpers/rng.js';
+import { fuzzCases } from '../helpers/fuzz.js';
 
 const D = (c: string) => c.repeat(64);
 const T = { sec: 1700000000, nsec: 123456789 };
@@ -73,7 +74,7 @@ describe('files strategy: file tree records', () => {
     const seed = seedFrom('VMDN_FUZZ_SEED');
     const rnd = mulberry32(seed);
     const e = encodeTree(sample());
-    for (let i = 0; i < 1500; i++) {
+    for (let i = 0, cases = fuzzCases(1500); i < cases; i++) {
       const which = rnd() < 0.8 ? 'tree' : 'times';
       const b = Buffer.from(e[which]);
       for (let k = 1 + Math.floor(rnd() * 4); k > 0; k--) b[Math.floor(rnd() * b.length)] = Math.floor(rnd() * 256);

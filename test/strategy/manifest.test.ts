@@ -1,6 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { seedFrom } from '../helpers/rng.js';
+import { fuzzCases } from '../helpers/fuzz.js';
 import { decodeManifest, encodeManifest, MANIFEST_KIND, type Manifest } from '../../src/model/manifest.js';
 import { VmdnError } from '../../src/errors.js';
 
@@ -61,7 +63,7 @@ describe('manifest v1', () => {
           assert.ok(e instanceof VmdnError && e.code === 'E_MANIFEST', String(e));
         }
       }),
-      { numRuns: 2000, seed: 42 },
+      { numRuns: fuzzCases(2000), seed: seedFrom('VMDN_FUZZ_SEED') },
     );
   });
 });

@@ -18,6 +18,7 @@ import { StreamReader } from '../../src/strategy/stream-chunks.js';
 import { VmdnError } from '../../src/errors.js';
 import { prng } from '../helpers/images.js';
 import { mulberry32, seedFrom } from '../helpers/rng.js';
+import { fuzzCases } from '../helpers/fuzz.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const CHUNKER = parseChunkerSpec(DEFAULT_CHUNKER_SPEC);
@@ -95,7 +96,7 @@ describe('package tars: big members chunked as files are', () => {
     const archive = await makeTar([{ name: 'a', data: prng(21, 40_000) }, { name: 'b', data: prng(22, 100) }, { name: 'c', data: prng(23, 20_000) }]);
     const seed = seedFrom('VMDN_FUZZ_SEED');
     const rand = mulberry32(seed);
-    for (let i = 0; i < 2000; i++) {
+    for (let i = 0, cases = fuzzCases(2000); i < cases; i++) {
       const m = Buffer.from(archive);
       for (let k = 0; k < 1 + Math.floor(rand() * 4); k++) m[Math.floor(rand() * Math.min(m.length, 70_000))] = Math.floor(rand() * 256);
       try {

@@ -16,7 +16,8 @@ import { CLI, vmdn, vmdnOk } from '../helpers/cli.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { prng } from '../helpers/images.js';
 import { e2fsckPartition } from '../helpers/disk-checks.js';
-import { buildDeb, buildImage, DebArchive, PART, sha256, vmdnAsync, vmdnAsyncOk, type BuiltDeb, type PkgSpec } from '../helpers/debs.js';
+import { buildDeb, buildImage, PART, sha256, vmdnAsync, vmdnAsyncOk, type BuiltDeb, type PkgSpec } from '../helpers/debs.js';
+import { DebArchive } from '../helpers/deb-archive.js';
 import { startProxy } from '../net/proxy.js';
 import { LocalStore } from '../../src/store/local/local-store.js';
 import { parseImageRef } from '../../src/store/image-name.js';
@@ -153,7 +154,7 @@ describe('packages strategy against a local Debian archive', { timeout: 180_000 
 
   it('unmodified package files become references; an edited conffile and a corrupted file stay own files; export is file-identical', async () => {
     archive.reset();
-    const r = await vmdnAsyncOk(store1(), ['import', diskA(), '--name', 'a:1', '--strategy', 'packages', '--apt-source', archive.url]);
+    const r = await vmdnAsyncOk(store1(), ['import', diskA(), '--name', 'a:1', '--strategy', 'packages', '--apt-source', archive.url, '--keyring', archive.keyring]);
     assert.equal(r.packages?.length, 1, JSON.stringify(r));
     const p = r.packages[0];
     assert.equal(p.index, 1);
@@ -283,7 +284,7 @@ describe('packages strategy against a local Debian archive', { timeout: 180_000 
     archive.reset();
     archive.omit('gamma', '0.5-1');
     const store = path.join(t.dir, 'store-missing');
-    const r = await vmdnAsyncOk(store, ['import', diskA(), '--name', 'a:missing', '--strategy', 'packages', '--apt-source', archive.url]);
+    const r = await vmdnAsyncOk(store, ['import', diskA(), '--name', 'a:missing', '--strategy', 'packages', '--apt-source', archive.url, '--keyring', archive.keyring]);
     const p = r.packages[0];
     assert.deepEqual(p.missing, [{ name: 'gamma', version: '0.5-1', arch: 'all' }]);
     assert.equal(p.used, 3);
@@ -303,7 +304,7 @@ describe('packages strategy against a local Debian archive', { timeout: 180_000 
     assert.equal(d.identical, true, JSON.stringify(d).slice(0, 2000));
     fs.rmSync(out);
 
-    const strict = await vmdnAsync(store, ['import', diskA(), '--name', 'a:strict', '--strategy', 'packages', '--apt-source', archive.url, '--fallback', 'error']);
+    const strict = await vmdnAsync(store, ['import', diskA(), '--name', 'a:strict', '--strategy', 'packages', '--apt-source', archive.url, '--keyring', archive.keyring, '--fallback', 'error']);
     assert.equal(strict.status, 4, strict.stdout + strict.stderr);
     const err = strict.json?.error;
     assert.equal(err?.code, 'E_NOT_FOUND', strict.stdout);
@@ -313,7 +314,7 @@ describe('packages strategy against a local Debian archive', { timeout: 180_000 
 
   it('a second image sharing packages downloads nothing from the archive', async () => {
     archive.reset();
-    const r = await vmdnAsyncOk(store1(), ['import', diskB(), '--name', 'b:1', '--strategy', 'packages', '--apt-source', archive.url]);
+    const r = await vmdnAsyncOk(store1(), ['import', diskB(), '--name', 'b:1', '--strategy', 'packages', '--apt-source', archive.url, '--keyring', archive.keyring]);
     const p = r.packages[0];
     assert.equal(p.mirrorBytes, 0);
     assert.deepEqual(archive.poolRequests(), []);
@@ -336,7 +337,7 @@ describe('packages strategy against a local Debian archive', { timeout: 180_000 
   it('--deb-cache: a second store takes verified .debs from it; a damaged cached copy is fetched again', async () => {
     archive.reset();
     const cacheDir = path.join(t.dir, 'deb-cache');
-    const args = (s: string, name: string): [string, string[]] => [s, ['import', diskB(), '--name', name, '--strategy', 'packages', '--apt-source', archive.url, '--deb-cache', cacheDir]];
+    const args = (s: string, name: string): [string, string[]] => [s, ['import', diskB(), '--name', name, '--strategy', 'packages', '--apt-source', archive.url, '--keyring', archive.keyring, '--deb-cache', cacheDir]];
     const first = await vmdnAsyncOk(...args(path.join(t.dir, 'dc1'), 'b:dc1'));
     assert.equal(first.packages[0].mirrorBytes, ['alpha', 'beta', 'libx1'].reduce((n, k) => n + debs.get(k)!.size, 0));
     assert.equal(archive.poolRequests().length, 3);
@@ -441,7 +442,7 @@ describe('packages strategy against a local Debian archive', { timeout: 180_000 
     fs.rmSync(out);
     // gamma was only A's: gone with it, so it is fetched again; the rest is still in the store
     archive.reset();
-    const r = await vmdnAsyncOk(store1(), ['import', diskA(), '--name', 'a:2', '--strategy', 'packages', '--apt-source', archive.url]);
+    const r = await vmdnAsyncOk(store1(), ['import', diskA(), '--name', 'a:2', '--strategy', 'packages', '--apt-source', archive.url, '--keyring', archive.keyring]);
     assert.equal(r.packages[0].mirrorBytes, debs.get('gamma')!.size);
     assert.deepEqual(archive.poolRequests().map((u) => path.basename(u)), [path.basename(debs.get('gamma')!.filename)]);
     const again = path.join(t.dir, 'a2.raw');
@@ -454,7 +455,7 @@ describe('packages strategy against a local Debian archive', { timeout: 180_000 
     archive.reset();
     archive.tamper('alpha', '1.0-1');
     const store = path.join(t.dir, 'store-tampered');
-    const r = await vmdnAsync(store, ['import', diskA(), '--name', 'a:bad', '--strategy', 'packages', '--apt-source', archive.url]);
+    const r = await vmdnAsync(store, ['import', diskA(), '--name', 'a:bad', '--strategy', 'packages', '--apt-source', archive.url, '--keyring', archive.keyring]);
     assert.equal(r.status, 5, r.stdout + r.stderr);
     assert.equal(r.json?.error?.code, 'E_CORRUPT_OBJECT', r.stdout);
     assert.match(r.json.error.message, /alpha_1\.0-1_amd64\.deb/);

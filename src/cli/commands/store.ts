@@ -57,9 +57,10 @@ export function registerStoreCommands(program: Command): void {
     .option('--apt-source <url>', 'with --strategy packages: a Debian archive root to take packages from, searched in the image release\'s suites (repeatable; default: the host\'s apt sources, else the image\'s own)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .addOption(new Option('--fallback <how>', 'with --strategy packages: a package version the archive lacks is stored as the image\'s own files (files), or the import fails naming it (error)').choices(['files', 'error']).default('files'))
     .option('--deb-cache <dir>', 'with --strategy packages: keep downloaded .debs here too (shared by stores; verified on every use)')
+    .option('--keyring <file>', 'with --strategy packages: the OpenPGP keyring (binary or armored) each archive suite\'s InRelease must be signed with; its Packages indexes are checked against that signed Release, each .deb against its index (default: the source\'s signed-by keyring in the host\'s apt configuration, else /usr/share/keyrings/debian-archive-keyring.gpg)')
     .option('--disk <n>', 'an OVA: import only its disk N (1-based, in the OVF\'s order) under --name; without it every disk is imported, as NAME-disk1, NAME-disk2, ...')
     .option('--max-size <size>', 'a compressed image: refuse it if it decompresses to more than this (default 16T)')
-    .action(action(async (image: string, o: GlobalOptions & { disk?: string; maxSize?: string; name: string; chunker: string; strategy: StrategyName | 'auto'; fidelity: 'disk' | 'blocks' | 'files'; cuts: 'files' | 'disk'; minFile: string; sparsify?: boolean; aptSource: string[]; fallback: 'files' | 'error'; debCache?: string }) => {
+    .action(action(async (image: string, o: GlobalOptions & { disk?: string; maxSize?: string; name: string; chunker: string; strategy: StrategyName | 'auto'; fidelity: 'disk' | 'blocks' | 'files'; cuts: 'files' | 'disk'; minFile: string; sparsify?: boolean; aptSource: string[]; fallback: 'files' | 'error'; debCache?: string; keyring?: string }) => {
       const ref = parseImageRef(o.name);
       const chunker = parseChunkerSpec(o.chunker);
       const choice = chooseStrategy(o);
@@ -69,7 +70,7 @@ export function registerStoreCommands(program: Command): void {
       const disk = o.disk === undefined ? undefined : Number(o.disk);
       if (disk !== undefined && !(Number.isSafeInteger(disk) && disk >= 1)) throw new VmdnError('E_USAGE', `--disk ${o.disk}: give a disk number, 1 or more`);
       const maxSize = o.maxSize === undefined ? undefined : parseSize(o.maxSize);
-      const r = await withImageStore(o.store, (s) => importImageFile(s, image, ref, { disk, maxSize, chunker, strategy: choice.strategy, cuts, packages: { aptSources: o.aptSource, fallback: o.fallback, debCache: o.debCache ?? process.env.VMDN_DEB_CACHE }, onProgress: bar.onProgress })).finally(bar.stop);
+      const r = await withImageStore(o.store, (s) => importImageFile(s, image, ref, { disk, maxSize, chunker, strategy: choice.strategy, cuts, packages: { aptSources: o.aptSource, fallback: o.fallback, debCache: o.debCache ?? process.env.VMDN_DEB_CACHE, keyring: o.keyring }, onProgress: bar.onProgress })).finally(bar.stop);
       const seconds = (Date.now() - t0) / 1000;
       if (o.json) return printJson({ ...r, strategy: choice.strategy, sparsify: choice.sparsify, seconds });
       const s = r.stats;

@@ -65,6 +65,15 @@ export interface OriginStats {
   authFailures: number;
 }
 
+/**
+ * An uploaded object named as a manifest (or a tree) that does not decode as
+ * one is the uploader's error (400), not a damaged store (E_MANIFEST, 500).
+ */
+function uploaderFault(err: unknown): never {
+  if (err instanceof VmdnError && err.code === 'E_MANIFEST') throw new VmdnError('E_USAGE', `${err.message}: not a valid manifest`, err.data, { cause: err });
+  throw err;
+}
+
 export class Origin<S extends OriginStore = OriginStore> {
   readonly server: http.Server;
   readonly stats: OriginStats = { requests: 0, objectRequests: 0, objectBytesServed: 0, objectsUploaded: 0, bytesUploaded: 0, authFailures: 0 };
@@ -309,7 +318,7 @@ export class Origin<S extends OriginStore = OriginStore> {
     // private before the name exists, public only after: the image is never visible to those it is hidden from
     if (body.private === true) await this.visibility.setPrivate(ref.name, true);
     // the checks and the naming under one lease: gc cannot delete between them
-    await this.uploading(() => this.nameImage(ref, digest));
+    await this.uploading(() => this.nameImage(ref, digest)).catch(uploaderFault);
     this.visibility.changed();
     if (body.private === false) await this.visibility.setPrivate(ref.name, false);
     sendJson(res, 201, { ref: formatImageRef(ref), manifest: digest, private: await this.visibility.isPrivate(ref.name) });
@@ -326,7 +335,7 @@ export class Origin<S extends OriginStore = OriginStore> {
       for (const d of [manifestDigest, profile]) {
         if (!(await store.has(d))) throw new VmdnError('E_INCOMPLETE', `object ${d.slice(0, 12)} not uploaded`, { digest: d });
       }
-      const manifest = decodeManifest(await store.get(manifestDigest), `upload ${manifestDigest.slice(0, 12)}`);
+      const manifest = await Promise.resolve(store.get(manifestDigest)).then((b) => decodeManifest(b, `upload ${manifestDigest.slice(0, 12)}`)).catch(uploaderFault);
       // a profile clients would refuse is refused here already (E_MANIFEST, 500 -> a usage error for the uploader)
       try {
         decodeProfile(await store.get(profile), `upload ${profile.slice(0, 12)}`, { manifest: manifestDigest, chunks: new Set(manifest.chunks.map((c) => c[2])) });

@@ -235,13 +235,17 @@ export function parseJson(text: string, maxDepth = MAX_JSON_DEPTH): unknown {
   return JSON.parse(text);
 }
 
+/** A request body that must be a JSON object (every vmdn request body is one: `null`, a number or an array is refused here, not dereferenced later). */
 export async function readJson<T>(req: http.IncomingMessage, limit: number): Promise<T> {
+  let body: unknown;
   try {
-    return parseJson((await readBody(req, limit)).toString('utf8')) as T;
+    body = parseJson((await readBody(req, limit)).toString('utf8'));
   } catch (err) {
     if (err instanceof VmdnError) throw err;
     throw new VmdnError('E_USAGE', 'request body is not valid JSON');
   }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new VmdnError('E_USAGE', 'request body must be a JSON object');
+  return body as T;
 }
 
 /**

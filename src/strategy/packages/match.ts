@@ -30,6 +30,8 @@ export interface PackagesOptions {
   /** A package version the mirror lacks: store its files as the image's own, or fail. */
   fallback: 'files' | 'error';
   debCache?: string;
+  /** `--keyring`: the keys an archive's InRelease must be signed with (default: Debian's archive keyring). */
+  keyring?: string;
   signal?: AbortSignal;
   onAdded?: (d: Digest) => void;
   onProgress?: OnProgress;
@@ -100,7 +102,8 @@ async function imageSources(fs: FileSystem): Promise<AptSource[]> {
     const t = await readPath(fs, `/etc/apt/sources.list.d/${n}`, 1 << 20).catch(() => undefined);
     if (t) out.push(...parseDeb822Sources(t.toString('utf8')));
   }
-  return out.filter((s) => /^https?:\/\//.test(s.uri));
+  // a signed-by path names a file in the image, not on this host: the default keyring (or --keyring) applies
+  return out.filter((s) => /^https?:\/\//.test(s.uri)).map(({ keyring: _, ...s }) => s);
 }
 
 /**
@@ -121,7 +124,7 @@ export async function preparePackages(fs: FileSystem, store: WritableStore, opts
   }
   if (!sources.length) throw new VmdnError('E_USAGE', 'no Debian archive configured: give --apt-source URL (neither the host nor the image has an apt sources list)');
   const wanted = new Set(db.packages.map((p) => debKey(p.name, p.version, p.arch)));
-  const { found, indexes } = await findDebs(sources, db.arch, wanted, opts.signal);
+  const { found, indexes } = await findDebs(sources, db.arch, wanted, { keyring: opts.keyring, signal: opts.signal });
   const report: PackagesReport = { installed: db.packages.length, used: 0, missing: [], mirrorBytes: 0, sources: indexes, files: { package: 0, modified: 0, fallback: 0, own: 0 }, bytes: { package: 0, modified: 0, fallback: 0, own: 0 } };
   const todo: Array<{ p: (typeof db.packages)[number]; rec: DebRecord }> = [];
   for (const p of db.packages) {
