@@ -175,7 +175,7 @@ export async function scanPackagesIndex(text: AsyncIterable<Uint8Array | string>
       const size = Number(f.get('size'));
       const sha256 = f.get('sha256') ?? '';
       const filename = f.get('filename') ?? '';
-      if (Number.isSafeInteger(size) && size > 0 && /^[0-9a-f]{64}$/.test(sha256) && /^[\w.+~%:/-]+\.deb$/.test(filename) && !filename.split('/').includes('..')) {
+      if (Number.isSafeInteger(size) && size > 0 && /^[0-9a-f]{64}$/.test(sha256) && /^[\w.+~%:/-]+\.deb$/.test(filename) && !filename.split('/').includes('..') && !filename.startsWith('/')) {
         found.set(key, { name: f.get('package')!, version: f.get('version')!, arch: f.get('architecture')!, filename, size, sha256, uri });
       }
     }
