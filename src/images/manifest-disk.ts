@@ -5,7 +5,7 @@
  * on stored images exactly as on image files.
  */
 import type { Disk, Extent } from '../container/disk.js';
-import { canGetMany, type GetMany, type ReadableStore } from '../store/types.js';
+import { canGetMany, type GetMany, type HoldsLocally, type ReadableStore } from '../store/types.js';
 import type { Manifest } from '../model/manifest.js';
 import { VmdnError } from '../errors.js';
 import { lastAtOrBefore } from '../util/search.js';
@@ -94,12 +94,13 @@ export class ManifestDisk implements Disk, KnownFilesystems {
     const ds: string[] = [];
     const ends: number[] = [];
     let bytes = 0;
+    const local = (this.store as Partial<HoldsLocally>).holdsLocally?.bind(this.store);
     let i = Math.max(0, this.find(from));
     for (; i < chunks.length && bytes < this.aheadBytes; i++) {
       const [o, l, d] = chunks[i]!;
       if (o + l <= from) continue;
       bytes += l;
-      if (this.cache.has(d) || this.ahead.has(d) || ds.includes(d)) continue;
+      if (this.cache.has(d) || this.ahead.has(d) || ds.includes(d) || (local && !local(d))) continue;
       ds.push(d);
       ends.push(o + l);
     }

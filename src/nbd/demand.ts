@@ -103,6 +103,10 @@ export class DemandStore implements ReadableStore {
     }
   }
 
+  holdsLocally(digest: Digest): boolean {
+    return !!this.store.cache.index.getObject(digest);
+  }
+
   /** get() for many: those in the cache in a few worker trips, the others (fetched on demand) one by one as get() does. */
   async getMany(digests: Digest[], opts?: ReadOptions): Promise<Array<Uint8Array | Error>> {
     this.lastRead = performance.now();

@@ -69,6 +69,15 @@ export interface GetMany {
   getMany(digests: Digest[], opts?: ReadOptions): Promise<Array<Uint8Array | Error>>;
 }
 
+/**
+ * Optional capability of a store that fetches from elsewhere (nbd's DemandStore):
+ * whether an object is already here. Read-ahead takes only these, so guessing the
+ * next reads never costs network bytes (boot profiles and the fill do that).
+ */
+export interface HoldsLocally {
+  holdsLocally(digest: Digest): boolean;
+}
+
 export function canGetMany(s: unknown): s is GetMany {
   return typeof (s as GetMany).getMany === 'function';
 }

@@ -138,7 +138,7 @@ describe('store lease between processes', () => {
   it('an origin keeps a push\'s uploaded objects from gc until the push names them', async () => {
     const pub = await LocalStore.open(path.join(t.dir, 'pub'));
     const originDir = path.join(t.dir, 'origin');
-    const origin = new Origin(await LocalStore.open(originDir, { lease: { onWait: () => {} } }), { token: TOKEN, uploadLeaseMs: 1500 });
+    const origin = new Origin(await LocalStore.open(originDir, { lease: { onWait: () => {} } }), { token: TOKEN, uploadLeaseMs: 8000 });
     await origin.listen();
     const remote = new HttpStore(origin.url, { token: TOKEN });
     try {
@@ -150,6 +150,7 @@ describe('store lease between processes', () => {
       const asked = await remote.request('POST', '/v1/objects/missing', { body, auth: true, headers: { 'content-type': 'application/json' } });
       assert.equal(JSON.parse(asked.body.toString()).missing.length, all.length);
       for (const d of all) await remote.request('PUT', objectUrlPath(d), { body: await pub.getEncoded(d), auth: true, headers: { 'content-type': 'application/zstd' } });
+      // the lease must outlive gc's start (node and its modules load in seconds on a busy machine: with 1.5 s it expired first)
       const gc = vmdnStart(originDir, ['gc']);
       await waitFor(() => gc.output().stderr.includes('waiting for 1 writer') || gc.child.exitCode !== null, 20_000, 'gc to wait or finish');
       const named = await remote.request('PUT', refPath(parseImageRef('s')), { body: Buffer.from(JSON.stringify({ manifest: digest })), auth: true, headers: { 'content-type': 'application/json' } });
