@@ -7,8 +7,12 @@
  * change. Every other format, and raw of a files/packages image (whose file
  * systems are rebuilt by export), is written once by the same writers as
  * `vmdn export` into a cache file keyed by manifest and format, then served
- * from it with Content-Length and Range too. DETERMINISTIC lists the formats
- * whose bytes are the same on every build, so a resume survives a rebuilt cache.
+ * from it with Content-Length and Range too. The first plain GET of a format
+ * that can be written front to back (STREAMABLE: raw, vhd-fixed, vmdk) does
+ * not wait for that: it receives the bytes as the build makes them
+ * (build-cache.ts), with a Content-Length where the size is known up front.
+ * DETERMINISTIC lists the formats whose bytes are the same on every build, so
+ * a resume survives a rebuilt cache.
  */
 import fs from 'node:fs';
 import { pipeline } from 'node:stream/promises';
