@@ -44,15 +44,16 @@ export const catalog = (p) => call('GET', 'catalog', p);
 export const imagePage = (name) => call('GET', 'image', { name });
 export const saveMetadata = (name, meta) => call('PUT', 'image', { name }, meta);
 export const inside = (ref) => call('GET', 'inside', { ref });
-export const ls = (ref, path) => call('GET', 'ls', { ref, path });
+// pathB64: a path's exact bytes (listings give it for names that are not UTF-8); the server prefers it to path
+export const ls = (ref, path, pathB64) => call('GET', 'ls', pathB64 ? { ref, pathB64 } : { ref, path });
 export const diff = (a, b, layer) => call('GET', 'diff', { a, b, layer });
 export const shared = (ref) => call('GET', 'shared', { ref });
-export const fileUrl = (ref, path, download) => `/v1/portal/file?${qs({ ref, path, download: download ? 1 : '' })}`;
+export const fileUrl = (ref, path, download, pathB64) => `/v1/portal/file?${qs({ ref, ...(pathB64 ? { pathB64 } : { path }), download: download ? 1 : '' })}`;
 export const downloadUrl = (ref, format) => `/v1/portal/download?${qs({ ref, format })}`;
 
 /** A file's text (at most `limit` bytes), or null when the server says it is not text. */
-export async function fileText(ref, path, limit = 256 * 1024) {
-  const res = await fetch(fileUrl(ref, path), { headers: headers({ range: `bytes=0-${limit - 1}` }) });
+export async function fileText(ref, path, pathB64, limit = 256 * 1024) {
+  const res = await fetch(fileUrl(ref, path, false, pathB64), { headers: headers({ range: `bytes=0-${limit - 1}` }) });
   // an empty file has no byte 0 to start a range at
   if (res.status === 416 && /\/0$/.test(res.headers.get('content-range') || '')) return { text: '', partial: false };
   if (!res.ok && res.status !== 206) throw new ApiError(res.status, 'E_HTTP', `${res.status} ${res.statusText}`);

@@ -15,11 +15,16 @@ export function ImagePage({ name, tag }) {
   const q = new URLSearchParams(location.search);
   const dir = q.get('path') || '/';
   const file = q.get('file') || '';
-  const hrefFor = (d, f) => {
+  // names that are not UTF-8 travel as their exact bytes (base64) beside the readable path
+  const dirB64 = q.get('pathB64') || '';
+  const fileB64 = q.get('fileB64') || '';
+  const hrefFor = (d, f, dB64, fB64) => {
     const u = new URLSearchParams();
     if (tag) u.set('tag', tag);
     u.set('path', d);
+    if (dB64) u.set('pathB64', dB64);
     if (f) u.set('file', f);
+    if (f && fB64) u.set('fileB64', fB64);
     return `${imageHref(p.name)}?${u}#files`;
   };
   const m = p.metadata;
@@ -61,7 +66,7 @@ export function ImagePage({ name, tag }) {
 
       <section aria-labelledby="files-h" id="files">
         <h2 id="files-h">Files</h2>
-        <${Files} ref_=${ref} path=${dir} file=${file} hrefFor=${hrefFor} />
+        <${Files} ref_=${ref} path=${dir} pathB64=${dirB64} file=${file} fileB64=${fileB64} hrefFor=${hrefFor} />
       </section>
 
       ${p.revisions.length > 1 && html`<${DiffView} name=${p.name} revisions=${p.revisions} />`}

@@ -3,12 +3,12 @@
  * formats whose bytes can be produced in order qualify: raw, and fixed VHD
  * (raw, then the footer). Gaps between writes are sent as zeros.
  */
-import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import type { DiskWriter } from './disk.js';
 import type { RawTrailer } from './raw-writer.js';
 import { VmdnError } from '../errors.js';
 import { checkVirtualSize, checkWrite } from './writer-file.js';
+import { drained } from '../util/drain.js';
 
 const ZEROS = new Uint8Array(1 << 20);
 
@@ -26,7 +26,8 @@ export function createStreamWriter(out: Writable, virtualSize: number, trailer?:
   }
   async function send(b: Uint8Array): Promise<void> {
     checkStream();
-    if (!out.write(b)) await Promise.race([once(out, 'drain'), once(out, 'close'), once(out, 'error').catch(() => undefined)]);
+    // drained() removes its listeners: a once() per full buffer would pile them up on a long stream
+    if (!out.write(b)) await drained(out);
     checkStream();
   }
   async function zerosTo(end: number): Promise<void> {

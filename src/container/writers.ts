@@ -1,5 +1,6 @@
 /** Output containers: which format a file name asks for, and a writer for it ("-": stdout, where the format streams). */
 import path from 'node:path';
+import type { Writable } from 'node:stream';
 import type { DiskWriter } from './disk.js';
 import { createRawWriter } from './raw-writer.js';
 import { createQcow2Writer } from './qcow2/writer.js';
@@ -8,6 +9,8 @@ import { createVdiWriter } from './vdi/writer.js';
 import { createVhdxWriter } from './vhdx/writer.js';
 import { createStreamWriter } from './stream-writer.js';
 import { createVmdkWriter, STDOUT } from './vmdk/writer.js';
+import { createStreamOptimizedWriter } from './vmdk/stream-writer.js';
+import { streamSink } from './vmdk/sink.js';
 import { VmdnError } from '../errors.js';
 
 /**
@@ -18,7 +21,7 @@ import { VmdnError } from '../errors.js';
 export const OUTPUT_FORMATS = ['raw', 'qcow2', 'vmdk', 'vmdk-sparse', 'vhd', 'vhd-fixed', 'vhdx', 'vdi'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 /** Formats written front to back with nothing to patch afterwards: the only ones that can go to a pipe. */
-const STREAMABLE: readonly OutputFormat[] = ['vmdk', 'raw', 'vhd-fixed'];
+export const STREAMABLE: readonly OutputFormat[] = ['vmdk', 'raw', 'vhd-fixed'];
 const BY_EXTENSION: Record<string, OutputFormat> = { '.raw': 'raw', '.img': 'raw', '.qcow2': 'qcow2', '.vmdk': 'vmdk', '.vhd': 'vhd', '.vhdx': 'vhdx', '.vdi': 'vdi' };
 
 export function formatFromPath(out: string, explicit?: string): OutputFormat {
@@ -38,7 +41,7 @@ export async function openWriter(out: string, virtualSize: number, format: Outpu
       throw new VmdnError('E_USAGE', `${format} cannot be written to a pipe (its tables precede the data and are only known at the end); write to a file, or use ${STREAMABLE.join(', ')}`, { format });
     }
     if (format === 'vmdk') return createVmdkWriter(out, virtualSize, 'streamOptimized');
-    return createStreamWriter(process.stdout, virtualSize, format === 'vhd-fixed' ? fixedVhdTrailer(virtualSize) : undefined);
+    return openStreamWriter(process.stdout, virtualSize, format, 'stdout');
   }
   switch (format) {
     case 'raw': return createRawWriter(out, virtualSize);
@@ -50,4 +53,21 @@ export async function openWriter(out: string, virtualSize: number, format: Outpu
     case 'vhdx': return createVhdxWriter(out, virtualSize);
     case 'vdi': return createVdiWriter(out, virtualSize);
   }
+}
+
+/** A STREAMABLE format written front to back into `out` (a pipe, an HTTP response); `name` labels errors and the VMDK descriptor. */
+export function openStreamWriter(out: Writable, virtualSize: number, format: OutputFormat, name: string): Promise<DiskWriter> {
+  if (!STREAMABLE.includes(format)) throw new VmdnError('E_USAGE', `${format} cannot be written as a stream`, { format });
+  if (format === 'vmdk') return createStreamOptimizedWriter(streamSink(out, name), virtualSize, name);
+  return Promise.resolve(createStreamWriter(out, virtualSize, format === 'vhd-fixed' ? fixedVhdTrailer(virtualSize) : undefined));
+}
+
+/** Bytes a STREAMABLE format's output will have, known before it is written; undefined when only the end tells (compressed VMDK). */
+export function streamedSize(virtualSize: number, format: OutputFormat): number | undefined {
+  if (format === 'raw') return virtualSize;
+  if (format === 'vhd-fixed') {
+    const t = fixedVhdTrailer(virtualSize);
+    return t.at + t.bytes.length;
+  }
+  return undefined;
 }

@@ -7,7 +7,7 @@
  */
 import crypto from 'node:crypto';
 import type { FileSystem, FsNode, NodeType, Timestamp } from '../fs/types.js';
-import { resolvePath } from '../os/fs-read.js';
+import { resolvePath, resolvePathBytes, splitPathBytes } from '../os/fs-read.js';
 import { asVmdnError } from '../errors.js';
 
 export interface TreeEntry {
@@ -98,8 +98,9 @@ function joinPath(dir: Uint8Array, name: Uint8Array): Buffer {
 }
 
 /** Normalised start path bytes ('/' or '/a/b'); the path itself is resolved inside the image. */
-function startBytes(p: string): Buffer {
-  return Buffer.from('/' + p.split('/').filter((c) => c !== '' && c !== '.').join('/'));
+function startBytes(p: string | Uint8Array): Buffer {
+  if (typeof p === 'string') return Buffer.from('/' + p.split('/').filter((c) => c !== '' && c !== '.').join('/'));
+  return Buffer.concat([SLASH, ...splitPathBytes(p).flatMap((c, i) => (i ? [SLASH, c] : [c]))]);
 }
 
 /**
@@ -107,9 +108,10 @@ function startBytes(p: string): Buffer {
  * children sorted by name bytes. A start that is not a directory yields itself;
  * a directory start yields its contents (recursively with `recursive`).
  */
-export async function* walkTree(fs: FileSystem, start = '/', opts: WalkOptions = {}): AsyncGenerator<TreeEntry> {
+export async function* walkTree(fs: FileSystem, start: string | Uint8Array = '/', opts: WalkOptions = {}): AsyncGenerator<TreeEntry> {
   const maxDepth = opts.maxDepth ?? 256, maxEntries = opts.maxEntries ?? 10_000_000;
-  const top = await resolvePath(fs, start);
+  // a start given as bytes (a name that is not UTF-8) is resolved by its exact bytes
+  const top = typeof start === 'string' ? await resolvePath(fs, start) : await resolvePathBytes(fs, start);
   const topBytes = startBytes(start);
   if (top.type !== 'dir') {
     yield await describe(fs, top, topBytes, opts);

@@ -68,3 +68,52 @@ export async function readPath(fs: FileSystem, path: string, max: number): Promi
   }
   return readNode(fs, node, max, path);
 }
+
+const SLASH = 0x2f;
+
+/** The components of a path given as bytes, without empty and '.' ones. */
+export function splitPathBytes(p: Uint8Array): Buffer[] {
+  const out: Buffer[] = [];
+  let from = 0;
+  for (let i = 0; i <= p.length; i++) {
+    if (i < p.length && p[i] !== SLASH) continue;
+    const c = Buffer.from(p.subarray(from, i));
+    if (c.length && !(c.length === 1 && c[0] === 0x2e)) out.push(c);
+    from = i + 1;
+  }
+  return out;
+}
+
+/**
+ * resolvePath for a path given as its exact bytes: names need not be UTF-8
+ * (ext4's are any bytes but '/' and NUL), and a lossily decoded string cannot
+ * name such a file. Walks directory by directory comparing name bytes, with
+ * the same symlink and '..' rules.
+ */
+export async function resolvePathBytes(fs: FileSystem, path: Uint8Array, opts: { nofollow?: boolean } = {}): Promise<FsNode> {
+  const shown = Buffer.from(path).toString();
+  const stack: FsNode[] = [await fs.root()];
+  const queue = splitPathBytes(path);
+  let links = 0;
+  while (queue.length) {
+    check(stack.length + queue.length <= MAX_COMPONENTS, 'E_FORMAT', `${shown}: path too long`);
+    const c = queue.shift()!;
+    if (c.length === 2 && c[0] === 0x2e && c[1] === 0x2e) {
+      if (stack.length > 1) stack.pop();
+      continue;
+    }
+    const dir = stack[stack.length - 1]!;
+    const e = dir.type === 'dir' ? (await fs.readdir(dir)).find((x) => Buffer.compare(x.nameBytes, c) === 0) : undefined;
+    if (!e) throw new VmdnError('E_NOT_FOUND', `${shown}: no such file or directory`, { pathB64: Buffer.from(path).toString('base64') });
+    const next = await fs.stat(e.ino);
+    if (next.type === 'symlink' && (queue.length > 0 || !opts.nofollow)) {
+      check(++links <= MAX_LINKS, 'E_FORMAT', `${shown}: too many levels of symbolic links`);
+      const target = Buffer.from(await fs.readlink(next));
+      if (target[0] === SLASH) stack.length = 1;
+      queue.unshift(...splitPathBytes(target));
+      continue;
+    }
+    stack.push(next);
+  }
+  return stack[stack.length - 1]!;
+}

@@ -10,9 +10,9 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseRange, sendJson } from '../net/wire/http-api.js';
 import { inspectDisk } from '../inspect/inspect.js';
-import { walkTree } from '../inspect/tree.js';
 import { diffImages } from '../inspect/diff.js';
-import { resolvePath } from '../os/fs-read.js';
+import { resolvePath, resolvePathBytes } from '../os/fs-read.js';
+import { decodePath, walkTree } from '../inspect/tree.js';
 import { openStored, rootVolume } from './stored.js';
 import { param, visibleRevision, type PortalContext, type Request, type Revision } from './context.js';
 import { VmdnError } from '../errors.js';
@@ -46,19 +46,39 @@ export async function inside(ctx: PortalContext, r: Request): Promise<void> {
   }
 }
 
+/**
+ * The path a request names: `pathB64` (its exact bytes, base64: what a listing
+ * gives for names that are not UTF-8) or `path` (text); `bytes` is set for the former.
+ */
+function pathParam(url: URL, dflt?: string): { path: string; bytes?: Buffer } {
+  const b64 = url.searchParams.get('pathB64');
+  if (b64 !== null) {
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length > 16384) throw new VmdnError('E_USAGE', 'pathB64: base64 of the path bytes');
+    const bytes = Buffer.from(b64, 'base64');
+    return { ...decodePath(bytes), bytes };
+  }
+  return { path: dflt !== undefined ? url.searchParams.get('path') || dflt : param(url, 'path') };
+}
+
+const resolve = (fs: Parameters<typeof resolvePath>[0], p: { path: string; bytes?: Buffer }) => (p.bytes ? resolvePathBytes(fs, p.bytes) : resolvePath(fs, p.path));
+
 export async function ls(ctx: PortalContext, r: Request): Promise<void> {
   const v = await visibleRevision(ctx, param(r.url, 'ref'), r.auth);
-  const dir = r.url.searchParams.get('path') || '/';
+  const at = pathParam(r.url, '/');
+  const dir = at.path;
   const entries = await withRoot(ctx, v, async (root) => {
-    const node = await resolvePath(root.fs, dir);
+    const node = await resolve(root.fs, at);
     if (node.type !== 'dir') throw new VmdnError('E_USAGE', `${dir}: not a directory`, { path: dir });
     const out = [];
-    for await (const e of walkTree(root.fs, dir, { xattrs: false, maxEntries: MAX_LISTING })) {
-      out.push({ name: e.path.slice(e.path.lastIndexOf('/') + 1), path: e.path, type: ['file', 'dir', 'symlink'].includes(e.type) ? e.type : 'other', size: e.size, mode: e.perm, mtime: e.mtime.sec, ...(e.target !== undefined ? { target: e.target } : {}) });
+    for await (const e of walkTree(root.fs, at.bytes ?? dir, { xattrs: false, maxEntries: MAX_LISTING })) {
+      out.push({
+        name: e.path.slice(e.path.lastIndexOf('/') + 1), path: e.path, ...(e.pathB64 ? { pathB64: e.pathB64 } : {}),
+        type: ['file', 'dir', 'symlink'].includes(e.type) ? e.type : 'other', size: e.size, mode: e.perm, mtime: e.mtime.sec, ...(e.target !== undefined ? { target: e.target } : {}),
+      });
     }
     return out;
   });
-  sendJson(r.res, 200, { ref: v.ref, path: dir, entries });
+  sendJson(r.res, 200, { ref: v.ref, path: dir, ...(at.bytes && decodePath(at.bytes).pathB64 ? { pathB64: at.bytes.toString('base64') } : {}), entries });
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -75,9 +95,10 @@ function isText(b: Uint8Array): boolean {
 
 export async function file(ctx: PortalContext, r: Request): Promise<void> {
   const v = await visibleRevision(ctx, param(r.url, 'ref'), r.auth);
-  const p = param(r.url, 'path');
+  const at = pathParam(r.url);
+  const p = at.path;
   await withRoot(ctx, v, async (root) => {
-    const node = await resolvePath(root.fs, p);
+    const node = await resolve(root.fs, at);
     if (node.type === 'dir') throw new VmdnError('E_USAGE', `${p}: is a directory`, { path: p });
     if (node.type !== 'file') throw new VmdnError('E_USAGE', `${p}: not a regular file (${node.type})`, { path: p });
     const it = root.fs.readFile(node)[Symbol.asyncIterator]();

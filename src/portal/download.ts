@@ -7,16 +7,19 @@
  * change. Every other format, and raw of a files/packages image (whose file
  * systems are rebuilt by export), is written once by the same writers as
  * `vmdn export` into a cache file keyed by manifest and format, then served
- * from it with Content-Length and Range too. DETERMINISTIC lists the formats
- * whose bytes are the same on every build, so a resume survives a rebuilt cache.
+ * from it with Content-Length and Range too. The first plain GET of a format
+ * that can be written front to back (STREAMABLE: raw, vhd-fixed, vmdk) does
+ * not wait for that: it receives the bytes as the build makes them
+ * (build-cache.ts), with a Content-Length where the size is known up front.
+ * DETERMINISTIC lists the formats whose bytes are the same on every build, so
+ * a resume survives a rebuilt cache.
  */
 import fs from 'node:fs';
-import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import type http from 'node:http';
-import { openWriter, OUTPUT_FORMATS, type OutputFormat } from '../container/writers.js';
-import { writeImage } from '../images/export.js';
+import { OUTPUT_FORMATS, STREAMABLE, streamedSize, type OutputFormat } from '../container/writers.js';
+import { built, cacheFile, notStarted, streamBuild } from './build-cache.js';
 import { parseRange } from '../net/wire/http-api.js';
 import { openStored, strategyName } from './stored.js';
 import { param, visibleRevision, type PortalContext, type Request, type Revision } from './context.js';
@@ -34,31 +37,14 @@ const READ = 4 << 20;
 
 export const downloadPath = (ref: string, format: OutputFormat) => `/v1/portal/download?ref=${encodeURIComponent(ref)}&format=${format}`;
 
-const building = new Map<string, Promise<string>>();
-
-/** The built file of (manifest, format), built once even when several requests ask at the same time. */
-function built(ctx: PortalContext, v: Revision, format: OutputFormat): Promise<string> {
-  const file = path.join(ctx.cacheDir, `${v.rev.manifest}.${format}`);
-  if (fs.existsSync(file)) return Promise.resolve(file);
-  let p = building.get(file);
-  if (!p) {
-    p = (async () => {
-      fs.mkdirSync(ctx.cacheDir, { recursive: true });
-      const writer = await openWriter(file, v.manifest.virtualSize, format);
-      await writeImage(v.manifest, ctx.store, writer, { workDir: ctx.cacheDir });
-      return file;
-    })().finally(() => building.delete(file));
-    building.set(file, p);
-  }
-  return p;
-}
+const baseHeaders = (etag: string, filename: string): http.OutgoingHttpHeaders => ({
+  'content-type': 'application/octet-stream', etag, 'accept-ranges': 'bytes', 'cache-control': 'no-store',
+  'content-disposition': `attachment; filename="${filename}"`,
+});
 
 /** Status line and headers for a body of `size` bytes; the range to send, or null when nothing follows. */
 function head(r: Request, size: number, etag: string, filename: string): { start: number; end: number } | null {
-  const headers: http.OutgoingHttpHeaders = {
-    'content-type': 'application/octet-stream', etag, 'accept-ranges': 'bytes', 'cache-control': 'no-store',
-    'content-disposition': `attachment; filename="${filename}"`,
-  };
+  const headers = baseHeaders(etag, filename);
   const ifRange = r.req.headers['if-range'];
   const range = ifRange && ifRange !== etag ? null : parseRange(r.req.headers.range, size);
   if (range === 'unsatisfiable') {
@@ -96,6 +82,15 @@ export async function download(ctx: PortalContext, r: Request): Promise<void> {
         await disk.close();
       }
     })());
+  } else if (STREAMABLE.includes(format) && r.req.method === 'GET' && !r.req.headers.range && notStarted(cacheFile(ctx, v, format))) {
+    // the first plain GET of a streamable format: sent while it is built (build-cache.ts); whole seconds, as the file's mtime will be
+    const mtimeMs = Math.floor(Date.now() / 1000) * 1000;
+    if (!DETERMINISTIC.has(format)) etag = `"${v.rev.manifest}.${format}.${mtimeMs}"`;
+    const length = streamedSize(v.manifest.virtualSize, format);
+    r.res.writeHead(200, { ...baseHeaders(etag, filename), ...(length === undefined ? {} : { 'content-length': length }) });
+    r.res.flushHeaders();
+    if (await streamBuild(ctx, v, format, r.res, mtimeMs)) ctx.cat.countDownload(v.img.id, v.rev.tag);
+    return;
   } else {
     const file = await built(ctx, v, format);
     const st = fs.statSync(file);

@@ -167,6 +167,12 @@ it('portal pages: publish with the form, find by package, browse, download (qcow
     await page.getByRole('heading', { level: 1 }).filter({ hasText: '<script>' }).waitFor();
     await page.locator('#files').getByText('bad-', { exact: false }).waitFor();
     await page.locator('#files').getByText('<img src=x', { exact: false }).first().waitFor();
+    // a name that is not UTF-8 opens by its exact bytes (pathB64 in the links), shown and downloadable
+    await page.locator('#files').getByRole('link', { name: /^bad-/ }).click();
+    assert.equal(await page.locator('section.fileview pre.text').textContent({ timeout: 10_000 }), 'bad');
+    const badHref = await page.locator('section.fileview h4 a').getAttribute('href');
+    assert.match(badHref!, /pathB64=/);
+    assert.equal(await (await fetch(new URL(badHref!, srv.url))).text(), 'bad');
     await page.getByText('L'.repeat(250)).waitFor();
     await assertNoInjection(page, 'image page');
 
