@@ -9,7 +9,9 @@
  * then the on-demand section (bench/ondemand.ts: netns + tc links, pulls vs curl|zstd and casync,
  * NBD, boots; BENCH_OD_* settings in bench/ondemand-main.ts).
  * then the portal section (bench/portal.ts: catalog search over a generated 10,000-image catalog; BENCH_PORTAL_* settings there).
- *   BENCH_SECTIONS  storage,net,inspect,files,formats,ondemand,portal (default all seven; files includes packages)
+ * then the trust section (bench/trust.ts: signature and token overhead per request, pulls with/without --trust,
+ * `vmdn serve` under 500 keep-alive clients and a slowloris share; BENCH_TRUST_* settings there).
+ *   BENCH_SECTIONS  storage,net,inspect,files,formats,ondemand,portal,trust (default all eight; files includes packages)
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -24,8 +26,9 @@ import { benchPackages } from './packages.js';
 import { onDemandOptsFromEnv, runOnDemandBench } from './ondemand.js';
 import { benchFormats } from './formats.js';
 import { benchPortal } from './portal.js';
+import { runTrustBench, trustOptsFromEnv } from './trust.js';
 
-const sections = new Set((process.env.BENCH_SECTIONS ?? 'storage,net,inspect,files,formats,ondemand,portal').split(',').map((s) => s.trim()));
+const sections = new Set((process.env.BENCH_SECTIONS ?? 'storage,net,inspect,files,formats,ondemand,portal,trust').split(',').map((s) => s.trim()));
 const resultsDir = path.join(REPO, 'bench', 'results');
 const latestJson = path.join(resultsDir, 'latest.json');
 const latestMd = path.join(resultsDir, 'latest.md');
@@ -91,6 +94,10 @@ async function main(): Promise<void> {
   if (sections.has('ondemand')) {
     const { result, markdown } = await runOnDemandBench(onDemandOptsFromEnv(dir, process.env));
     append('ondemand', result, markdown);
+  }
+  if (sections.has('trust')) {
+    const { result, markdown } = await runTrustBench(trustOptsFromEnv(process.env), (s) => console.error(s));
+    append('trust', result, markdown);
   }
   console.log(`report: ${latestMd}`);
 }

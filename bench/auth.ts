@@ -14,7 +14,7 @@ import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { LocalStore } from '../src/store/local/local-store.js';
 import { parseImageRef } from '../src/store/image-name.js';
 import { importImageFile } from '../src/images/import.js';
@@ -26,6 +26,15 @@ import { Authenticator } from '../src/net/server/auth.js';
 
 const N = Number(process.env.BENCH_AUTH_REQUESTS) || 6000;
 const ROUNDS = Number(process.env.BENCH_AUTH_ROUNDS) || 3;
+
+export interface AuthResult {
+  requests: number;
+  objects: number;
+  /** Origin CPU µs per 32 KiB object GET, median of the rounds, and each round's. */
+  setups: { name: string; us: number; runs: number[]; percentOverBase: number }[];
+  /** The added calls alone, µs per request. */
+  calls: { label: string; us: number }[];
+}
 
 async function child(dir: string, mode: string): Promise<void> {
   const store = await LocalStore.open(dir);
@@ -46,7 +55,7 @@ function ask<T>(c: ChildProcess, msg: string): Promise<T> {
   });
 }
 
-async function measure(dir: string, mode: string, digests: string[], token: string | undefined): Promise<number> {
+async function measure(dir: string, mode: string, digests: string[], token: string | undefined, n: number): Promise<number> {
   const c = fork(fileURLToPath(import.meta.url), ['serve', dir, mode]);
   const { url } = await new Promise<{ url: string }>((resolve) => c.once('message', (m) => resolve(m as { url: string })));
   const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
@@ -62,15 +71,19 @@ async function measure(dir: string, mode: string, digests: string[], token: stri
   const a = await ask<NodeJS.CpuUsage>(c, 'cpu');
   let next = 0;
   await Promise.all(Array.from({ length: 4 }, async () => {
-    while (next < N) await get(digests[next++ % digests.length]!);
+    while (next < n) await get(digests[next++ % digests.length]!);
   }));
   const b = await ask<NodeJS.CpuUsage>(c, 'cpu');
   agent.destroy();
   c.send('exit');
-  return (b.user - a.user + b.system - a.system) / N;
+  return (b.user - a.user + b.system - a.system) / n;
 }
 
-async function main(): Promise<void> {
+/** The measurements: `requests` GETs per set-up and round, `calls` timed calls of each added step. */
+export async function benchAuth(o: { requests?: number; rounds?: number; calls?: number } = {}): Promise<AuthResult> {
+  const N = o.requests ?? 6000;
+  const ROUNDS = o.rounds ?? 3;
+  const M = o.calls ?? 200000;
   const t = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdn-bench-auth-'));
   try {
     const img = path.join(t, 'img.raw');
@@ -104,11 +117,13 @@ async function main(): Promise<void> {
       { name: 'a private image in the store, scoped token', dir: dirs.priv, mode: 'tokens', token: await tokenFor(dirs.priv) },
     ];
     const us: number[][] = setups.map(() => []);
-    for (let r = 0; r < ROUNDS; r++) for (const [i, s] of setups.entries()) us[i]!.push(await measure(s.dir, s.mode, digests, s.token));
+    for (let r = 0; r < ROUNDS; r++) for (const [i, s] of setups.entries()) us[i]!.push(await measure(s.dir, s.mode, digests, s.token, N));
     const med = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
     const base = med(us[0]!);
-    console.log(`origin CPU per 32 KiB object GET (median of ${ROUNDS} runs of ${N}, ${digests.length} objects):`);
-    for (const [i, s] of setups.entries()) console.log(`  ${s.name.padEnd(46)} ${med(us[i]!).toFixed(1).padStart(6)} us  (${(((med(us[i]!) - base) / base) * 100).toFixed(2)} %; runs ${us[i]!.map((x) => x.toFixed(1)).join(', ')})`);
+    const result: AuthResult = {
+      requests: N, objects: digests.length, calls: [],
+      setups: setups.map((s, i) => ({ name: s.name, us: med(us[i]!), runs: us[i]!, percentOverBase: ((med(us[i]!) - base) / base) * 100 })),
+    };
 
     // the added calls alone
     const s = await LocalStore.open(dirs.priv);
@@ -119,23 +134,31 @@ async function main(): Promise<void> {
     const req = { headers: { authorization: `Bearer ${token}` } } as unknown as http.IncomingMessage;
     const anon = { headers: {} } as unknown as http.IncomingMessage;
     const time = async (label: string, fn: (i: number) => Promise<unknown>) => {
-      for (let i = 0; i < 20000; i++) await fn(i);
+      for (let i = 0; i < Math.min(20000, M); i++) await fn(i);
       const a = process.cpuUsage();
-      const M = 200000;
       for (let i = 0; i < M; i++) await fn(i);
       const b = process.cpuUsage(a);
-      console.log(`  ${label.padEnd(58)} ${((b.user + b.system) / M).toFixed(2)} us`);
+      result.calls.push({ label, us: (b.user + b.system) / M });
     };
-    console.log('the added calls alone, per request:');
     await time('authenticate (scoped token, verified before)', () => authn.authenticate(req));
     await time('authenticate (anonymous)', () => authn.authenticate(anon));
     const p = await authn.authenticate(req);
     await time('visibility of one object, a private image in the store', (i) => vis.objects(p, [digests[i % digests.length]!]));
     await s.close();
+    return result;
   } finally {
     fs.rmSync(t, { recursive: true, force: true });
   }
 }
 
+async function main(): Promise<void> {
+  const r = await benchAuth({ requests: N, rounds: ROUNDS });
+  console.log(`origin CPU per 32 KiB object GET (median of ${ROUNDS} runs of ${N}, ${r.objects} objects):`);
+  for (const s of r.setups) console.log(`  ${s.name.padEnd(46)} ${s.us.toFixed(1).padStart(6)} us  (${s.percentOverBase.toFixed(2)} %; runs ${s.runs.map((x) => x.toFixed(1)).join(', ')})`);
+  console.log('the added calls alone, per request:');
+  for (const c of r.calls) console.log(`  ${c.label.padEnd(58)} ${c.us.toFixed(2)} us`);
+}
+
+// a script (and the origin child it forks), not when bench/trust.ts imports it
 if (process.argv[2] === 'serve') void child(process.argv[3]!, process.argv[4]!);
-else void main();
+else if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) void main();

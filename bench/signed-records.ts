@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { LocalStore } from '../src/store/local/local-store.js';
 import { Origin } from '../src/net/server/origin.js';
 import { RecordSigner } from '../src/net/server/record-signer.js';
@@ -59,8 +60,14 @@ async function perGet(base: string, paths: string[], n: number): Promise<number>
   return us;
 }
 
-async function main(): Promise<void> {
-  const json = process.argv.includes('--json');
+export interface SignedRecordsResult {
+  signerReusedUs: number; newSignatureUs: number; objectGet32KiBUs: number; refGetUnsignedUs: number; refGetSignedUs: number;
+  reusedVsObjectPercent: number; clientCheckUs: number;
+  pull8MiB: { plainWallMs: number; trustWallMs: number; plainCpuMs: number; trustCpuMs: number };
+}
+
+/** The measurements; `requests` GETs per round (default 2000), `pulls` pulls per mode (default 5). */
+export async function benchSignedRecords(o: { requests?: number; rounds?: number; pulls?: number } = {}): Promise<SignedRecordsResult> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdn-bench-signed-'));
   const key = generateKey();
   const store = await LocalStore.open(path.join(dir, 'origin'));
@@ -84,9 +91,9 @@ async function main(): Promise<void> {
     const plainUrl = await plain.listen();
     const signedUrl = await signed.listen();
     // interleaved rounds, the least of each: what runs first pays for warm-up, and the machine may be busy
-    const N = 2000;
+    const N = o.requests ?? 2000;
     const least = { object: Infinity, refPlain: Infinity, refSigned: Infinity };
-    for (let round = 0; round < 3; round++) {
+    for (let round = 0; round < (o.rounds ?? 3); round++) {
       least.object = Math.min(least.object, await perGet(plainUrl, [objectUrlPath(obj)], N));
       least.refSigned = Math.min(least.refSigned, await perGet(signedUrl, ['/v1/images/bench/1'], N));
       least.refPlain = Math.min(least.refPlain, await perGet(plainUrl, ['/v1/images/bench/1'], N));
@@ -100,7 +107,7 @@ async function main(): Promise<void> {
     const answer = { manifest: row.manifest, ...(await signer.sign(row)) };
     const checkUs = await perCall(2000, () => trust.check({ name: 'bench', tag: '1' }, answer, signedUrl));
     const pulls: Record<'plain' | 'trust', { wallMs: number[]; cpuMs: number[] }> = { plain: { wallMs: [], cpuMs: [] }, trust: { wallMs: [], cpuMs: [] } };
-    for (let rep = 0; rep < 5; rep++) {
+    for (let rep = 0; rep < (o.pulls ?? 5); rep++) {
       for (const mode of ['plain', 'trust'] as const) {
         const cacheDir = path.join(dir, `cache-${mode}-${rep}`);
         const cache = await LocalStore.open(cacheDir);
@@ -121,9 +128,19 @@ async function main(): Promise<void> {
       reusedVsObjectPercent: (100 * reusedUs) / objectUs, clientCheckUs: checkUs,
       pull8MiB: { plainWallMs: median(pulls.plain.wallMs), trustWallMs: median(pulls.trust.wallMs), plainCpuMs: median(pulls.plain.cpuMs), trustCpuMs: median(pulls.trust.cpuMs) },
     };
-    if (json) return void console.log(JSON.stringify(r, null, 2));
-    const f = (n: number) => n.toFixed(1);
-    console.log(`origin, CPU per request (client and server in one process):
+    return r;
+  } finally {
+    await store.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const r = await benchSignedRecords();
+  const { objectGet32KiBUs: objectUs, refGetUnsignedUs: refPlainUs, refGetSignedUs: refSignedUs, signerReusedUs: reusedUs, newSignatureUs: signUs, clientCheckUs: checkUs } = r;
+  if (process.argv.includes('--json')) return void console.log(JSON.stringify(r, null, 2));
+  const f = (n: number) => n.toFixed(1);
+  console.log(`origin, CPU per request (client and server in one process):
   GET 32 KiB object           ${f(objectUs)} µs (unchanged by signing: objects are not signed)
   GET name, unsigned          ${f(refPlainUs)} µs
   GET name, signed            ${f(refSignedUs)} µs
@@ -132,10 +149,7 @@ async function main(): Promise<void> {
 client:
   record check (--trust)      ${f(checkUs)} µs per name resolved
   pull 8 MiB, median of 5     without --trust ${f(r.pull8MiB.plainWallMs)} ms wall / ${f(r.pull8MiB.plainCpuMs)} ms CPU; with --trust ${f(r.pull8MiB.trustWallMs)} ms / ${f(r.pull8MiB.trustCpuMs)} ms`);
-  } finally {
-    await store.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
 }
 
-await main();
+// run as a script (node dist/bench/signed-records.js), not when bench/trust.ts imports it
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await main();

@@ -13,6 +13,7 @@ import { isDigest, type Digest } from '../../store/digest.js';
 import { CachingStore } from '../../store/cache/caching-store.js';
 import { createPolicy, type PolicyName } from '../../store/cache/eviction.js';
 import { HttpStore, type HttpStoreOptions } from '../client/http-store.js';
+import { serverOptions } from './limits.js';
 import {
   closeServer, listen, parseJson, PRIVATE_OBJECT_CACHE_CONTROL, PRIVATE_REF_CACHE_CONTROL, prometheus, REF_CACHE_CONTROL, route, sendError, sendJson, serveObjectBuffer, serveObjectFile, wantsRefetch,
 } from '../wire/http-api.js';
@@ -51,7 +52,7 @@ export class Edge {
 
   private constructor(readonly store: CachingStore, readonly upstream: HttpStore, private readonly opts: EdgeOptions) {
     this.access = new EdgeAccess(upstream, opts.accessTtlMs);
-    this.server = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
+    this.server = http.createServer(serverOptions(), (req, res) => {
       this.handle(req, res).catch((err) => sendError(res, err));
     });
   }

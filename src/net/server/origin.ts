@@ -27,6 +27,7 @@ import { PACK_RETRY_AFTER, PackSlots, readPackRequest, servePack, type PackReque
 import { PackBuilder } from './pack-worker.js';
 import { servePortal } from './portal-static.js';
 import type { RecordSigner } from './record-signer.js';
+import { serverOptions } from './limits.js';
 
 /** What an origin serves from: any store with image names; local files and a writer lease are used when it has them. */
 export type OriginStore = ImageStore & Partial<EncodedFiles & WriterLease & StoreTotals>;
@@ -97,7 +98,7 @@ export class Origin<S extends OriginStore = OriginStore> {
   constructor(readonly store: S, private readonly opts: OriginOptions = {}) {
     this.authn = new Authenticator({ adminToken: opts.token, tokens: opts.tokens });
     this.visibility = new Visibility(store, hasSideRecords(store) ? store : undefined, opts.privatePrefixes);
-    this.server = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
+    this.server = http.createServer(serverOptions(), (req, res) => {
       this.handle(req, res).catch((err) => sendError(res, err));
     });
   }
