@@ -122,3 +122,47 @@ http {
 }
 `;
 }
+
+/**
+ * The edge-group front docs/http-api.md recommends: object GETs (manifests
+ * included) go to the edge that `hash $uri consistent` picks, so each object
+ * lives on one edge of the group; names and everything else go round robin.
+ * Batches and packs are refused (they name many objects, no one edge owns
+ * them), so clients fall back to per-object GETs. `roundRobin` drops the hash
+ * (what the test compares against: every edge then caches everything).
+ */
+export function nginxEdgeGroupConf(dir: string, port: number, edges: string[], o: { roundRobin?: boolean } = {}): string {
+  const p = (s: string) => path.join(dir, s);
+  const servers = edges.map((e) => `server ${new URL(e).host};`).join(' ');
+  return `${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 1;
+pid ${p('nginx.pid')};
+error_log ${p('error.log')} warn;
+events { worker_connections 1024; }
+http {
+  access_log ${p('access.log')};
+  client_body_temp_path ${p('tmp/body')};
+  proxy_temp_path ${p('tmp/proxy')};
+  fastcgi_temp_path ${p('tmp/fastcgi')};
+  uwsgi_temp_path ${p('tmp/uwsgi')};
+  scgi_temp_path ${p('tmp/scgi')};
+  upstream vmdn_edges_by_object { ${o.roundRobin ? '' : 'hash $uri consistent; '}${servers} keepalive 32; }
+  upstream vmdn_edges { ${servers} keepalive 32; }
+  server {
+    listen 127.0.0.1:${port};
+    location = /v1/objects/batch { return 404; }
+    location = /v1/objects/pack  { return 404; }
+    location /v1/objects/ {
+      proxy_pass http://vmdn_edges_by_object;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+    location / {
+      proxy_pass http://vmdn_edges;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`;
+}
