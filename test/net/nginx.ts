@@ -166,3 +166,37 @@ http {
 }
 `;
 }
+
+/**
+ * Two or more `vmdn serve` on one store behind round robin (docs/http-api.md,
+ * "An origin group"): no cache in front, uploads streamed through unbuffered.
+ */
+export function nginxOriginGroupConf(dir: string, port: number, origins: string[]): string {
+  const p = (s: string) => path.join(dir, s);
+  return `${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 1;
+pid ${p('nginx.pid')};
+error_log ${p('error.log')} warn;
+events { worker_connections 1024; }
+http {
+  log_format up '$request_method $uri $upstream_addr $status';
+  access_log ${p('access.log')} up;
+  client_body_temp_path ${p('tmp/body')};
+  proxy_temp_path ${p('tmp/proxy')};
+  fastcgi_temp_path ${p('tmp/fastcgi')};
+  uwsgi_temp_path ${p('tmp/uwsgi')};
+  scgi_temp_path ${p('tmp/scgi')};
+  upstream vmdn_origins { ${origins.map((o) => `server ${new URL(o).host};`).join(' ')} keepalive 32; }
+  server {
+    listen 127.0.0.1:${port};
+    client_max_body_size 0;
+    location / {
+      proxy_pass http://vmdn_origins;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_request_buffering off;
+      proxy_buffering off;
+    }
+  }
+}
+`;
+}
