@@ -91,6 +91,17 @@ describe('two origins on one store behind nginx round robin', { skip, timeout: 1
     assert.ok(c.identical, c.out);
   });
 
+  it('a name pushed private through one origin is hidden at the other at once', async () => {
+    const pub = await publisher(55);
+    const [a, b] = origins as [Served, Served];
+    // b has just answered that no image is private (and may remember it)
+    assert.equal((await fetch(`${b.url}/v1/images`)).status, 200);
+    const r = await pushImage(pub, { url: a.url, token: TOKEN, local: parseImageRef('img:1'), remote: parseImageRef('secret:1'), private: true });
+    assert.equal((await fetch(`${b.url}/v1/images/secret/1`)).status, 404, 'the other origin shows the private name to anyone');
+    assert.equal((await fetch(`${b.url}/v1/objects/${r.manifest}`)).status, 404, 'the other origin serves the private manifest to anyone');
+    assert.equal((await fetch(`${b.url}/v1/images/secret/1`, { headers: { authorization: `Bearer ${TOKEN}` } })).status, 200);
+  });
+
   it('concurrent pushes of one name from two clients end with one winner that both origins serve', async () => {
     const [p1, p2] = [await publisher(53), await publisher(54)];
     const push = (s: LocalStore) => pushImage(s, { url: nginx.url, token: TOKEN, local: parseImageRef('img:1'), remote: parseImageRef('race:1'), concurrency: 8 });
