@@ -171,7 +171,7 @@ http {
  * Two or more `vmdn serve` on one store behind round robin (docs/http-api.md,
  * "An origin group"): no cache in front, uploads streamed through unbuffered.
  */
-export function nginxOriginGroupConf(dir: string, port: number, origins: string[]): string {
+export function nginxOriginGroupConf(dir: string, port: number, origins: string[], o: { stickyUploads?: boolean } = {}): string {
   const p = (s: string) => path.join(dir, s);
   return `${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 1;
 pid ${p('nginx.pid')};
@@ -185,7 +185,10 @@ http {
   fastcgi_temp_path ${p('tmp/fastcgi')};
   uwsgi_temp_path ${p('tmp/uwsgi')};
   scgi_temp_path ${p('tmp/scgi')};
-  upstream vmdn_origins { ${origins.map((o) => `server ${new URL(o).host};`).join(' ')} keepalive 32; }
+  # an s3:// store: one push's requests go to one origin (its uploads wait in that origin's open pack);
+  # other requests hash a per-request random id, i.e. spread (an empty key would send them all to one)
+  map "$request_method $uri" $vmdn_upload { default $request_id; "~^PUT " $remote_addr; "POST /v1/objects/missing" $remote_addr; }
+  upstream vmdn_origins { ${o.stickyUploads ? 'hash $vmdn_upload consistent; ' : ''}${origins.map((u) => `server ${new URL(u).host};`).join(' ')} keepalive 32; }
   server {
     listen 127.0.0.1:${port};
     client_max_body_size 0;
