@@ -122,3 +122,84 @@ http {
 }
 `;
 }
+
+/**
+ * The edge-group front docs/http-api.md recommends: object GETs (manifests
+ * included) go to the edge that `hash $uri consistent` picks, so each object
+ * lives on one edge of the group; names and everything else go round robin.
+ * Batches and packs are refused (they name many objects, no one edge owns
+ * them), so clients fall back to per-object GETs. `roundRobin` drops the hash
+ * (what the test compares against: every edge then caches everything).
+ */
+export function nginxEdgeGroupConf(dir: string, port: number, edges: string[], o: { roundRobin?: boolean } = {}): string {
+  const p = (s: string) => path.join(dir, s);
+  const servers = edges.map((e) => `server ${new URL(e).host};`).join(' ');
+  return `${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 1;
+pid ${p('nginx.pid')};
+error_log ${p('error.log')} warn;
+events { worker_connections 1024; }
+http {
+  access_log ${p('access.log')};
+  client_body_temp_path ${p('tmp/body')};
+  proxy_temp_path ${p('tmp/proxy')};
+  fastcgi_temp_path ${p('tmp/fastcgi')};
+  uwsgi_temp_path ${p('tmp/uwsgi')};
+  scgi_temp_path ${p('tmp/scgi')};
+  upstream vmdn_edges_by_object { ${o.roundRobin ? '' : 'hash $uri consistent; '}${servers} keepalive 32; }
+  upstream vmdn_edges { ${servers} keepalive 32; }
+  server {
+    listen 127.0.0.1:${port};
+    location = /v1/objects/batch { return 404; }
+    location = /v1/objects/pack  { return 404; }
+    location /v1/objects/ {
+      proxy_pass http://vmdn_edges_by_object;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+    location / {
+      proxy_pass http://vmdn_edges;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`;
+}
+
+/**
+ * Two or more `vmdn serve` on one store behind round robin (docs/http-api.md,
+ * "An origin group"): no cache in front, uploads streamed through unbuffered.
+ */
+export function nginxOriginGroupConf(dir: string, port: number, origins: string[], o: { stickyUploads?: boolean } = {}): string {
+  const p = (s: string) => path.join(dir, s);
+  return `${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 1;
+pid ${p('nginx.pid')};
+error_log ${p('error.log')} warn;
+events { worker_connections 1024; }
+http {
+  log_format up '$request_method $uri $upstream_addr $status';
+  access_log ${p('access.log')} up;
+  client_body_temp_path ${p('tmp/body')};
+  proxy_temp_path ${p('tmp/proxy')};
+  fastcgi_temp_path ${p('tmp/fastcgi')};
+  uwsgi_temp_path ${p('tmp/uwsgi')};
+  scgi_temp_path ${p('tmp/scgi')};
+  # an s3:// store: one push's requests go to one origin (its uploads wait in that origin's open pack);
+  # other requests hash a per-request random id, i.e. spread (an empty key would send them all to one)
+  map "$request_method $uri" $vmdn_upload { default $request_id; "~^PUT " $remote_addr; "POST /v1/objects/missing" $remote_addr; }
+  upstream vmdn_origins { ${o.stickyUploads ? 'hash $vmdn_upload consistent; ' : ''}${origins.map((u) => `server ${new URL(u).host};`).join(' ')} keepalive 32; }
+  server {
+    listen 127.0.0.1:${port};
+    client_max_body_size 0;
+    location / {
+      proxy_pass http://vmdn_origins;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_request_buffering off;
+      proxy_buffering off;
+    }
+  }
+}
+`;
+}

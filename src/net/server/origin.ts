@@ -304,6 +304,9 @@ export class Origin<S extends OriginStore = OriginStore> {
     const r = await this.uploading(() => this.store.putEncoded(digest, body)).catch((err) => {
       throw err instanceof VmdnError && err.code === 'E_CORRUPT_OBJECT' ? new VmdnError('E_USAGE', `upload of ${digest.slice(0, 12)} does not match its digest`, { digest }) : err;
     });
+    // the store's index writes object rows behind (sqlite-index.ts); another `vmdn serve` on this store
+    // (an origin group, docs/http-api.md) may get this push's next request and must see the object now
+    (this.store as { index?: { flush?: () => void } }).index?.flush?.();
     if (r.added) {
       this.stats.objectsUploaded++;
       this.stats.bytesUploaded += body.length;

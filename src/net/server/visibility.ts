@@ -26,11 +26,14 @@ export type ObjectAccess = 'public' | 'private';
 /** An index that can say which names need an object (the local store's SQLite index). */
 export interface NamesUsing {
   namesUsing(digest: Digest): string[];
+  /** See StoreIndex.dataVersion: another process committed. */
+  dataVersion(): number;
 }
 
 export class Visibility {
   private names: { at: number; set: Set<string> } | undefined;
   private any: { at: number; yes: boolean } | undefined;
+  private version: number | undefined;
   /**
    * namesUsing answers (one index query, ~15 us) reused while the images and
    * private names stay as they were: `shape` is their signature, checked with
@@ -45,7 +48,24 @@ export class Visibility {
     private readonly prefixes: readonly string[] = [],
   ) {}
 
+  /**
+   * Another `vmdn serve` on this store (an origin group, docs/http-api.md)
+   * committed: forget what was remembered. A name pushed private through it
+   * had its private record written before its name was committed, so the
+   * re-read sees it before this process can serve the name (not LIST_TTL_MS
+   * later, when it would have been public here meanwhile).
+   */
+  private fresh(): void {
+    const v = this.store.index?.dataVersion?.();
+    if (v === undefined || v === this.version) return;
+    this.version = v;
+    this.names = undefined;
+    this.any = undefined;
+    this.usedBy.clear();
+  }
+
   private async privateNames(): Promise<Set<string>> {
+    this.fresh();
     if (this.names && Date.now() - this.names.at < LIST_TTL_MS) return this.names.set;
     const raw = await this.records?.getRecord(RECORD_KIND, PRIVATE_KEY);
     const arr = raw ? (JSON.parse(Buffer.from(raw).toString('utf8')) as { names?: unknown }).names : [];
@@ -83,6 +103,7 @@ export class Visibility {
 
   /** Is any named image private? Without one, every answer is the same for everyone. */
   async anyPrivate(): Promise<boolean> {
+    this.fresh();
     if (this.any && Date.now() - this.any.at < LIST_TTL_MS) return this.any.yes;
     let yes = false;
     if (this.prefixes.length || (await this.privateNames()).size) {

@@ -190,6 +190,11 @@ export class StoreIndex {
     };
   }
 
+  /** Changes whenever another connection (another process on this store) has committed: its caches of the index may be stale. */
+  dataVersion(): number {
+    return this.db.pragma('data_version', { simple: true }) as number;
+  }
+
   /** The image names (without tags) whose images need `digest`. */
   namesUsing(digest: Digest): string[] {
     this.flush();

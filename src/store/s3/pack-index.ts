@@ -23,6 +23,9 @@ export class PackIndex {
   condemned = new Set<string>();
   private refreshing?: Promise<void>;
   private lastRefresh = 0;
+  /** LISTs begun, and the number of the newest one finished (refreshAfterNow). */
+  private listsStarted = 0;
+  private listsDone = 0;
   private readonly written = new Map<string, number>();
 
   constructor(private readonly s3: S3) {}
@@ -48,11 +51,26 @@ export class PackIndex {
   refresh(minAgeMs = 0): Promise<void> {
     if (this.refreshing) return this.refreshing;
     if (Date.now() - this.lastRefresh < minAgeMs) return Promise.resolve();
+    const n = ++this.listsStarted;
     this.refreshing = this.load().finally(() => {
       this.refreshing = undefined;
       this.lastRefresh = Date.now();
+      this.listsDone = Math.max(this.listsDone, n);
     });
     return this.refreshing;
+  }
+
+  /**
+   * Load indexes with a LIST that began after this call: an object another
+   * origin on the bucket packed a moment ago (a name now points at it) is
+   * found. A LIST already running may predate that pack, so it is waited out
+   * and one more made. Misses that arrive meanwhile share it: one LIST at a
+   * time, however many misses (a throttle by age answered 404 for up to 2 s
+   * after a push through another origin of a group).
+   */
+  async refreshAfterNow(): Promise<void> {
+    const need = this.listsStarted + 1;
+    while (this.listsDone < need) await (this.refreshing ?? this.refresh());
   }
 
   private async load(): Promise<void> {

@@ -53,12 +53,12 @@ export class S3Store implements ImageStore {
     return `s3://${l.bucket}/${l.prefix}`;
   }
 
-  /** A miss looks for packs other processes wrote since (one LIST per 2 s at most): origins sharing a bucket serve each other's uploads. */
+  /** A miss looks for packs other processes wrote since (a LIST begun after the miss, shared by concurrent misses): origins sharing a bucket serve each other's uploads at once. */
   async stat(d: Digest): Promise<ObjectStat | undefined> {
     assertDigest(d);
     const s = this.statNow(d);
     if (s) return s;
-    await this.index.refresh(2000);
+    await this.index.refreshAfterNow();
     return this.statNow(d);
   }
 
@@ -90,7 +90,7 @@ export class S3Store implements ImageStore {
     let at = this.index.objects.get(d);
     if (!at) {
       // written by another process since we last looked?
-      await this.index.refresh();
+      await this.index.refreshAfterNow();
       at = this.index.objects.get(d);
     }
     if (!at) throw new VmdnError('E_NOT_FOUND', `object ${d} not in ${this.url}`, { digest: d });
