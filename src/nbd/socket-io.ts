@@ -5,7 +5,6 @@
  * connections so many clients with large requests cannot exhaust memory.
  */
 import type { Socket } from 'node:net';
-import { drained } from '../util/drain.js';
 
 /** The peer went away (or sent EOF) before the bytes we needed arrived. */
 export class PeerClosed extends Error {
@@ -79,7 +78,33 @@ export function writeAll(sock: Socket, parts: Uint8Array[]): Promise<void> {
   if (parts.length > 1) sock.cork();
   for (const p of parts) ok = sock.write(p) && ok;
   if (parts.length > 1) sock.uncork();
-  return ok ? Promise.resolve() : drained(sock);
+  return ok ? Promise.resolve() : drainOf(sock);
+}
+
+const draining = new WeakMap<Socket, Promise<void>>();
+
+/**
+ * One wait per socket for 'drain' (or 'close'), shared by every reply that
+ * found the buffer full: a listener pair per waiting reply piled up past
+ * Node's MaxListeners warning with a client's reads in flight.
+ */
+function drainOf(sock: Socket): Promise<void> {
+  let p = draining.get(sock);
+  if (!p) {
+    p = new Promise<void>((resolve) => {
+      const done = () => {
+        sock.off('drain', done);
+        sock.off('close', done);
+        // forgotten before anyone resumes: a write after this drain waits for the next one
+        draining.delete(sock);
+        resolve();
+      };
+      sock.on('drain', done);
+      sock.on('close', done);
+    });
+    draining.set(sock, p);
+  }
+  return p;
 }
 
 /** Bytes in flight across all connections; one request larger than the whole budget still runs alone. */

@@ -114,6 +114,37 @@ describe('LocalStore on disk', () => {
     }
   });
 
+  it('getMany decodes a batch in one trip: each object intact in order, a corrupt, unframed or missing one refused alone', async () => {
+    const t = tmpDir();
+    const store = await LocalStore.open(`${t.dir}/s`, { workers: 1 });
+    try {
+      // incompressible and large enough that the worker's encoded scratch grows mid-batch
+      const data = [prng(50, 700_000), prng(51, 5_000), prng(52, 900_000), prng(53, 3_000), prng(54, 40_000), prng(55, 600_000)];
+      const d = await Promise.all(data.map(async (b) => (await store.put(b)).digest));
+      // one object file bigger than the worker's first scratch buffer, alone
+      assert.ok(Buffer.from(await store.get(d[2]!)).equals(data[2]!));
+      const corrupt = fs.readFileSync(store.objectPath(d[1]!));
+      corrupt[corrupt.length - 5] ^= 0xff;
+      fs.writeFileSync(store.objectPath(d[1]!), corrupt);
+      fs.writeFileSync(store.objectPath(d[3]!), 'not a zstd frame');
+      const missing = 'cd'.repeat(32);
+      const got = await store.getMany([d[0]!, d[1]!, d[2]!, missing, d[3]!, d[4]!, d[5]!, d[0]!]);
+      assert.equal(got.length, 8);
+      const bytes = (i: number) => {
+        const g = got[i]!;
+        assert.ok(!(g instanceof Error), `entry ${i}: ${(g as Error).message}`);
+        return Buffer.from(g.buffer, g.byteOffset, g.byteLength);
+      };
+      assert.ok(bytes(0).equals(data[0]!) && bytes(2).equals(data[2]!) && bytes(5).equals(data[4]!) && bytes(6).equals(data[5]!) && bytes(7).equals(data[0]!));
+      assert.equal((got[1] as VmdnError).code, 'E_CORRUPT_OBJECT');
+      assert.equal((got[3] as VmdnError).code, 'E_NOT_FOUND');
+      assert.equal((got[4] as VmdnError).code, 'E_CORRUPT_OBJECT');
+    } finally {
+      await store.close();
+      t.cleanup();
+    }
+  });
+
   it('prefetch reads objects without failing on missing ones', async () => {
     const t = tmpDir();
     const store = await LocalStore.open(t.dir, { workers: 0 });
