@@ -3,10 +3,7 @@
  * mapped to vmdn's errors. Path-style addressing and checksums only when
  * required: Ceph RGW refuses the SDK's default streamed checksums.
  */
-import {
-  S3Client, GetObjectCommand, PutObjectCommand, HeadObjectCommand, DeleteObjectCommand,
-  ListObjectsV2Command, CreateBucketCommand, HeadBucketCommand,
-} from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { VmdnError } from '../../errors.js';
 import type { S3Location } from './location.js';
 
@@ -15,12 +12,23 @@ export interface Listed { key: string; size: number; modified: Date; etag: strin
 type S3Err = { name?: string; $metadata?: { httpStatusCode?: number }; message?: string };
 const status = (e: unknown) => (e as S3Err).$metadata?.httpStatusCode;
 
+type Sdk = typeof import('@aws-sdk/client-s3');
+
 export class S3 {
   readonly client: S3Client;
-  constructor(readonly loc: S3Location) {
+
+  /**
+   * The SDK is loaded here, on first use, not when the CLI starts: importing it
+   * costs about half a second, which every vmdn command paid before, S3 or not.
+   */
+  static async connect(loc: S3Location): Promise<S3> {
+    return new S3(loc, await import('@aws-sdk/client-s3'));
+  }
+
+  private constructor(readonly loc: S3Location, private readonly sdk: Sdk) {
     // vmdn supports node 20: the SDK's notice about its own future versions is noise on every command's stderr
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-    this.client = new S3Client({
+    this.client = new sdk.S3Client({
       endpoint: loc.endpoint, region: loc.region, forcePathStyle: true,
       requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED',
       maxAttempts: 6,
@@ -37,12 +45,12 @@ export class S3 {
   /** Create the bucket unless it exists (a bucket someone else owns is an error). */
   async ensureBucket(create: boolean): Promise<void> {
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.loc.bucket }));
+      await this.client.send(new this.sdk.HeadBucketCommand({ Bucket: this.loc.bucket }));
     } catch (e) {
       if (status(e) !== 404) this.fail(e, 'head bucket', '');
       if (!create) throw new VmdnError('E_NOT_FOUND', `no S3 bucket ${this.loc.bucket} ("vmdn import" creates one)`, { bucket: this.loc.bucket });
       try {
-        await this.client.send(new CreateBucketCommand({ Bucket: this.loc.bucket }));
+        await this.client.send(new this.sdk.CreateBucketCommand({ Bucket: this.loc.bucket }));
       } catch (e2) {
         if ((e2 as S3Err).name !== 'BucketAlreadyOwnedByYou') this.fail(e2, 'create bucket', '');
       }
@@ -52,7 +60,7 @@ export class S3 {
   /** The object's bytes (or a byte range), with its ETag; undefined when absent. */
   async get(key: string, range?: { start: number; length: number }, signal?: AbortSignal): Promise<{ body: Uint8Array; etag: string } | undefined> {
     try {
-      const r = await this.client.send(new GetObjectCommand({
+      const r = await this.client.send(new this.sdk.GetObjectCommand({
         Bucket: this.loc.bucket, Key: this.loc.prefix + key,
         Range: range ? `bytes=${range.start}-${range.start + range.length - 1}` : undefined,
       }), { abortSignal: signal });
@@ -67,7 +75,7 @@ export class S3 {
 
   async head(key: string): Promise<{ etag: string; size: number } | undefined> {
     try {
-      const r = await this.client.send(new HeadObjectCommand({ Bucket: this.loc.bucket, Key: this.loc.prefix + key }));
+      const r = await this.client.send(new this.sdk.HeadObjectCommand({ Bucket: this.loc.bucket, Key: this.loc.prefix + key }));
       return { etag: r.ETag ?? '', size: r.ContentLength ?? 0 };
     } catch (e) {
       if (status(e) === 404) return undefined;
@@ -83,7 +91,7 @@ export class S3 {
    */
   async putIf(key: string, body: Uint8Array, cond: { create: true } | { etag: string }, signal?: AbortSignal): Promise<boolean> {
     try {
-      await this.client.send(new PutObjectCommand({
+      await this.client.send(new this.sdk.PutObjectCommand({
         Bucket: this.loc.bucket, Key: this.loc.prefix + key, Body: body, ContentLength: body.length,
         ...('create' in cond ? { IfNoneMatch: '*' } : { IfMatch: cond.etag.replace(/"/g, '') }),
       }), { abortSignal: signal });
@@ -96,7 +104,7 @@ export class S3 {
 
   async delete(key: string): Promise<void> {
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.loc.bucket, Key: this.loc.prefix + key }));
+      await this.client.send(new this.sdk.DeleteObjectCommand({ Bucket: this.loc.bucket, Key: this.loc.prefix + key }));
     } catch (e) {
       if (status(e) !== 404) this.fail(e, 'DELETE', key);
     }
@@ -108,7 +116,7 @@ export class S3 {
     do {
       let r;
       try {
-        r = await this.client.send(new ListObjectsV2Command({ Bucket: this.loc.bucket, Prefix: this.loc.prefix + sub, ContinuationToken: token }));
+        r = await this.client.send(new this.sdk.ListObjectsV2Command({ Bucket: this.loc.bucket, Prefix: this.loc.prefix + sub, ContinuationToken: token }));
       } catch (e) {
         this.fail(e, 'LIST', sub);
       }

@@ -36,7 +36,7 @@ export class S3Store implements ImageStore {
   }
 
   static async open(where: string | S3Location, opts: S3StoreOptions = {}): Promise<S3Store> {
-    const s3 = new S3(typeof where === 'string' ? parseS3Url(where) : where);
+    const s3 = await S3.connect(typeof where === 'string' ? parseS3Url(where) : where);
     try {
       await s3.ensureBucket(opts.create ?? true);
       const store = new S3Store(s3, opts);
