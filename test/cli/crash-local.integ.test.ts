@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { tmpDir } from '../helpers/tmp.js';
-import { CRASH_SEED, exportedSha, inLanes, killMoments, runVmdn, sha256File, smallImage, tally, verifyDir, vmdnDone } from '../helpers/crash.js';
+import { CRASH_SEED, exportedSha, filesUnder, measureRun, inLanes, killMoments, runVmdn, sha256File, smallImage, tally, verifyDir, vmdnDone } from '../helpers/crash.js';
 import { LocalStore } from '../../src/store/local/local-store.js';
 
 const LANES = 2;
@@ -47,33 +47,36 @@ describe(`crash points: import, export, gc (seed ${CRASH_SEED}, VMDN_CRASH_SEED 
       await (await LocalStore.open(store)).close(); // the store exists: kills land in the import, not in making it
       return store;
     };
-    const whole = await runVmdn(imp(await fresh('import-whole'))).done;
-    assert.equal(whole.how, 'exit 0', whole.stderr);
+    const wholeStore = await fresh('import-whole');
+    const whole = await measureRun(imp(wholeStore), () => filesUnder(path.join(wholeStore, 'objects')) > 0);
     const manifest = JSON.parse(whole.stdout).manifest;
-    const hows = await inLanes(killMoments(CRASH_SEED + 1, whole.ms), LANES, async (ms, i) => {
+    const hows = await inLanes(killMoments(CRASH_SEED + 1, whole.workMs), LANES, async (ms, i) => {
       const store = await fresh(`import-${i}`);
-      const killed = await runVmdn(imp(store), ms).done;
+      const killed = await runVmdn(imp(store), { probe: () => filesUnder(path.join(store, 'objects')) > 0, delayMs: ms }).done;
       const v = await verifyDir(store);
       assert.deepEqual(v.problems, [], `point ${i} (${ms} ms, ${killed.how})`);
+      const how = killed.how === 'SIGKILL' && v.objects > 0 ? 'SIGKILL with objects stored' : killed.how;
       const again = await vmdnDone(imp(store));
       assert.equal(again.manifest, manifest, `point ${i}: the re-run stored another image`);
       fs.rmSync(store, { recursive: true });
-      return `${killed.how}`;
+      return how;
     });
-    console.log(`import: ${hows.length} points over ${whole.ms} ms: ${tally(hows)}`);
+    console.log(`import: ${hows.length} points, delays from the work's start (${whole.workMs} ms of work after ${whole.workAt} ms): ${tally(hows)}`);
   });
 
   it('export: a kill leaves no torn file at the output path and the store untouched; a re-run writes it whole', { timeout: 300_000 }, async () => {
     const store = path.join(t.dir, 'export-store');
     await vmdnDone(['import', image, '--name', 'victim', '--store', store, '--json']);
     const before = snapshot(store);
-    const whole = await runVmdn(['export', 'victim', path.join(t.dir, 'whole.raw'), '--store', store, '--json']).done;
-    assert.equal(whole.how, 'exit 0', whole.stderr);
+    const wholeDir = path.join(t.dir, 'export-whole');
+    fs.mkdirSync(wholeDir);
+    const whole = await measureRun(['export', 'victim', path.join(wholeDir, 'whole.raw'), '--store', store, '--json'], () => filesUnder(wholeDir) > 0);
     const outDir = path.join(t.dir, 'exports');
     fs.mkdirSync(outDir);
-    const hows = await inLanes(killMoments(CRASH_SEED + 2, whole.ms), LANES, async (ms, i) => {
+    const hows = await inLanes(killMoments(CRASH_SEED + 2, whole.workMs), LANES, async (ms, i) => {
       const out = path.join(outDir, `out-${i}.raw`);
-      const killed = await runVmdn(['export', 'victim', out, '--store', store, '--json'], ms).done;
+      const mine = (f: string) => f.startsWith(`out-${i}.raw`); // its temp file, then the output
+      const killed = await runVmdn(['export', 'victim', out, '--store', store, '--json'], { probe: () => fs.readdirSync(outDir).some(mine), delayMs: ms }).done;
       const what = `point ${i} (${ms} ms, ${killed.how})`;
       // the output is there whole, or not at all
       if (fs.existsSync(out)) assert.equal(sha256File(out), imageSha, `${what}: torn file at the output path`);
@@ -84,8 +87,10 @@ describe(`crash points: import, export, gc (seed ${CRASH_SEED}, VMDN_CRASH_SEED 
     });
     assert.deepEqual(snapshot(store), before, 'killed exports changed the store');
     assert.deepEqual((await verifyDir(store)).problems, []);
-    const left = fs.readdirSync(outDir); // temp files of killed runs, beside the outputs
-    console.log(`export: ${hows.length} points over ${whole.ms} ms: ${tally(hows)}; left beside the outputs: ${left.length} temp files`);
+    // a killed run's temp file beside its output is removed by the next export to that path
+    const left = fs.readdirSync(outDir);
+    assert.deepEqual(left, [], 'temp files of killed exports left behind');
+    console.log(`export: ${hows.length} points, delays from the work's start (${whole.workMs} ms of work after ${whole.workAt} ms): ${tally(hows)}`);
   });
 
   it('gc: after a kill at any moment the store verifies, a re-run completes and every image exports identical', { timeout: 300_000 }, async () => {
@@ -101,24 +106,28 @@ describe(`crash points: import, export, gc (seed ${CRASH_SEED}, VMDN_CRASH_SEED 
       fs.cpSync(template, store, { recursive: true });
       return store;
     };
-    const whole = await runVmdn(['gc', '--store', copy('gc-whole'), '--json']).done;
-    assert.equal(whole.how, 'exit 0', whole.stderr);
+    const wholeStore = copy('gc-whole');
+    const filesBefore = filesUnder(path.join(wholeStore, 'objects'));
+    const whole = await measureRun(['gc', '--store', wholeStore, '--json'], () => filesUnder(path.join(wholeStore, 'objects')) < filesBefore);
     const removed = JSON.parse(whole.stdout).removedObjects;
     assert.ok(removed > 0, 'gc had nothing to remove: the test would prove nothing');
     const objectsAfter = (await verifyDir(path.join(t.dir, 'gc-whole'))).objects;
-    const hows = await inLanes(killMoments(CRASH_SEED + 3, whole.ms), LANES, async (ms, i) => {
+    const objectsBefore = (await verifyDir(template)).objects;
+    const hows = await inLanes(killMoments(CRASH_SEED + 3, whole.workMs), LANES, async (ms, i) => {
       const store = copy(`gc-${i}`);
-      const killed = await runVmdn(['gc', '--store', store, '--json'], ms).done;
+      const killed = await runVmdn(['gc', '--store', store, '--json'], { probe: () => filesUnder(path.join(store, 'objects')) < filesBefore, delayMs: ms }).done;
       const what = `point ${i} (${ms} ms, ${killed.how})`;
-      assert.deepEqual((await verifyDir(store)).problems, [], what);
+      const k = await verifyDir(store);
+      assert.deepEqual(k.problems, [], what);
+      const how = killed.how === 'SIGKILL' && k.objects < objectsBefore ? 'SIGKILL mid-delete' : killed.how;
       await vmdnDone(['gc', '--store', store, '--json']);
       const v = await verifyDir(store);
       assert.deepEqual(v.problems, [], what);
       assert.equal(v.objects, objectsAfter, `${what}: the re-run left another set of objects`);
       assert.equal(await exportedSha(store, 'keep', path.join(t.dir, `gc-out-${i}.raw`)), imageSha, what);
       fs.rmSync(store, { recursive: true });
-      return killed.how;
+      return how;
     });
-    console.log(`gc: ${hows.length} points over ${whole.ms} ms (${removed} objects to remove): ${tally(hows)}`);
+    console.log(`gc: ${hows.length} points, delays from the work's start (${whole.workMs} ms of work after ${whole.workAt} ms, ${removed} objects to remove): ${tally(hows)}`);
   });
 });

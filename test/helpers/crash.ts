@@ -27,8 +27,18 @@ export interface Ended {
   ms: number;
 }
 
-/** Run `vmdn ARGS`; with `killAfterMs`, SIGKILL it then (or `kill()` it any time). */
-export function runVmdn(args: string[], killAfterMs?: number): { done: Promise<Ended>; kill: () => void } {
+/** When to SIGKILL a run: `delayMs` after `probe` (polled every 2 ms) first sees the command's own work. */
+export interface KillPoint {
+  probe: () => boolean;
+  delayMs: number;
+}
+
+/**
+ * Run `vmdn ARGS`; with `at`, SIGKILL it there (or `kill()` it any time).
+ * Counting from the work's start, not the spawn, keeps a point inside a
+ * short work window however long node takes to start on a loaded machine.
+ */
+export function runVmdn(args: string[], at?: KillPoint): { done: Promise<Ended>; kill: () => void } {
   const t0 = Date.now();
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
@@ -36,8 +46,14 @@ export function runVmdn(args: string[], killAfterMs?: number): { done: Promise<E
   child.stdout.on('data', (b) => (stdout += b));
   child.stderr.on('data', (b) => (stderr += b));
   const kill = () => child.kill('SIGKILL');
-  const timer = killAfterMs === undefined ? undefined : setTimeout(kill, killAfterMs);
+  let timer: NodeJS.Timeout | undefined;
+  const poll = at && setInterval(() => {
+    if (!at.probe()) return;
+    clearInterval(poll);
+    timer = setTimeout(kill, at.delayMs);
+  }, 2);
   const done = new Promise<Ended>((resolve) => child.on('close', (code, signal) => {
+    clearInterval(poll);
     clearTimeout(timer);
     resolve({ how: signal ?? `exit ${code}`, stdout, stderr, ms: Date.now() - t0 });
   }));
@@ -55,10 +71,34 @@ export async function vmdnDone(args: string[]): Promise<any> {
   }
 }
 
-/** `points` kill moments in [0, ms), from `seed` (one stream per command, so commands replay independently). */
-export function killMoments(seed: number, ms: number, points = CRASH_POINTS): number[] {
+/** `points` kill delays in [0, workMs) after the work starts, from `seed` (one stream per command, so each replays alone). */
+export function killMoments(seed: number, workMs: number, points = CRASH_POINTS): number[] {
   const rand = mulberry32(seed);
-  return Array.from({ length: points }, () => Math.floor(rand() * ms));
+  return Array.from({ length: points }, () => Math.floor(rand() * Math.max(workMs, 1)));
+}
+
+/**
+ * An uninterrupted run, timed: `ms` in all, and `workAt`, when `probe` (polled
+ * every 2 ms: a file appeared, objects went) first saw the command's own work;
+ * `workMs` = ms - workAt is the window the kill points are drawn from.
+ */
+export async function measureRun(args: string[], probe: () => boolean): Promise<Ended & { workAt: number; workMs: number }> {
+  const t0 = Date.now();
+  let workAt: number | undefined;
+  const timer = setInterval(() => {
+    if (workAt === undefined && probe()) workAt = Date.now() - t0;
+  }, 2);
+  const r = await runVmdn(args).done;
+  clearInterval(timer);
+  if (r.how !== 'exit 0') throw new Error(`vmdn ${args.join(' ')}: ${r.how}: ${r.stderr}`);
+  workAt ??= r.ms;
+  return { ...r, workAt, workMs: r.ms - workAt };
+}
+
+/** Files under `dir` (0 if it is not there yet): a probe for objects stored or deleted. */
+export function filesUnder(dir: string): number {
+  if (!fs.existsSync(dir)) return 0;
+  return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).length;
 }
 
 /** Run `fn` over `items` in `lanes` parallel lanes (a 2-core CI runner). */
