@@ -18,7 +18,7 @@ export function debianTree(dir: string, pkgVersion: string, extra: (at: (p: stri
   fs.writeFileSync(at('etc/os-release'), 'PRETTY_NAME="Portal Test GNU/Linux 12"\nNAME="Portal Test"\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\nID=debian\n');
   fs.writeFileSync(at('etc/hostname'), 'portal-test\n');
   fs.writeFileSync(at('etc/empty.conf'), '');
-  fs.writeFileSync(at('etc/apt/sources.list'), 'deb http://deb.debian.org/debian bookworm main\n');
+  fs.writeFileSync(at('etc/apt/sources.list'), 'deb http://mirror.example/debian bookworm main\n');
   fs.writeFileSync(at('usr/bin/probe'), Buffer.alloc(300 * 1024, 7));
   const status = [[PKG, pkgVersion], ['base-files', '12.4'], ['libc6', '2.36-9']].map(([n, v]) =>
     `Package: ${n}\nStatus: install ok installed\nPriority: optional\nArchitecture: amd64\nVersion: ${v}\nDescription: ${n}\n`).join('\n');

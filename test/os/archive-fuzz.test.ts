@@ -24,8 +24,8 @@ const H = (c: string) => c.repeat(64);
 
 const STATUS = `Package: adduser\nStatus: install ok installed\nArchitecture: all\nVersion: 3.134\nConffiles:\n /etc/adduser.conf cc3493ecd2d09837ffdcc3e25fdfff18\nDescription: add users\n more text\n .\n\nPackage: libfoo1\nStatus: install ok installed\nArchitecture: amd64\nMulti-Arch: same\nVersion: 1:2.3-4+b1\n\nPackage: gone\nStatus: deinstall ok config-files\nVersion: 1.0\n`;
 const MD5SUMS = `cc3493ecd2d09837ffdcc3e25fdfff18  usr/bin/a\nd41d8cd98f00b204e9800998ecf8427e *usr/share/doc/a/copyright\n`;
-const LIST = `deb [arch=amd64 signed-by=/usr/share/keyrings/k.gpg] http://deb.debian.org/debian bookworm main contrib\n# comment\ndeb-src http://x/ y main\n`;
-const DEB822 = `Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb\nURIs: http://security.debian.org/debian-security\nSuites: bookworm-security\nComponents: main\nEnabled: yes\n`;
+const LIST = `deb [arch=amd64 signed-by=/usr/share/keyrings/k.gpg] http://mirror.example/debian bookworm main contrib\n# comment\ndeb-src http://x/ y main\n`;
+const DEB822 = `Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\nEnabled: yes\n`;
 const stanza = (name: string, v: string, h: string) => `Package: ${name}\nVersion: ${v}\nArchitecture: amd64\nDepends: libc6 (>= 2.34)\nFilename: pool/main/${name[0]}/${name}/${name}_${v}_amd64.deb\nSize: 1234\nSHA256: ${h}\nDescription: x\n long\n .\n`;
 const PACKAGES = [stanza('alpha', '1.0-1', H('a')), stanza('beta', '2:0.1', H('b')), stanza('gamma', '3', H('c'))].join('\n');
 const WANTED = new Set([debKey('alpha', '1.0-1', 'amd64'), debKey('beta', '2:0.1', 'amd64'), debKey('gamma', '3', 'amd64')]);
