@@ -69,6 +69,18 @@ export async function startRgw(): Promise<Rgw> {
       while (alive(pid)) await new Promise((r) => setTimeout(r, 50));
       await new Promise((r) => setTimeout(r, downMs));
       execFileSync('radosgw', ['--conf', path.join(dir, 'ceph.conf'), '-n', 'client.rgw.a', '--pid-file', path.join(dir, 'rgw.pid')]);
+      // radosgw forks and returns before it listens; on a busy machine that took long enough for a
+      // test's retry to find the port closed (CI: ECONNREFUSED on the re-push), so wait until it answers
+      const until = Date.now() + 120_000;
+      for (;;) {
+        try {
+          await (await fetch(info.endpoint, { signal: AbortSignal.timeout(2000) })).arrayBuffer();
+          return;
+        } catch (err) {
+          if (Date.now() > until) throw new Error(`radosgw did not answer at ${info.endpoint} within 120 s after its restart`, { cause: err });
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
     },
     async stop() {
       if (dir) execFileSync(SCRIPT, ['stop', dir], { stdio: 'ignore' });
