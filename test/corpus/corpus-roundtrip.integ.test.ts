@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { vmdnOk, sh, qemuCompare } from '../helpers/cli.js';
-import { corpusDir, CORPUS_IMAGES } from '../helpers/corpus.js';
+import { corpusDir, corpusImagesToday } from '../helpers/corpus.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const corpus = corpusDir();
@@ -23,7 +23,7 @@ describe('shared corpus round trip', { skip: corpus.reason }, () => {
   });
   after(() => t.cleanup());
 
-  for (const name of CORPUS_IMAGES) {
+  for (const name of corpusImagesToday()) {
     it(`${name}.qcow2 -> store -> raw is identical`, () => {
       const src = path.join(corpus.dir!, `${name}.qcow2`);
       const r = vmdnOk(store, ['import', src, '--name', `corpus/${name}`]);

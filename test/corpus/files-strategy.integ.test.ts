@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { vmdnOk } from '../helpers/cli.js';
-import { corpusDir, CORPUS_IMAGES } from '../helpers/corpus.js';
+import { corpusDir, corpusImagesToday } from '../helpers/corpus.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { exportAndCheck, gcKeepsAllAndVerifies } from '../helpers/rebuild-checks.js';
 
@@ -26,7 +26,7 @@ describe('files strategy on the shared corpus', { skip: corpus.reason }, () => {
   });
   after(() => t.cleanup());
 
-  for (const name of CORPUS_IMAGES) {
+  for (const name of corpusImagesToday()) {
     it(`${name}: rebuilt file-identical, times to the ns, e2fsck clean, same partition table`, async () => {
       const src = path.join(corpus.dir!, `${name}.raw`);
       const r = vmdnOk(store, ['import', src, '--name', name, '--strategy', 'files']);

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { vmdnOk } from '../helpers/cli.js';
-import { corpusDir, CORPUS_IMAGES } from '../helpers/corpus.js';
+import { corpusDir, corpusImagesToday } from '../helpers/corpus.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { exportAndCheck } from '../helpers/rebuild-checks.js';
 import { hostAptSources } from '../../src/os/apt-mirror.js';
@@ -36,7 +36,7 @@ describe('packages strategy on the shared corpus', { skip }, () => {
   });
   after(() => t.cleanup());
 
-  for (const name of CORPUS_IMAGES) {
+  for (const name of corpusImagesToday()) {
     it(`${name}: package files from the .debs, rebuilt file-identical, e2fsck clean`, async () => {
       const src = path.join(corpus.dir!, `${name}.raw`);
       const r = vmdnOk(store, ['import', src, '--name', name, '--strategy', 'packages', '--deb-cache', DEB_CACHE]);
@@ -87,7 +87,7 @@ describe('packages strategy on the shared corpus', { skip }, () => {
     assert.equal(vmdnOk(store, ['verify']).ok, true);
     const s = await LocalStore.open(store);
     try {
-      for (const name of CORPUS_IMAGES) {
+      for (const name of corpusImagesToday()) {
         const { manifest } = await resolveImage(s, { name, tag: 'latest' });
         const missing = [...(await imageObjects(manifest, s))].filter((d) => !s.index.getObject(d));
         assert.deepEqual(missing, [], `${name}: objects gc took`);
