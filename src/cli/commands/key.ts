@@ -1,4 +1,5 @@
 /** `vmdn key generate`: an origin's signing key pair for signed image records (docs/http-api.md). */
+import { durationMs } from '../../util/duration.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -28,8 +29,7 @@ export function readSigningKey(file: string): SecretKey {
 
 /** 90s, 30m, 12h, 7d: a record's validity. */
 export function parseDuration(v: string): number {
-  const m = /^(\d+)(s|m|h|d)$/.exec(v.trim());
-  const ms = m ? Number(m[1]) * { s: 1000, m: 60_000, h: 3600_000, d: 86_400_000 }[m[2] as 's'] : NaN;
+  const ms = durationMs(v) ?? NaN;
   if (!(ms >= 10_000 && ms <= 366 * 86_400_000)) throw new VmdnError('E_USAGE', `expected a duration from 10s to 366d such as 90s, 30m, 24h or 7d, got "${v}"`);
   return ms;
 }

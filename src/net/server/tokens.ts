@@ -14,6 +14,7 @@
  * The records live in the store's side records (kind `access`, key `tokens`),
  * one JSON document rewritten atomically by temp file and rename.
  */
+import { durationMs } from '../../util/duration.js';
 import { hash, randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 import { VmdnError } from '../../errors.js';
 import type { SideRecords } from '../../store/types.js';
@@ -184,8 +185,8 @@ const same = (a: TokenRecord | undefined, b: TokenRecord | undefined) => !!a && 
 
 /** `--expires 30d`, `12h`, `90m` or an ISO date. */
 export function parseExpiry(s: string, now = Date.now()): Date {
-  const m = /^(\d+)([dhm])$/.exec(s);
-  if (m) return new Date(now + Number(m[1]) * { d: 86_400_000, h: 3_600_000, m: 60_000 }[m[2] as 'd' | 'h' | 'm']);
+  const ms = /^\d+[dhm]$/.test(s) ? durationMs(s) : undefined;
+  if (ms !== undefined) return new Date(now + ms);
   const t = Date.parse(s);
   if (Number.isNaN(t)) throw new VmdnError('E_USAGE', `--expires takes 30d, 12h, 90m or an ISO date, not "${s}"`);
   return new Date(t);
