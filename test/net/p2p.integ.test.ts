@@ -107,7 +107,7 @@ describe('p2p among sites', { timeout: 240_000 }, () => {
     t?.cleanup();
   });
 
-  it('sites B and C pull with site A as a peer (vmdn pull --peer): the origin serves them under 10 % of what it served A', async () => {
+  it('sites B and C pull with site A as a peer (vmdn pull --peer): the origin serves them under 10 % of what it served A', async (tc) => {
     const a = await pullAt('acache', []);
     same(a.out);
     assert.ok(a.egress >= uniqueBytes, `A cost the origin ${a.egress} of ${uniqueBytes} bytes`);
@@ -121,16 +121,18 @@ describe('p2p among sites', { timeout: 240_000 }, () => {
       assert.ok(r.p2p!.bytes >= uniqueBytes * 0.95, `site ${i}: ${r.p2p!.bytes} bytes from the peer`);
       same(path.join(t.dir, `${'bc'[i]}.raw`));
     }
+    tc.diagnostic(`origin object bytes: site A ${a.egress}, sites B and C together ${egress} (unique ${uniqueBytes})`);
     assert.ok(egress <= 0.1 * a.egress, `B and C cost the origin ${egress} bytes, A ${a.egress}`);
   });
 
-  it('a peer that sends corrupt objects is detected, counted and bypassed: the image is whole', async () => {
+  it('a peer that sends corrupt objects is detected, counted and bypassed: the image is whole', async (tc) => {
     // every object through this proxy has one bit flipped: still looks like an object
     const bad = await startProxy(siteA.url, { transform: (_d, body) => flipBit(body) });
     try {
       const { r, out, egress } = await pullAt('dcache', [bad.url]);
       same(out);
       assert.ok(r.p2p!.corrupt >= 1, JSON.stringify(r.p2p));
+      tc.diagnostic(`corrupt peer: ${r.p2p!.corrupt} corrupt objects, origin ${egress} bytes`);
       assert.equal(r.p2p!.peers[0]!.used, false, 'dropped after its first corrupt object');
       assert.equal(r.p2p!.objects, 0, 'nothing corrupt was kept as delivered');
       assert.ok(egress >= uniqueBytes * 0.95, `the origin served ${egress} bytes`);
@@ -139,7 +141,7 @@ describe('p2p among sites', { timeout: 240_000 }, () => {
     }
   });
 
-  it('a peer killed (SIGKILL) mid-transfer: the pull completes from the origin', async () => {
+  it('a peer killed (SIGKILL) mid-transfer: the pull completes from the origin', async (tc) => {
     const peer = await startServe(path.join(t.dir, 'acache'));
     // 4 MiB/s: the 16 MiB take ~4 s through the peer, the kill comes after 1 s
     const slow = await throttle(peer.url, 4 * MiB);
@@ -149,6 +151,7 @@ describe('p2p among sites', { timeout: 240_000 }, () => {
       same(out);
       assert.equal(peer.child.signalCode, 'SIGKILL', 'the peer was killed during the pull');
       assert.ok(r.p2p!.failures >= 1, JSON.stringify(r.p2p));
+      tc.diagnostic(`killed peer: ${r.p2p!.objects} objects from it, ${r.p2p!.origin.objects} from the origin`);
       assert.ok(r.p2p!.objects > 0 && r.p2p!.origin.bytes > 0, `both served: ${JSON.stringify(r.p2p)}`);
     } finally {
       clearTimeout(kill);
@@ -157,7 +160,7 @@ describe('p2p among sites', { timeout: 240_000 }, () => {
     }
   });
 
-  it('a swarm: three sites each with an edge over the origin, pulling at once with all edges as peers, cost the origin each object once', async () => {
+  it('a swarm: three sites each with an edge over the origin, pulling at once with all edges as peers, cost the origin each object once', async (tc) => {
     const edges: Edge[] = [];
     try {
       for (let i = 0; i < 3; i++) {
@@ -173,6 +176,8 @@ describe('p2p among sites', { timeout: 240_000 }, () => {
         // each edge owns about a third
         for (const p of run.r.p2p!.peers) assert.ok(p.objects > 0, JSON.stringify(run.r.p2p));
       }
+      const coalesced = edges.reduce((n, e) => n + e.store.stats.coalesced, 0);
+      tc.diagnostic(`origin object bytes ${egress} for ${uniqueBytes} unique (${(egress / uniqueBytes).toFixed(3)}x); edge fills coalesced ${coalesced}`);
       assert.ok(egress <= 1.05 * uniqueBytes, `origin egress ${egress} for ${uniqueBytes} unique bytes`);
     } finally {
       for (const e of edges) await e.close();
