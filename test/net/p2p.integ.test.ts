@@ -112,7 +112,11 @@ describe('p2p among sites', { timeout: 240_000 }, () => {
     same(a.out);
     assert.ok(a.egress >= uniqueBytes, `A cost the origin ${a.egress} of ${uniqueBytes} bytes`);
     const before = origin.stats.objectBytesServed;
-    const runs = await Promise.all(['b', 'c'].map((s) => vmdnAsync(path.join(t.dir, `${s}cache`), ['pull', origin.url, 'img:1', path.join(t.dir, `${s}.raw`), '--peer', siteA.url])));
+    // B names its peer with --peer, C with --peers FILE
+    const list = path.join(t.dir, 'peers.txt');
+    fs.writeFileSync(list, `# the sites\n${siteA.url}/\n`);
+    const peerArgs = { b: ['--peer', siteA.url], c: ['--peers', list] };
+    const runs = await Promise.all((['b', 'c'] as const).map((s) => vmdnAsync(path.join(t.dir, `${s}cache`), ['pull', origin.url, 'img:1', path.join(t.dir, `${s}.raw`), ...peerArgs[s]])));
     const egress = origin.stats.objectBytesServed - before;
     for (const [i, run] of runs.entries()) {
       assert.equal(run.code, 0, run.stderr);

@@ -114,7 +114,8 @@ export class Peers {
       if (seen.has(url)) continue;
       seen.add(url);
       // one attempt: the origin is the retry; no token: the origin's credentials are not for other sites
-      const store = new HttpStore(url, { retries: 1, verifyAttempts: 1, timeoutMs: o.timeoutMs ?? 10_000, deadlineMs: 60_000, connections: o.connections ?? 4 });
+      // a peer slower than 128 KiB/s per request (after 60 s) is dropped: the origin is the better source then
+      const store = new HttpStore(url, { retries: 1, verifyAttempts: 1, timeoutMs: o.timeoutMs ?? 10_000, deadlineMs: 60_000, minBytesPerSecond: 128 << 10, connections: o.connections ?? 4 });
       this.peers.push({ store, seed: peerSeed(url), stats: { url: store.base, used: true, objects: 0, bytes: 0, failures: 0, corrupt: 0, fellBack: 0 } });
     }
   }
@@ -217,6 +218,34 @@ export class Peers {
       p.stats.failures++;
       p.stats.used = false;
       return ds.filter((d) => !kept.has(d));
+    }
+  }
+
+  /**
+   * One object from its owner peer (a lazy read, nbd --from); undefined when
+   * the origin must bring it. `accept` verifies and keeps, as for fetch.
+   */
+  async fetchOne<T>(d: Digest, accept: (encoded: Buffer) => Promise<T>, signal?: AbortSignal): Promise<{ value: T } | undefined> {
+    const [entry] = this.assign([d]);
+    if (!entry) return undefined;
+    const p = this.peers[entry[0]]!;
+    try {
+      const value = await p.store.fetchAccepted(d, async (encoded) => {
+        const n = encoded.length;
+        const v = await accept(encoded);
+        p.stats.objects++;
+        p.stats.bytes += n;
+        return v;
+      }, { signal });
+      return { value };
+    } catch (err) {
+      if (isLocal(err, signal)) throw err;
+      p.stats.fellBack++;
+      if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') return undefined;
+      if (err instanceof VmdnError && err.code === 'E_CORRUPT_OBJECT') p.stats.corrupt++;
+      else p.stats.failures++;
+      p.stats.used = false;
+      return undefined;
     }
   }
 
