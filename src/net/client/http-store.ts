@@ -88,6 +88,8 @@ export class HttpStore implements ReadableStore {
   private readonly agent: http.Agent;
   /** False once the server answered a batch with "no such endpoint" (docs/http-api.md, Batches). */
   batches = true;
+  /** Batches whose exchange failed (connection refused or cut, timeout, an error status other than "no batches"). */
+  batchesFailed = 0;
   private readonly o: Required<Omit<HttpStoreOptions, 'token' | 'batches' | 'trust'>> & { token?: string };
   private readonly trust: RecordCheck | undefined;
 
@@ -276,7 +278,7 @@ export class HttpStore implements ReadableStore {
    * per record: undefined when it was kept, else the error (E_CORRUPT_OBJECT:
    * refetched past caches; any other stops the batch).
    */
-  async fetchBatchGroups(digests: Digest[], accept: (records: BatchRecord[]) => Promise<unknown[]>, o: { signal?: AbortSignal; groupBytes: number }): Promise<(BatchResult & { complete: boolean }) | undefined> {
+  async fetchBatchGroups(digests: Digest[], accept: (records: BatchRecord[]) => Promise<unknown[]>, o: { signal?: AbortSignal; groupBytes: number }): Promise<BatchResult | undefined> {
     if (!this.batches) return undefined;
     const signal = o.signal;
     const wanted = new Set(digests);
@@ -364,8 +366,9 @@ export class HttpStore implements ReadableStore {
       this.batches = false;
       return undefined;
     }
-    // complete: the server answered in full (what is missing it lacks); else the exchange failed (peers.ts drops such a peer)
-    return { missing: [...wanted], corrupt, complete: status === 200 };
+    // the exchange failed (cut, timeout, refused), as opposed to the server lacking what is missing: peers.ts drops such a peer
+    if (status !== 200) this.batchesFailed++;
+    return { missing: [...wanted], corrupt };
   }
 
   async has(digest: Digest): Promise<boolean> {

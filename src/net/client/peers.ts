@@ -90,6 +90,9 @@ function isLocal(err: unknown, signal?: AbortSignal): boolean {
   return err instanceof VmdnError && (err.code === 'E_IO' || err.code === 'E_STORE' || err.code === 'E_ABORTED' || err.code === 'E_INTERNAL');
 }
 
+/** Peer batches in flight at most, whatever the number of peers. */
+const MAX_LANES = 8;
+
 interface Peer {
   store: HttpStore;
   seed: number;
@@ -157,31 +160,32 @@ export class Peers {
   }
 
   /**
-   * Fetch `digests` from their owner peers in batches of `batchSize`, `lanes`
-   * in flight per peer; `keep(source)` verifies and keeps a group of records
-   * (pull-objects.ts). Resolves to what must come from the origin.
+   * Fetch `digests` from their owner peers in batches of `batchSize`;
+   * `keep(source)` verifies and keeps a group of records (pull-objects.ts).
+   * Batches go round-robin over the peers with `lanes` in flight, more with
+   * more peers (2 per peer, up to MAX_LANES: each may hold 16 MiB of received
+   * bytes awaiting the codec workers). Resolves to what must come from the origin.
    */
   async fetch(digests: Digest[], keep: (source: string) => (records: BatchRecord[]) => Promise<unknown[]>, o: { batchSize: number; lanes: number; groupBytes: number; signal?: AbortSignal }): Promise<Digest[]> {
     const left: Digest[] = [];
-    const perPeer = [...this.assign(digests)].map(async ([i, ds]) => {
-      const p = this.peers[i]!;
+    const perPeer = [...this.assign(digests)].map(([i, ds]) => {
       const batches: Digest[][] = [];
       for (let k = 0; k < ds.length; k += o.batchSize) batches.push(ds.slice(k, k + o.batchSize));
-      const lane = async () => {
-        for (let b = batches.shift(); b; b = batches.shift()) {
-          if (!p.stats.used) {
-            p.stats.fellBack += b.length;
-            left.push(...b);
-            continue;
-          }
-          const rest = await this.batch(p, b, keep(p.store.base), o);
-          p.stats.fellBack += rest.length;
-          left.push(...rest);
-        }
-      };
-      await Promise.all(Array.from({ length: o.lanes }, lane));
+      return { p: this.peers[i]!, batches };
     });
-    await Promise.all(perPeer);
+    const jobs: Array<{ p: Peer; b: Digest[] }> = [];
+    for (let k = 0; perPeer.some((x) => k < x.batches.length); k++) for (const x of perPeer) if (k < x.batches.length) jobs.push({ p: x.p, b: x.batches[k]! });
+    let next = 0;
+    const lane = async () => {
+      while (next < jobs.length) {
+        const { p, b } = jobs[next++]!;
+        const rest = p.stats.used ? await this.batch(p, b, keep(p.store.base), o) : b;
+        p.stats.fellBack += rest.length;
+        left.push(...rest);
+      }
+    };
+    const width = Math.min(jobs.length, Math.max(o.lanes, Math.min(MAX_LANES, 2 * perPeer.length)));
+    await Promise.all(Array.from({ length: width }, lane));
     return left;
   }
 
@@ -202,13 +206,15 @@ export class Peers {
       return errs;
     };
     try {
+      const failed = p.store.batchesFailed;
       const r = await p.store.fetchBatchGroups(ds, keep, { signal: o.signal, groupBytes: o.groupBytes });
       if (!r) return await this.singles(p, ds, keep, o.signal);
       if (r.corrupt.length) {
         p.stats.corrupt += r.corrupt.length;
         p.stats.used = false;
       }
-      if (!r.complete) {
+      // this batch's exchange failed (or another one's to the same peer meanwhile): drop the peer either way
+      if (p.store.batchesFailed > failed) {
         p.stats.failures++;
         p.stats.used = false;
       }
