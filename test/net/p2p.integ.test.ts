@@ -26,8 +26,9 @@ const MiB = 1 << 20;
 const ref = parseImageRef('img:1');
 
 /** A TCP forwarder that sends the answers on at `bytesPerSecond` and drops the client as soon as the server side closes. */
-async function throttle(target: string, bytesPerSecond: number): Promise<{ url: string; close: () => void }> {
+async function throttle(target: string, bytesPerSecond: number, onSent: (total: number) => void): Promise<{ url: string; close: () => void }> {
   const t = new URL(target);
+  let sent = 0;
   const sockets = new Set<net.Socket>();
   const server = net.createServer((client) => {
     const up = net.connect(Number(t.port), t.hostname);
@@ -40,7 +41,9 @@ async function throttle(target: string, bytesPerSecond: number): Promise<{ url: 
         const b = queue.shift()!;
         if (b.length > budget) queue.unshift(b.subarray(budget));
         client.write(b.subarray(0, budget));
+        sent += Math.min(b.length, budget);
         budget -= b.length;
+        onSent(sent);
       }
     }, 50);
     up.on('data', (b: Buffer) => queue.push(b));
@@ -147,9 +150,10 @@ describe('p2p among sites', { timeout: 240_000 }, () => {
 
   it('a peer killed (SIGKILL) mid-transfer: the pull completes from the origin', async (tc) => {
     const peer = await startServe(path.join(t.dir, 'acache'));
-    // 4 MiB/s: the 16 MiB take ~4 s through the peer, the kill comes after 1 s
-    const slow = await throttle(peer.url, 4 * MiB);
-    const kill = setTimeout(() => peer.child.kill('SIGKILL'), 1000);
+    // 4 MiB/s: the 16 MiB take ~4 s through the peer; the kill comes once 2 MiB went through
+    const slow = await throttle(peer.url, 4 * MiB, (sent) => {
+      if (sent >= 2 * MiB && peer.child.exitCode === null && peer.child.signalCode === null) peer.child.kill('SIGKILL');
+    });
     try {
       const { r, out } = await pullAt('ecache', [slow.url]);
       same(out);
@@ -158,7 +162,6 @@ describe('p2p among sites', { timeout: 240_000 }, () => {
       tc.diagnostic(`killed peer: ${r.p2p!.objects} objects from it, ${r.p2p!.origin.objects} from the origin`);
       assert.ok(r.p2p!.objects > 0 && r.p2p!.origin.bytes > 0, `both served: ${JSON.stringify(r.p2p)}`);
     } finally {
-      clearTimeout(kill);
       slow.close();
       await peer.stop();
     }
