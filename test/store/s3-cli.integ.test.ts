@@ -15,6 +15,7 @@ import { tmpDir } from '../helpers/tmp.js';
 import { startServe } from '../helpers/serve.js';
 import { startRgw, type Rgw } from '../helpers/rgw.js';
 import { corpusDir } from '../helpers/corpus.js';
+import { LocalStore } from '../../src/store/local/local-store.js';
 
 const MiB = 1024 * 1024;
 const TOKEN = 'test-token-s3-0123456789';
@@ -124,6 +125,58 @@ describe('vmdn --store s3:// on Ceph RGW', { timeout: 900_000 }, () => {
       await a.stop();
     }
     assert.equal(vmdn(s3, ['verify']).json.ok, true);
+  });
+
+  it('serve --cache on a bucket: objects served twice are read from S3 once, each verified, the cache within its budget', async () => {
+    const s3 = rgw.storeUrl('hot');
+    vmdnOk(s3, ['import', f('one.raw'), '--name', 'one:1']);
+    vmdnOk(s3, ['import', f('big.raw'), '--name', 'big:1']);
+    const cache = f('hot-cache');
+    const budget = 16 * MiB;
+    type Stats = { s3: { getRange: number }; cache: { hits: number; misses: number; localCorrupt: number; objectsFromUpstream: number; bytes: number; maxBytes: number } };
+    const serving = async (fn: (url: string, stats: () => Promise<Stats>) => Promise<void>) => {
+      const a = await startServe(s3, { args: ['--cache', cache, '--max-size', '16M'] });
+      try {
+        await fn(a.url, async () => (await fetch(`${a.url}/stats`)).json() as Promise<Stats>);
+      } finally {
+        await a.stop();
+      }
+    };
+    const pull = (url: string, ref: string, out: string) => {
+      vmdnOk(f(`pc-${out}`), ['pull', url, ref, f(out)]);
+      return f(out);
+    };
+    await serving(async (url, stats) => {
+      identical(f('one.raw'), pull(url, 'one:1', 'hot1.raw'));
+      const s = await stats();
+      assert.ok(s.s3.getRange > 0 && s.cache.misses > 0 && s.cache.objectsFromUpstream === s.cache.misses, JSON.stringify(s));
+    });
+    // the same objects again, from a restarted origin on the same cache: not one read from the bucket
+    await serving(async (url, stats) => {
+      identical(f('one.raw'), pull(url, 'one:1', 'hot2.raw'));
+      const s = await stats();
+      assert.equal(s.s3.getRange, 0, JSON.stringify(s));
+      assert.ok(s.cache.hits > 0 && s.cache.misses === 0, JSON.stringify(s));
+    });
+    // a damaged cached copy is never served: found by its hash, dropped, read from the bucket again
+    const c = await LocalStore.open(cache);
+    const victim = (await c.list()[Symbol.asyncIterator]().next()).value!.digest;
+    fs.writeFileSync(c.objectPath(victim), Buffer.alloc(c.index.getObject(victim)!.storedSize, 7));
+    await c.close();
+    await serving(async (url, stats) => {
+      identical(f('one.raw'), pull(url, 'one:1', 'hot3.raw'));
+      const s = await stats();
+      assert.equal(s.cache.localCorrupt, 1, JSON.stringify(s));
+      assert.equal(s.cache.objectsFromUpstream, 1, JSON.stringify(s));
+      // an image larger than the budget goes through whole; the cache stays within it
+      identical(f('big.raw'), pull(url, 'big:1', 'hot-big.raw'));
+      const after = await stats();
+      assert.ok(after.cache.bytes <= budget && after.cache.maxBytes === budget, JSON.stringify(after.cache));
+    });
+    const held = await LocalStore.open(cache);
+    const onDisk = (await held.totals()).stored;
+    assert.ok(onDisk <= budget, `objects on disk within the budget: ${onDisk}`);
+    await held.close();
   });
 
   it('corpus base: imported into a bucket and exported, identical', { skip: corpusDir().reason }, () => {

@@ -15,11 +15,11 @@ const status = (e: unknown) => (e as S3Err).$metadata?.httpStatusCode;
 type Sdk = typeof import('@aws-sdk/client-s3');
 
 /** Requests this process sent to the S3 server (one per call; the SDK's own retries not counted). */
-export interface S3Counts { get: number; head: number; put: number; list: number; delete: number; bytesIn: number; bytesOut: number }
+export interface S3Counts { get: number; /** ranged GETs: object reads from packs */ getRange: number; head: number; put: number; list: number; delete: number; bytesIn: number; bytesOut: number }
 
 export class S3 {
   readonly client: S3Client;
-  readonly counts: S3Counts = { get: 0, head: 0, put: 0, list: 0, delete: 0, bytesIn: 0, bytesOut: 0 };
+  readonly counts: S3Counts = { get: 0, getRange: 0, head: 0, put: 0, list: 0, delete: 0, bytesIn: 0, bytesOut: 0 };
 
   /**
    * The SDK is loaded here, on first use, not when the CLI starts: importing it
@@ -63,7 +63,8 @@ export class S3 {
 
   /** The object's bytes (or a byte range), with its ETag; undefined when absent. */
   async get(key: string, range?: { start: number; length: number }, signal?: AbortSignal): Promise<{ body: Uint8Array; etag: string } | undefined> {
-    this.counts.get++;
+    if (range) this.counts.getRange++;
+    else this.counts.get++;
     try {
       const r = await this.client.send(new this.sdk.GetObjectCommand({
         Bucket: this.loc.bucket, Key: this.loc.prefix + key,
