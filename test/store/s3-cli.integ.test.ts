@@ -16,6 +16,8 @@ import { startServe } from '../helpers/serve.js';
 import { startRgw, type Rgw } from '../helpers/rgw.js';
 import { corpusDir } from '../helpers/corpus.js';
 import { LocalStore } from '../../src/store/local/local-store.js';
+import { ext4Disk } from '../helpers/ext4-disk.js';
+import { startNbd } from '../helpers/nbd-run.js';
 
 const MiB = 1024 * 1024;
 const TOKEN = 'test-token-s3-0123456789';
@@ -130,12 +132,13 @@ describe('vmdn --store s3:// on Ceph RGW', { timeout: 900_000 }, () => {
   it('serve --cache on a bucket: objects served twice are read from S3 once, each verified, the cache within its budget', async () => {
     const s3 = rgw.storeUrl('hot');
     vmdnOk(s3, ['import', f('one.raw'), '--name', 'one:1']);
-    vmdnOk(s3, ['import', f('big.raw'), '--name', 'big:1']);
+    vmdnOk(s3, ['import', f('two.raw'), '--name', 'two:1']);
     const cache = f('hot-cache');
-    const budget = 16 * MiB;
-    type Stats = { s3: { getRange: number }; cache: { hits: number; misses: number; localCorrupt: number; objectsFromUpstream: number; bytes: number; maxBytes: number } };
+    // one image fits (about 3.6 MiB of objects); the two do not
+    const budget = 6 * MiB;
+    type Stats = { s3: { getRange: number }; cache: { hits: number; misses: number; evictions: number; localCorrupt: number; objectsFromUpstream: number; bytes: number; maxBytes: number } };
     const serving = async (fn: (url: string, stats: () => Promise<Stats>) => Promise<void>) => {
-      const a = await startServe(s3, { args: ['--cache', cache, '--max-size', '16M'] });
+      const a = await startServe(s3, { args: ['--cache', cache, '--max-size', '6M'] });
       try {
         await fn(a.url, async () => (await fetch(`${a.url}/stats`)).json() as Promise<Stats>);
       } finally {
@@ -168,15 +171,46 @@ describe('vmdn --store s3:// on Ceph RGW', { timeout: 900_000 }, () => {
       const s = await stats();
       assert.equal(s.cache.localCorrupt, 1, JSON.stringify(s));
       assert.equal(s.cache.objectsFromUpstream, 1, JSON.stringify(s));
-      // an image larger than the budget goes through whole; the cache stays within it
-      identical(f('big.raw'), pull(url, 'big:1', 'hot-big.raw'));
+      // more than the budget goes through whole; the cache stays within it
+      identical(f('two.raw'), pull(url, 'two:1', 'hot-two.raw'));
       const after = await stats();
-      assert.ok(after.cache.bytes <= budget && after.cache.maxBytes === budget, JSON.stringify(after.cache));
+      assert.ok(after.cache.bytes <= budget && after.cache.maxBytes === budget && after.cache.evictions > 0, JSON.stringify(after.cache));
     });
     const held = await LocalStore.open(cache);
     const onDisk = (await held.totals()).stored;
     assert.ok(onDisk <= budget, `objects on disk within the budget: ${onDisk}`);
     await held.close();
+  });
+
+  it('every command that reads a store reads a bucket: stats, inspect, ls, cat, diff and nbd; those that need a directory say so', async () => {
+    const s3 = rgw.storeUrl('cmds');
+    for (const [v, text] of [[1, 'hello from a bucket\n'], [2, 'changed in a bucket\n']] as const) {
+      const tree = f(`tree${v}`);
+      fs.mkdirSync(path.join(tree, 'etc'), { recursive: true });
+      fs.writeFileSync(path.join(tree, 'etc', 'motd'), text);
+      ext4Disk(tree, f(`fs${v}.raw`), { sizeMiB: 16 });
+      vmdnOk(s3, ['import', f(`fs${v}.raw`), '--name', `fs:${v}`]);
+    }
+    const st = vmdnOk(s3, ['stats']);
+    assert.ok(st.store.startsWith('s3://') && st.images === 2 && st.objects > 0 && st.storedBytes > 0, JSON.stringify(st));
+    assert.ok(JSON.stringify(vmdnOk(s3, ['inspect', 'fs:1'])).includes('ext4'));
+    assert.ok(JSON.stringify(vmdnOk(s3, ['ls', 'fs:1', '/etc'])).includes('motd'));
+    assert.equal(vmdn(s3, ['cat', 'fs:1', '/etc/motd']).stdout, 'hello from a bucket\n');
+    assert.ok(JSON.stringify(vmdnOk(s3, ['diff', 'fs:1', 'fs:2'])).includes('/etc/motd'));
+    const sock = f('s3.sock');
+    const n = await startNbd(s3, ['fs:1', '--socket', sock, '--readonly']);
+    try {
+      identical(f('fs1.raw'), `nbd+unix:///fs:1?socket=${sock}`);
+    } finally {
+      await n.stop();
+    }
+    // a local directory is what these keep (a pull's cache, scoped tokens, a push's source): a usage error that says so
+    for (const args of [['push', 'fs:1', 'http://127.0.0.1:9', '--name', 'x:1', '--token-file', writeToken()], ['pull', 'http://127.0.0.1:9', 'fs:1', f('never.raw')], ['token', 'create', '--read', 'fs']]) {
+      const r = vmdn(s3, args);
+      assert.equal(r.status, 2, `${args[0]}: ${r.stderr}`);
+      assert.match(r.stdout + r.stderr, /is an S3 store: this command needs a local store directory/);
+    }
+    assert.equal(vmdn(s3, ['nbd', 'fs:1', '--socket', f('x.sock'), '--record-profile']).status, 2);
   });
 
   it('corpus base: imported into a bucket and exported, identical', { skip: corpusDir().reason }, () => {
