@@ -16,7 +16,7 @@ import { decodeObject } from '../codec.js';
 import type { Digest } from '../digest.js';
 import type { ImageStore, ObjectStat, PutResult, ReadOptions, StoreTotals } from '../types.js';
 import { VmdnError } from '../../errors.js';
-import { CachingStore, type CacheStats } from './caching-store.js';
+import { CachingStore } from './caching-store.js';
 import { createPolicy, type PolicyName } from './eviction.js';
 
 export interface HotCacheOptions {
@@ -48,10 +48,6 @@ export class HotCachedStore<S extends Inner = Inner> implements ImageStore, Stor
 
   get names(): S['names'] {
     return this.store.names;
-  }
-
-  get stats(): CacheStats {
-    return this.caching.stats;
   }
 
   has(d: Digest): Promise<boolean> {

@@ -70,8 +70,9 @@ export class PackWriter {
     const u = this.upload(objs).catch((e) => {
       // kept for the next pack: a flush after the server is back uploads them (a push resumes)
       this.failed ??= e;
-      this.open.unshift(...objs.filter((o) => this.pending.get(o.digest) === o.p));
-      this.openBytes += objs.reduce((n, o) => n + o.p.encoded.length, 0);
+      const back = objs.filter((o) => this.pending.get(o.digest) === o.p);
+      this.open.unshift(...back);
+      this.openBytes += back.reduce((n, o) => n + o.p.encoded.length, 0);
     });
     this.uploads.add(u);
     void u.finally(() => this.uploads.delete(u));
