@@ -1,6 +1,6 @@
 /**
  * An IMAGE argument as a Disk: an existing file is opened by content (raw or
- * qcow2); anything else is taken as NAME[:TAG] in the local store and read
+ * qcow2); anything else is taken as NAME[:TAG] in the store (a directory or an S3 bucket) and read
  * through its manifest, so every inspect command works on both alike.
  */
 import fs from 'node:fs';
@@ -14,7 +14,8 @@ import { ManifestDisk } from '../images/manifest-disk.js';
 import { TreeFs } from '../strategy/files/tree-fs.js';
 import { loadTree } from '../model/objects.js';
 import type { Manifest } from '../model/manifest.js';
-import { resolveStoreDir } from '../store/location.js';
+import { resolveStoreDir, s3StoreUrl } from '../store/location.js';
+import { S3Store } from '../store/s3/s3-store.js';
 import { VmdnError } from '../errors.js';
 
 export interface OpenedImage {
@@ -53,12 +54,14 @@ export async function openImage(arg: string, storeDir?: string): Promise<OpenedI
   } catch {
     throw new VmdnError('E_NOT_FOUND', `${arg}: no such image file, and not a valid image name`, { image: arg });
   }
-  const dir = resolveStoreDir(storeDir);
+  // an S3 store (--store s3://...) reads the same: names and objects from the bucket, each object verified
+  const s3 = s3StoreUrl(storeDir);
+  const dir = s3 ?? resolveStoreDir(storeDir);
   // Opening a store creates it; a look-up must not leave an empty store behind.
-  if (!fs.existsSync(path.join(dir, 'index.db'))) {
+  if (!s3 && !fs.existsSync(path.join(dir, 'index.db'))) {
     throw new VmdnError('E_NOT_FOUND', `${arg}: no such image file, and no store at ${dir}`, { image: arg, store: dir });
   }
-  const store = await LocalStore.open(dir);
+  const store = s3 ? await S3Store.open(s3, { create: false }) : await LocalStore.open(dir);
   try {
     const { manifest } = await resolveImage(store, ref);
     const disk = new ManifestDisk(manifest, store);

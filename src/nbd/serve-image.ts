@@ -8,7 +8,8 @@
 import path from 'node:path';
 import { LocalStore } from '../store/local/local-store.js';
 import { formatImageRef, parseImageRef, type ImageRef } from '../store/image-name.js';
-import { requireStore, resolveStoreDir } from '../store/location.js';
+import { requireStore, resolveStoreDir, s3StoreUrl } from '../store/location.js';
+import { S3Store } from '../store/s3/s3-store.js';
 import { openStoredDevice, type OpenedDevice } from './open.js';
 import { openRemoteDevice, type RemoteDevice } from './remote.js';
 import { serveMetrics, type Snapshot } from './metrics.js';
@@ -77,14 +78,17 @@ export function checkServeOptions(o: { overlay?: string; readonly?: boolean; fro
 export async function serveImage(o: ServeImageOptions): Promise<ServedImage> {
   const ref = parseImageRef(o.image);
   const name = formatImageRef(ref);
-  const dir = o.from ? (o.cache ? path.resolve(o.cache) : resolveStoreDir(o.store)) : resolveStoreDir(o.store);
+  // an image in an S3 bucket is served from there (reads verified as ever); its cache with --from is a directory
+  const s3 = o.from ? undefined : s3StoreUrl(o.store);
+  if (s3 && o.recordProfile) throw new VmdnError('E_USAGE', '--record-profile stores the boot profile in a local store: an S3 store keeps no boot profiles (record it on a local copy, then push it)');
+  const dir = o.from ? (o.cache ? path.resolve(o.cache) : resolveStoreDir(o.store)) : s3 ?? resolveStoreDir(o.store);
   // a pull creates its cache; a local store must exist
-  if (!o.from) requireStore(dir);
-  const store = await LocalStore.open(dir);
+  if (!o.from && !s3) requireStore(dir);
+  const store = s3 ? await S3Store.open(s3, { create: false }) : await LocalStore.open(dir);
   let opened: OpenedDevice | RemoteDevice;
   try {
     opened = o.from
-      ? await openRemoteDevice(o.from, ref, store, { overlay: o.overlay, readOnly: o.readOnly, fill: o.fill !== false, profile: o.profile !== false, peers: o.peers, http: { trust: o.trust, token: o.token }, fillOptions: { pauseMs: Number(process.env.VMDN_NBD_FILL_PAUSE_MS) || 0 } })
+      ? await openRemoteDevice(o.from, ref, store as LocalStore, { overlay: o.overlay, readOnly: o.readOnly, fill: o.fill !== false, profile: o.profile !== false, peers: o.peers, http: { trust: o.trust, token: o.token }, fillOptions: { pauseMs: Number(process.env.VMDN_NBD_FILL_PAUSE_MS) || 0 } })
       : await openStoredDevice(store, ref, { overlay: o.overlay, readOnly: o.readOnly });
   } catch (err) {
     await store.close();
@@ -106,7 +110,7 @@ export async function serveImage(o: ServeImageOptions): Promise<ServedImage> {
     try {
       await server.close();
       // after the last read, before the store closes
-      return { profile: recorder && c.keepProfile !== false ? await recorder.save(store) : undefined };
+      return { profile: recorder && c.keepProfile !== false ? await recorder.save(store as LocalStore) : undefined }; // recording is refused on S3 above
     } finally {
       await opened.close().finally(() => store.close());
     }

@@ -9,7 +9,7 @@ import { VmdnError } from '../errors.js';
 /** --store, else $VMDN_STORE, else $XDG_DATA_HOME/vmdn or ~/.local/share/vmdn. */
 export function resolveStoreDir(flag?: string): string {
   // commands that reach here need a local directory (pull's cache, nbd, stats ...)
-  if (s3StoreUrl(flag)) throw new VmdnError('E_USAGE', `${flag ?? '$VMDN_STORE'} is an S3 store: this command needs a local store directory (S3 stores work with import, export, images, rm, gc, verify and serve)`);
+  if (s3StoreUrl(flag)) throw new VmdnError('E_USAGE', `${flag ?? '$VMDN_STORE'} is an S3 store: this command needs a local store directory (S3 stores work with import, export, images, rm, gc, verify, serve, inspect, ls, cat, diff, nbd and boot; docs/format.md, "S3 store")`);
   if (flag) return path.resolve(flag);
   if (process.env.VMDN_STORE) return path.resolve(process.env.VMDN_STORE);
   const data = process.env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share');

@@ -24,13 +24,26 @@ export interface Rgw {
 
 const SCRIPT = path.join(REPO, 'scripts', 'ceph-rgw.sh');
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    }).on('error', reject);
-  });
+/**
+ * Ports for the daemons, free now and outside Linux's ephemeral range
+ * (32768-60999 by default): a port from bind(0) goes back to that pool when
+ * the check closes it, so while radosgw restarts (seconds with the port
+ * closed) any outgoing connection or `listen(0)` of a test running beside
+ * this one could take it. Held together while chosen, so the two differ.
+ */
+async function freePorts(n: number): Promise<number[]> {
+  const held: net.Server[] = [];
+  try {
+    while (held.length < n) {
+      const port = 20_000 + Math.floor(Math.random() * 12_000);
+      const s = net.createServer();
+      const ok = await new Promise<boolean>((resolve) => s.once('error', () => resolve(false)).listen(port, '127.0.0.1', () => resolve(true)));
+      if (ok) held.push(s);
+    }
+    return held.map((s) => (s.address() as net.AddressInfo).port);
+  } finally {
+    await Promise.all(held.map((s) => new Promise((r) => s.close(r))));
+  }
 }
 
 function parse(line: string): { endpoint: string; access: string; secret: string } {
@@ -45,7 +58,8 @@ export async function startRgw(): Promise<Rgw> {
   if (process.env.VMDN_TEST_S3) info = parse(process.env.VMDN_TEST_S3);
   else {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdn-rgw-'));
-    const env = { ...process.env, RGW_PORT: String(await freePort()), MON_PORT: String(await freePort()) };
+    const [rgwPort, monPort] = await freePorts(2);
+    const env = { ...process.env, RGW_PORT: String(rgwPort), MON_PORT: String(monPort) };
     const stopNow = () => { try { execFileSync(SCRIPT, ['stop', dir!], { stdio: 'ignore' }); } catch { /* best effort */ } };
     process.once('exit', stopNow);
     try {

@@ -21,6 +21,8 @@ import { collect, p2pLine, readPeerFile } from './peers.js';
 import { printJson, progressBar, safe, type GlobalOptions } from '../output.js';
 import { resolveStoreDir, s3StoreUrl, withStore } from '../../store/location.js';
 import { S3Store } from '../../store/s3/s3-store.js';
+import type { HotCachedStore } from '../../store/cache/hot-store.js';
+import { openLocalOrigin, openS3Origin, type ServeCacheOptions } from './serve-store.js';
 import { action, common, imageInput } from '../program.js';
 import { isImagePath } from '../../inspect/open-image.js';
 import { humanBytes, parseSize } from '../../util/size.js';
@@ -88,21 +90,24 @@ export function registerNetCommands(program: Command): void {
     .option('--no-portal', 'no YouVM portal: neither its pages under / nor its API under /v1/portal/')
     .option('--sign-key <file>', 'sign every image record served with this key (vmdn key generate); clients check them with --trust')
     .option('--sign-validity <duration>', 'how long a signed record is valid (re-signed when half of it is left)', '24h')
-    .action(action(async (o: GlobalOptions & { listen: string; tokenFile?: string; privatePrefix?: string[]; portal: boolean; signKey?: string; signValidity: string }) => {
+    .option('--cache <dir>', 'S3 store only: keep hot objects in this local directory (each read from the bucket once, verified)')
+    .option('--max-size <size>', 'with --cache: its budget, e.g. 20G (evicted by --policy, as an edge)')
+    .addOption(new Option('--policy <policy>', 'with --cache: eviction policy').choices([...POLICIES]).default(DEFAULT_POLICY))
+    .action(action(async (o: GlobalOptions & { listen: string; tokenFile?: string; privatePrefix?: string[]; portal: boolean; signKey?: string; signValidity: string } & ServeCacheOptions) => {
       const { host, port } = parseListen(o.listen);
       const token = readToken(o.tokenFile);
       const key = o.signKey ? readSigningKey(o.signKey) : undefined;
       const validityMs = parseDuration(o.signValidity);
       const s3 = s3StoreUrl(o.store);
-      const store = s3 ? await S3Store.open(s3, { create: false }) : await LocalStore.open(resolveStoreDir(o.store));
+      const store = s3 ? await openS3Origin(s3, o) : await openLocalOrigin(resolveStoreDir(o.store), o);
       const local = store instanceof LocalStore ? store : undefined;
-      const where = local ? local.dir : (store as S3Store).url;
+      const where = store instanceof LocalStore ? store.dir : store.url;
       // the portal keeps its catalog and built downloads beside a local store; scoped tokens live in its side records
       if (!local && o.portal) process.stderr.write('vmdn serve: the portal needs a local store; serving the API only\n');
       // the portal asks the origin who a request is and which names are private (built just below)
       const access = { authenticate: (req: http.IncomingMessage) => origin.authn.authenticate(req), hiddenNames: (p: Principal) => origin.visibility.hiddenNames(p) };
       const portal = local && o.portal ? new Portal(local, local.dir, access) : undefined;
-      const origin: Origin<LocalStore | S3Store> = new Origin<LocalStore | S3Store>(store, {
+      const origin: Origin<LocalStore | S3Store | HotCachedStore<S3Store>> = new Origin<LocalStore | S3Store | HotCachedStore<S3Store>>(store, {
         token, tokens: local && new TokenStore(local), privatePrefixes: o.privatePrefix, portal: !!portal,
         signer: key && new RecordSigner(key, store, { validityMs }),
         ...(portal ? { mount: (req, res, url) => portal.handle(req, res, url), canSeeName: (name, req) => portal.canSeeName(name, req) } : {}),

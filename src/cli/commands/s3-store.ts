@@ -24,6 +24,16 @@ export async function s3ImageRows(s: S3Store) {
   }));
 }
 
+/** `vmdn stats` of a bucket: the same totals as a local store's (images from the names, objects from the pack index). */
+export async function s3StoreStats(s: S3Store) {
+  const t = await s.totals();
+  const imgs = await s.names.list();
+  return {
+    images: imgs.length, objects: t.objects, objectBytes: t.size, storedBytes: t.stored,
+    logicalBytes: imgs.reduce((n, i) => n + i.dataSize, 0), virtualBytes: imgs.reduce((n, i) => n + i.virtualSize, 0),
+  };
+}
+
 export async function s3Gc(s: S3Store, o: GlobalOptions & { dryRun?: boolean; grace: string }): Promise<void> {
   const r = await collectS3Garbage(s, { graceMs: parseGrace(o.grace), dryRun: o.dryRun });
   if (o.json) return printJson({ ...r, removedObjects: undefined });

@@ -15,7 +15,7 @@ import { removeStaleStages } from '../../strategy/files/stage-dir.js';
 import { printJson, progressBar, safe, table, type GlobalOptions } from '../output.js';
 import { humanBytes } from '../../util/size.js';
 import { withImageStore, withStore } from '../../store/location.js';
-import { S3Store, s3Gc, s3ImageRows, s3Verify } from './s3-store.js';
+import { S3Store, s3Gc, s3ImageRows, s3StoreStats, s3Verify } from './s3-store.js';
 import { action, common, imageInput } from '../program.js';
 import { VmdnError } from '../../errors.js';
 
@@ -176,12 +176,13 @@ export function registerStoreCommands(program: Command): void {
 
   common(program.command('stats'))
     .description('store totals and what dedup and compression saved')
-    .action(action(async (o: GlobalOptions) => withStore(o.store, async (s) => {
-      const st = storeStats(s);
-      const out = { store: s.dir, ...st, dedupRatio: st.objectBytes ? st.logicalBytes / st.objectBytes : 1, totalRatio: st.storedBytes ? st.logicalBytes / st.storedBytes : 1 };
+    .action(action(async (o: GlobalOptions) => withImageStore(o.store, async (s) => {
+      const st = s instanceof S3Store ? await s3StoreStats(s) : storeStats(s);
+      const where = s instanceof S3Store ? s.url : s.dir;
+      const out = { store: where, ...st, dedupRatio: st.objectBytes ? st.logicalBytes / st.objectBytes : 1, totalRatio: st.storedBytes ? st.logicalBytes / st.storedBytes : 1 };
       if (o.json) return printJson(out);
       console.log(table(['', 'VALUE'], [
-        ['store', safe(s.dir)],
+        ['store', safe(where)],
         ['images', st.images],
         ['objects', st.objects],
         ['virtual size of all images', humanBytes(st.virtualBytes)],

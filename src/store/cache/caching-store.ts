@@ -206,6 +206,9 @@ export class CachingStore implements WritableStore {
     if (!victims.includes(digest)) {
       await writeAtomic(this.cache.objectPath(digest), this.cache.tmpDir, f.encoded);
       this.cache.index.addObject({ digest, size: f.data!.length, storedSize: f.encoded.length });
+      // another fill's insert evicted it while it was being written (its delete found no file yet):
+      // kept now, it would sit on disk uncounted by the policy and the cache would outgrow its budget
+      if (this.policy && !this.policy.has(digest)) await this.cache.delete(digest);
     }
     await this.evict(victims.filter((v) => v !== digest));
     return f;

@@ -14,8 +14,12 @@ const status = (e: unknown) => (e as S3Err).$metadata?.httpStatusCode;
 
 type Sdk = typeof import('@aws-sdk/client-s3');
 
+/** Requests this process sent to the S3 server (one per call; the SDK's own retries not counted). */
+export interface S3Counts { get: number; /** ranged GETs: object reads from packs */ getRange: number; head: number; put: number; list: number; delete: number; bytesIn: number; bytesOut: number }
+
 export class S3 {
   readonly client: S3Client;
+  readonly counts: S3Counts = { get: 0, getRange: 0, head: 0, put: 0, list: 0, delete: 0, bytesIn: 0, bytesOut: 0 };
 
   /**
    * The SDK is loaded here, on first use, not when the CLI starts: importing it
@@ -59,12 +63,15 @@ export class S3 {
 
   /** The object's bytes (or a byte range), with its ETag; undefined when absent. */
   async get(key: string, range?: { start: number; length: number }, signal?: AbortSignal): Promise<{ body: Uint8Array; etag: string } | undefined> {
+    if (range) this.counts.getRange++;
+    else this.counts.get++;
     try {
       const r = await this.client.send(new this.sdk.GetObjectCommand({
         Bucket: this.loc.bucket, Key: this.loc.prefix + key,
         Range: range ? `bytes=${range.start}-${range.start + range.length - 1}` : undefined,
       }), { abortSignal: signal });
       const body = await r.Body!.transformToByteArray();
+      this.counts.bytesIn += body.length;
       if (range && body.length !== range.length) throw new VmdnError('E_CORRUPT_OBJECT', `S3 ${key}: range of ${range.length} bytes answered with ${body.length}`, { key });
       return { body, etag: r.ETag ?? '' };
     } catch (e) {
@@ -74,6 +81,7 @@ export class S3 {
   }
 
   async head(key: string): Promise<{ etag: string; size: number } | undefined> {
+    this.counts.head++;
     try {
       const r = await this.client.send(new this.sdk.HeadObjectCommand({ Bucket: this.loc.bucket, Key: this.loc.prefix + key }));
       return { etag: r.ETag ?? '', size: r.ContentLength ?? 0 };
@@ -90,6 +98,8 @@ export class S3 {
    * compares If-Match against the bare ETag and answers 412 to a quoted one.
    */
   async putIf(key: string, body: Uint8Array, cond: { create: true } | { etag: string }, signal?: AbortSignal): Promise<boolean> {
+    this.counts.put++;
+    this.counts.bytesOut += body.length;
     try {
       await this.client.send(new this.sdk.PutObjectCommand({
         Bucket: this.loc.bucket, Key: this.loc.prefix + key, Body: body, ContentLength: body.length,
@@ -103,6 +113,7 @@ export class S3 {
   }
 
   async delete(key: string): Promise<void> {
+    this.counts.delete++;
     try {
       await this.client.send(new this.sdk.DeleteObjectCommand({ Bucket: this.loc.bucket, Key: this.loc.prefix + key }));
     } catch (e) {
@@ -115,6 +126,7 @@ export class S3 {
     let token: string | undefined;
     do {
       let r;
+      this.counts.list++;
       try {
         r = await this.client.send(new this.sdk.ListObjectsV2Command({ Bucket: this.loc.bucket, Prefix: this.loc.prefix + sub, ContinuationToken: token }));
       } catch (e) {

@@ -9,7 +9,7 @@ import { sha256, assertDigest, type Digest } from '../digest.js';
 import { decodeObject, encodeObject } from '../codec.js';
 import type { ImageStore, ObjectStat, PutResult, ReadOptions } from '../types.js';
 import { VmdnError } from '../../errors.js';
-import { S3 } from './client.js';
+import { S3, type S3Counts } from './client.js';
 import { parseS3Url, type S3Location } from './location.js';
 import { PackIndex } from './pack-index.js';
 import { PackReader } from './pack-reader.js';
@@ -20,6 +20,8 @@ export interface S3StoreOptions {
   /** Create the bucket if missing (import); else a missing bucket is E_NOT_FOUND. */
   create?: boolean;
   packBytes?: number;
+  /** How long a pack upload retries while S3 is unreachable (pack-writer.ts). */
+  retryForMs?: number;
 }
 
 export class S3Store implements ImageStore {
@@ -31,7 +33,7 @@ export class S3Store implements ImageStore {
   private constructor(readonly s3: S3, opts: S3StoreOptions) {
     this.index = new PackIndex(s3);
     this.reader = new PackReader(s3, this.index);
-    this.writer = new PackWriter(s3, this.index, { packBytes: opts.packBytes ?? 12 << 20, inFlight: 6 });
+    this.writer = new PackWriter(s3, this.index, { packBytes: opts.packBytes ?? 12 << 20, inFlight: 6, retryForMs: opts.retryForMs ?? 45_000 });
     this.names = new S3Names(s3, { ensurePresent: (refs) => this.ensurePresent(refs) });
   }
 
@@ -150,6 +152,17 @@ export class S3Store implements ImageStore {
     const enc = await this.getEncoded(d);
     const data = decodeObject(d, enc, this.url);
     await this.writer.add(d, Uint8Array.from(enc), data.length);
+  }
+
+  /** What the store holds (from the pack index) and what this process asked of S3 (origin /v1/stats). */
+  async totals(): Promise<{ objects: number; size: number; stored: number; s3: S3Counts & { uploadRetries: number } }> {
+    let size = 0;
+    let stored = 0;
+    for (const o of this.index.objects.values()) {
+      size += o.size;
+      stored += o.stored;
+    }
+    return { objects: this.index.objects.size, size, stored, s3: { ...this.s3.counts, uploadRetries: this.writer.retries } };
   }
 
   /** Upload every buffered object. */
