@@ -7,6 +7,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { LocalStore } from '../../src/store/local/local-store.js';
@@ -21,6 +22,7 @@ import { prng, writeRaw } from '../helpers/images.js';
 import { startServe, type Served } from '../helpers/serve.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { flipBit, startProxy } from './proxy.js';
+import { BATCH_PATH } from '../../src/net/wire/batch.js';
 
 const MiB = 1 << 20;
 const ref = parseImageRef('img:1');
@@ -145,6 +147,37 @@ describe('p2p among sites', { timeout: 240_000 }, () => {
       assert.ok(egress >= uniqueBytes * 0.95, `the origin served ${egress} bytes`);
     } finally {
       await bad.close();
+    }
+  });
+
+  it('a peer whose batch exchanges fail twice is asked again, not dropped: the origin serves nothing more', async (tc) => {
+    // in front of site A: the first two batch requests get their connection cut, as a busy edge might
+    let cuts = 0;
+    const front = http.createServer((req, res) => {
+      if (req.url === BATCH_PATH && cuts < 2) {
+        cuts++;
+        req.socket.destroy();
+        return;
+      }
+      const up = http.request(siteA.url + req.url, { method: req.method, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    });
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+    try {
+      const { r, out, egress } = await pullAt('rcache', [`http://127.0.0.1:${(front.address() as net.AddressInfo).port}`]);
+      same(out);
+      tc.diagnostic(`flaky peer: ${r.p2p!.failures} failures, ${r.p2p!.bytes} bytes from it, origin ${egress} bytes`);
+      assert.equal(cuts, 2);
+      assert.equal(r.p2p!.failures, 2, JSON.stringify(r.p2p));
+      assert.equal(r.p2p!.peers[0]!.used, true, 'still in use after two failures');
+      assert.ok(r.p2p!.bytes >= uniqueBytes * 0.95, `${r.p2p!.bytes} bytes from the peer`);
+      assert.ok(egress <= 0.05 * uniqueBytes, `the origin served ${egress} bytes`);
+    } finally {
+      await new Promise((resolve) => front.close(resolve));
     }
   });
 

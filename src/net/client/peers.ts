@@ -92,15 +92,31 @@ function isLocal(err: unknown, signal?: AbortSignal): boolean {
 
 /** Peer batches in flight at most, whatever the number of peers. */
 const MAX_LANES = 8;
+/** Failed exchanges in a row after which a peer is dropped for the rest of the pull. */
+const MAX_FAILURES = 3;
+/** Pause before asking a peer again, times its failures in a row. */
+const RETRY_PAUSE_MS = 500;
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      reject(signal.reason);
+    }, { once: true });
+  });
 
 interface Peer {
   store: HttpStore;
   seed: number;
   stats: PeerStats;
+  /** Failed exchanges since its last good one (MAX_FAILURES drops it). */
+  failuresInARow: number;
 }
 
 export interface PeerOptions {
-  /** Idle timeout of a peer request (default 10 s: a stalled peer should not hold a pull for the origin's 60 s). */
+  /** Idle timeout of a peer request (default 20 s, against the origin's 60 s: an edge of a busy site may take a while to answer, a stalled one should not hold a pull for long). */
   timeoutMs?: number;
   /** Keep-alive connections per peer. */
   connections?: number;
@@ -118,8 +134,8 @@ export class Peers {
       seen.add(url);
       // one attempt: the origin is the retry; no token: the origin's credentials are not for other sites
       // a peer slower than 128 KiB/s per request (after 60 s) is dropped: the origin is the better source then
-      const store = new HttpStore(url, { retries: 1, verifyAttempts: 1, timeoutMs: o.timeoutMs ?? 10_000, deadlineMs: 60_000, minBytesPerSecond: 128 << 10, connections: o.connections ?? 4 });
-      this.peers.push({ store, seed: peerSeed(url), stats: { url: store.base, used: true, objects: 0, bytes: 0, failures: 0, corrupt: 0, fellBack: 0 } });
+      const store = new HttpStore(url, { retries: 1, verifyAttempts: 1, timeoutMs: o.timeoutMs ?? 20_000, deadlineMs: 60_000, minBytesPerSecond: 128 << 10, connections: o.connections ?? 4 });
+      this.peers.push({ store, seed: peerSeed(url), failuresInARow: 0, stats: { url: store.base, used: true, objects: 0, bytes: 0, failures: 0, corrupt: 0, fellBack: 0 } });
     }
   }
 
@@ -164,33 +180,82 @@ export class Peers {
    * `keep(source)` verifies and keeps a group of records (pull-objects.ts).
    * Batches go round-robin over the peers with `lanes` in flight, more with
    * more peers (2 per peer, up to MAX_LANES: each may hold 16 MiB of received
-   * bytes awaiting the codec workers). Resolves to what must come from the origin.
+   * bytes awaiting the codec workers). A batch whose exchange failed (refused,
+   * cut, timed out) is asked again of the same peer after a pause, up to
+   * MAX_FAILURES failures in a row; then the peer is dropped and what it still
+   * owned goes to the next owner among the live peers (the same one on every
+   * site with the same list), not to the origin: an overloaded edge is the
+   * common case in a swarm, and the origin would pay for each of its batches
+   * once per site. A corrupt object drops its peer at once. Resolves to what
+   * must come from the origin: what no live peer has.
    */
   async fetch(digests: Digest[], keep: (source: string) => (records: BatchRecord[]) => Promise<unknown[]>, o: { batchSize: number; lanes: number; groupBytes: number; signal?: AbortSignal }): Promise<Digest[]> {
     const left: Digest[] = [];
-    const perPeer = [...this.assign(digests)].map(([i, ds]) => {
-      const batches: Digest[][] = [];
-      for (let k = 0; k < ds.length; k += o.batchSize) batches.push(ds.slice(k, k + o.batchSize));
-      return { p: this.peers[i]!, batches };
-    });
-    const jobs: Array<{ p: Peer; b: Digest[] }> = [];
-    for (let k = 0; perPeer.some((x) => k < x.batches.length); k++) for (const x of perPeer) if (k < x.batches.length) jobs.push({ p: x.p, b: x.batches[k]! });
-    let next = 0;
+    const queue: Array<{ p: Peer; b: Digest[] }> = [];
+    /** Jobs for `ds`, round-robin over their owners among the live peers; false when no peer is left. */
+    const plan = (ds: Digest[]): boolean => {
+      const perPeer = [...this.assign(ds)].map(([i, own]) => {
+        const batches: Digest[][] = [];
+        for (let k = 0; k < own.length; k += o.batchSize) batches.push(own.slice(k, k + o.batchSize));
+        return { p: this.peers[i]!, batches };
+      });
+      for (let k = 0; perPeer.some((x) => k < x.batches.length); k++) for (const x of perPeer) if (k < x.batches.length) queue.push({ p: x.p, b: x.batches[k]! });
+      return perPeer.length > 0;
+    };
+    plan(digests);
+    const live = new Set(this.peers.filter((p) => p.stats.used));
+    let busy = 0;
     const lane = async () => {
-      while (next < jobs.length) {
-        const { p, b } = jobs[next++]!;
-        const rest = p.stats.used ? await this.batch(p, b, keep(p.store.base), o) : b;
-        p.stats.fellBack += rest.length;
-        left.push(...rest);
+      for (;;) {
+        const job = queue.shift();
+        if (!job) {
+          // a batch in flight elsewhere may still fail and come back to the queue
+          if (busy === 0) return;
+          await sleep(20, o.signal);
+          continue;
+        }
+        busy++;
+        try {
+          const { p, b } = job;
+          if (!p.stats.used) {
+            if (!plan(b)) left.push(...b);
+            continue;
+          }
+          const r = await this.batch(p, b, keep(p.store.base), o);
+          if (r.failed && p.stats.used) {
+            // the same peer again, after a pause that grows with its failures in a row
+            await sleep(RETRY_PAUSE_MS * p.failuresInARow, o.signal);
+            queue.push({ p, b: r.rest });
+          } else if (r.failed) {
+            p.stats.fellBack += r.rest.length;
+            if (!plan(r.rest)) left.push(...r.rest);
+          } else {
+            p.stats.fellBack += r.rest.length;
+            left.push(...r.rest);
+          }
+        } finally {
+          busy--;
+        }
       }
     };
-    const width = Math.min(jobs.length, Math.max(o.lanes, Math.min(MAX_LANES, 2 * perPeer.length)));
+    const width = Math.max(1, Math.min(digests.length, Math.max(o.lanes, Math.min(MAX_LANES, 2 * live.size))));
     await Promise.all(Array.from({ length: width }, lane));
     return left;
   }
 
-  /** One batch from one peer (single GETs if it has no batch endpoint); returns what it did not bring intact. */
-  private async batch(p: Peer, ds: Digest[], keepRaw: (records: BatchRecord[]) => Promise<unknown[]>, o: { groupBytes: number; signal?: AbortSignal }): Promise<Digest[]> {
+  /** A failed exchange with `p`: counted; the peer is dropped after MAX_FAILURES in a row. */
+  private failed(p: Peer): void {
+    p.stats.failures++;
+    p.failuresInARow++;
+    if (p.failuresInARow >= MAX_FAILURES) p.stats.used = false;
+  }
+
+  /**
+   * One batch from one peer (single GETs if it has no batch endpoint): what it
+   * did not bring intact, and whether the exchange failed (to be asked again)
+   * rather than the peer lacking objects or lying about them (origin).
+   */
+  private async batch(p: Peer, ds: Digest[], keepRaw: (records: BatchRecord[]) => Promise<unknown[]>, o: { groupBytes: number; signal?: AbortSignal }): Promise<{ rest: Digest[]; failed: boolean }> {
     // the peer's figures are what it delivered intact
     const kept = new Set<Digest>();
     const keep = async (records: BatchRecord[]) => {
@@ -206,24 +271,25 @@ export class Peers {
       return errs;
     };
     try {
-      const failed = p.store.batchesFailed;
+      const failedBefore = p.store.batchesFailed;
       const r = await p.store.fetchBatchGroups(ds, keep, { signal: o.signal, groupBytes: o.groupBytes });
-      if (!r) return await this.singles(p, ds, keep, o.signal);
+      if (!r) return { rest: await this.singles(p, ds, keep, o.signal), failed: false };
       if (r.corrupt.length) {
         p.stats.corrupt += r.corrupt.length;
         p.stats.used = false;
+        return { rest: [...r.missing, ...r.corrupt], failed: false };
       }
-      // this batch's exchange failed (or another one's to the same peer meanwhile): drop the peer either way
-      if (p.store.batchesFailed > failed) {
-        p.stats.failures++;
-        p.stats.used = false;
+      // this batch's exchange failed (or another one's to the same peer meanwhile)
+      if (p.store.batchesFailed > failedBefore) {
+        this.failed(p);
+        return { rest: r.missing, failed: true };
       }
-      return [...r.missing, ...r.corrupt];
+      p.failuresInARow = 0;
+      return { rest: r.missing, failed: false };
     } catch (err) {
       if (isLocal(err, o.signal)) throw err;
-      p.stats.failures++;
-      p.stats.used = false;
-      return ds.filter((d) => !kept.has(d));
+      this.failed(p);
+      return { rest: ds.filter((d) => !kept.has(d)), failed: true };
     }
   }
 
@@ -248,9 +314,10 @@ export class Peers {
       if (isLocal(err, signal)) throw err;
       p.stats.fellBack++;
       if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') return undefined;
-      if (err instanceof VmdnError && err.code === 'E_CORRUPT_OBJECT') p.stats.corrupt++;
-      else p.stats.failures++;
-      p.stats.used = false;
+      if (err instanceof VmdnError && err.code === 'E_CORRUPT_OBJECT') {
+        p.stats.corrupt++;
+        p.stats.used = false;
+      } else this.failed(p);
       return undefined;
     }
   }
@@ -271,9 +338,10 @@ export class Peers {
         if (isLocal(err, signal)) throw err;
         rest.push(d);
         if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') continue;
-        if (err instanceof VmdnError && err.code === 'E_CORRUPT_OBJECT') p.stats.corrupt++;
-        else p.stats.failures++;
-        p.stats.used = false;
+        if (err instanceof VmdnError && err.code === 'E_CORRUPT_OBJECT') {
+          p.stats.corrupt++;
+          p.stats.used = false;
+        } else this.failed(p);
       }
     }
     return rest;
