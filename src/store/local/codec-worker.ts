@@ -14,7 +14,8 @@ import fsSync from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { encodeObject, decodeObject, decodeObjectInto, singleFrameSize, MAX_OBJECT_SIZE } from '../codec.js';
-import { copyRuns, decodeToScratch, readMany, readObjectFile, writeSparseSync, type ManyOutcome, type RunItem } from './read-runs.js';
+export type { Placed };
+import { copyRuns, decodeToScratch, readMany, readPlaced, writeSparseSync, type ManyOutcome, type Placed, type RunItem } from './read-runs.js';
 import { VmdnError, asVmdnError } from '../../errors.js';
 import { sha256 } from '../digest.js';
 import { gcEvery } from '../../util/gc.js';
@@ -37,33 +38,34 @@ function tmpPath(finalPath: string, tmpDir: string): string {
 }
 
 export type CodecRequest =
-  /** Hash (unless `digest` is given), then compress and write unless the object file already exists. */
-  | { op: 'put'; id: number; digest?: string; data: Uint8Array; objectsDir: string; tmpDir: string; level: number }
-  | { op: 'get'; id: number; digest: string; objPath: string; source: string }
-  | { op: 'verify'; id: number; digest: string; objPath: string; source: string }
+  /** Hash (unless `digest` is given) and compress: the encoded bytes come back (the main thread appends them to its pack). */
+  | { op: 'put'; id: number; digest?: string; data: Uint8Array; level: number }
+  | ({ op: 'get'; id: number; source: string } & Placed)
+  | ({ op: 'verify'; id: number; source: string } & Placed)
   /**
    * Decode, verify and write the object into `outPath` (or the caller's open
    * descriptor `fd`: workers share the process's descriptors) at `offset`
    * (sparse: all-zero 4 KiB blocks skipped). With `length`, an object of any
    * other size is refused before a byte is written (the caller's room ends there).
    */
-  | { op: 'copy'; id: number; digest: string; objPath: string; source: string; outPath?: string; fd?: number; offset: number; length?: number }
+  | ({ op: 'copy'; id: number; source: string; outPath?: string; fd?: number; offset: number; length?: number } & Placed)
   /**
-   * Encoded bytes from elsewhere (a download): decode and verify, keep them under
-   * objects/ by atomic rename, and write the data into `outPath` at every offset.
+   * Encoded bytes from elsewhere (a download), already appended to a pack by the
+   * main thread: decode and verify (the main thread indexes them only if they
+   * pass), and write the data into `outPath` at every offset.
    */
-  | { op: 'accept'; id: number; digest: string; encoded: Uint8Array; source: string; objectsDir: string; tmpDir: string; outPath?: string; offsets?: number[] }
+  | { op: 'accept'; id: number; digest: string; encoded: Uint8Array; source: string; outPath?: string; offsets?: number[] }
   /**
    * `accept` for many objects in one message (one batch response's worth): the
    * per-message cost (two thread hand-offs, a promise, a wake-up) was a fifth
    * of a pull's worker time. Each object succeeds or fails on its own.
    */
-  | { op: 'acceptMany'; id: number; items: AcceptItem[]; source: string; objectsDir: string; tmpDir: string; outPath?: string }
+  | { op: 'acceptMany'; id: number; items: AcceptItem[]; source: string; outPath?: string }
   | { op: 'release'; id: number; outPath: string }
   /** `copy` for many objects in one message, into `outPath` or `fd`: see read-runs.ts. Fails whole on the first bad object. */
   | { op: 'copyRuns'; id: number; items: RunItem[]; source: string; outPath?: string; fd?: number }
   /** `get` for many objects: their bytes in one buffer, each object's place in it or its error (read-runs.ts). */
-  | { op: 'getMany'; id: number; items: Array<{ digest: string; objPath: string }>; source: string };
+  | { op: 'getMany'; id: number; items: Placed[]; source: string };
 
 export interface AcceptItem {
   digest: string;
@@ -75,7 +77,7 @@ export interface AcceptItem {
 export type AcceptOutcome = { size: number } | { error: { code: string; message: string; data: Record<string, unknown> } };
 
 export type CodecResponse =
-  | { id: number; ok: true; digest?: string; added?: boolean; storedSize?: number; size?: number; data?: Uint8Array; outcomes?: AcceptOutcome[]; places?: ManyOutcome[] }
+  | { id: number; ok: true; digest?: string; storedSize?: number; size?: number; data?: Uint8Array; encoded?: Uint8Array; outcomes?: AcceptOutcome[]; places?: ManyOutcome[] }
   | { id: number; ok: false; error: { code: string; message: string; data: Record<string, unknown> } };
 
 /** Write via temp file + rename so a killed process never leaves a partial object under its final name. */
@@ -92,24 +94,6 @@ export async function writeAtomic(finalPath: string, tmpDir: string, bytes: Uint
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     await fs.mkdir(path.dirname(finalPath), { recursive: true });
     await fs.rename(tmp, finalPath);
-  }
-}
-
-/** writeAtomic for the worker's own thread (see the header: no thread-pool round trips). */
-function writeAtomicSync(finalPath: string, tmpDir: string, bytes: Uint8Array): void {
-  const tmp = tmpPath(finalPath, tmpDir);
-  try {
-    fsSync.writeFileSync(tmp, bytes);
-  } catch (err) {
-    fsSync.rmSync(tmp, { force: true });
-    throw err;
-  }
-  try {
-    fsSync.renameSync(tmp, finalPath);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    fsSync.mkdirSync(path.dirname(finalPath), { recursive: true });
-    fsSync.renameSync(tmp, finalPath);
   }
 }
 
@@ -134,12 +118,11 @@ async function writeSparse(fd: number, data: Uint8Array, offset: number): Promis
 }
 
 /** Decode and verify one downloaded object, keep its bytes, place its data; resolves to its decoded size. */
-async function accept(item: AcceptItem, where: { source: string; objectsDir: string; tmpDir: string; outPath?: string }): Promise<number> {
+async function accept(item: AcceptItem, where: { source: string; outPath?: string }): Promise<number> {
   // verified before anything is kept: a bad copy leaves no trace in the store or the image
   // into scratch: written below (synchronously, see writeSparse) and dropped
   const data = decodeToScratch(item.digest, item.encoded, where.source);
   collect(item.encoded.length); // the moved-in encoded buffers are what piles up now
-  writeAtomicSync(objectPath(where.objectsDir, item.digest), where.tmpDir, item.encoded);
   if (where.outPath) for (const off of item.offsets ?? []) await writeSparse(target(where.outPath), data, off);
   return data.length;
 }
@@ -147,13 +130,9 @@ async function accept(item: AcceptItem, where: { source: string; objectsDir: str
 async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: ArrayBuffer[] }> {
   if (req.op === 'put') {
     const digest = req.digest ?? sha256(req.data);
-    const objPath = objectPath(req.objectsDir, digest);
-    // the object file is the truth: an earlier (maybe killed) run may have written it already
-    const existing = fsSync.statSync(objPath, { throwIfNoEntry: false });
-    if (existing) return { id: req.id, ok: true, digest, added: false, storedSize: existing.size, size: req.data.length };
     const enc = encodeObject(req.data, req.level);
-    writeAtomicSync(objPath, req.tmpDir, enc);
-    return { id: req.id, ok: true, digest, added: true, storedSize: enc.length, size: req.data.length };
+    const own = enc.byteOffset === 0 && enc.byteLength === enc.buffer.byteLength ? enc : new Uint8Array(enc);
+    return { id: req.id, ok: true, digest, encoded: own, storedSize: enc.length, size: req.data.length, transfer: [own.buffer as ArrayBuffer] };
   }
   if (req.op === 'release') {
     const fd = targets.get(req.outPath);
@@ -190,7 +169,7 @@ async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: A
   }
   if (req.op === 'get') {
     // decoded straight into the buffer that is moved to the caller: no copy, no pooled slice
-    const enc = readObjectFile(req.objPath, req.digest, req.source);
+    const enc = readPlaced([req], 0, req.source);
     const claimed = singleFrameSize(enc, MAX_OBJECT_SIZE);
     // its own ArrayBuffer (transferable), not zero-filled: the decoder fills all of it
     const data = Buffer.allocUnsafeSlow(typeof claimed === 'number' ? claimed : 0);
@@ -198,7 +177,7 @@ async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: A
     collect(data.length);
     return { id: req.id, ok: true, data, size: data.length, storedSize: enc.length, transfer: [data.buffer as ArrayBuffer] };
   }
-  const enc = fsSync.readFileSync(req.objPath);
+  const enc = readPlaced([req], 0, req.source);
   const data = decodeObject(req.digest, enc, req.source);
   collect(data.length);
   if (req.op === 'copy') {
