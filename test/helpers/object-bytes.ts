@@ -80,3 +80,31 @@ function isolate(store: LocalStore, digest: Digest, at: ObjectBytes): string {
   store.index.flush();
   return store.place(digest).objPath;
 }
+
+/** Flip one byte of every object the store at `dir` indexes (a store whose every read must fail its hash check). */
+export async function damageEveryObject(dir: string, fromEnd = 1): Promise<number> {
+  const { LocalStore } = await import('../../src/store/local/local-store.js');
+  const store = await LocalStore.open(dir, { workers: 0 });
+  try {
+    let n = 0;
+    for await (const o of store.list()) (flipObjectByte(store, o.digest, fromEnd), n++);
+    return n;
+  } finally {
+    await store.close();
+  }
+}
+
+/** Flip one byte of one object (the first the index lists) of the store at `dir`; returns its digest. */
+export async function damageOneObject(dir: string, fromEnd = 3): Promise<Digest> {
+  const { LocalStore } = await import('../../src/store/local/local-store.js');
+  const store = await LocalStore.open(dir, { workers: 0 });
+  try {
+    for await (const o of store.list()) {
+      flipObjectByte(store, o.digest, fromEnd);
+      return o.digest;
+    }
+    throw new Error(`no object in ${dir}`);
+  } finally {
+    await store.close();
+  }
+}

@@ -154,7 +154,7 @@ export function registerStoreCommands(program: Command): void {
       // export stages of killed runs live outside any store (/dev/shm): gc is where they go too
       const removedStages = (await removeStaleStages({ dryRun: o.dryRun })).length;
       if (o.json) return printJson({ ...r, removedStages });
-      console.log(`${o.dryRun ? 'would remove' : 'removed'} ${r.removedObjects} objects (${humanBytes(r.freedBytes)}), ${r.removedTmpFiles} temp files and ${removedStages} stale export stages`);
+      console.log(`${o.dryRun ? 'would remove' : 'removed'} ${r.removedObjects} objects (${humanBytes(r.freedBytes)}), ${r.removedTmpFiles} temp files and ${removedStages} stale export stages; ${r.removedPacks} packs removed (${r.repackedPacks} rewritten first)`);
     }, { create: false })));
 
   common(program.command('verify'))
@@ -168,6 +168,7 @@ export function registerStoreCommands(program: Command): void {
       if (o.json) printJson({ ok: bad.length === 0, ...r });
       else {
         console.log(`checked ${r.objectsChecked} objects (${humanBytes(r.bytesChecked)}) and ${r.imagesChecked} images`);
+        if (r.packGarbageBytes) console.log(`  ${humanBytes(r.packGarbageBytes)} of pack bytes no object uses (left by interrupted runs or deletes; gc reclaims them)`);
         for (const p of r.problems) console.log(`  ${p.problem.padEnd(12)} ${p.digest.slice(0, 16)}${p.image ? ` (${p.image})` : ''}: ${p.detail}`);
         console.log(bad.length === 0 ? 'store OK' : `${bad.length} problems`);
       }
