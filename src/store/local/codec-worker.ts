@@ -1,7 +1,10 @@
 /**
  * Worker thread for the CPU-heavy half of object I/O: zstd (de)compression and
- * hash verification, plus the file write/read itself so the bytes never travel
- * back to the main thread on import. See codec-pool.ts.
+ * hash verification, and the reads of objects (pack stretches, loose files) and
+ * writes into output files, so decoded data never travels to the main thread on
+ * export. Appends to packs happen on the main thread (pack-writer.ts): one
+ * writer per store, which a put's encoded bytes (moved back, not copied) reach
+ * in one message. See codec-pool.ts.
  *
  * File I/O here is synchronous on purpose: this thread has nothing else to do
  * while it waits, and each async call is a round trip through libuv's thread
@@ -15,12 +18,13 @@ import fsSync from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { encodeObject, decodeObject, decodeObjectInto, singleFrameSize, MAX_OBJECT_SIZE } from '../codec.js';
-export type { Placed };
 import { copyRuns, decodeToScratch, readMany, readPlaced, writeSparseSync, type ManyOutcome, type Placed, type RunItem } from './read-runs.js';
 import { VmdnError, asVmdnError } from '../../errors.js';
 import { sha256 } from '../digest.js';
 import { gcEvery } from '../../util/gc.js';
 import { asBuffer } from '../../container/writer-file.js';
+
+export type { Placed };
 
 const collect = gcEvery(128 * 1024 * 1024);
 
