@@ -7,11 +7,18 @@ import { loadTree, namedObjects, type ObjectRole } from '../model/objects.js';
 import { treeDigests } from '../model/files-tree.js';
 import { asVmdnError } from '../errors.js';
 import type { OnProgress } from '../util/progress.js';
+import { packGarbage, packLoose, repack, type RepackResult } from '../store/local/pack-gc.js';
 
 export interface GcResult {
   removedObjects: number;
+  /** Loose files' bytes and pack bytes given back. */
   freedBytes: number;
   removedTmpFiles: number;
+  /** Packs rewritten because most of them was garbage (pack-gc.ts), and packs unlinked (those included). */
+  repackedPacks: number;
+  removedPacks: number;
+  /** Loose objects moved into a pack (with `packLoose`). */
+  packedLoose: number;
 }
 
 /**
@@ -21,9 +28,13 @@ export interface GcResult {
  * its transaction that no image needs the rows (any more), and an object's row
  * goes before its file: a gc killed midway leaves at worst unindexed files.
  */
-export async function collectGarbage(store: LocalStore, opts: { dryRun?: boolean; signal?: AbortSignal } = {}): Promise<GcResult> {
+export async function collectGarbage(store: LocalStore, opts: { dryRun?: boolean; signal?: AbortSignal; packLoose?: boolean } = {}): Promise<GcResult> {
   if (opts.dryRun) return sweep(store, true);
-  return store.exclusive(() => sweep(store, false), opts.signal);
+  return store.exclusive(async () => {
+    const r = await sweep(store, false);
+    if (opts.packLoose) r.packedLoose = packLoose(store);
+    return r;
+  }, opts.signal);
 }
 
 const DELETE_BATCH = 512;
@@ -32,20 +43,34 @@ async function sweep(store: LocalStore, dryRun: boolean): Promise<GcResult> {
   // a boot profile lives as long as some name keeps its manifest (docs/format.md)
   if (!dryRun) store.index.dropUnnamedProfiles();
   const live = store.index.liveDigests();
-  const res: GcResult = { removedObjects: 0, freedBytes: 0, removedTmpFiles: 0 };
+  const res: GcResult = { removedObjects: 0, freedBytes: 0, removedTmpFiles: 0, repackedPacks: 0, removedPacks: 0, packedLoose: 0 };
   const files = new Set<Digest>();
   // a stray non-digest file is left for verify to report
   for await (const f of store.objectFiles()) if (isDigest(f.digest) && !live.has(f.digest)) files.add(f.digest);
-  const rows = new Map(store.index.listObjects().filter((o) => !live.has(o.digest)).map((o) => [o.digest, o.storedSize]));
+  const rows = new Map(store.index.listObjects().filter((o) => !live.has(o.digest)).map((o) => [o.digest, o]));
   // index rows whose files vanished go too
   const dead = [...new Set([...files, ...rows.keys()])];
+  // a packed object's bytes are freed by the repack below, a loose one's with its file
   const count = (d: Digest) => {
-    if (!files.has(d)) return;
+    const packed = rows.get(d)?.pack !== undefined;
+    if (!files.has(d) && !packed) return;
     res.removedObjects++;
-    res.freedBytes += rows.get(d) ?? 0;
+    if (files.has(d)) res.freedBytes += rows.get(d)?.storedSize ?? 0;
+  };
+  const repacked = (r: RepackResult) => {
+    res.repackedPacks = r.repackedPacks;
+    res.removedPacks = r.removedPacks;
+    res.freedBytes += r.freedPackBytes;
   };
   if (dryRun) {
     dead.forEach(count);
+    // as if the dead rows were gone: their bytes count as garbage
+    const use = store.index.packUse();
+    for (const o of rows.values()) {
+      const u = o.pack !== undefined ? use.get(o.pack) : undefined;
+      if (u) (u.objects--, (u.bytes -= o.storedSize));
+    }
+    repacked(repack(store, true, use));
     return res;
   }
   for (let i = 0; i < dead.length; i += DELETE_BATCH) {
@@ -54,6 +79,7 @@ async function sweep(store: LocalStore, dryRun: boolean): Promise<GcResult> {
       await fs.rm(store.objectPath(d), { force: true });
     }
   }
+  repacked(repack(store, false));
   res.removedTmpFiles = await store.cleanTmp();
   return res;
 }
@@ -70,19 +96,27 @@ export interface VerifyResult {
   bytesChecked: number;
   imagesChecked: number;
   problems: VerifyProblem[];
+  /** Pack bytes no index row points at (left by crashes, refused downloads, deletes): not a problem; gc's repack reclaims them. */
+  packGarbageBytes: number;
 }
 
-/** Re-hash every object file, and check every image's manifest and references. */
+/** Re-hash every object (loose files and packed rows), and check every image's manifest and references. */
 export async function verifyStore(store: LocalStore, opts: { signal?: AbortSignal; onProgress?: OnProgress; concurrency?: number } = {}): Promise<VerifyResult> {
-  const res: VerifyResult = { objectsChecked: 0, bytesChecked: 0, imagesChecked: 0, problems: [] };
+  const res: VerifyResult = { objectsChecked: 0, bytesChecked: 0, imagesChecked: 0, problems: [], packGarbageBytes: 0 };
   const indexed = new Map(store.index.listObjects().map((o) => [o.digest, o]));
   const onDisk = new Set<Digest>();
   const total = indexed.size;
   const running = new Set<Promise<void>>();
-  for await (const f of store.objectFiles()) {
+  async function* everyObject(): AsyncIterable<{ digest: Digest; loose: boolean }> {
+    for await (const f of store.objectFiles()) yield { digest: f.digest, loose: true };
+    // in pack order: one stretch of a pack after another
+    const packed = [...indexed.values()].filter((o) => o.pack !== undefined).sort((a, b) => (a.pack! < b.pack! ? -1 : a.pack! > b.pack! ? 1 : a.offset! - b.offset!));
+    for (const o of packed) yield { digest: o.digest, loose: false };
+  }
+  for await (const f of everyObject()) {
     opts.signal?.throwIfAborted();
     onDisk.add(f.digest);
-    const p = store.verifyObject(f.digest).then(
+    const p = store.verifyObject(f.digest, { loose: f.loose }).then(
       (r) => {
         res.objectsChecked++;
         res.bytesChecked += r.size;
@@ -91,7 +125,10 @@ export async function verifyStore(store: LocalStore, opts: { signal?: AbortSigna
       },
       (err) => {
         res.objectsChecked++;
-        res.problems.push({ digest: f.digest, problem: 'corrupt', detail: asVmdnError(err).message });
+        const e = asVmdnError(err);
+        // a packed row whose pack is gone: reported as missing below
+        if (e.code === 'E_NOT_FOUND' && !f.loose) onDisk.delete(f.digest);
+        else res.problems.push({ digest: f.digest, problem: 'corrupt', detail: e.message });
       },
     );
     running.add(p);
@@ -99,6 +136,7 @@ export async function verifyStore(store: LocalStore, opts: { signal?: AbortSigna
     if (running.size >= (opts.concurrency ?? 16)) await Promise.race(running);
   }
   await Promise.all(running);
+  res.packGarbageBytes = packGarbage(store, indexed.values()).bytes;
   for (const d of indexed.keys()) if (!onDisk.has(d)) res.problems.push({ digest: d, problem: 'missing', detail: 'indexed object has no file' });
   for (const img of store.index.listImages()) {
     const ref = `${img.name}:${img.tag}`;

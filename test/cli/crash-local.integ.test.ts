@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { tmpDir } from '../helpers/tmp.js';
-import { CRASH_SEED, exportedSha, filesUnder, measureRun, inLanes, killMoments, runVmdn, sha256File, smallImage, tally, verifyDir, vmdnDone } from '../helpers/crash.js';
+import { CRASH_SEED, exportedSha, filesUnder, objectsWritten, measureRun, inLanes, killMoments, runVmdn, sha256File, smallImage, tally, verifyDir, vmdnDone } from '../helpers/crash.js';
+import { indexedObjects } from '../helpers/store-objects.js';
 import { LocalStore } from '../../src/store/local/local-store.js';
 
 const LANES = 2;
@@ -48,11 +49,11 @@ describe(`crash points: import, export, gc (seed ${CRASH_SEED}, VMDN_CRASH_SEED 
       return store;
     };
     const wholeStore = await fresh('import-whole');
-    const whole = await measureRun(imp(wholeStore), () => filesUnder(path.join(wholeStore, 'objects')) > 0);
+    const whole = await measureRun(imp(wholeStore), () => objectsWritten(wholeStore));
     const manifest = JSON.parse(whole.stdout).manifest;
     const hows = await inLanes(killMoments(CRASH_SEED + 1, whole.workMs), LANES, async (ms, i) => {
       const store = await fresh(`import-${i}`);
-      const killed = await runVmdn(imp(store), { probe: () => filesUnder(path.join(store, 'objects')) > 0, delayMs: ms }).done;
+      const killed = await runVmdn(imp(store), { probe: () => objectsWritten(store), delayMs: ms }).done;
       const v = await verifyDir(store);
       assert.deepEqual(v.problems, [], `point ${i} (${ms} ms, ${killed.how})`);
       const how = killed.how === 'SIGKILL' && v.objects > 0 ? 'SIGKILL with objects stored' : killed.how;
@@ -107,15 +108,15 @@ describe(`crash points: import, export, gc (seed ${CRASH_SEED}, VMDN_CRASH_SEED 
       return store;
     };
     const wholeStore = copy('gc-whole');
-    const filesBefore = filesUnder(path.join(wholeStore, 'objects'));
-    const whole = await measureRun(['gc', '--store', wholeStore, '--json'], () => filesUnder(path.join(wholeStore, 'objects')) < filesBefore);
+    const rowsBefore = indexedObjects(wholeStore);
+    const whole = await measureRun(['gc', '--store', wholeStore, '--json'], () => indexedObjects(wholeStore) < rowsBefore);
     const removed = JSON.parse(whole.stdout).removedObjects;
     assert.ok(removed > 0, 'gc had nothing to remove: the test would prove nothing');
     const objectsAfter = (await verifyDir(path.join(t.dir, 'gc-whole'))).objects;
     const objectsBefore = (await verifyDir(template)).objects;
     const hows = await inLanes(killMoments(CRASH_SEED + 3, whole.workMs), LANES, async (ms, i) => {
       const store = copy(`gc-${i}`);
-      const killed = await runVmdn(['gc', '--store', store, '--json'], { probe: () => filesUnder(path.join(store, 'objects')) < filesBefore, delayMs: ms }).done;
+      const killed = await runVmdn(['gc', '--store', store, '--json'], { probe: () => indexedObjects(store) < rowsBefore, delayMs: ms }).done;
       const what = `point ${i} (${ms} ms, ${killed.how})`;
       const k = await verifyDir(store);
       assert.deepEqual(k.problems, [], what);

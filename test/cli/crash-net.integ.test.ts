@@ -15,7 +15,7 @@ import path from 'node:path';
 import { tmpDir } from '../helpers/tmp.js';
 import { startServe, type Served } from '../helpers/serve.js';
 import { waitFor } from '../helpers/cli.js';
-import { CRASH_SEED, filesUnder, inLanes, killMoments, measureRun, runVmdn, sha256File, smallImage, tally, verifyDir, vmdnDone } from '../helpers/crash.js';
+import { CRASH_SEED, objectsWritten, inLanes, killMoments, measureRun, runVmdn, sha256File, smallImage, tally, verifyDir, vmdnDone } from '../helpers/crash.js';
 
 const LANES = 2;
 const TOKEN = 'crash-points-token-0123456789abcdef';
@@ -62,12 +62,12 @@ describe(`crash points: pull, push, nbd --from (seed ${CRASH_SEED}, VMDN_CRASH_S
     const total = (await stats(origins[0]!.url)).objects;
     const wholeOut = path.join(t.dir, 'pull-whole.raw');
     const wholeCache = path.join(t.dir, 'pull-whole');
-    const whole = await measureRun(pull(origins[0]!.url, wholeCache, wholeOut), () => filesUnder(path.join(wholeCache, 'objects')) > 0);
+    const whole = await measureRun(pull(origins[0]!.url, wholeCache, wholeOut), () => objectsWritten(wholeCache));
     const hows = await inLanes(killMoments(CRASH_SEED + 4, whole.workMs), LANES, async (ms, i, lane) => {
       const url = origins[lane]!.url;
       const cache = path.join(t.dir, `pull-${i}`);
       const out = path.join(t.dir, `pull-${i}.raw`);
-      const killed = await runVmdn(pull(url, cache, out), { probe: () => filesUnder(path.join(cache, 'objects')) > 0, delayMs: ms }).done;
+      const killed = await runVmdn(pull(url, cache, out), { probe: () => objectsWritten(cache), delayMs: ms }).done;
       const what = `point ${i} (${ms} ms, ${killed.how})`;
       const v = fs.existsSync(cache) ? await verifyDir(cache) : { problems: [], objects: 0 };
       assert.deepEqual(v.problems, [], what);
@@ -93,13 +93,13 @@ describe(`crash points: pull, push, nbd --from (seed ${CRASH_SEED}, VMDN_CRASH_S
       return { store, served: await startServe(store, { args: ['--no-portal'] }) };
     };
     const w = await freshOrigin('push-whole');
-    const whole = await measureRun(push(w.served.url), () => filesUnder(path.join(w.store, 'objects')) > 0);
+    const whole = await measureRun(push(w.served.url), () => objectsWritten(w.store));
     await w.served.stop();
     const objects = JSON.parse(whole.stdout).objects;
     const hows = await inLanes(killMoments(CRASH_SEED + 5, whole.workMs), LANES, async (ms, i) => {
       const o = await freshOrigin(`push-${i}`);
       try {
-        const killed = await runVmdn(push(o.served.url), { probe: () => filesUnder(path.join(o.store, 'objects')) > 0, delayMs: ms }).done;
+        const killed = await runVmdn(push(o.served.url), { probe: () => objectsWritten(o.store), delayMs: ms }).done;
         const what = `point ${i} (${ms} ms, ${killed.how})`;
         const had = (await stats(o.served.url)).objects;
         assert.deepEqual((await verifyDir(o.store)).problems, [], `${what}: origin`);

@@ -6,30 +6,23 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 import { CLI, vmdnOk, qemuCompare } from '../helpers/cli.js';
 import { startServe, type Served } from '../helpers/serve.js';
 import { writeRaw, prng } from '../helpers/images.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { indexedObjects } from '../helpers/store-objects.js';
 import { mulberry32 } from '../helpers/rng.js';
 
 const MiB = 1024 * 1024;
 const SEED = Number(process.env.VMDN_KILL_SEED ?? Date.now() % 100000);
 
-/** Object files in the cache (what earlier runs kept counts too). */
-function objectFiles(cache: string): number {
-  const root = path.join(cache, 'objects');
-  if (!fs.existsSync(root)) return 0;
-  return fs.readdirSync(root).reduce((n, sub) => n + fs.readdirSync(path.join(root, sub)).length, 0);
-}
-
-/** Start a pull, SIGKILL it once the cache holds `files` object files (mid-download, however slow the machine); resolves with how it ended. */
+/** Start a pull, SIGKILL it once the cache holds `files` objects (mid-download, however slow the machine); resolves with how it ended. */
 function pullKilledAt(url: string, cache: string, out: string, files: number): Promise<string> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [CLI, 'pull', url, 'victim', out, '--cache', cache, '--json', '--no-packs'], { stdio: 'ignore' });
     const timer = setInterval(() => {
-      if (objectFiles(cache) >= files) child.kill('SIGKILL');
+      if (indexedObjects(cache) >= files) child.kill('SIGKILL');
     }, 5);
     child.on('exit', (code, signal) => {
       clearInterval(timer);
@@ -68,7 +61,7 @@ describe(`SIGKILL during pull (seed ${SEED}, VMDN_KILL_SEED to replay)`, () => {
     for (let i = 0; i < 4; i++) {
       // kill points spread over the download: each run keeps a few hundred more objects
       outcomes.push(await pullKilledAt(served.url, cache, out, Math.floor((i + rand()) * 350)));
-      kept.push(objectFiles(cache));
+      kept.push(indexedObjects(cache));
       const v = vmdnOk(cache, ['verify']);
       assert.equal(v.ok, true, JSON.stringify(v.problems));
     }
@@ -80,6 +73,6 @@ describe(`SIGKILL during pull (seed ${SEED}, VMDN_KILL_SEED to replay)`, () => {
     const v = vmdnOk(cache, ['verify']);
     assert.equal(v.ok, true, JSON.stringify(v.problems));
     assert.deepEqual(v.problems, []);
-    console.log(`kill outcomes: ${outcomes.join(', ')}; object files after each: ${kept.join(', ')}; last pull: ${JSON.stringify(r.objects)}`);
+    console.log(`kill outcomes: ${outcomes.join(', ')}; objects after each: ${kept.join(', ')}; last pull: ${JSON.stringify(r.objects)}`);
   });
 });

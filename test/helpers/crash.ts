@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { CLI } from './cli.js';
 import { mulberry32, seedFrom } from './rng.js';
 import { writeRaw, prng } from './images.js';
@@ -99,6 +100,11 @@ export async function measureRun(args: string[], probe: () => boolean): Promise<
 export function filesUnder(dir: string): number {
   if (!fs.existsSync(dir)) return 0;
   return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).length;
+}
+
+/** Whether a store has begun keeping objects: a loose file, or a pack (created at its first object). */
+export function objectsWritten(store: string): boolean {
+  return filesUnder(path.join(store, 'objects')) > 0 || filesUnder(path.join(store, 'packs')) > 0;
 }
 
 /** Run `fn` over `items` in `lanes` parallel lanes (a 2-core CI runner). */

@@ -16,6 +16,7 @@ import { LocalStore } from '../../src/store/local/local-store.js';
 import { resolveImage } from '../../src/images/names.js';
 import { parseImageRef } from '../../src/store/image-name.js';
 import { hasQemuTools } from './raw-client.js';
+import { objectBytes, readObjectBytes, writeObjectBytes } from '../helpers/object-bytes.js';
 import { countObjects } from '../helpers/store-objects.js';
 import { startServe, type Served } from '../helpers/serve.js';
 import { qemuIo, startNbd } from '../helpers/nbd-run.js';
@@ -184,23 +185,23 @@ describe('vmdn nbd --from an origin', { skip }, () => {
     const store = await LocalStore.open(originStore);
     const { manifest } = await resolveImage(store, parseImageRef('img:1'));
     const [at, , digest] = manifest.chunks.find(([o]) => o >= 2 << 20)!;
-    const file = store.objectPath(digest);
+    const place = objectBytes(store, digest);
     await store.close();
-    const good = fs.readFileSync(file);
+    const good = readObjectBytes(place);
     const bad = Buffer.from(good);
     bad[bad.length >> 1] ^= 0xff;
-    fs.writeFileSync(file, bad);
+    writeObjectBytes(place, bad);
     const s = await startFrom(cache, ['img:1', '--from', origin.url, '--cache', cache, '--socket', sock, '--no-fill']);
     try {
       const failed = qemuIo(uri(sock), [`read ${at} 4k`]);
       assert.match(failed.out, /Input\/output error/, failed.out);
       assert.ok(s.alive(), 'vmdn nbd died');
       assert.doesNotMatch(qemuIo(uri(sock), ['read 0 64k']).out, /error/i);
-      fs.writeFileSync(file, good);
+      writeObjectBytes(place, good);
       const again = qemuIo(uri(sock), [`read ${at} 4k`]);
       assert.doesNotMatch(again.out, /error/i, again.out);
     } finally {
-      fs.writeFileSync(file, good);
+      writeObjectBytes(place, good);
       await s.stop();
     }
   });

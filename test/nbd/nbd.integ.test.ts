@@ -16,7 +16,7 @@ import { hasQemuTools, RawConn, CMD, EPERM, request, startNbd } from './raw-clie
 
 const skip = hasQemuTools() ? false : 'qemu-img/qemu-io not installed (scripts/ensure-debian-tools.mjs installs them)';
 
-/** Every file under the store's objects/: path -> size and mtime (a write into the store would change it). */
+/** Every file under the store's objects/ and packs/: path -> size and mtime (a write into the store would change it). */
 function objectsSnapshot(store: string): Map<string, string> {
   const out = new Map<string, string>();
   const walk = (d: string) => {
@@ -30,6 +30,7 @@ function objectsSnapshot(store: string): Map<string, string> {
     }
   };
   walk(path.join(store, 'objects'));
+  if (fs.existsSync(path.join(store, 'packs'))) walk(path.join(store, 'packs'));
   return out;
 }
 

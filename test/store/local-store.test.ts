@@ -8,6 +8,7 @@ import { VmdnError } from '../../src/errors.js';
 import { storeSuite } from './store-suite.js';
 import { namesSuite } from './names-suite.js';
 import { CachingStore } from '../../src/store/cache/caching-store.js';
+import { flipObjectByte, objectBytes, writeObjectBytes } from '../helpers/object-bytes.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { prng } from '../helpers/images.js';
 
@@ -40,10 +41,7 @@ describe('LocalStore on disk', () => {
     const store = await LocalStore.open(t.dir, { workers: 0 });
     try {
       const { digest } = await store.put(prng(21, 40_000));
-      const file = store.objectPath(digest);
-      const bytes = fs.readFileSync(file);
-      bytes[bytes.length - 5] ^= 0xff;
-      fs.writeFileSync(file, bytes);
+      flipObjectByte(store, digest);
       await assert.rejects(store.get(digest), (e: VmdnError) => e.code === 'E_CORRUPT_OBJECT');
       await assert.rejects(store.verifyObject(digest), (e: VmdnError) => e.code === 'E_CORRUPT_OBJECT');
     } finally {
@@ -99,10 +97,7 @@ describe('LocalStore on disk', () => {
       try {
         await assert.rejects(store.copyRuns([{ digest: d[0]!, offset: 0, length: 9_999 }], { fd }), (e: VmdnError) => e.code === 'E_CORRUPT_OBJECT');
         await assert.rejects(store.copyRuns([{ digest: 'ab'.repeat(32), offset: 0, length: 10 }], { fd }), (e: VmdnError) => e.code === 'E_NOT_FOUND');
-        const file = store.objectPath(d[2]!);
-        const bytes = fs.readFileSync(file);
-        bytes[bytes.length - 5] ^= 0xff;
-        fs.writeFileSync(file, bytes);
+        flipObjectByte(store, d[2]!);
         await assert.rejects(store.copyRuns([{ digest: d[2]!, offset: 0, length: 7_000 }], { fd }), (e: VmdnError) => e.code === 'E_CORRUPT_OBJECT');
         assert.ok(fs.readFileSync(out).equals(fill), 'nothing written');
       } finally {
@@ -123,10 +118,8 @@ describe('LocalStore on disk', () => {
       const d = await Promise.all(data.map(async (b) => (await store.put(b)).digest));
       // one object file bigger than the worker's first scratch buffer, alone
       assert.ok(Buffer.from(await store.get(d[2]!)).equals(data[2]!));
-      const corrupt = fs.readFileSync(store.objectPath(d[1]!));
-      corrupt[corrupt.length - 5] ^= 0xff;
-      fs.writeFileSync(store.objectPath(d[1]!), corrupt);
-      fs.writeFileSync(store.objectPath(d[3]!), 'not a zstd frame');
+      flipObjectByte(store, d[1]!);
+      writeObjectBytes(objectBytes(store, d[3]!), Buffer.from('not a zstd frame'));
       const missing = 'cd'.repeat(32);
       const got = await store.getMany([d[0]!, d[1]!, d[2]!, missing, d[3]!, d[4]!, d[5]!, d[0]!]);
       assert.equal(got.length, 8);

@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { CLI, vmdn, vmdnOk } from '../helpers/cli.js';
+import { loseObject } from '../helpers/object-bytes.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { prng } from '../helpers/images.js';
 import { e2fsckPartition } from '../helpers/disk-checks.js';
@@ -249,9 +250,8 @@ describe('packages strategy against a local Debian archive', { timeout: 180_000 
       const copy = path.join(t.dir, `verify-${kind}`);
       fs.cpSync(store1(), copy, { recursive: true });
       const s = await LocalStore.open(copy);
-      const file = s.objectPath(lost);
+      await loseObject(s, lost);
       await s.close();
-      fs.rmSync(file);
       const r = vmdn(copy, ['verify', '--json']);
       assert.equal(r.status, 5, `${kind}: ${r.stderr}`);
       const out = JSON.parse(r.stdout);

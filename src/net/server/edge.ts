@@ -62,7 +62,8 @@ export class Edge {
     const upstream = new HttpStore(opts.upstream, opts.http);
     // codec workers (started on the first fill) verify and write what arrives from upstream,
     // leaving the event loop to HTTP; the edge never decodes from its own disk
-    const cache = await LocalStore.open(opts.cacheDir);
+    // loose files, not packs: an eviction must free its bytes at once (and they are streamed by path)
+    const cache = await LocalStore.open(opts.cacheDir, { loose: true });
     await cache.cleanTmp();
     const store = await CachingStore.open(cache, upstream, createPolicy(opts.policy ?? DEFAULT_POLICY, opts.maxSize));
     return new Edge(store, upstream, opts);
@@ -191,7 +192,7 @@ export class Edge {
   private async storedBytes(digest: Digest): Promise<Uint8Array | undefined> {
     if (this.store.lookup(digest)) {
       try {
-        return fs.readFileSync(this.store.cache.encodedFile(digest));
+        return fs.readFileSync(this.store.cache.objectPath(digest));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         await this.store.drop(digest, false);
@@ -218,7 +219,7 @@ export class Edge {
     if (refetch && (await this.store.cache.has(digest))) await this.store.drop(digest, false);
     if (!refetch && this.store.lookup(digest)) {
       try {
-        return await serveObjectFile(req, res, digest, this.store.cache.encodedFile(digest));
+        return await serveObjectFile(req, res, digest, this.store.cache.objectPath(digest));
       } catch (err) {
         // evicted or deleted between lookup and open: fetch it again below
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;

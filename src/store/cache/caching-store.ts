@@ -1,13 +1,13 @@
 /**
  * A local store in front of a remote one: reads hit the local copy or go
  * upstream once (concurrent misses for one digest share one fetch), are
- * verified, and land in the local store by atomic rename, so an interrupted
+ * verified, and land in the local store (its pack, made durable before the
+ * object is indexed), so an interrupted
  * pull keeps every finished object. With an eviction policy it is the edge's
  * size-bounded cache; without one it is a client's pull cache.
  */
 import type { LocalStore } from '../local/local-store.js';
 import { decodeObject } from '../codec.js';
-import { writeAtomic } from '../local/codec-worker.js';
 import type { Digest } from '../digest.js';
 import type { ObjectStat, PutResult, ReadableStore, ReadOptions, WritableStore } from '../types.js';
 import { VmdnError } from '../../errors.js';
@@ -204,8 +204,7 @@ export class CachingStore implements WritableStore {
     if (this.cache.index.getObject(digest)) return f;
     const victims = this.policy?.insert(digest, f.encoded.length) ?? [];
     if (!victims.includes(digest)) {
-      await writeAtomic(this.cache.objectPath(digest), this.cache.tmpDir, f.encoded);
-      this.cache.index.addObject({ digest, size: f.data!.length, storedSize: f.encoded.length });
+      await this.cache.keep(digest, f.encoded, f.data!.length);
       // another fill's insert evicted it while it was being written (its delete found no file yet):
       // kept now, it would sit on disk uncounted by the policy and the cache would outgrow its budget
       if (this.policy && !this.policy.has(digest)) await this.cache.delete(digest);

@@ -32,7 +32,8 @@ export class HotCachedStore<S extends Inner = Inner> implements ImageStore, Stor
 
   /** Objects already in `dir` (a restarted origin) are registered with the policy and trimmed to the budget. */
   static async open<S extends Inner>(store: S, o: HotCacheOptions): Promise<HotCachedStore<S>> {
-    const cache = await LocalStore.open(o.dir);
+    // loose files, as the edge's cache: an eviction must free its bytes at once
+    const cache = await LocalStore.open(o.dir, { loose: true });
     try {
       return new HotCachedStore(store, await CachingStore.open(cache, store, createPolicy(o.policy, o.maxBytes)));
     } catch (e) {

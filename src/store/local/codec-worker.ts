@@ -1,7 +1,10 @@
 /**
  * Worker thread for the CPU-heavy half of object I/O: zstd (de)compression and
- * hash verification, plus the file write/read itself so the bytes never travel
- * back to the main thread on import. See codec-pool.ts.
+ * hash verification, and the reads of objects (pack stretches, loose files) and
+ * writes into output files, so decoded data never travels to the main thread on
+ * export. Appends to packs happen on the main thread (pack-writer.ts): one
+ * writer per store, which a put's encoded bytes (moved back, not copied) reach
+ * in one message. See codec-pool.ts.
  *
  * File I/O here is synchronous on purpose: this thread has nothing else to do
  * while it waits, and each async call is a round trip through libuv's thread
@@ -9,16 +12,19 @@
  * 2-core machine.
  */
 import { parentPort, threadId } from 'node:worker_threads';
+import Database from 'better-sqlite3';
 import fs from 'node:fs/promises';
 import fsSync from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { encodeObject, decodeObject, decodeObjectInto, singleFrameSize, MAX_OBJECT_SIZE } from '../codec.js';
-import { copyRuns, decodeToScratch, readMany, readObjectFile, writeSparseSync, type ManyOutcome, type RunItem } from './read-runs.js';
+import { copyRuns, decodeToScratch, readMany, readPlaced, writeSparseSync, type ManyOutcome, type Placed, type RunItem } from './read-runs.js';
 import { VmdnError, asVmdnError } from '../../errors.js';
 import { sha256 } from '../digest.js';
 import { gcEvery } from '../../util/gc.js';
 import { asBuffer } from '../../container/writer-file.js';
+
+export type { Placed };
 
 const collect = gcEvery(128 * 1024 * 1024);
 
@@ -37,33 +43,38 @@ function tmpPath(finalPath: string, tmpDir: string): string {
 }
 
 export type CodecRequest =
-  /** Hash (unless `digest` is given), then compress and write unless the object file already exists. */
-  | { op: 'put'; id: number; digest?: string; data: Uint8Array; objectsDir: string; tmpDir: string; level: number }
-  | { op: 'get'; id: number; digest: string; objPath: string; source: string }
-  | { op: 'verify'; id: number; digest: string; objPath: string; source: string }
+  /**
+   * Hash (unless `digest` is given) and compress: the encoded bytes come back (the main
+   * thread appends them to its pack). With `index`, an object that index already holds
+   * is not compressed (`known`: a re-import costs a hash per chunk, not a compression).
+   */
+  | { op: 'put'; id: number; digest?: string; data: Uint8Array; level: number; index?: string }
+  | ({ op: 'get'; id: number; source: string } & Placed)
+  | ({ op: 'verify'; id: number; source: string } & Placed)
   /**
    * Decode, verify and write the object into `outPath` (or the caller's open
    * descriptor `fd`: workers share the process's descriptors) at `offset`
    * (sparse: all-zero 4 KiB blocks skipped). With `length`, an object of any
    * other size is refused before a byte is written (the caller's room ends there).
    */
-  | { op: 'copy'; id: number; digest: string; objPath: string; source: string; outPath?: string; fd?: number; offset: number; length?: number }
+  | ({ op: 'copy'; id: number; source: string; outPath?: string; fd?: number; offset: number; length?: number } & Placed)
   /**
-   * Encoded bytes from elsewhere (a download): decode and verify, keep them under
-   * objects/ by atomic rename, and write the data into `outPath` at every offset.
+   * Encoded bytes from elsewhere (a download), already appended to a pack by the
+   * main thread: decode and verify (the main thread indexes them only if they
+   * pass), and write the data into `outPath` at every offset.
    */
-  | { op: 'accept'; id: number; digest: string; encoded: Uint8Array; source: string; objectsDir: string; tmpDir: string; outPath?: string; offsets?: number[] }
+  | { op: 'accept'; id: number; digest: string; encoded: Uint8Array; source: string; outPath?: string; offsets?: number[] }
   /**
    * `accept` for many objects in one message (one batch response's worth): the
    * per-message cost (two thread hand-offs, a promise, a wake-up) was a fifth
    * of a pull's worker time. Each object succeeds or fails on its own.
    */
-  | { op: 'acceptMany'; id: number; items: AcceptItem[]; source: string; objectsDir: string; tmpDir: string; outPath?: string }
+  | { op: 'acceptMany'; id: number; items: AcceptItem[]; source: string; outPath?: string }
   | { op: 'release'; id: number; outPath: string }
   /** `copy` for many objects in one message, into `outPath` or `fd`: see read-runs.ts. Fails whole on the first bad object. */
   | { op: 'copyRuns'; id: number; items: RunItem[]; source: string; outPath?: string; fd?: number }
   /** `get` for many objects: their bytes in one buffer, each object's place in it or its error (read-runs.ts). */
-  | { op: 'getMany'; id: number; items: Array<{ digest: string; objPath: string }>; source: string };
+  | { op: 'getMany'; id: number; items: Placed[]; source: string };
 
 export interface AcceptItem {
   digest: string;
@@ -75,7 +86,7 @@ export interface AcceptItem {
 export type AcceptOutcome = { size: number } | { error: { code: string; message: string; data: Record<string, unknown> } };
 
 export type CodecResponse =
-  | { id: number; ok: true; digest?: string; added?: boolean; storedSize?: number; size?: number; data?: Uint8Array; outcomes?: AcceptOutcome[]; places?: ManyOutcome[] }
+  | { id: number; ok: true; digest?: string; known?: boolean; storedSize?: number; size?: number; data?: Uint8Array; encoded?: Uint8Array; outcomes?: AcceptOutcome[]; places?: ManyOutcome[] }
   | { id: number; ok: false; error: { code: string; message: string; data: Record<string, unknown> } };
 
 /** Write via temp file + rename so a killed process never leaves a partial object under its final name. */
@@ -95,21 +106,20 @@ export async function writeAtomic(finalPath: string, tmpDir: string, bytes: Uint
   }
 }
 
-/** writeAtomic for the worker's own thread (see the header: no thread-pool round trips). */
-function writeAtomicSync(finalPath: string, tmpDir: string, bytes: Uint8Array): void {
-  const tmp = tmpPath(finalPath, tmpDir);
+let indexed: { file: string; db: Database.Database; stmt: Database.Statement<[Buffer]> } | undefined;
+
+/** Whether the store index `file` holds `digest` (committed rows; false when it cannot tell). */
+function isIndexed(file: string, digest: string): boolean {
   try {
-    fsSync.writeFileSync(tmp, bytes);
-  } catch (err) {
-    fsSync.rmSync(tmp, { force: true });
-    throw err;
-  }
-  try {
-    fsSync.renameSync(tmp, finalPath);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    fsSync.mkdirSync(path.dirname(finalPath), { recursive: true });
-    fsSync.renameSync(tmp, finalPath);
+    if (indexed?.file !== file) {
+      indexed?.db.close();
+      indexed = undefined;
+      const db = new Database(file, { readonly: true, fileMustExist: true, timeout: 1000 });
+      indexed = { file, db, stmt: db.prepare<[Buffer]>('SELECT 1 FROM objects WHERE digest = ?') };
+    }
+    return indexed.stmt.get(Buffer.from(digest, 'hex')) !== undefined;
+  } catch {
+    return false;
   }
 }
 
@@ -134,12 +144,11 @@ async function writeSparse(fd: number, data: Uint8Array, offset: number): Promis
 }
 
 /** Decode and verify one downloaded object, keep its bytes, place its data; resolves to its decoded size. */
-async function accept(item: AcceptItem, where: { source: string; objectsDir: string; tmpDir: string; outPath?: string }): Promise<number> {
+async function accept(item: AcceptItem, where: { source: string; outPath?: string }): Promise<number> {
   // verified before anything is kept: a bad copy leaves no trace in the store or the image
   // into scratch: written below (synchronously, see writeSparse) and dropped
   const data = decodeToScratch(item.digest, item.encoded, where.source);
   collect(item.encoded.length); // the moved-in encoded buffers are what piles up now
-  writeAtomicSync(objectPath(where.objectsDir, item.digest), where.tmpDir, item.encoded);
   if (where.outPath) for (const off of item.offsets ?? []) await writeSparse(target(where.outPath), data, off);
   return data.length;
 }
@@ -147,13 +156,10 @@ async function accept(item: AcceptItem, where: { source: string; objectsDir: str
 async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: ArrayBuffer[] }> {
   if (req.op === 'put') {
     const digest = req.digest ?? sha256(req.data);
-    const objPath = objectPath(req.objectsDir, digest);
-    // the object file is the truth: an earlier (maybe killed) run may have written it already
-    const existing = fsSync.statSync(objPath, { throwIfNoEntry: false });
-    if (existing) return { id: req.id, ok: true, digest, added: false, storedSize: existing.size, size: req.data.length };
+    if (req.index && isIndexed(req.index, digest)) return { id: req.id, ok: true, digest, known: true, size: req.data.length };
     const enc = encodeObject(req.data, req.level);
-    writeAtomicSync(objPath, req.tmpDir, enc);
-    return { id: req.id, ok: true, digest, added: true, storedSize: enc.length, size: req.data.length };
+    const own = enc.byteOffset === 0 && enc.byteLength === enc.buffer.byteLength ? enc : new Uint8Array(enc);
+    return { id: req.id, ok: true, digest, encoded: own, storedSize: enc.length, size: req.data.length, transfer: [own.buffer as ArrayBuffer] };
   }
   if (req.op === 'release') {
     const fd = targets.get(req.outPath);
@@ -190,7 +196,7 @@ async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: A
   }
   if (req.op === 'get') {
     // decoded straight into the buffer that is moved to the caller: no copy, no pooled slice
-    const enc = readObjectFile(req.objPath, req.digest, req.source);
+    const enc = readPlaced([req], 0, req.source);
     const claimed = singleFrameSize(enc, MAX_OBJECT_SIZE);
     // its own ArrayBuffer (transferable), not zero-filled: the decoder fills all of it
     const data = Buffer.allocUnsafeSlow(typeof claimed === 'number' ? claimed : 0);
@@ -198,7 +204,7 @@ async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: A
     collect(data.length);
     return { id: req.id, ok: true, data, size: data.length, storedSize: enc.length, transfer: [data.buffer as ArrayBuffer] };
   }
-  const enc = fsSync.readFileSync(req.objPath);
+  const enc = readPlaced([req], 0, req.source);
   const data = decodeObject(req.digest, enc, req.source);
   collect(data.length);
   if (req.op === 'copy') {

@@ -14,12 +14,20 @@ import fsSync from 'node:fs';
 import { decodeObjectInto, maxEncodedSize, singleFrameSize, MAX_OBJECT_SIZE } from '../codec.js';
 import { VmdnError } from '../../errors.js';
 import { isZero } from '../../container/writer-file.js';
+import { preadInto } from './pack-reader.js';
+import { ENTRY_HEADER } from './pack-file.js';
 
 const SPARSE_BLOCK = 4096;
 
-export interface RunItem {
+/** An object's encoded bytes: the whole loose file `objPath`, or (with `packOffset`) `storedSize` bytes of the pack `objPath`. */
+export interface Placed {
   digest: string;
   objPath: string;
+  packOffset?: number;
+  storedSize?: number;
+}
+
+export interface RunItem extends Placed {
   /** Where the object's data goes in the output file. */
   offset: number;
   /** Its size by the manifest: an object of any other size is refused before a byte of it is written. */
@@ -69,6 +77,61 @@ export function readObjectFile(objPath: string, digest: string, source: string):
   return single.buf.subarray(0, n);
 }
 
+/** Longest stretch of a pack read at once for adjacent entries. */
+const WINDOW_MAX = 4 << 20;
+/** The last stretch of a pack read (packs are append-only: bytes at an offset never change). */
+const win = { path: '', start: 0, end: 0, buf: Buffer.allocUnsafe(WINDOW_MAX) };
+
+/**
+ * The encoded bytes of `items[i]` (a view valid until the next call). A packed
+ * object is read with the entries after it that follow it in the same pack (an
+ * import writes in disk order, so an export's or NBD read's objects mostly do):
+ * one pread for many objects instead of an open/read/close each.
+ */
+export function readPlaced(items: readonly Placed[], i: number, source: string): Buffer {
+  const it = items[i]!;
+  if (it.packOffset === undefined) return readObjectFile(it.objPath, it.digest, source);
+  // a window serves the later items of the call that read it, never another call (a test
+  // damages a pack in place between calls; a stale copy would hide that)
+  if (i === 0) win.path = '';
+  const len = it.storedSize!;
+  if (!(Number.isSafeInteger(len) && len > 0 && len <= MAX_ENCODED)) throw new VmdnError('E_CORRUPT_OBJECT', `object ${it.digest.slice(0, 12)} from ${source}: bad stored size ${len}`, { digest: it.digest, source });
+  if (!(win.path === it.objPath && it.packOffset >= win.start && it.packOffset + len <= win.end)) {
+    let end = it.packOffset + len;
+    for (let j = i + 1; j < items.length; j++) {
+      const n = items[j]!;
+      if (n.objPath !== it.objPath || n.packOffset !== end + ENTRY_HEADER || end + ENTRY_HEADER + n.storedSize! - it.packOffset > WINDOW_MAX) break;
+      end = n.packOffset + n.storedSize!;
+    }
+    if (end - it.packOffset > win.buf.length) win.buf = Buffer.allocUnsafe(end - it.packOffset);
+    win.path = '';
+    try {
+      preadInto(it.objPath, it.packOffset, end - it.packOffset, win.buf, 0, it.digest, source);
+    } catch (err) {
+      // a short stretch (truncated pack): read this object alone, so the error names the right one
+      if (end === it.packOffset + len) throw err;
+      end = it.packOffset + len;
+      preadInto(it.objPath, it.packOffset, len, win.buf, 0, it.digest, source);
+    }
+    Object.assign(win, { path: it.objPath, start: it.packOffset, end });
+  }
+  return win.buf.subarray(it.packOffset - win.start, it.packOffset - win.start + len);
+}
+
+/** readPlaced into `s.buf` at `at` (grown as needed, what is before `at` kept); returns its length. */
+function readPlacedInto(s: Scratch, at: number, items: readonly Placed[], i: number, source: string): number {
+  const it = items[i]!;
+  if (it.packOffset === undefined) return readFileInto(s, at, it.objPath, it.digest, source);
+  const bytes = readPlaced(items, i, source);
+  if (at + bytes.length > s.buf.length) {
+    const bigger = Buffer.allocUnsafe(Math.max(at + bytes.length, s.buf.length * 2));
+    s.buf.copy(bigger, 0, 0, at);
+    s.buf = bigger;
+  }
+  bytes.copy(s.buf, at);
+  return bytes.length;
+}
+
 /** Write `items` (each verified before any of its bytes is written) into `fd`; returns the bytes placed. */
 export function copyRuns(fd: number, items: RunItem[], source: string): number {
   let start = 0;
@@ -78,7 +141,8 @@ export function copyRuns(fd: number, items: RunItem[], source: string): number {
     if (len > 0) writeSparseSync(fd, run, len, start);
     len = 0;
   };
-  for (const it of items) {
+  for (let i = 0; i < items.length; i++) {
+    const it = items[i]!;
     if (!(Number.isSafeInteger(it.length) && it.length >= 0 && it.length <= MAX_OBJECT_SIZE)) {
       throw new VmdnError('E_INTERNAL', `bad object length ${it.length}`, { digest: it.digest });
     }
@@ -86,7 +150,7 @@ export function copyRuns(fd: number, items: RunItem[], source: string): number {
     if (len > 0 && (it.offset !== start + len || len + it.length > run.length)) flush();
     if (len === 0) start = it.offset;
     if (it.length > run.length) run = Buffer.allocUnsafe(it.length);
-    const encoded = readObjectFile(it.objPath, it.digest, source);
+    const encoded = readPlaced(items, i, source);
     decodeObjectInto(it.digest, encoded, run.subarray(len, len + it.length), source);
     len += it.length;
     total += it.length;
@@ -134,13 +198,13 @@ export type ManyOutcome = { at: number; size: number } | { error: { code: string
  * (decoding into a scratch run and copying that out cost as much as the zstd
  * decoding itself: a memcpy into fresh pages).
  */
-export function readMany(items: Array<{ digest: string; objPath: string }>, source: string, onError: (err: unknown) => ManyOutcome): { data: Buffer; outcomes: ManyOutcome[] } {
+export function readMany(items: Placed[], source: string, onError: (err: unknown) => ManyOutcome): { data: Buffer; outcomes: ManyOutcome[] } {
   const read: Array<{ start: number; end: number; size: number } | ManyOutcome> = [];
   let at = 0;
   let len = 0;
-  for (const it of items) {
+  for (let i = 0; i < items.length; i++) {
     try {
-      const n = readFileInto(many, at, it.objPath, it.digest, source);
+      const n = readPlacedInto(many, at, items, i, source);
       const claimed = singleFrameSize(many.buf.subarray(at, at + n), MAX_OBJECT_SIZE);
       // a bad frame gets no room: decodeObjectInto below refuses it with the reason
       const size = typeof claimed === 'number' ? claimed : 0;

@@ -1,9 +1,11 @@
 /**
  * The store's index (SQLite): which objects are present with their sizes,
  * which names point at which manifests, and which objects each manifest
- * references (for unique-bytes accounting and gc). Object files are written
- * before their rows, and image rows last, in one transaction: a killed import
- * leaves at worst unreferenced files, which gc removes.
+ * references (for unique-bytes accounting and gc), and where each object's
+ * bytes are (a pack and offset, or a loose file). Object bytes are written and
+ * synced (beforeCommit: PackWriter.sync) before their rows, and image rows
+ * last, in one transaction: a killed import leaves at worst unreferenced pack
+ * bytes or files, which gc removes.
  *
  * Object rows are written behind: addObject queues the row and one
  * transaction every ROW_DELAY_MS (or per ROW_BATCH rows) inserts the queue.
@@ -23,8 +25,12 @@ import type { Digest } from '../digest.js';
 import type { ImageRecord, ObjectStat } from '../types.js';
 import { asVmdnError, VmdnError } from '../../errors.js';
 
-/** 2: digests as BLOBs, integer reference pairs. 1 was a pre-release layout (hex TEXT). */
-const SCHEMA_VERSION = 2;
+/**
+ * 3: objects may live in pack files (columns pack, pack_offset; NULL pack = a
+ * loose file objects/xx/DIGEST, all a schema 2 store has). 2: digests as BLOBs,
+ * integer reference pairs. 1 was a pre-release layout (hex TEXT).
+ */
+const SCHEMA_VERSION = 3;
 /** Queued object rows that force a flush without waiting for the timer. */
 const ROW_BATCH = 1024;
 /** Longest a queued row waits; short enough that another process sees it promptly. */
@@ -35,6 +41,12 @@ const BUSY_TIMEOUT_MS = 15_000;
 const BUSY_ATTEMPTS = 4;
 
 export type ImageRow = ImageRecord;
+
+/** An index row: the object's sizes and, when packed, where its frame is (pack-file.ts). */
+export interface IndexedObject extends ObjectStat {
+  pack?: string;
+  offset?: number;
+}
 
 /** A row of the leases table: the store lock (lease.ts). */
 export type LeaseKind = 'write' | 'gc';
@@ -52,11 +64,13 @@ export interface LeaseRow {
 export class StoreIndex {
   private readonly db: Database.Database;
   private readonly st: ReturnType<StoreIndex['prepare']>;
-  private readonly pending = new Map<Digest, ObjectStat>();
+  private readonly pending = new Map<Digest, IndexedObject>();
+  /** Run before object rows are committed: makes the bytes they point at durable (PackWriter.sync). */
+  beforeCommit: (() => void) | undefined;
   private flushTimer: NodeJS.Timeout | undefined;
   /** A failed background flush, rethrown by the next call (a timer has no caller to tell). */
   private flushError: unknown;
-  private readonly insertRows: (rows: ObjectStat[]) => void;
+  private readonly insertRows: (rows: IndexedObject[]) => void;
 
   constructor(file: string) {
     // the timeout is set at open: switching to WAL below may itself wait for a lock
@@ -65,8 +79,8 @@ export class StoreIndex {
     this.db.pragma('synchronous = NORMAL');
     this.migrate();
     this.st = this.prepare();
-    const insert = this.db.transaction((rows: ObjectStat[]) => {
-      for (const o of rows) this.st.addObject.run(key(o.digest), o.size, o.storedSize);
+    const insert = this.db.transaction((rows: IndexedObject[]) => {
+      for (const o of rows) this.st.addObject.run(key(o.digest), o.size, o.storedSize, o.pack ?? null, o.offset ?? null);
     });
     this.insertRows = (rows) => retryBusy(() => insert.immediate(rows));
   }
@@ -90,6 +104,7 @@ export class StoreIndex {
     }
     if (this.pending.size === 0) return;
     const rows = [...this.pending.values()];
+    this.beforeCommit?.();
     this.insertRows(rows);
     // only after the commit: a failed one keeps the rows visible and queued for the next try
     for (const o of rows) if (this.pending.get(o.digest) === o) this.pending.delete(o.digest);
@@ -98,12 +113,19 @@ export class StoreIndex {
   private migrate(): void {
     const v = this.db.pragma('user_version', { simple: true }) as number;
     if (v === SCHEMA_VERSION) return this.migrateAdded();
+    if (v === 2) {
+      // a v2 store's objects are all loose files: NULL pack says so
+      this.write(() => this.db.exec(`ALTER TABLE objects ADD COLUMN pack TEXT; ALTER TABLE objects ADD COLUMN pack_offset INTEGER;
+        PRAGMA user_version = ${SCHEMA_VERSION};`));
+      return this.migrateAdded();
+    }
     if (v > SCHEMA_VERSION) throw new VmdnError('E_STORE', `store index schema ${v} is newer than this vmdn (${SCHEMA_VERSION}): upgrade vmdn`, { schema: v });
     if (v !== 0) throw new VmdnError('E_STORE', `store index schema ${v} is from a pre-release vmdn: import into a new store`, { schema: v });
     // Digests are 32-byte BLOBs and references are integer pairs: the index
     // stays a small fraction of the chunk data (casync's .caibx is the yardstick).
     this.db.exec(`
-      CREATE TABLE IF NOT EXISTS objects (id INTEGER PRIMARY KEY, digest BLOB NOT NULL UNIQUE, size INTEGER NOT NULL, stored_size INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS objects (id INTEGER PRIMARY KEY, digest BLOB NOT NULL UNIQUE, size INTEGER NOT NULL, stored_size INTEGER NOT NULL,
+        pack TEXT, pack_offset INTEGER);
       CREATE TABLE IF NOT EXISTS images (
         name TEXT NOT NULL, tag TEXT NOT NULL, manifest BLOB NOT NULL, created TEXT NOT NULL,
         virtual_size INTEGER NOT NULL, allocated_size INTEGER NOT NULL, data_size INTEGER NOT NULL, format TEXT NOT NULL,
@@ -147,12 +169,16 @@ export class StoreIndex {
     const d = this.db;
     const live = `SELECT r.object_id AS id FROM manifest_refs r JOIN objects m ON m.id = r.manifest_id JOIN images i ON i.manifest = m.digest`;
     return {
-      getObject: d.prepare<[Buffer], { size: number; stored_size: number }>('SELECT size, stored_size FROM objects WHERE digest = ?'),
+      getObject: d.prepare<[Buffer], Row>('SELECT digest, size, stored_size, pack, pack_offset FROM objects WHERE digest = ?'),
       objectId: d.prepare<[Buffer], { id: number }>('SELECT id FROM objects WHERE digest = ?'),
-      addObject: d.prepare(`INSERT INTO objects (digest, size, stored_size) VALUES (?, ?, ?)
-        ON CONFLICT (digest) DO UPDATE SET size = excluded.size, stored_size = excluded.stored_size`),
+      // a second copy (another process wrote it too) is as good as the first: the later row wins
+      addObject: d.prepare(`INSERT INTO objects (digest, size, stored_size, pack, pack_offset) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (digest) DO UPDATE SET size = excluded.size, stored_size = excluded.stored_size, pack = excluded.pack, pack_offset = excluded.pack_offset`),
+      movePacked: d.prepare<[string, number, Buffer, string]>('UPDATE objects SET pack = ?, pack_offset = ? WHERE digest = ? AND pack = ?'),
+      packUse: d.prepare<[], { pack: string; n: number; bytes: number }>('SELECT pack, count(*) AS n, sum(stored_size) AS bytes FROM objects WHERE pack IS NOT NULL GROUP BY pack'),
+      inPack: d.prepare<[string], Row>('SELECT digest, size, stored_size, pack, pack_offset FROM objects WHERE pack = ? ORDER BY pack_offset'),
       delObject: d.prepare('DELETE FROM objects WHERE digest = ?'),
-      listObjects: d.prepare<[], { digest: Buffer; size: number; stored_size: number }>('SELECT digest, size, stored_size FROM objects ORDER BY digest'),
+      listObjects: d.prepare<[], Row>('SELECT digest, size, stored_size, pack, pack_offset FROM objects ORDER BY digest'),
       getImage: d.prepare<[string, string], Record<string, unknown>>('SELECT * FROM images WHERE name = ? AND tag = ?'),
       listImages: d.prepare<[], Record<string, unknown>>('SELECT * FROM images ORDER BY name, tag'),
       putImage: d.prepare(`INSERT OR REPLACE INTO images (name, tag, manifest, created, virtual_size, allocated_size, data_size, format)
@@ -162,6 +188,7 @@ export class StoreIndex {
       addRefs: d.prepare<[number, string]>(`INSERT OR IGNORE INTO manifest_refs (manifest_id, object_id)
         SELECT ?, o.id FROM json_each(?) j JOIN objects o ON o.digest = unhex(j.value)`),
       present: d.prepare<[string], { digest: Buffer }>('SELECT o.digest FROM json_each(?) j JOIN objects o ON o.digest = unhex(j.value)'),
+      places: d.prepare<[string], Row>('SELECT o.digest, o.size, o.stored_size, o.pack, o.pack_offset FROM json_each(?) j JOIN objects o ON o.digest = unhex(j.value)'),
       statMany: d.prepare<[string], { digest: Buffer; size: number; stored_size: number }>('SELECT o.digest, o.size, o.stored_size FROM json_each(?) j JOIN objects o ON o.digest = unhex(j.value)'),
       hasRefs: d.prepare<[number], { n: number }>('SELECT count(*) AS n FROM manifest_refs WHERE manifest_id = ?'),
       liveDigests: d.prepare<[], { digest: Buffer }>(`SELECT o.digest FROM objects o WHERE o.id IN (${live}) UNION SELECT manifest FROM images
@@ -202,14 +229,15 @@ export class StoreIndex {
     return this.st.namesUsing.all(k, k, k).map((r) => r.name);
   }
 
-  getObject(digest: Digest): ObjectStat | undefined {
+  getObject(digest: Digest): IndexedObject | undefined {
     const queued = this.pending.get(digest);
     if (queued) return { ...queued };
     const r = this.st.getObject.get(key(digest));
-    return r ? { digest, size: r.size, storedSize: r.stored_size } : undefined;
+    return r ? fromRow(r) : undefined;
   }
-  addObject(o: ObjectStat): void {
-    this.pending.set(o.digest, { digest: o.digest, size: o.size, storedSize: o.storedSize });
+  /** Queue an object's row; a packed one's bytes are made durable (beforeCommit) before the row is committed. */
+  addObject(o: IndexedObject): void {
+    this.pending.set(o.digest, { digest: o.digest, size: o.size, storedSize: o.storedSize, pack: o.pack, offset: o.offset });
     if (this.pending.size >= ROW_BATCH) this.flush();
     else this.flushTimer ??= setTimeout(() => {
       try {
@@ -223,9 +251,36 @@ export class StoreIndex {
     this.flush();
     this.st.delObject.run(key(digest));
   }
-  listObjects(): ObjectStat[] {
+  listObjects(): IndexedObject[] {
     this.flush();
-    return this.st.listObjects.all().map((r) => ({ digest: r.digest.toString('hex'), size: r.size, storedSize: r.stored_size }));
+    return this.st.listObjects.all().map(fromRow);
+  }
+  /** Rows (with their places) of those of `digests` indexed, queued rows included, without a flush (a read must not wait for an fdatasync). */
+  statPlaces(digests: Iterable<Digest>): Map<Digest, IndexedObject> {
+    const out = new Map<Digest, IndexedObject>();
+    const ask: Digest[] = [];
+    for (const d of digests) {
+      const q = this.pending.get(d);
+      if (q) out.set(d, { ...q });
+      else ask.push(d);
+    }
+    if (ask.length) for (const r of this.st.places.all(JSON.stringify(ask))) out.set(r.digest.toString('hex'), fromRow(r));
+    return out;
+  }
+  /** Per pack: its indexed objects' count and stored bytes (gc's repack decides by these). */
+  packUse(): Map<string, { objects: number; bytes: number }> {
+    this.flush();
+    return new Map(this.st.packUse.all().map((r) => [r.pack, { objects: r.n, bytes: r.bytes }]));
+  }
+  /** The objects indexed in `pack`, in pack order. */
+  objectsInPack(pack: string): IndexedObject[] {
+    this.flush();
+    return this.st.inPack.all(pack).map(fromRow);
+  }
+  /** Point objects at their copies in another pack, in one transaction (each only if it is still where `from` says). */
+  movePacked(from: string, moves: Array<{ digest: Digest; pack: string; offset: number }>): void {
+    this.flush();
+    this.write(() => moves.forEach((m) => this.st.movePacked.run(m.pack, m.offset, key(m.digest), from)));
   }
 
   private id(digest: Digest): number {
@@ -380,6 +435,23 @@ function retryBusy<T>(fn: () => T): T {
       Atomics.wait(SLEEP, 0, 0, 100 * attempt);
     }
   }
+}
+
+interface Row {
+  digest: Buffer;
+  size: number;
+  stored_size: number;
+  pack: string | null;
+  pack_offset: number | null;
+}
+
+function fromRow(r: Row): IndexedObject {
+  const o: IndexedObject = { digest: r.digest.toString('hex'), size: r.size, storedSize: r.stored_size };
+  if (r.pack !== null) {
+    o.pack = r.pack;
+    o.offset = r.pack_offset!;
+  }
+  return o;
 }
 
 function key(digest: Digest): Buffer {

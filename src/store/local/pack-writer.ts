@@ -1,0 +1,111 @@
+/**
+ * The appending half of pack files (pack-file.ts), on the main thread: each
+ * store instance appends to a pack of its own (random id, created exclusively),
+ * so two processes never write one file. append() writes an entry at once
+ * (page cache; readers of this process can read it right away) and returns its
+ * place; sync() makes everything appended so far durable. The index inserts an
+ * object's row only after the sync that covers it (sqlite-index.ts calls sync()
+ * before each commit of object rows): a row never points at bytes a crash can
+ * lose, and bytes no row points at are garbage that gc reclaims.
+ *
+ * While a pack may still grow, a marker file <id>.writing holds the writer's
+ * pid: gc leaves that pack alone while the pid lives.
+ */
+import fsSync from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { ENTRY_HEADER, entryHeader, packPath, PACK_ROTATE_BYTES, writingMarker } from './pack-file.js';
+import { VmdnError } from '../../errors.js';
+
+interface OpenPack {
+  id: string;
+  fd: number;
+  size: number;
+  /** Bytes appended since the last fdatasync. */
+  dirty: boolean;
+}
+
+export class PackWriter {
+  private current: OpenPack | undefined;
+  /** Rotated packs not yet synced (closed by the next sync). */
+  private retired: OpenPack[] = [];
+  private dirSynced = true;
+
+  constructor(readonly packsDir: string, private readonly rotateBytes = PACK_ROTATE_BYTES) {}
+
+  /** Append one object's entry; returns where its frame is. Synchronous: the caller indexes it next. */
+  append(digest: string, frame: Uint8Array): { pack: string; offset: number } {
+    let p = this.current;
+    if (p && p.size + ENTRY_HEADER + frame.length > this.rotateBytes && p.size > 0) {
+      this.retire(p);
+      p = undefined;
+    }
+    p ??= this.current = this.create();
+    const at = p.size;
+    // one syscall per entry: header and frame together
+    let n: number;
+    try {
+      n = fsSync.writevSync(p.fd, [entryHeader(digest, frame.length), frame], at);
+    } catch (err) {
+      this.retire(p);
+      throw err;
+    }
+    if (n !== ENTRY_HEADER + frame.length) {
+      // a short write (full disk): nothing points at it, and nothing is appended after it (a
+      // scan stops at a torn entry): the next object starts a new pack
+      this.retire(p);
+      throw new VmdnError('E_IO', `short write to pack ${p.id}`, { pack: p.id });
+    }
+    p.size += n;
+    p.dirty = true;
+    return { pack: p.id, offset: at + ENTRY_HEADER };
+  }
+
+  /** Make every appended entry durable (fdatasync; the packs directory too when a pack was created). */
+  sync(): void {
+    for (const p of [...this.retired, ...(this.current ? [this.current] : [])]) {
+      if (p.dirty) fsSync.fdatasyncSync(p.fd);
+      p.dirty = false;
+    }
+    if (!this.dirSynced) {
+      const d = fsSync.openSync(this.packsDir, 'r');
+      try {
+        fsSync.fsyncSync(d);
+      } finally {
+        fsSync.closeSync(d);
+      }
+      this.dirSynced = true;
+    }
+    for (const p of this.retired) this.finish(p);
+    this.retired = [];
+  }
+
+  /** Sync, then let go of the open pack (its marker goes: gc may repack it from now on). */
+  close(): void {
+    try {
+      this.sync();
+    } finally {
+      if (this.current) this.finish(this.current);
+      this.current = undefined;
+    }
+  }
+
+  private create(): OpenPack {
+    fsSync.mkdirSync(this.packsDir, { recursive: true });
+    const id = randomBytes(8).toString('hex');
+    // the marker first: gc must never see this pack without it
+    fsSync.writeFileSync(writingMarker(this.packsDir, id), `${process.pid}\n`, { flag: 'wx' });
+    const fd = fsSync.openSync(packPath(this.packsDir, id), 'wx');
+    this.dirSynced = false;
+    return { id, fd, size: 0, dirty: false };
+  }
+
+  private retire(p: OpenPack): void {
+    this.retired.push(p);
+    if (this.current === p) this.current = undefined;
+  }
+
+  private finish(p: OpenPack): void {
+    fsSync.closeSync(p.fd);
+    fsSync.rmSync(writingMarker(this.packsDir, p.id), { force: true });
+  }
+}
