@@ -60,6 +60,8 @@ export interface BootRun {
   counters?: NbdCounters;
   maxRssBytes?: number;
   error?: string;
+  /** Every run's time to login when the boot was repeated (the row shows the median run). */
+  runsMs?: Array<number | null>;
 }
 
 export interface OnDemandResult {
@@ -87,6 +89,8 @@ export interface OnDemandResult {
     record?: BootRun;
     /** fresh site with the recorded profile */
     profiled?: BootRun;
+    /** the kernel and initrd (fetched before qemu can start): bytes, and as zstd objects at the store's level */
+    bootFiles?: { rawBytes: number; storedBytes: number };
   };
   problems: string[];
 }
@@ -102,6 +106,21 @@ const verdict = (r: number | null, ok: (r: number) => boolean) => (r === null ? 
 
 /** Full-pull limit vs curl|zstd per link: 1.0x on real links, 1.5x on loopback. */
 export const pullLimit = (link: string) => (link === 'lo' ? 1.5 : 1.0);
+
+/** What no delivery can beat on this image and machine: shown beside the targets, without a verdict. */
+export function onDemandLimits(r: OnDemandResult): Target[] {
+  const out: Target[] = [];
+  const { local } = r.boots;
+  const full = r.fullPullBytes ?? r.storedBytes;
+  const bf = r.boots.bootFiles;
+  if (bf && fin(full)) out.push({ target: 'limit of the bytes before login: the kernel and initrd alone (fetched before qemu starts; incompressible) / full pull', measured: `${mb(bf.storedBytes)} MB / ${mb(full)} MB = ${(bf.storedBytes / full! * 100).toFixed(1)} % (+ the root filesystem reads)`, threshold: 'physical limit', met: null });
+  const pull100 = r.pulls.find((p) => p.link === (r.boots.profiled?.link ?? '100mbit'))?.vmdn.seconds;
+  const pullBoot = fin(pull100) && fin(local?.ms) ? pull100 + local!.ms! / 1000 : null;
+  // a VM reached on demand cannot boot faster than from a local file
+  const floor = ratio(fin(local?.ms) ? local!.ms! / 1000 : null, pullBoot);
+  if (floor !== null) out.push({ target: 'limit of the time to login with a profile / (full pull + local boot): a boot as fast as from a local file, local boot / (full pull + local boot)', measured: `${f1(local!.ms! / 1000)} s / ${f1(pullBoot)} s = ${f2(floor)}x`, threshold: 'physical limit', met: null });
+  return out;
+}
 
 export function onDemandTargets(r: OnDemandResult): Target[] {
   const t: Target[] = [];
@@ -145,6 +164,7 @@ export function renderOnDemand(r: OnDemandResult): string {
   L.push(`Run ${r.startedAt} → ${r.finishedAt} (${f1(r.seconds / 60)} min${r.quick ? ', **quick mode**: not the full set of links' : ''}). Load average (1/5/15 min) at start ${r.load.start.loadavg.join(' / ')}, at end ${r.load.end.loadavg.join(' / ')}. Image ${r.image}: ${mb(r.virtualBytes)} MB virtual, ${mb(r.storedBytes)} MB of stored objects.`, '');
   L.push('| target | measured | threshold | verdict |', '|:--|:--|:--|:--|');
   for (const t of onDemandTargets(r)) L.push(row([t.target, t.measured, t.threshold, metText(t.met)]));
+  for (const t of onDemandLimits(r)) L.push(row([t.target, t.measured, t.threshold, 'limit (no verdict)']));
   L.push('', '### Full cold pull to a raw file', '');
   L.push('Servers (`vmdn serve`, nginx) run in a network namespace, clients in the host namespace, over a veth pair with `tc` tbf on both ends (`lo`: both on loopback). vmdn: `vmdn pull URL base out.raw` into an empty cache; curl|zstd: `curl URL/base.raw.zst | zstd -d -o out.raw` (sparse); casync: `casync extract --store=URL/base.castr URL/base.caibx out.raw`. Page cache dropped before each. Bytes: payload the server sent; wire: the namespace side\'s veth tx bytes. CPU: user + system seconds of the client (GNU time), + the vmdn origin\'s (nginx serves with sendfile).', '');
   L.push('| link | tool | s | CPU s | payload MB | wire MB | peak RSS MB | identical |', '|:--|:--|--:|--:|--:|--:|--:|:--|');
@@ -177,7 +197,7 @@ export function renderOnDemand(r: OnDemandResult): string {
   }
   L.push('Local: `qemu-system-x86_64` with the kernel and initrd `vmdn cat` read from the raw file, the raw file as a virtio disk (snapshot=on), the guest `vmdn boot` runs (TCG, 1 GiB, 1 vCPU, no network); time from qemu\'s start. vmdn boot: its `msToMatch` (from the command\'s start: serving, the manifest, kernel and initrd included); origin MB from the origin\'s /stats, demand and prefilled from the nbd counters at the match. Peak RSS of the vmdn boot process tree (qemu included), from GNU time.', '');
   L.push('| boot | link | to login s | origin MB | demand objects / MB | prefilled MB | peak RSS MB (with qemu) |', '|:--|:--|--:|--:|--:|--:|--:|');
-  const br = (what: string, x?: BootRun) => x && L.push(row([what, x.link ?? '-', x.error ? `failed: ${x.error.slice(0, 80)}` : f1(fin(x.ms) ? x.ms / 1000 : null), mb(x.originBytes), `${x.counters?.demandObjects ?? 'n/a'} / ${mb(x.counters?.demandBytes)}`, mb(x.counters?.prefilledBytes), mb(x.maxRssBytes)]));
+  const br = (what: string, x?: BootRun) => x && L.push(row([what, x.link ?? '-', x.error ? `failed: ${x.error.slice(0, 80)}` : `${f1(fin(x.ms) ? x.ms / 1000 : null)}${x.runsMs && x.runsMs.length > 1 ? ` (median of ${x.runsMs.map((m) => f1(fin(m) ? m / 1000 : null)).join(', ')})` : ''}`, mb(x.originBytes), `${x.counters?.demandObjects ?? 'n/a'} / ${mb(x.counters?.demandBytes)}`, mb(x.counters?.prefilledBytes), mb(x.maxRssBytes)]));
   br('local raw file, qemu-system-x86_64 direct kernel boot', b.local);
   br('vmdn boot, cold site, no profile, --no-fill', b.cold);
   br('vmdn boot --record-profile', b.record);

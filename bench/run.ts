@@ -417,6 +417,8 @@ async function snapshotVmdn(): Promise<string> {
   const src = (p: string) => path.join(repoRoot, p);
   if (!existsSync(src('dist/src/cli/main.js'))) throw new Error('dist/src/cli/main.js missing: build first (npm run build)');
   await fsp.cp(src('dist/src'), path.join(dst, 'dist', 'src'), { recursive: true });
+  // the bundled CLI after the modules: bin/vmdn.js takes it only when it is as new as them
+  if (existsSync(src('dist/cli'))) await fsp.cp(src('dist/cli'), path.join(dst, 'dist', 'cli'), { recursive: true });
   await fsp.cp(src('bin'), path.join(dst, 'bin'), { recursive: true });
   await fsp.copyFile(src('package.json'), path.join(dst, 'package.json'));
   for (const d of ['node_modules', 'build']) if (existsSync(src(d))) await fsp.symlink(src(d), path.join(dst, d));

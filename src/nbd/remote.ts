@@ -13,6 +13,8 @@ import type { LocalStore } from '../store/local/local-store.js';
 import type { ImageRef } from '../store/image-name.js';
 import { CachingStore } from '../store/cache/caching-store.js';
 import { HttpStore, type HttpStoreOptions } from '../net/client/http-store.js';
+import { Peers } from '../net/client/peers.js';
+import { PeeredUpstream } from '../net/client/peered-upstream.js';
 import { decodeManifest } from '../model/manifest.js';
 import { imageObjects } from '../model/objects.js';
 import type { TreeRecord } from '../model/files-tree.js';
@@ -33,6 +35,8 @@ export interface RemoteOptions {
   fillOptions?: Omit<FillOptions, 'signal' | 'first'>;
   /** Prefetch in the order of the origin's boot profile for the image (default true). */
   profile?: boolean;
+  /** Other sites' vmdn servers asked for objects before the origin (docs/p2p.md). */
+  peers?: string[];
   /** Where warnings go (a refused profile); default stderr. */
   warn?: (msg: string) => void;
 }
@@ -50,11 +54,13 @@ const CONNECTIONS = 8;
 
 export async function openRemoteDevice(url: string, ref: ImageRef, cache: LocalStore, o: RemoteOptions = {}): Promise<RemoteDevice> {
   const remote = new HttpStore(url, { connections: CONNECTIONS, ...o.http });
+  const peers = o.peers?.length ? new Peers(o.peers) : undefined;
   const stop = new AbortController();
   let opened: OpenedDevice | undefined;
   try {
-    const store = await CachingStore.open(cache, remote);
+    const store = await CachingStore.open(cache, peers ? new PeeredUpstream(remote, peers) : remote);
     const digest = await remote.resolve(ref);
+    await peers?.probe(digest);
     const manifest = decodeManifest(await store.get(digest), `${url} ${digest.slice(0, 12)}`);
     const trees: TreeRecord[][] = [];
     const objects = await imageObjects(manifest, store, { trees });
@@ -91,12 +97,14 @@ export async function openRemoteDevice(url: string, ref: ImageRef, cache: LocalS
           await device.close();
         } finally {
           await remote.close();
+          await peers?.close();
         }
       },
     };
   } catch (err) {
     await opened?.close();
     await remote.close();
+    await peers?.close();
     throw err;
   }
 }

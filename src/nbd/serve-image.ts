@@ -28,6 +28,8 @@ export interface ServeImageOptions {
   from?: string;
   /** With `from`: the bearer token sent to the origin (private images, issue 16). */
   token?: string;
+  /** With `from`: other sites' vmdn servers asked for objects first (docs/p2p.md). */
+  peers?: string[];
   cache?: string;
   /** With `from`: fetch the rest in the background (default true). */
   fill?: boolean;
@@ -82,7 +84,7 @@ export async function serveImage(o: ServeImageOptions): Promise<ServedImage> {
   let opened: OpenedDevice | RemoteDevice;
   try {
     opened = o.from
-      ? await openRemoteDevice(o.from, ref, store, { overlay: o.overlay, readOnly: o.readOnly, fill: o.fill !== false, profile: o.profile !== false, http: { trust: o.trust, token: o.token }, fillOptions: { pauseMs: Number(process.env.VMDN_NBD_FILL_PAUSE_MS) || 0 } })
+      ? await openRemoteDevice(o.from, ref, store, { overlay: o.overlay, readOnly: o.readOnly, fill: o.fill !== false, profile: o.profile !== false, peers: o.peers, http: { trust: o.trust, token: o.token }, fillOptions: { pauseMs: Number(process.env.VMDN_NBD_FILL_PAUSE_MS) || 0 } })
       : await openStoredDevice(store, ref, { overlay: o.overlay, readOnly: o.readOnly });
   } catch (err) {
     await store.close();

@@ -4,7 +4,14 @@ import { compress } from 'zstd-napi';
 import { sha256, type Digest } from './digest.js';
 import { VmdnError } from '../errors.js';
 
-export const ZSTD_LEVEL = 3;
+/**
+ * Objects are compressed once, at import, and then moved and stored many
+ * times: on the corpus image base, level 7 stores 4.8 % fewer bytes than
+ * level 3 (177.8 vs 186.7 MB) for 43 % more import CPU, and decodes as fast.
+ * That is what a pull over a 100 Mbit/s link waits for, and what an archive
+ * keeps. Levels above 9 cost several times more for under 1 % more.
+ */
+export const ZSTD_LEVEL = 7;
 /** Larger objects are refused before decoding: chunks are at most 16 MiB, manifests far less than this. */
 export const MAX_OBJECT_SIZE = 256 * 1024 * 1024;
 type ZstdBinding = typeof import('zstd-napi/binding.js');

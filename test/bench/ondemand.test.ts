@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEFAULT_LINK, inNs, parseRate, rateCommands, setupCommands, tbfArgs, teardownCommands } from '../../bench/netns.js';
-import { onDemandTargets, ratio, renderOnDemand, type OnDemandResult, type PullRun } from '../../bench/ondemand-report.js';
+import { onDemandTargets, onDemandLimits, ratio, renderOnDemand, type OnDemandResult, type PullRun } from '../../bench/ondemand-report.js';
 import { onDemandOptsFromEnv } from '../../bench/ondemand.js';
 
 test('rates parse to bits per second; nonsense and absurd rates are refused', () => {
@@ -80,6 +80,17 @@ test('targets: each of issue 13 is judged from the numbers against its threshold
   const slow = result();
   slow.pulls[2]!.vmdn = pull(40);
   assert.equal(verdicts(slow)['time to login with a profile / (full vmdn pull at 100mbit + local boot)'], true); // 33 / 70
+});
+
+test('limits: the kernel and initrd share of a full pull, and a boot no faster than a local one, beside the targets', () => {
+  const r = result();
+  r.boots.bootFiles = { rawBytes: 3e7, storedBytes: 2.8e7 };
+  const lim = Object.fromEntries(onDemandLimits(r).map((t) => [t.target.split(':')[0], t.measured]));
+  const full = r.fullPullBytes ?? r.storedBytes;
+  assert.match(lim['limit of the bytes before login']!, new RegExp(`= ${(2.8e7 / full! * 100).toFixed(1)} %`));
+  assert.match(lim['limit of the time to login with a profile / (full pull + local boot)']!, /30\.0 s \/ 46\.0 s = 0\.65x/); // 30 / (16 + 30)
+  assert.match(renderOnDemand(r), /limit \(no verdict\)/);
+  assert.equal(onDemandLimits(result({ boots: {} })).length, 0, 'nothing measured, no limit');
 });
 
 test('targets: what was not measured (no boots, a failed pull) is "not measured", never met', () => {

@@ -8,6 +8,7 @@ import { VmdnError } from '../../errors.js';
 import { printJson, safe, type GlobalOptions } from '../output.js';
 import { action, common } from '../program.js';
 import { readToken, untilSignal } from './net.js';
+import { collect, readPeerFile } from './peers.js';
 import { openTrust, TRUST_HELP, trustOptions, type TrustOptions } from '../trust.js';
 
 interface NbdOptions extends GlobalOptions, TrustOptions {
@@ -16,6 +17,8 @@ interface NbdOptions extends GlobalOptions, TrustOptions {
   overlay?: string;
   readonly?: boolean;
   from?: string;
+  peer: string[];
+  peers?: string;
   tokenFile?: string;
   cache?: string;
   fill: boolean;
@@ -33,6 +36,8 @@ export function registerNbdCommands(program: Command): void {
     .option('--overlay <file>', 'keep writes in this file (created, or reused if made for this image); default: a temporary overlay deleted on exit')
     .option('--readonly', 'refuse writes (EPERM); the export is flagged read-only')
     .option('--from <url>', 'serve the image from this origin or edge while it downloads: reads fetch what they touch')
+    .option('--peer <url>', 'with --from: another site\'s vmdn edge or serve, asked for objects before the origin (repeatable; docs/p2p.md)', collect, [])
+    .option('--peers <file>', 'with --from: peer URLs, one per line, added to --peer')
     .option('--token-file <file>', 'with --from: bearer token for the origin, needed for private images (else $VMDN_TOKEN)')
     .option('--cache <dir>', 'with --from: object cache (default: the store, as for vmdn pull)')
     .option('--record-profile', 'record the order clients first read the image\'s objects (a boot profile); stored on exit, tied to the image (vmdn push carries it)')
@@ -71,10 +76,12 @@ With --json, one JSON document (uri, export, size, overlay) is printed once the 
       if (!!o.socket === !!o.listen) throw new VmdnError('E_USAGE', 'give exactly one of --socket PATH or --listen HOST:PORT');
       checkServeOptions(o);
       if ((o.trust || o.trustDir) && !o.from) throw new VmdnError('E_USAGE', '--trust and --trust-dir go with --from URL');
+      if ((o.peer.length || o.peers) && !o.from) throw new VmdnError('E_USAGE', '--peer and --peers go with --from URL');
       const served = await serveImage({
         trust: o.from ? openTrust(o) : undefined,
         image, listen: o.socket ? { socket: o.socket } : parseListen(o.listen!), store: o.store,
         overlay: o.overlay, readOnly: o.readonly, from: o.from, token: o.from ? readToken(o.tokenFile) : undefined, cache: o.cache, fill: o.fill,
+        peers: [...o.peer, ...(o.peers ? readPeerFile(o.peers) : [])],
         metrics: o.metrics ? parseListen(o.metrics) : undefined, profile: o.profile, recordProfile: o.recordProfile,
         // failures always; why each connection ended (bad magic, client left...) with VMDN_NBD_DEBUG=1
         onEvent: (e) => {

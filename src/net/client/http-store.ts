@@ -88,6 +88,8 @@ export class HttpStore implements ReadableStore {
   private readonly agent: http.Agent;
   /** False once the server answered a batch with "no such endpoint" (docs/http-api.md, Batches). */
   batches = true;
+  /** Batches whose exchange failed (connection refused or cut, timeout, an error status other than "no batches"). */
+  batchesFailed = 0;
   private readonly o: Required<Omit<HttpStoreOptions, 'token' | 'batches' | 'trust'>> & { token?: string };
   private readonly trust: RecordCheck | undefined;
 
@@ -364,6 +366,8 @@ export class HttpStore implements ReadableStore {
       this.batches = false;
       return undefined;
     }
+    // the exchange failed (cut, timeout, refused), as opposed to the server lacking what is missing: peers.ts drops such a peer
+    if (status !== 200) this.batchesFailed++;
     return { missing: [...wanted], corrupt };
   }
 

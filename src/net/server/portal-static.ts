@@ -10,8 +10,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** dist/src/net/server/ -> dist/portal/ */
-export const PORTAL_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../portal');
+/** dist/portal/, from dist/src/net/server/ (the modules) or dist/cli/ (the bundled CLI, scripts/build-cli.mjs). */
+export const PORTAL_DIR = portalDir();
+
+function portalDir(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const candidates = ['../../../portal', '../portal'].map((rel) => path.resolve(here, rel));
+  return candidates.find((d) => fs.existsSync(path.join(d, 'index.html'))) ?? candidates[0]!;
+}
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',

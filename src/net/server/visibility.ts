@@ -41,6 +41,12 @@ export class Visibility {
    */
   private readonly usedBy = new Map<Digest, string[]>();
   private shape = '';
+  /**
+   * hiddenNames per principal (keyed by its scopes), valid as long as `any`:
+   * the portal asks on every request, and listing every name each time grew
+   * with the catalog.
+   */
+  private readonly hidden = new Map<string, string[]>();
 
   constructor(
     private readonly store: ImageStore & { index?: Partial<NamesUsing> },
@@ -62,6 +68,7 @@ export class Visibility {
     this.names = undefined;
     this.any = undefined;
     this.usedBy.clear();
+    this.hidden.clear();
   }
 
   private async privateNames(): Promise<Set<string>> {
@@ -82,6 +89,7 @@ export class Visibility {
   changed(): void {
     this.any = undefined;
     this.usedBy.clear();
+    this.hidden.clear();
   }
 
   async setPrivate(name: string, flag: boolean | undefined): Promise<void> {
@@ -106,6 +114,7 @@ export class Visibility {
     this.fresh();
     if (this.any && Date.now() - this.any.at < LIST_TTL_MS) return this.any.yes;
     let yes = false;
+    this.hidden.clear();
     if (this.prefixes.length || (await this.privateNames()).size) {
       const list = await this.store.names.list();
       for (const r of list) if (await this.isPrivate(r.name)) { yes = true; break; }
@@ -120,9 +129,16 @@ export class Visibility {
   /** The private names `p` has no read scope on (the portal's catalog leaves them out). */
   async hiddenNames(p: Principal): Promise<string[]> {
     if (!(await this.anyPrivate())) return [];
+    const key = p.admin ? 'admin' : JSON.stringify([p.read, p.write]);
+    const known = this.hidden.get(key);
+    if (known) return known;
     const out = new Set<string>();
     for (const r of await this.store.names.list()) if (!(await this.canSee(p, r.name))) out.add(r.name);
-    return [...out];
+    const list = [...out];
+    // bounded by the number of distinct token scopes seen within one LIST_TTL_MS
+    if (this.hidden.size >= 1000) this.hidden.clear();
+    this.hidden.set(key, list);
+    return list;
   }
 
   async visibleImages(p: Principal): Promise<ImageRecord[]> {
