@@ -12,6 +12,8 @@ import Database from 'better-sqlite3';
 import { LocalStore } from '../../src/store/local/local-store.js';
 import { PackWriter } from '../../src/store/local/pack-writer.js';
 import { ENTRY_HEADER, packPath, scanPack } from '../../src/store/local/pack-file.js';
+import { closePacks } from '../../src/store/local/pack-reader.js';
+import { repack } from '../../src/store/local/pack-gc.js';
 import { collectGarbage, verifyStore } from '../../src/images/maintenance.js';
 import { encodeObject } from '../../src/store/codec.js';
 import { sha256 } from '../../src/store/digest.js';
@@ -123,6 +125,43 @@ describe('LocalStore packs', () => {
       t.cleanup();
     }
   });
+
+  for (const workers of [0, 1]) {
+    it(`a reader whose object was repacked away by another store instance (gc) looks it up again and reads it (workers=${workers})`, async () => {
+      const t = tmpDir();
+      try {
+        const w = await LocalStore.open(t.dir, { workers: 0 });
+        const data = Array.from({ length: 6 }, (_, i) => prng(110 + i, 30_000));
+        const ds: string[] = [];
+        for (const d of data) ds.push((await w.put(d)).digest);
+        w.index.putImage(image(ds[0]!), ds.slice(0, 2));
+        await w.close();
+        const reader = await LocalStore.open(t.dir, { workers });
+        const gc = await LocalStore.open(t.dir, { workers: 0 });
+        try {
+          // the reader looks the object up; before it reads, gc rewrites the pack and unlinks it
+          const look = reader.index.getObject.bind(reader.index);
+          let lookups = 0;
+          reader.index.getObject = (d) => {
+            const row = look(d);
+            if (lookups++ === 0) {
+              gc.index.deleteUnreferenced(ds.slice(2));
+              assert.equal(repack(gc, false).repackedPacks, 1);
+              closePacks(); // no descriptor of the old pack left open in this thread
+            }
+            return row;
+          };
+          assert.ok(Buffer.from(await reader.get(ds[1]!)).equals(data[1]!));
+          assert.equal(lookups, 2, 'looked up once more');
+        } finally {
+          await gc.close();
+          await reader.close();
+        }
+      } finally {
+        t.cleanup();
+      }
+    });
+  }
 
   it('a writer rotates to a new pack at its size bound; every entry is found where it was put', () => {
     const t = tmpDir();

@@ -36,16 +36,23 @@ export class PackWriter {
   append(digest: string, frame: Uint8Array): { pack: string; offset: number } {
     let p = this.current;
     if (p && p.size + ENTRY_HEADER + frame.length > this.rotateBytes && p.size > 0) {
-      this.retired.push(p);
-      p = this.current = undefined;
+      this.retire(p);
+      p = undefined;
     }
     p ??= this.current = this.create();
     const at = p.size;
     // one syscall per entry: header and frame together
-    const n = fsSync.writevSync(p.fd, [entryHeader(digest, frame.length), frame], at);
+    let n: number;
+    try {
+      n = fsSync.writevSync(p.fd, [entryHeader(digest, frame.length), frame], at);
+    } catch (err) {
+      this.retire(p);
+      throw err;
+    }
     if (n !== ENTRY_HEADER + frame.length) {
-      // a short write (full disk): nothing points at it; start past it so no entry is torn into the next
-      p.size += n;
+      // a short write (full disk): nothing points at it, and nothing is appended after it (a
+      // scan stops at a torn entry): the next object starts a new pack
+      this.retire(p);
       throw new VmdnError('E_IO', `short write to pack ${p.id}`, { pack: p.id });
     }
     p.size += n;
@@ -90,6 +97,11 @@ export class PackWriter {
     const fd = fsSync.openSync(packPath(this.packsDir, id), 'wx');
     this.dirSynced = false;
     return { id, fd, size: 0, dirty: false };
+  }
+
+  private retire(p: OpenPack): void {
+    this.retired.push(p);
+    if (this.current === p) this.current = undefined;
   }
 
   private finish(p: OpenPack): void {
