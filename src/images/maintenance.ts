@@ -7,7 +7,7 @@ import { loadTree, namedObjects, type ObjectRole } from '../model/objects.js';
 import { treeDigests } from '../model/files-tree.js';
 import { asVmdnError } from '../errors.js';
 import type { OnProgress } from '../util/progress.js';
-import { packGarbage, repack, type RepackResult } from '../store/local/pack-gc.js';
+import { packGarbage, packLoose, repack, type RepackResult } from '../store/local/pack-gc.js';
 
 export interface GcResult {
   removedObjects: number;
@@ -17,6 +17,8 @@ export interface GcResult {
   /** Packs rewritten because most of them was garbage (pack-gc.ts), and packs unlinked (those included). */
   repackedPacks: number;
   removedPacks: number;
+  /** Loose objects moved into a pack (with `packLoose`). */
+  packedLoose: number;
 }
 
 /**
@@ -26,9 +28,13 @@ export interface GcResult {
  * its transaction that no image needs the rows (any more), and an object's row
  * goes before its file: a gc killed midway leaves at worst unindexed files.
  */
-export async function collectGarbage(store: LocalStore, opts: { dryRun?: boolean; signal?: AbortSignal } = {}): Promise<GcResult> {
+export async function collectGarbage(store: LocalStore, opts: { dryRun?: boolean; signal?: AbortSignal; packLoose?: boolean } = {}): Promise<GcResult> {
   if (opts.dryRun) return sweep(store, true);
-  return store.exclusive(() => sweep(store, false), opts.signal);
+  return store.exclusive(async () => {
+    const r = await sweep(store, false);
+    if (opts.packLoose) r.packedLoose = packLoose(store);
+    return r;
+  }, opts.signal);
 }
 
 const DELETE_BATCH = 512;
@@ -37,7 +43,7 @@ async function sweep(store: LocalStore, dryRun: boolean): Promise<GcResult> {
   // a boot profile lives as long as some name keeps its manifest (docs/format.md)
   if (!dryRun) store.index.dropUnnamedProfiles();
   const live = store.index.liveDigests();
-  const res: GcResult = { removedObjects: 0, freedBytes: 0, removedTmpFiles: 0, repackedPacks: 0, removedPacks: 0 };
+  const res: GcResult = { removedObjects: 0, freedBytes: 0, removedTmpFiles: 0, repackedPacks: 0, removedPacks: 0, packedLoose: 0 };
   const files = new Set<Digest>();
   // a stray non-digest file is left for verify to report
   for await (const f of store.objectFiles()) if (isDigest(f.digest) && !live.has(f.digest)) files.add(f.digest);

@@ -63,6 +63,37 @@ describe('LocalStore packs', () => {
     });
   }
 
+  it('gc --pack-loose moves the live loose objects of an older store into a pack and removes their files', async () => {
+    const t = tmpDir();
+    try {
+      const old = await LocalStore.open(t.dir, { workers: 0, loose: true });
+      const data = Array.from({ length: 5 }, (_, i) => prng(130 + i, 20_000));
+      const ds: string[] = [];
+      for (const d of data) ds.push((await old.put(d)).digest);
+      old.index.putImage(image(ds[0]!), ds.slice(0, 4));
+      await old.close();
+      const store = await LocalStore.open(t.dir, { workers: 0 });
+      try {
+        const r = await collectGarbage(store, { packLoose: true });
+        assert.equal(r.removedObjects, 1);
+        assert.equal(r.packedLoose, 4);
+        assert.equal(looseFiles(t.dir), 0);
+        assert.equal(packs(t.dir).length, 1);
+        for (let i = 0; i < 4; i++) {
+          assert.ok(store.index.getObject(ds[i]!)?.pack, `object ${i} is packed`);
+          assert.ok(Buffer.from(await store.get(ds[i]!)).equals(data[i]!));
+        }
+        const v = await verifyStore(store);
+        assert.deepEqual(v.problems.filter((p) => p.problem !== 'bad-manifest'), []);
+        assert.equal(v.objectsChecked, 4);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      t.cleanup();
+    }
+  });
+
   it('object rows are committed only after the pack is synced', async () => {
     const t = tmpDir();
     const store = await LocalStore.open(t.dir, { workers: 0 });

@@ -147,14 +147,15 @@ export function registerStoreCommands(program: Command): void {
   common(program.command('gc'))
     .description('delete objects no image needs, and temp files left by interrupted runs')
     .option('--dry-run', 'only report what would be removed')
+    .option('--pack-loose', 'also move objects kept one per file (stores made before packs) into a pack')
     .option('--grace <duration>', 'an S3 store: packs no image needs are condemned, and deleted by a later gc at least this long after (longer than any import takes; docs/format.md)', '1h')
-    .action(action(async (o: GlobalOptions & { dryRun?: boolean; grace: string }) => withImageStore(o.store, async (s) => {
+    .action(action(async (o: GlobalOptions & { dryRun?: boolean; grace: string; packLoose?: boolean }) => withImageStore(o.store, async (s) => {
       if (s instanceof S3Store) return s3Gc(s, o);
-      const r = await collectGarbage(s, { dryRun: o.dryRun });
+      const r = await collectGarbage(s, { dryRun: o.dryRun, packLoose: o.packLoose });
       // export stages of killed runs live outside any store (/dev/shm): gc is where they go too
       const removedStages = (await removeStaleStages({ dryRun: o.dryRun })).length;
       if (o.json) return printJson({ ...r, removedStages });
-      console.log(`${o.dryRun ? 'would remove' : 'removed'} ${r.removedObjects} objects (${humanBytes(r.freedBytes)}), ${r.removedTmpFiles} temp files and ${removedStages} stale export stages; ${r.removedPacks} packs removed (${r.repackedPacks} rewritten first)`);
+      console.log(`${o.dryRun ? 'would remove' : 'removed'} ${r.removedObjects} objects (${humanBytes(r.freedBytes)}), ${r.removedTmpFiles} temp files and ${removedStages} stale export stages; ${r.removedPacks} packs removed (${r.repackedPacks} rewritten first)${r.packedLoose ? `; ${r.packedLoose} loose objects moved into a pack` : ''}`);
     }, { create: false })));
 
   common(program.command('verify'))

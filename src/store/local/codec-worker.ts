@@ -1,7 +1,10 @@
 /**
  * Worker thread for the CPU-heavy half of object I/O: zstd (de)compression and
- * hash verification, plus the file write/read itself so the bytes never travel
- * back to the main thread on import. See codec-pool.ts.
+ * hash verification, and the reads of objects (pack stretches, loose files) and
+ * writes into output files, so decoded data never travels to the main thread on
+ * export. Appends to packs happen on the main thread (pack-writer.ts): one
+ * writer per store, which a put's encoded bytes (moved back, not copied) reach
+ * in one message. See codec-pool.ts.
  *
  * File I/O here is synchronous on purpose: this thread has nothing else to do
  * while it waits, and each async call is a round trip through libuv's thread
@@ -9,17 +12,19 @@
  * 2-core machine.
  */
 import { parentPort, threadId } from 'node:worker_threads';
+import Database from 'better-sqlite3';
 import fs from 'node:fs/promises';
 import fsSync from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { encodeObject, decodeObject, decodeObjectInto, singleFrameSize, MAX_OBJECT_SIZE } from '../codec.js';
-export type { Placed };
 import { copyRuns, decodeToScratch, readMany, readPlaced, writeSparseSync, type ManyOutcome, type Placed, type RunItem } from './read-runs.js';
 import { VmdnError, asVmdnError } from '../../errors.js';
 import { sha256 } from '../digest.js';
 import { gcEvery } from '../../util/gc.js';
 import { asBuffer } from '../../container/writer-file.js';
+
+export type { Placed };
 
 const collect = gcEvery(128 * 1024 * 1024);
 
@@ -38,8 +43,12 @@ function tmpPath(finalPath: string, tmpDir: string): string {
 }
 
 export type CodecRequest =
-  /** Hash (unless `digest` is given) and compress: the encoded bytes come back (the main thread appends them to its pack). */
-  | { op: 'put'; id: number; digest?: string; data: Uint8Array; level: number }
+  /**
+   * Hash (unless `digest` is given) and compress: the encoded bytes come back (the main
+   * thread appends them to its pack). With `index`, an object that index already holds
+   * is not compressed (`known`: a re-import costs a hash per chunk, not a compression).
+   */
+  | { op: 'put'; id: number; digest?: string; data: Uint8Array; level: number; index?: string }
   | ({ op: 'get'; id: number; source: string } & Placed)
   | ({ op: 'verify'; id: number; source: string } & Placed)
   /**
@@ -77,7 +86,7 @@ export interface AcceptItem {
 export type AcceptOutcome = { size: number } | { error: { code: string; message: string; data: Record<string, unknown> } };
 
 export type CodecResponse =
-  | { id: number; ok: true; digest?: string; storedSize?: number; size?: number; data?: Uint8Array; encoded?: Uint8Array; outcomes?: AcceptOutcome[]; places?: ManyOutcome[] }
+  | { id: number; ok: true; digest?: string; known?: boolean; storedSize?: number; size?: number; data?: Uint8Array; encoded?: Uint8Array; outcomes?: AcceptOutcome[]; places?: ManyOutcome[] }
   | { id: number; ok: false; error: { code: string; message: string; data: Record<string, unknown> } };
 
 /** Write via temp file + rename so a killed process never leaves a partial object under its final name. */
@@ -94,6 +103,23 @@ export async function writeAtomic(finalPath: string, tmpDir: string, bytes: Uint
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     await fs.mkdir(path.dirname(finalPath), { recursive: true });
     await fs.rename(tmp, finalPath);
+  }
+}
+
+let indexed: { file: string; db: Database.Database; stmt: Database.Statement<[Buffer]> } | undefined;
+
+/** Whether the store index `file` holds `digest` (committed rows; false when it cannot tell). */
+function isIndexed(file: string, digest: string): boolean {
+  try {
+    if (indexed?.file !== file) {
+      indexed?.db.close();
+      indexed = undefined;
+      const db = new Database(file, { readonly: true, fileMustExist: true, timeout: 1000 });
+      indexed = { file, db, stmt: db.prepare<[Buffer]>('SELECT 1 FROM objects WHERE digest = ?') };
+    }
+    return indexed.stmt.get(Buffer.from(digest, 'hex')) !== undefined;
+  } catch {
+    return false;
   }
 }
 
@@ -130,6 +156,7 @@ async function accept(item: AcceptItem, where: { source: string; outPath?: strin
 async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: ArrayBuffer[] }> {
   if (req.op === 'put') {
     const digest = req.digest ?? sha256(req.data);
+    if (req.index && isIndexed(req.index, digest)) return { id: req.id, ok: true, digest, known: true, size: req.data.length };
     const enc = encodeObject(req.data, req.level);
     const own = enc.byteOffset === 0 && enc.byteLength === enc.buffer.byteLength ? enc : new Uint8Array(enc);
     return { id: req.id, ok: true, digest, encoded: own, storedSize: enc.length, size: req.data.length, transfer: [own.buffer as ArrayBuffer] };

@@ -38,9 +38,11 @@ export abstract class LocalReads {
   readonly tmpDir: string;
   readonly objectsDir: string;
   readonly packsDir: string;
+  readonly indexFile: string;
 
   protected constructor(readonly dir: string, protected readonly opts: LocalStoreOptions) {
-    this.index = new StoreIndex(path.join(dir, 'index.db'));
+    this.indexFile = path.join(dir, 'index.db');
+    this.index = new StoreIndex(this.indexFile);
     this.tmpDir = path.join(dir, 'tmp');
     this.objectsDir = path.join(dir, 'objects');
     this.packsDir = path.join(dir, 'packs');

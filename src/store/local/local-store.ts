@@ -73,23 +73,30 @@ export class LocalStore extends LocalReads implements PrunableStore, ImageStore,
   put(data: Uint8Array, opts: { digest?: Digest } & ReadOptions = {}): Promise<PutResult> {
     const pool = this.codec();
     // with workers, hashing happens there too: SHA-256 is the import's most expensive step
-    if (pool && !opts.digest) return this.encodeInWorker(pool, data).then((e) => this.keep(e.digest, e.encoded, e.size));
+    if (pool && !opts.digest) {
+      return this.encodeInWorker(pool, data, undefined, this.indexFile).then((e) => {
+        if (e.encoded) return this.keep(e.digest, e.encoded, e.size);
+        // the worker found it indexed; should the row be gone since, compress here
+        const known = this.index.getObject(e.digest);
+        return known ? { ...statOf(known), added: false } : this.keep(e.digest, encodeObject(data, this.level), data.length);
+      });
+    }
     const digest = opts.digest ?? sha256(data);
     const known = this.index.getObject(digest);
     if (known) return Promise.resolve({ ...statOf(known), added: false });
     const running = this.inflight.get(digest);
     if (running) return running.then((r) => ({ ...r, added: false }));
-    const encoded = pool ? this.encodeInWorker(pool, data, digest).then((e) => e.encoded) : Promise.resolve(encodeObject(data, this.level));
+    const encoded = pool ? this.encodeInWorker(pool, data, digest).then((e) => e.encoded!) : Promise.resolve(encodeObject(data, this.level));
     const p = encoded.then((enc) => this.keep(digest, enc, data.length)).finally(() => this.inflight.delete(digest));
     this.inflight.set(digest, p);
     return p;
   }
 
-  private async encodeInWorker(pool: CodecPool, data: Uint8Array, digest?: Digest): Promise<{ digest: Digest; size: number; encoded: Uint8Array }> {
+  private async encodeInWorker(pool: CodecPool, data: Uint8Array, digest?: Digest, index?: string): Promise<{ digest: Digest; size: number; encoded?: Uint8Array }> {
     // copy: the caller's buffer may be a view into a larger read buffer we must not transfer
     const copy = new Uint8Array(data.length);
     copy.set(data);
-    const r = await pool.run({ op: 'put', digest, data: copy, level: this.level }, [copy.buffer]);
+    const r = await pool.run({ op: 'put', digest, data: copy, level: this.level, index }, [copy.buffer]);
     return { digest: r.digest!, size: r.size!, encoded: r.encoded! };
   }
 

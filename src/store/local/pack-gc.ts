@@ -112,3 +112,31 @@ function dropStaleMarkers(dir: string): void {
     if (!beingWritten(dir, id)) fsSync.rmSync(writingMarker(dir, id), { force: true });
   }
 }
+
+/**
+ * Move the objects kept as loose files (a layout-1 store's) into a pack: the
+ * copies durable and their rows moved (index flush syncs the pack first)
+ * before the files go, a batch at a time. A file that is gone is left for
+ * verify to report. Run with the store held alone, after gc's deletes.
+ */
+export function packLoose(store: LocalStore): number {
+  const loose = store.index.listObjects().filter((o) => o.pack === undefined);
+  let n = 0;
+  for (let i = 0; i < loose.length; i += 1024) {
+    const moved: string[] = [];
+    for (const o of loose.slice(i, i + 1024)) {
+      let bytes: Buffer;
+      try {
+        bytes = fsSync.readFileSync(store.objectPath(o.digest));
+      } catch {
+        continue;
+      }
+      store.index.addObject({ ...o, storedSize: bytes.length, ...store.packs.append(o.digest, bytes) });
+      moved.push(o.digest);
+    }
+    store.index.flush();
+    for (const d of moved) fsSync.rmSync(store.objectPath(d), { force: true });
+    n += moved.length;
+  }
+  return n;
+}

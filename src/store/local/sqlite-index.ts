@@ -1,9 +1,11 @@
 /**
  * The store's index (SQLite): which objects are present with their sizes,
  * which names point at which manifests, and which objects each manifest
- * references (for unique-bytes accounting and gc). Object files are written
- * before their rows, and image rows last, in one transaction: a killed import
- * leaves at worst unreferenced files, which gc removes.
+ * references (for unique-bytes accounting and gc), and where each object's
+ * bytes are (a pack and offset, or a loose file). Object bytes are written and
+ * synced (beforeCommit: PackWriter.sync) before their rows, and image rows
+ * last, in one transaction: a killed import leaves at worst unreferenced pack
+ * bytes or files, which gc removes.
  *
  * Object rows are written behind: addObject queues the row and one
  * transaction every ROW_DELAY_MS (or per ROW_BATCH rows) inserts the queue.
