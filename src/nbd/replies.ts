@@ -5,7 +5,7 @@
  * with base:allocation extents, errors as ERROR chunks. Each chunk goes to
  * the socket in one write call, so chunks of replies in flight at once never
  * interleave inside a chunk; the last chunk of a reply carries
- * NBD_REPLY_FLAG_DONE.
+ * NBD_REPLY_FLAG_DONE. A READ's chunks all go in one write call.
  */
 import type { Socket } from 'node:net';
 import type { BlockDevice } from './device.js';
@@ -16,11 +16,16 @@ import {
   STRUCTURED_REPLY_MAGIC, StructuredReply,
 } from './protocol.js';
 
-function chunk(sock: Socket, handle: Uint8Array, type: number, done: boolean, payload: Uint8Array[]): Promise<void> {
+/** A chunk's header and payload, to be written with others in one call. */
+function chunkParts(handle: Uint8Array, type: number, done: boolean, payload: Uint8Array[]): Uint8Array[] {
   let length = 0;
   for (const p of payload) length += p.length;
   const head = StructuredReply.write({ magic: STRUCTURED_REPLY_MAGIC, flags: done ? REPLY_FLAG_DONE : 0, type, handle, length });
-  return writeAll(sock, [head, ...payload]);
+  return [head, ...payload];
+}
+
+function chunk(sock: Socket, handle: Uint8Array, type: number, done: boolean, payload: Uint8Array[]): Promise<void> {
+  return writeAll(sock, chunkParts(handle, type, done, payload));
 }
 
 /** An ERROR chunk that ends the reply. */
@@ -49,18 +54,32 @@ export async function structuredRead(sock: Socket, handle: Uint8Array, dev: Bloc
   let runs: Run[] = df ? [] : dev.map(offset, length, LIMITS.maxReadChunks);
   const covered = runs.reduce((n, r) => n + r.length, 0);
   if (df || covered !== length) runs = [{ offset, length, data: true }];
+  // every data run read at once, then the whole reply in one write: a chunk per write cost a
+  // syscall (and a wake-up of the client) per run, most of them small hole chunks
+  const reads = runs.map((r) => (r.data ? dev.readPieces(r.offset, r.length) : null));
+  // a later run's failure waits, handled, until its turn (an unhandled rejection would end the process)
+  for (const p of reads) p?.catch(() => undefined);
+  const parts: Uint8Array[] = [];
   let sent = 0;
   for (let i = 0; i < runs.length; i++) {
     const r = runs[i]!;
     const done = i === runs.length - 1;
     if (!r.data) {
-      await chunk(sock, handle, REPLY_TYPE.OFFSET_HOLE, done, [HoleChunk.write({ offset: BigInt(r.offset), length: r.length })]);
+      parts.push(...chunkParts(handle, REPLY_TYPE.OFFSET_HOLE, done, [HoleChunk.write({ offset: BigInt(r.offset), length: r.length })]));
       continue;
     }
-    const data = await dev.readPieces(r.offset, r.length);
-    await chunk(sock, handle, REPLY_TYPE.OFFSET_DATA, done, [offsetBytes(r.offset), ...data]);
+    let data: Uint8Array[];
+    try {
+      data = await reads[i]!;
+    } catch (err) {
+      // the chunks before the failed run still go out (the caller's ERROR chunk ends the reply)
+      await writeAll(sock, parts);
+      throw err;
+    }
+    parts.push(...chunkParts(handle, REPLY_TYPE.OFFSET_DATA, done, [offsetBytes(r.offset), ...data]));
     sent += r.length;
   }
+  await writeAll(sock, parts);
   return sent;
 }
 
