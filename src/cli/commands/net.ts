@@ -17,6 +17,7 @@ import { parseListen } from '../../net/wire/http-api.js';
 import { DEFAULT_CONCURRENCY, pullImage } from '../../net/client/pull.js';
 import { pushImage } from '../../net/client/push.js';
 import { warmCache } from '../../net/client/warm.js';
+import { collect, p2pLine, readPeerFile } from './peers.js';
 import { printJson, progressBar, safe, type GlobalOptions } from '../output.js';
 import { resolveStoreDir, s3StoreUrl, withStore } from '../../store/location.js';
 import { S3Store } from '../../store/s3/s3-store.js';
@@ -189,8 +190,10 @@ export function registerNetCommands(program: Command): void {
     .option('--no-batch', 'one GET per object, no POST batches or packs: behind a generic HTTP cache or CDN, which can cache GETs only')
     .option('--no-packs', 'no packs: missing objects come as stored, not compressed together against the images the cache holds (less server CPU, more bytes)')
     .option('--token-file <file>', 'bearer token, needed for private images (else $VMDN_TOKEN)')
+    .option('--peer <url>', 'another site\'s vmdn edge or serve, asked for objects before the origin (repeatable; every object verified; docs/p2p.md)', collect, [])
+    .option('--peers <file>', 'peer URLs, one per line (# comments), added to --peer')
     .addHelpText('after', TRUST_HELP)
-    .action(action(async (url: string, name: string, out: string, o: GlobalOptions & TrustOptions & { cache?: string; seed?: string[]; format?: string; concurrency: number; retries: number; batch: boolean; packs: boolean; tokenFile?: string }) => {
+    .action(action(async (url: string, name: string, out: string, o: GlobalOptions & TrustOptions & { cache?: string; seed?: string[]; format?: string; concurrency: number; retries: number; batch: boolean; packs: boolean; tokenFile?: string; peer: string[]; peers?: string }) => {
       const ref = parseImageRef(name);
       const trust = openTrust(o);
       // pull reports on stdout: an image there would be corrupted by it (export can stream instead)
@@ -199,7 +202,7 @@ export function registerNetCommands(program: Command): void {
       const bar = phasedBar(o, 'pull');
       try {
         const r = await pullImage({
-          url, ref, out, format: o.format, cache, seeds: o.seed, concurrency: o.concurrency,
+          url, ref, out, format: o.format, cache, seeds: o.seed, concurrency: o.concurrency, peers: [...o.peer, ...(o.peers ? readPeerFile(o.peers) : [])],
           http: { retries: o.retries, batches: o.batch, trust, token: readToken(o.tokenFile) }, packs: o.packs, onProgress: bar.onProgress,
         }).finally(bar.stop);
         if (o.json) return printJson(r);
@@ -207,6 +210,7 @@ export function registerNetCommands(program: Command): void {
         console.log(`pulled ${r.ref} to ${safe(r.out ?? '')} (${r.format}, ${humanBytes(r.virtualSize)} virtual) in ${r.seconds.toFixed(1)} s`);
         console.log(`  downloaded ${humanBytes(r.bytesDownloaded)} for ${humanBytes(r.imageStoredBytes)} of objects (${humanBytes(r.imageDataBytes)} data)`);
         console.log(`  objects: ${ob.total} total, ${ob.cached} already cached, ${ob.seeded} from seeds, ${ob.downloaded} downloaded`);
+        if (r.p2p) console.log(`  ${p2pLine(r.p2p)}`);
         if (r.packs.packs) console.log(`  packs: ${r.packs.objects} objects in ${r.packs.packs} packs, ${humanBytes(r.packs.bytes)} (compressed against the cache's images)`);
       } finally {
         await cache.close();

@@ -276,7 +276,7 @@ export class HttpStore implements ReadableStore {
    * per record: undefined when it was kept, else the error (E_CORRUPT_OBJECT:
    * refetched past caches; any other stops the batch).
    */
-  async fetchBatchGroups(digests: Digest[], accept: (records: BatchRecord[]) => Promise<unknown[]>, o: { signal?: AbortSignal; groupBytes: number }): Promise<BatchResult | undefined> {
+  async fetchBatchGroups(digests: Digest[], accept: (records: BatchRecord[]) => Promise<unknown[]>, o: { signal?: AbortSignal; groupBytes: number }): Promise<(BatchResult & { complete: boolean }) | undefined> {
     if (!this.batches) return undefined;
     const signal = o.signal;
     const wanted = new Set(digests);
@@ -364,7 +364,8 @@ export class HttpStore implements ReadableStore {
       this.batches = false;
       return undefined;
     }
-    return { missing: [...wanted], corrupt };
+    // complete: the server answered in full (what is missing it lacks); else the exchange failed (peers.ts drops such a peer)
+    return { missing: [...wanted], corrupt, complete: status === 200 };
   }
 
   async has(digest: Digest): Promise<boolean> {

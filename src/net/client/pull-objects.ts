@@ -15,6 +15,7 @@ import type { Manifest } from '../../model/manifest.js';
 import { throttle, type OnProgress } from '../../util/progress.js';
 import { VmdnError } from '../../errors.js';
 import type { BatchRecord, HttpStore } from './http-store.js';
+import type { Peers } from './peers.js';
 
 /** Where the image's objects go: a file other threads may write at any offset (DiskWriter.directTarget). */
 export interface Placement {
@@ -45,6 +46,8 @@ export interface ObjectWork {
   /** Parallel downloads (one keep-alive connection each). */
   concurrency: number;
   place?: Placement;
+  /** Other sites asked first (peers.ts); what they do not bring comes from `remote`. */
+  peers?: Peers;
   signal?: AbortSignal;
   onProgress?: OnProgress;
 }
@@ -92,9 +95,9 @@ export async function pullObjects(fetch: Digest[], held: Digest[], w: ObjectWork
     if (offsets) checkLength(d, r.size, place!.lengths.get(d)!);
     placed(d);
   };
-  const keepGroup = async (records: BatchRecord[]): Promise<unknown[]> => {
+  const keepFrom = (source: string) => async (records: BatchRecord[]): Promise<unknown[]> => {
     const items = records.map((r) => ({ digest: r.digest, encoded: r.encoded, offsets: place?.offsets.get(r.digest) }));
-    const results = await w.cache.acceptEncodedMany(items, { source: w.remote.base, outPath: place?.target });
+    const results = await w.cache.acceptEncodedMany(items, { source, outPath: place?.target });
     return results.map((r, i) => {
       if (r instanceof Error) return r;
       const d = items[i]!.digest;
@@ -107,6 +110,7 @@ export async function pullObjects(fetch: Digest[], held: Digest[], w: ObjectWork
       return undefined;
     });
   };
+  const keepGroup = keepFrom(w.remote.base);
   const single = (noCache: boolean) => (d: Digest) => w.remote.fetchAccepted(d, (encoded) => keep(d, encoded), { signal: w.signal, noCache });
   const download = single(false);
   // batches first; what they did not bring intact goes one by one, a bad copy past caches
@@ -131,7 +135,17 @@ export async function pullObjects(fetch: Digest[], held: Digest[], w: ObjectWork
   // one failure stops both lanes; both are waited for before it is thrown
   const stop: Stop = {};
   const downloads = async () => {
-    await drain(slices(fetch, BATCH_SIZE), BATCH_LANES, batch, stop, w.signal);
+    // peers first (each verified like the origin's); the origin gets what they did not bring
+    let fromOrigin = fetch;
+    if (w.peers?.size && fetch.length) {
+      try {
+        fromOrigin = await w.peers.fetch(fetch, keepFrom, { batchSize: BATCH_SIZE, lanes: BATCH_LANES, groupBytes: GROUP_BYTES, signal: w.signal });
+      } catch (err) {
+        stop.failed ??= { err };
+        return;
+      }
+    }
+    await drain(slices(fromOrigin, BATCH_SIZE), BATCH_LANES, batch, stop, w.signal);
     await drain(refetch, w.concurrency, single(true), stop, w.signal);
     await drain(singles, w.concurrency, download, stop, w.signal);
   };

@@ -30,6 +30,7 @@ import { PackPuller, type PackStats } from './pull-packs.js';
 import type { DiskWriter } from '../../container/disk.js';
 import { HttpStore, type HttpStoreOptions } from './http-store.js';
 import { VmdnError } from '../../errors.js';
+import { Peers, type PeerStats } from './peers.js';
 
 /** Per-request overhead dominates for ~64 KiB objects: more requests in flight keep both ends busy (bench/net.ts). */
 export const DEFAULT_CONCURRENCY = 32;
@@ -47,6 +48,8 @@ export interface PullOptions {
   http?: HttpStoreOptions;
   /** Ask for what is missing in packs compressed against the cache's images (default true; pack.ts). */
   packs?: boolean;
+  /** Other sites' vmdn servers asked for objects before the origin (docs/p2p.md); the names and manifest still come from `url`. */
+  peers?: string[];
   signal?: AbortSignal;
   onProgress?: OnProgress;
 }
@@ -67,6 +70,8 @@ export interface PullResult {
   corruptRefetched: number;
   /** What came in packs (included in objects.downloaded and bytesDownloaded). */
   packs: PackStats;
+  /** With peers: what came from each, and from the origin (bytesDownloaded counts both). */
+  p2p?: P2pStats;
   seconds: number;
   /**
    * Wall seconds per phase: resolve + manifest, seeds, downloads, writing the image.
@@ -74,6 +79,16 @@ export interface PullResult {
    * final flush to disk (fsync) and rename.
    */
   phases: { resolve: number; seeds: number; download: number; write: number };
+}
+
+export interface P2pStats {
+  origin: { objects: number; bytes: number };
+  /** Sums over the peers. */
+  objects: number;
+  bytes: number;
+  failures: number;
+  corrupt: number;
+  peers: PeerStats[];
 }
 
 /** Holds the cache's writer lease throughout: gc must not delete objects the pull counts on before the name keeps them. */
@@ -86,8 +101,11 @@ async function pullLeased(o: PullOptions): Promise<PullResult> {
   // one keep-alive connection per parallel download
   const remote = new HttpStore(o.url, { connections: o.concurrency ?? DEFAULT_CONCURRENCY, ...o.http });
   const store = await CachingStore.open(o.cache, remote);
+  const peers = o.peers?.length ? new Peers(o.peers) : undefined;
   try {
     const digest = await remote.resolve(o.ref, o.signal);
+    // a peer that does not hold the image sits this pull out (advertised per image, not per object)
+    await peers?.probe(digest, o.signal);
     const packs = o.packs === false || !o.cache.canCopyTo ? undefined : new PackPuller(remote, o.cache, o.ref.name, o.signal);
     await packs?.manifest(digest);
     const manifest = decodeManifest(await store.get(digest, { signal: o.signal }), `${o.url} ${digest.slice(0, 12)}`);
@@ -127,7 +145,7 @@ async function pullLeased(o: PullOptions): Promise<PullResult> {
     try {
       const held = target ? [...chunks].filter((d) => !missing.has(d)) : [];
       await pullObjects(toFetch, held, {
-        remote, cache: o.cache, concurrency: o.concurrency ?? DEFAULT_CONCURRENCY, place: target ? placement(manifest, target) : undefined,
+        remote, cache: o.cache, concurrency: o.concurrency ?? DEFAULT_CONCURRENCY, place: target ? placement(manifest, target) : undefined, peers,
         signal: o.signal, onProgress: o.onProgress,
       });
       // name it in the cache too: the cache is a full store, `vmdn export` works offline afterwards
@@ -149,19 +167,27 @@ async function pullLeased(o: PullOptions): Promise<PullResult> {
     // one query for every object's stored size, not one per object
     let imageStoredBytes = 0;
     for (const st of (await o.cache.statMany(chunks)).values()) imageStoredBytes += st.storedSize;
+    const p2p = peers && p2pStats(peers.stats(), remote.stats.objectsFetched, remote.stats.bytesFetched);
     return {
       ref: formatImageRef(o.ref), manifest: digest, out: o.out, format, virtualSize: manifest.virtualSize,
       imageDataBytes: dataBytes(manifest), imageStoredBytes,
       objects: { total: chunks.size, cached, seeded, downloaded: wanted - seeded + treesFetched },
-      bytesDownloaded: remote.stats.bytesFetched, bytesSeeded, corruptRefetched: remote.stats.corrupt,
+      bytesDownloaded: remote.stats.bytesFetched + (p2p?.bytes ?? 0), bytesSeeded, corruptRefetched: remote.stats.corrupt,
       packs: packs?.stats ?? { packs: 0, objects: 0, bytes: 0, rejected: 0 },
+      ...(p2p ? { p2p } : {}),
       seconds: (Date.now() - t0) / 1000,
       phases: { resolve: (Date.now() - t0) / 1000 - tSeeds - tDownload - tWrite, seeds: tSeeds, download: tDownload, write: tWrite },
     };
   } finally {
     // the cache belongs to the caller; only the connections are ours
     await remote.close();
+    await peers?.close();
   }
+}
+
+function p2pStats(peers: PeerStats[], objects: number, bytes: number): P2pStats {
+  const sum = (k: 'objects' | 'bytes' | 'failures' | 'corrupt') => peers.reduce((n, p) => n + p[k], 0);
+  return { origin: { objects, bytes }, objects: sum('objects'), bytes: sum('bytes'), failures: sum('failures'), corrupt: sum('corrupt'), peers };
 }
 
 /** Seconds since the previous call (the first since creation). */
