@@ -78,7 +78,14 @@ export async function runFanout(o: FanoutOpts): Promise<FanoutRun[]> {
             continue;
           }
           o.log(`fan-out: ${n} site(s), ${link}, ${mode === 'p2p' ? 'P2P' : 'origin only'}`);
-          runs.push(await oneRun({ ...base, net, origin, cores, tmp, o }));
+          try {
+            runs.push(await oneRun({ ...base, net, origin, cores, tmp, o }));
+          } catch (e) {
+            // one failed run (an edge that would not start) is a row in the report, not the end of the section
+            const msg = e instanceof Error ? e.message : String(e);
+            o.log(`  failed: ${msg}`);
+            runs.push({ ...base, seconds: null, siteSeconds: [], originObjectBytes: null, cpu: { clients: 0, origin: 0, edges: 0 }, loadavg: os.loadavg(), errors: [msg.slice(0, 300)] });
+          }
         }
       }
     } finally {
@@ -116,7 +123,7 @@ async function oneRun(c: RunCtx): Promise<FanoutRun> {
   try {
     if (c.mode === 'p2p') {
       for (let i = 0; i < n; i++) {
-        edges.push(await startVmdn(['edge', '--upstream', originUrl(i), '--cache', path.join(siteDir(i), 'edge')], net ? { host: net.sites[i]!.c.nsIp, wrap: wrap(i) } : {}));
+        edges.push(await startVmdn(['edge', '--upstream', originUrl(i), '--cache', path.join(siteDir(i), 'edge'), '--max-size', '10G'], net ? { host: net.sites[i]!.c.nsIp, wrap: wrap(i) } : {}));
       }
     }
     const peers = edges.flatMap((e) => ['--peer', e.url]);
@@ -136,11 +143,13 @@ async function oneRun(c: RunCtx): Promise<FanoutRun> {
     const originCpu = cpuSecondsOf(origin.pid) - cpu0;
     const edgesCpu = edges.reduce((a, e, i) => a + (cpuSecondsOf(e.pid) - edgeCpu0[i]!), 0);
     let peerBytes = 0;
+    let peerFailures = 0;
     pulls.forEach((p, i) => {
       if (p.exitCode !== 0) errors.push(`site ${i}: exit ${p.exitCode}: ${tail(p.stderrTail)}`);
       try {
-        const j = JSON.parse(p.stdout) as { p2p?: { peers?: { bytes?: number }[] } };
-        peerBytes += (j.p2p?.peers ?? []).reduce((a, x) => a + (x.bytes ?? 0), 0);
+        const j = JSON.parse(p.stdout) as { p2p?: { bytes: number; failures: number } };
+        peerBytes += j.p2p?.bytes ?? 0;
+        peerFailures += j.p2p?.failures ?? 0;
       } catch {
         /* failed pull: reported above */
       }
@@ -155,7 +164,7 @@ async function oneRun(c: RunCtx): Promise<FanoutRun> {
     const run: FanoutRun = {
       link: c.link, n, mode: c.mode, imageBytes: c.imageBytes, ...(c.qdisc ? { qdisc: c.qdisc } : {}),
       seconds, siteSeconds: pulls.map((p) => p.seconds), originObjectBytes, ...(net ? { originWireBytes: net.originTxBytes() - wire0!, maxSiteBytes, linkUse } : {}),
-      ...(c.mode === 'p2p' ? { peerBytes } : {}),
+      ...(c.mode === 'p2p' ? { peerBytes, peerFailures } : {}),
       cpu, loadavg, maxRssBytes: Math.max(...pulls.map((p) => p.maxRssBytes)), errors,
     };
     run.bound = boundBy(run, c.cores);

@@ -24,8 +24,16 @@ export interface StoreStep {
   error?: string;
 }
 
+export interface BucketKind {
+  kind: string;
+  objects: number;
+  bytes: number;
+}
+
 export interface StoreRun {
   kind: 'local' | 's3';
+  /** S3: the bucket's objects after the import */
+  bucket?: BucketKind[];
   import: StoreStep & { dataBytes: number; objects: number; storedBytes: number };
   pulls: (StoreStep & { serverCpuSeconds: number; bytes: number; objects: number; originObjectBytes: number })[];
 }
@@ -45,6 +53,8 @@ export interface FanoutRun {
   originWireBytes?: number;
   /** bytes the pulls got from peers (their --json p2p figures) */
   peerBytes?: number;
+  /** peer requests that failed (the objects came from the origin) */
+  peerFailures?: number;
   /** the busiest site link direction, bytes, and its share of rate x seconds */
   maxSiteBytes?: number;
   linkUse?: number;
@@ -121,9 +131,9 @@ export function s3CostLine(s: NonNullable<ScaleResult['stores']>): string {
   const p = bestPull(s.s3);
   const lp = bestPull(s.local);
   if (!imp || imp.error || !imp.rgw) return 'S3 store: no figures (its import failed or did not run).';
-  const packMiB = imp.rgw.puts ? imp.rgw.putBytes / imp.rgw.puts / 2 ** 20 : NaN;
+  const kinds = (s.s3!.bucket ?? []).map((b) => `${b.objects} ${b.kind} (${b.objects ? f1(b.bytes / b.objects / 2 ** 20) : 'n/a'} MiB each)`).join(', ');
   const L = [
-    `Import: ${imp.objects} objects went into ${imp.rgw.puts} PUTs (${f1(packMiB)} MiB each on average: pack objects plus their indexes and the image name), ${f2(imp.rgw.puts / imp.seconds)} PUT/s, ${f1(imp.rgw.putBytes / MB / imp.seconds)} MB/s uploaded; the import's own CPU ${f1(imp.cpuSeconds)} s vs ${f1(s.local.import.cpuSeconds)} s local, Ceph's daemons ${f1(imp.storeCpuSeconds)} s more.`,
+    `Import: ${imp.objects} objects went into ${imp.rgw.puts} PUTs${kinds ? ` — the bucket then held ${kinds}` : ''} — ${f2(imp.rgw.puts / imp.seconds)} PUT/s, ${f1(imp.rgw.putBytes / MB / imp.seconds)} MB/s uploaded; the import's own CPU ${f1(imp.cpuSeconds)} s vs ${f1(s.local.import.cpuSeconds)} s local, Ceph's daemons ${f1(imp.storeCpuSeconds)} s more.`,
   ];
   if (p?.rgw) {
     L.push(`Pull: the origin answered ${p.objects} objects with ${p.rgw.gets} GETs to RGW (ranged reads of packs, ${f1(p.rgw.gets ? p.rgw.getBytes / p.rgw.gets / 1024 : NaN)} KiB each on average, ${f1(p.rgw.gets ? p.objects / p.rgw.gets : NaN)} objects per GET), ${mb(p.rgw.getBytes)} MB read from RGW for ${mb(p.originObjectBytes)} MB served; origin CPU ${f1(p.serverCpuSeconds)} s vs ${f1(lp?.serverCpuSeconds)} s local, Ceph's daemons ${f1(p.storeCpuSeconds)} s more.`);
@@ -139,7 +149,7 @@ export function renderScale(r: ScaleResult): string {
   const s = r.stores;
   if (s) {
     L.push('', '### S3 store vs local store', '');
-    L.push(`The same image imported (from its qcow2) into a local store and into an S3 store on a real Ceph RGW on this machine (scripts/ceph-rgw.sh: one monitor, one memstore OSD, radosgw), then pulled cold on loopback through \`vmdn serve --store DIR\` and \`vmdn serve --store s3://…\` (fastest of ${s.local.pulls.length} pulls each). S3 requests from radosgw's perf counters. CPU: the vmdn command; + origin: \`vmdn serve\`; Ceph: radosgw + OSD + monitor.`, '');
+    L.push(`The same image imported (from its qcow2) into a local store and into an S3 store on a real Ceph RGW on this machine (scripts/ceph-rgw.sh: one monitor, one memstore OSD, radosgw), then pulled cold on loopback through \`vmdn serve --store DIR\` and \`vmdn serve --store s3://…\` (fastest of ${s.local.pulls.length} pulls each). S3 requests from radosgw's perf counters. MB/s: import, of the image's non-zero data; pull, of the objects downloaded (stored, compressed bytes). CPU: the vmdn command; + origin: \`vmdn serve\`; Ceph: radosgw + OSD + monitor.`, '');
     L.push('| store | step | s | MB/s | objects/s | CPU s (vmdn) | CPU s (origin) | CPU s (Ceph) | S3 requests (GET / PUT) |', '|:--|:--|--:|--:|--:|--:|--:|--:|:--|');
     const stores = [s.local, s.s3].filter((x): x is StoreRun => !!x);
     for (const x of stores) {
@@ -165,7 +175,7 @@ export function renderScale(r: ScaleResult): string {
       const ss = f.siteSeconds.filter(fin);
       L.push(row([
         f.link, f.n, f.mode === 'p2p' ? 'P2P' : 'origin only', f.errors.length ? `${f1(f.seconds)} (${f.errors.length} failed)` : f1(f.seconds), ss.length ? `${f1(Math.min(...ss))}–${f1(Math.max(...ss))}` : 'n/a',
-        `${mb(f.originObjectBytes)} (${f2(ratio(f.originObjectBytes, f.imageBytes))}×)`, mb(f.originWireBytes), f.mode === 'p2p' ? mb(f.peerBytes) : '-', mb(f.maxSiteBytes),
+        `${mb(f.originObjectBytes)} (${f2(ratio(f.originObjectBytes, f.imageBytes))}×)`, mb(f.originWireBytes), f.mode === 'p2p' ? `${mb(f.peerBytes)}${f.peerFailures ? ` (${f.peerFailures} failed requests)` : ''}` : '-', mb(f.maxSiteBytes),
         `${f1(f.cpu.clients)} + ${f1(f.cpu.origin)} + ${f1(f.cpu.edges)}`, f.loadavg[0] ?? 'n/a', f.bound ?? 'n/a',
       ]));
     }

@@ -13,7 +13,9 @@ import net from 'node:net';
 import path from 'node:path';
 import { cpuSecondsOf, timed } from './measure.js';
 import { REPO, startVmdn, VMDN } from './net-procs.js';
-import type { RgwCounters, StoreRun } from './scale-report.js';
+import { S3 } from '../src/store/s3/client.js';
+import { parseS3Url } from '../src/store/s3/location.js';
+import type { BucketKind, RgwCounters, StoreRun } from './scale-report.js';
 
 const SCRIPT = path.join(REPO, 'scripts', 'ceph-rgw.sh');
 
@@ -61,6 +63,24 @@ export class BenchRgw {
   }
 }
 
+/** What the bucket holds, by kind of object: packs (*.pack), their indexes (*.idx), the rest (names). */
+export async function bucketContents(url: string): Promise<BucketKind[]> {
+  const s3 = await S3.connect(parseS3Url(url));
+  const by = new Map<string, BucketKind>();
+  try {
+    for await (const o of s3.list('')) {
+      const kind = o.key.endsWith('.pack') ? 'pack' : o.key.endsWith('.idx') ? 'pack index' : 'other (names)';
+      const k = by.get(kind) ?? { kind, objects: 0, bytes: 0 };
+      k.objects++;
+      k.bytes += o.size;
+      by.set(kind, k);
+    }
+  } finally {
+    s3.close();
+  }
+  return [...by.values()];
+}
+
 const diff = (a: RgwCounters, b: RgwCounters): RgwCounters => ({ requests: b.requests - a.requests, gets: b.gets - a.gets, getBytes: b.getBytes - a.getBytes, puts: b.puts - a.puts, putBytes: b.putBytes - a.putBytes });
 const errOf = (code: number, stderr: string) => (code === 0 ? undefined : `exit ${code}: ${stderr.trim().split('\n').slice(-2).join(' | ').slice(0, 300)}`);
 
@@ -92,6 +112,7 @@ export async function storeRun(o: StoreCompareOpts, kind: 'local' | 's3', store:
     pulls: [],
   };
   if (imp.exitCode !== 0) return run;
+  if (kind === 's3') run.bucket = await bucketContents(store);
   const origin = await startVmdn(['serve', '--store', store, '--no-portal']);
   try {
     for (let k = 0; k < o.pulls; k++) {
