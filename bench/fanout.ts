@@ -20,6 +20,11 @@ import type { FanoutRun } from './scale-report.js';
 
 export interface FanoutOpts {
   workDir: string;
+  /**
+   * Where the sites' caches go (default /dev/shm/vmdn-scale-sites): 16 caches of ~15,000
+   * object files each took minutes to write back and delete on this shared disk, between runs.
+   */
+  cacheDir?: string;
   /** a local store holding `image` */
   originStore: string;
   image: string;
@@ -36,6 +41,22 @@ export interface FanoutOpts {
 export function hasPeerFlag(): boolean {
   const r = spawnSync(process.execPath, [VMDN, 'pull', '--help'], { encoding: 'utf8' });
   return /--peer\b/.test(r.stdout);
+}
+
+/**
+ * The origin's object bytes so far. Retried: node's fetch reuses a keep-alive
+ * connection the server may just have closed (its 5 s idle timeout), which
+ * fails as "fetch failed" though the origin is fine.
+ */
+export async function objectBytes(s: Server): Promise<number> {
+  for (let k = 0; ; k++) {
+    try {
+      return (await s.stats()).objectBytesServed!;
+    } catch (e) {
+      if (k >= 3) throw e;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
 }
 
 const tail = (s: string) => s.trim().split('\n').slice(-2).join(' | ').slice(0, 300);
@@ -82,7 +103,7 @@ export async function runFanout(o: FanoutOpts): Promise<FanoutRun[]> {
             runs.push(await oneRun({ ...base, net, origin, cores, tmp, o }));
           } catch (e) {
             // one failed run (an edge that would not start) is a row in the report, not the end of the section
-            const msg = e instanceof Error ? e.message : String(e);
+            const msg = e instanceof Error ? `${e.message}${e.cause ? ` (${String(e.cause)})` : ''}` : String(e);
             o.log(`  failed: ${msg}`);
             runs.push({ ...base, seconds: null, siteSeconds: [], originObjectBytes: null, cpu: { clients: 0, origin: 0, edges: 0 }, loadavg: os.loadavg(), errors: [msg.slice(0, 300)] });
           }
@@ -92,6 +113,7 @@ export async function runFanout(o: FanoutOpts): Promise<FanoutRun[]> {
       await origin?.stop();
       net?.teardown();
       fs.rmSync(path.join(o.workDir, 'sites'), { recursive: true, force: true });
+      fs.rmSync(cacheRoot(o), { recursive: true, force: true });
     }
   }
   return runs;
@@ -110,10 +132,17 @@ interface RunCtx {
   o: FanoutOpts;
 }
 
+const cacheRoot = (o: FanoutOpts) => o.cacheDir ?? '/dev/shm/vmdn-scale-sites';
+
 async function oneRun(c: RunCtx): Promise<FanoutRun> {
   const { net, origin, n } = c;
   const siteDir = (i: number) => path.join(c.o.workDir, 'sites', `s${i}`);
-  fs.rmSync(path.join(c.o.workDir, 'sites'), { recursive: true, force: true });
+  const cacheDir = (i: number) => path.join(cacheRoot(c.o), `s${i}`);
+  const clean = () => {
+    fs.rmSync(path.join(c.o.workDir, 'sites'), { recursive: true, force: true });
+    fs.rmSync(cacheRoot(c.o), { recursive: true, force: true });
+  };
+  clean();
   for (let i = 0; i < n; i++) fs.mkdirSync(siteDir(i), { recursive: true });
   const port = new URL(origin.url).port;
   const originUrl = (i: number) => (net ? `http://${net.origin.c.nsIp}:${port}` : origin.url);
@@ -123,23 +152,25 @@ async function oneRun(c: RunCtx): Promise<FanoutRun> {
   try {
     if (c.mode === 'p2p') {
       for (let i = 0; i < n; i++) {
-        edges.push(await startVmdn(['edge', '--upstream', originUrl(i), '--cache', path.join(siteDir(i), 'edge'), '--max-size', '10G'], net ? { host: net.sites[i]!.c.nsIp, wrap: wrap(i) } : {}));
+        edges.push(await startVmdn(['edge', '--upstream', originUrl(i), '--cache', path.join(cacheDir(i), 'edge'), '--max-size', '10G'], net ? { host: net.sites[i]!.c.nsIp, wrap: wrap(i) } : {}));
       }
     }
     const peers = edges.flatMap((e) => ['--peer', e.url]);
     const edgeCpu0 = edges.map((e) => cpuSecondsOf(e.pid));
-    const before = (await origin.stats()).objectBytesServed!;
+    const before = await objectBytes(origin);
     const cpu0 = cpuSecondsOf(origin.pid);
     const wire0 = net?.originTxBytes();
     const rx0 = net ? Array.from({ length: n }, (_, i) => [net.siteRxBytes(i), net.siteTxBytes(i)] as const) : [];
     const t0 = Date.now();
     const pulls = await Promise.all(Array.from({ length: n }, (_, i) => {
-      const argv = [...wrap(i), process.execPath, VMDN, 'pull', originUrl(i), c.o.image, path.join(siteDir(i), 'out.raw'), '--cache', path.join(siteDir(i), 'cache'), '--json', '--no-progress', ...peers];
-      return timed(argv[0]!, argv.slice(1), { tmpDir: c.tmp, timeoutMs: 20 * 60_000 });
+      const out = path.join(siteDir(i), 'out.raw');
+      const argv = [...wrap(i), process.execPath, VMDN, 'pull', originUrl(i), c.o.image, out, '--cache', path.join(cacheDir(i), 'cache'), '--json', '--no-progress', ...peers];
+      // deleted as soon as the pull ended: its pages need never reach the shared disk
+      return timed(argv[0]!, argv.slice(1), { tmpDir: c.tmp, timeoutMs: 20 * 60_000 }).finally(() => fs.rmSync(out, { force: true }));
     }));
     const seconds = (Date.now() - t0) / 1000;
     const loadavg = os.loadavg().map((x) => Math.round(x * 100) / 100);
-    const originObjectBytes = (await origin.stats()).objectBytesServed! - before;
+    const originObjectBytes = await objectBytes(origin) - before;
     const originCpu = cpuSecondsOf(origin.pid) - cpu0;
     const edgesCpu = edges.reduce((a, e, i) => a + (cpuSecondsOf(e.pid) - edgeCpu0[i]!), 0);
     let peerBytes = 0;
@@ -172,6 +203,6 @@ async function oneRun(c: RunCtx): Promise<FanoutRun> {
     return run;
   } finally {
     for (const e of edges) await e.stop();
-    fs.rmSync(path.join(c.o.workDir, 'sites'), { recursive: true, force: true });
+    clean();
   }
 }

@@ -15,6 +15,7 @@ import { cpuSecondsOf, timed } from './measure.js';
 import { REPO, startVmdn, VMDN } from './net-procs.js';
 import { S3 } from '../src/store/s3/client.js';
 import { parseS3Url } from '../src/store/s3/location.js';
+import { objectBytes } from './fanout.js';
 import type { BucketKind, RgwCounters, StoreRun } from './scale-report.js';
 
 const SCRIPT = path.join(REPO, 'scripts', 'ceph-rgw.sh');
@@ -121,7 +122,7 @@ export async function storeRun(o: StoreCompareOpts, kind: 'local' | 's3', store:
       fs.rmSync(cache, { recursive: true, force: true });
       fs.rmSync(out, { force: true });
       o.log(`${kind}: cold pull ${k + 1}/${o.pulls} through vmdn serve`);
-      const b0 = (await origin.stats()).objectBytesServed!;
+      const b0 = await objectBytes(origin);
       const c0 = cpuSecondsOf(origin.pid);
       const p0 = side();
       const p = await timed(process.execPath, [VMDN, 'pull', origin.url, o.image, out, '--cache', cache, '--json', '--no-progress'], { tmpDir: tmp, timeoutMs: 20 * 60_000 });
@@ -129,7 +130,7 @@ export async function storeRun(o: StoreCompareOpts, kind: 'local' | 's3', store:
       const j = p.exitCode === 0 ? (JSON.parse(p.stdout) as { bytesDownloaded: number; objects: { downloaded: number } }) : undefined;
       run.pulls.push({
         seconds: p.seconds, cpuSeconds: p.cpuSeconds, serverCpuSeconds: cpuSecondsOf(origin.pid) - c0, storeCpuSeconds: p1.cpu - p0.cpu,
-        bytes: j?.bytesDownloaded ?? NaN, objects: j?.objects.downloaded ?? NaN, originObjectBytes: (await origin.stats()).objectBytesServed! - b0,
+        bytes: j?.bytesDownloaded ?? NaN, objects: j?.objects.downloaded ?? NaN, originObjectBytes: await objectBytes(origin) - b0,
         ...(p0.c && p1.c ? { rgw: diff(p0.c, p1.c) } : {}), ...(p.exitCode !== 0 ? { error: errOf(p.exitCode, p.stderrTail) } : {}),
       });
       fs.rmSync(cache, { recursive: true, force: true });

@@ -9,6 +9,7 @@
  *   MODES    origin,p2p (default both; p2p needs `vmdn pull --peer`, else its rows say so)
  *   PULLS    cold pulls per store in the S3 comparison, the fastest counts (default 2)
  *   WORKDIR  scratch (default /var/tmp/vmdn-scalebench), emptied at start
+ *   CACHEDIR the fan-out sites' caches (default /dev/shm/vmdn-scale-sites: see fanout.ts)
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -23,6 +24,7 @@ import { renderScale, type ScaleResult } from './scale-report.js';
 export interface ScaleOpts {
   corpusDir: string;
   workDir: string;
+  cacheDir?: string;
   image: string;
   parts: string[];
   sites: number[];
@@ -45,6 +47,7 @@ export function scaleOptsFromEnv(corpusDir: string, env: NodeJS.ProcessEnv): Sca
   for (const n of sites) if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`BENCH_SCALE_SITES: ${n} is not 1..64`);
   return {
     corpusDir, workDir: path.resolve(env.BENCH_SCALE_WORKDIR ?? '/var/tmp/vmdn-scalebench'), image: env.BENCH_SCALE_IMAGE ?? 'base',
+    ...(env.BENCH_SCALE_CACHEDIR ? { cacheDir: path.resolve(env.BENCH_SCALE_CACHEDIR) } : {}),
     parts, sites, links: links as ScaleOpts['links'], modes: modes as ScaleOpts['modes'], pulls: Number(env.BENCH_SCALE_PULLS ?? 2),
     log: (s) => process.stderr.write(`[scale ${new Date().toISOString().slice(11, 19)}] ${s}\n`),
   };
@@ -88,7 +91,7 @@ export async function runScaleBench(o: ScaleOpts): Promise<{ result: ScaleResult
   const imageBytes = (await imageObjects(store, o.image)).storedBytes;
   await store.close();
   const fanout = o.parts.includes('fanout')
-    ? await runFanout({ workDir: o.workDir, originStore: localDir, image: o.image, imageBytes, sites: o.sites, links: o.links, modes: o.modes, log: o.log })
+    ? await runFanout({ workDir: o.workDir, ...(o.cacheDir ? { cacheDir: o.cacheDir } : {}), originStore: localDir, image: o.image, imageBytes, sites: o.sites, links: o.links, modes: o.modes, log: o.log })
     : [];
   for (const f of fanout) if (f.errors.length) problems.push(`fan-out ${f.link} ${f.n} ${f.mode}: ${f.errors.length} pull(s) failed, first: ${f.errors[0]}`);
   fs.rmSync(o.workDir, { recursive: true, force: true });
