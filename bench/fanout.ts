@@ -175,12 +175,18 @@ async function oneRun(c: RunCtx): Promise<FanoutRun> {
     const edgesCpu = edges.reduce((a, e, i) => a + (cpuSecondsOf(e.pid) - edgeCpu0[i]!), 0);
     let peerBytes = 0;
     let peerFailures = 0;
+    let peersDropped = 0;
+    let fellBack = 0;
     pulls.forEach((p, i) => {
       if (p.exitCode !== 0) errors.push(`site ${i}: exit ${p.exitCode}: ${tail(p.stderrTail)}`);
       try {
-        const j = JSON.parse(p.stdout) as { p2p?: { bytes: number; failures: number } };
+        const j = JSON.parse(p.stdout) as { p2p?: { bytes: number; failures: number; peers: { used: boolean; fellBack: number }[] } };
         peerBytes += j.p2p?.bytes ?? 0;
         peerFailures += j.p2p?.failures ?? 0;
+        for (const q of j.p2p?.peers ?? []) {
+          if (!q.used) peersDropped++;
+          fellBack += q.fellBack;
+        }
       } catch {
         /* failed pull: reported above */
       }
@@ -195,7 +201,7 @@ async function oneRun(c: RunCtx): Promise<FanoutRun> {
     const run: FanoutRun = {
       link: c.link, n, mode: c.mode, imageBytes: c.imageBytes, ...(c.qdisc ? { qdisc: c.qdisc } : {}),
       seconds, siteSeconds: pulls.map((p) => p.seconds), originObjectBytes, ...(net ? { originWireBytes: net.originTxBytes() - wire0!, maxSiteBytes, linkUse } : {}),
-      ...(c.mode === 'p2p' ? { peerBytes, peerFailures } : {}),
+      ...(c.mode === 'p2p' ? { peerBytes, peerFailures, peersDropped, fellBack } : {}),
       cpu, loadavg, maxRssBytes: Math.max(...pulls.map((p) => p.maxRssBytes)), errors,
     };
     run.bound = boundBy(run, c.cores);

@@ -55,6 +55,10 @@ export interface FanoutRun {
   peerBytes?: number;
   /** peer requests that failed (the objects came from the origin) */
   peerFailures?: number;
+  /** (pull, peer) pairs where the pull stopped using the peer (it failed or lacked the image), of n x n */
+  peersDropped?: number;
+  /** objects asked of a peer that came from the origin instead */
+  fellBack?: number;
   /** the busiest site link direction, bytes, and its share of rate x seconds */
   maxSiteBytes?: number;
   linkUse?: number;
@@ -175,7 +179,7 @@ export function renderScale(r: ScaleResult): string {
       const ss = f.siteSeconds.filter(fin);
       L.push(row([
         f.link, f.n, f.mode === 'p2p' ? 'P2P' : 'origin only', f.errors.length ? `${f1(f.seconds)} (${f.errors.length} failed)` : f1(f.seconds), ss.length ? `${f1(Math.min(...ss))}–${f1(Math.max(...ss))}` : 'n/a',
-        `${mb(f.originObjectBytes)} (${f2(ratio(f.originObjectBytes, f.imageBytes))}×)`, mb(f.originWireBytes), f.mode === 'p2p' ? `${mb(f.peerBytes)}${f.peerFailures ? ` (${f.peerFailures} failed requests)` : ''}` : '-', mb(f.maxSiteBytes),
+        `${mb(f.originObjectBytes)} (${f2(ratio(f.originObjectBytes, f.imageBytes))}×)`, mb(f.originWireBytes), f.mode === 'p2p' ? `${mb(f.peerBytes)}${f.peerFailures ? ` (${f.peerFailures} failed requests${f.peersDropped !== undefined ? `, ${f.peersDropped} of ${f.n * f.n} pull-peer pairs dropped, ${f.fellBack} objects fell back to the origin` : ''})` : ''}` : '-', mb(f.maxSiteBytes),
         `${f1(f.cpu.clients)} + ${f1(f.cpu.origin)} + ${f1(f.cpu.edges)}`, f.loadavg[0] ?? 'n/a', f.bound ?? 'n/a',
       ]));
     }

@@ -83,6 +83,9 @@ test('the S3 cost line counts PUTs, packs and ranged GETs; the report has every 
   assert.match(md, /^## Scale/);
   assert.equal(md.split('\n').filter((l) => /^\| (lo|100mbit) \|/.test(l)).length, 5);
   assert.match(md, /not run \(needs --peer\)/);
+  // why P2P fell back to the origin: failed requests, dropped peers, objects that came from the origin instead
+  const p2p = renderScale(result({ fanout: [run({ n: 8, mode: 'p2p', peerBytes: 3e7, peerFailures: 142, peersDropped: 64, fellBack: 100472 })] }));
+  assert.match(p2p, /142 failed requests, 64 of 64 pull-peer pairs dropped, 100472 objects fell back to the origin/);
   assert.match(s3CostLine({ local: store('local', 8, 4), s3: null, s3Error: 'no radosgw' }), /no figures/);
 });
 
