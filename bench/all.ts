@@ -11,7 +11,10 @@
  * then the portal section (bench/portal.ts: catalog search over a generated 10,000-image catalog; BENCH_PORTAL_* settings there).
  * then the trust section (bench/trust.ts: signature and token overhead per request, pulls with/without --trust,
  * `vmdn serve` under 500 keep-alive clients and a slowloris share; BENCH_TRUST_* settings there).
- *   BENCH_SECTIONS  storage,net,inspect,files,formats,ondemand,portal,trust (default all eight; files includes packages)
+ * then the scale section (bench/scale.ts: S3 store vs local store on a real Ceph RGW, fan-out to 1-16 sites
+ * with and without P2P on loopback and through one tc-limited namespace per site; BENCH_SCALE_* settings there;
+ * `node dist/bench/scale-main.js` runs it alone into scale-latest.{json,md}).
+ *   BENCH_SECTIONS  storage,net,inspect,files,formats,ondemand,portal,trust,scale (default all nine; files includes packages)
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -27,8 +30,9 @@ import { onDemandOptsFromEnv, runOnDemandBench } from './ondemand.js';
 import { benchFormats } from './formats.js';
 import { benchPortal } from './portal.js';
 import { runTrustBench, trustOptsFromEnv } from './trust.js';
+import { runScaleBench, scaleOptsFromEnv } from './scale.js';
 
-const sections = new Set((process.env.BENCH_SECTIONS ?? 'storage,net,inspect,files,formats,ondemand,portal,trust').split(',').map((s) => s.trim()));
+const sections = new Set((process.env.BENCH_SECTIONS ?? 'storage,net,inspect,files,formats,ondemand,portal,trust,scale').split(',').map((s) => s.trim()));
 const resultsDir = path.join(REPO, 'bench', 'results');
 const latestJson = path.join(resultsDir, 'latest.json');
 const latestMd = path.join(resultsDir, 'latest.md');
@@ -98,6 +102,10 @@ async function main(): Promise<void> {
   if (sections.has('trust')) {
     const { result, markdown } = await runTrustBench(trustOptsFromEnv(process.env), (s) => console.error(s));
     append('trust', result, markdown);
+  }
+  if (sections.has('scale')) {
+    const { result, markdown } = await runScaleBench(scaleOptsFromEnv(dir, process.env));
+    append('scale', result, markdown);
   }
   console.log(`report: ${latestMd}`);
 }
