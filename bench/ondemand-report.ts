@@ -4,6 +4,9 @@
  */
 import type { LoadSample } from './measure.js';
 import type { Target } from './types.js';
+import { MB, fin, f1, f2, mb, ratio } from './numbers.js';
+
+export { ratio };
 
 export interface PullRun {
   seconds: number;
@@ -95,13 +98,6 @@ export interface OnDemandResult {
   problems: string[];
 }
 
-const MB = 1e6;
-const fin = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
-const f1 = (x: number | null | undefined) => (fin(x) ? x.toFixed(1) : 'n/a');
-const f2 = (x: number | null | undefined) => (fin(x) ? x.toFixed(2) : 'n/a');
-const mb = (x: number | null | undefined) => (fin(x) ? (x / MB).toFixed(1) : 'n/a');
-/** Ratio a/b, null when either is missing or b is 0. */
-export const ratio = (a: number | null | undefined, b: number | null | undefined): number | null => (fin(a) && fin(b) && b > 0 ? a / b : null);
 const verdict = (r: number | null, ok: (r: number) => boolean) => (r === null ? null : ok(r));
 
 /** Full-pull limit vs curl|zstd per link: 1.0x on real links, 1.5x on loopback. */

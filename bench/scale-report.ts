@@ -4,6 +4,7 @@
  */
 import type { LoadSample } from './measure.js';
 import type { Target } from './types.js';
+import { MB, fin, f1, f2, mb, ratio } from './numbers.js';
 
 /** radosgw's perf counters (admin socket `perf dump`, section rgw) over one step. */
 export interface RgwCounters {
@@ -84,12 +85,6 @@ export interface ScaleResult {
   problems: string[];
 }
 
-const MB = 1e6;
-const fin = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
-const f1 = (x: number | null | undefined) => (fin(x) ? x.toFixed(1) : 'n/a');
-const f2 = (x: number | null | undefined) => (fin(x) ? x.toFixed(2) : 'n/a');
-const mb = (x: number | null | undefined) => (fin(x) ? (x / MB).toFixed(1) : 'n/a');
-const ratio = (a: number | null | undefined, b: number | null | undefined) => (fin(a) && fin(b) && b > 0 ? a / b : null);
 
 /** The fastest good pull of a store run. */
 export function bestPull(r: StoreRun | null | undefined): StoreRun['pulls'][number] | undefined {
