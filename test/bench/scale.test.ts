@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { routeCommand, siteConfig } from '../../bench/fanout-net.js';
 import { boundBy } from '../../bench/fanout.js';
-import { renderScale, scaleTargets, s3CostLine, type FanoutRun, type ScaleResult, type StoreRun } from '../../bench/scale-report.js';
+import { renderScale, scaleLimits, scaleTargets, s3CostLine, type FanoutRun, type ScaleResult, type StoreRun } from '../../bench/scale-report.js';
 import { scaleOptsFromEnv } from '../../bench/scale.js';
 
 test('every site and the origin get their own namespace, interfaces (<= 15 chars) and /30; sites route through the host', () => {
@@ -97,4 +97,17 @@ test('settings: defaults, lists, and unknown parts, links, modes or site counts 
   assert.throws(() => scaleOptsFromEnv('/c', { BENCH_SCALE_LINKS: '1gbit' }), /unknown link/);
   assert.throws(() => scaleOptsFromEnv('/c', { BENCH_SCALE_MODES: 'bittorrent' }), /unknown mode/);
   assert.throws(() => scaleOptsFromEnv('/c', { BENCH_SCALE_SITES: '0' }), /1\.\.64/);
+});
+
+test('limit: the 16-site P2P run cannot end before its CPU seconds / cores, nor before its busiest link carried its bytes', () => {
+  // 16 sites: 60 + 2 + 18 = 80 CPU s on 2 cores = 40 s; the busiest link: 1.9e8 bytes at 100 Mbit/s = 15.2 s; one site 20 s
+  const r = result({ fanout: [run({}), run({ n: 16, mode: 'p2p', seconds: 45, cpu: { clients: 60, origin: 2, edges: 18 }, maxSiteBytes: 1.9e8 })] });
+  const [lim] = scaleLimits(r);
+  assert.match(lim!.measured, /max\(80\.0 CPU s \/ 2 cores = 40\.0 s, 15\.2 s\) \/ 20\.0 s = 2\.00x; measured 2\.25x/);
+  assert.equal(lim!.met, null);
+  assert.match(renderScale(r), /limit \(no verdict\)/);
+  // a link slower than the cores: the link is the limit
+  const slow = scaleLimits(result({ fanout: [run({}), run({ n: 16, mode: 'p2p', seconds: 60, cpu: { clients: 10, origin: 1, edges: 1 }, maxSiteBytes: 6e8 })] }));
+  assert.match(slow[0]!.measured, /= 2\.40x/); // 48 s / 20 s
+  assert.deepEqual(scaleLimits(result({ fanout: [run({})] })), [], 'no 16-site run, no limit');
 });
