@@ -20,6 +20,7 @@
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Digest } from '../../store/digest.js';
 import { objectUrlPath } from '../wire/http-api.js';
 import { VmdnError } from '../../errors.js';
@@ -97,15 +98,6 @@ const MAX_FAILURES = 3;
 /** Pause before asking a peer again, times its failures in a row. */
 const RETRY_PAUSE_MS = 500;
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t);
-      reject(signal.reason);
-    }, { once: true });
-  });
 
 interface Peer {
   store: HttpStore;
@@ -211,7 +203,7 @@ export class Peers {
         if (!job) {
           // a batch in flight elsewhere may still fail and come back to the queue
           if (busy === 0) return;
-          await sleep(20, o.signal);
+          await sleep(20, undefined, { signal: o.signal });
           continue;
         }
         busy++;
@@ -224,7 +216,7 @@ export class Peers {
           const r = await this.batch(p, b, keep(p.store.base), o);
           if (r.failed && p.stats.used) {
             // the same peer again, after a pause that grows with its failures in a row
-            await sleep(RETRY_PAUSE_MS * p.failuresInARow, o.signal);
+            await sleep(RETRY_PAUSE_MS * p.failuresInARow, undefined, { signal: o.signal });
             queue.push({ p, b: r.rest });
           } else if (r.failed) {
             p.stats.fellBack += r.rest.length;
