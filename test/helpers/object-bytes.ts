@@ -81,13 +81,18 @@ function isolate(store: LocalStore, digest: Digest, at: ObjectBytes): string {
   return store.place(digest).objPath;
 }
 
-/** Flip one byte of every object the store at `dir` indexes (a store whose every read must fail its hash check). */
-export async function damageEveryObject(dir: string, fromEnd = 1): Promise<number> {
+/**
+ * Flip one byte of every object the store at `dir` indexes (a store whose every read must
+ * fail its hash check), except the manifests of the images named in `spare` ("name:tag"),
+ * so a server can still open those images and meet the damage on its reads.
+ */
+export async function damageEveryObject(dir: string, fromEnd = 1, spare: string[] = []): Promise<number> {
   const { LocalStore } = await import('../../src/store/local/local-store.js');
   const store = await LocalStore.open(dir, { workers: 0 });
   try {
+    const spared = new Set(spare.map((ref) => store.index.getImage(...(ref.split(':') as [string, string]))?.manifest));
     let n = 0;
-    for await (const o of store.list()) (flipObjectByte(store, o.digest, fromEnd), n++);
+    for await (const o of store.list()) if (!spared.has(o.digest)) (flipObjectByte(store, o.digest, fromEnd), n++);
     return n;
   } finally {
     await store.close();
