@@ -4,6 +4,7 @@
  * a Step, its failure logged as a problem of the run.
  */
 import { promises as fsp } from 'node:fs';
+import type { StoreStats } from '../src/images/maintenance.js';
 import { dropCaches as dropPageCache, timed, type Timed } from './measure.js';
 import type { RunSettings } from './run-settings.js';
 import type { ImportStats, Step } from './types.js';
@@ -18,15 +19,8 @@ export interface BenchRun {
   deadline: number;
 }
 
-/** `vmdn stats --json`. */
-export interface StatsJson {
-  images: number;
-  objects: number;
-  objectBytes: number;
-  storedBytes: number;
-  logicalBytes: number;
-  virtualBytes: number;
-}
+/** `vmdn stats --json`: the store's totals (the ratios beside them are not read). */
+export type StatsJson = StoreStats;
 /** `vmdn import --json`. */
 export interface ImportJson {
   ref: string;
