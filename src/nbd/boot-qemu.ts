@@ -5,6 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { VmdnError } from '../errors.js';
 
 export const QEMU = 'qemu-system-x86_64';
@@ -55,14 +56,27 @@ export function qemuArgs(p: QemuPlan): string[] {
   ];
 }
 
-/** KVM when /dev/kvm can be opened read-write, else TCG (emulation: slower, works anywhere). */
-export function pickAccel(dev = '/dev/kvm'): 'kvm' | 'tcg' {
+/** The QMP conversation of the KVM probe: its answer to query-status shows the vCPUs were set up. */
+const KVM_PROBE_QMP = '{"execute":"qmp_capabilities"}\n{"execute":"query-status"}\n{"execute":"quit"}\n';
+
+/**
+ * KVM when /dev/kvm opens read-write and `qemu` can really set up a KVM vCPU
+ * with `-cpu host` (a paused machine, asked its status over QMP, ~50 ms);
+ * else TCG (emulation: slower, works anywhere), with the reason. The probe is
+ * needed because some nested hosts hand out a /dev/kvm on which qemu aborts
+ * at the first vCPU reset ("failed to set MSR 0x10a").
+ */
+export function pickAccel(dev = '/dev/kvm', qemu = QEMU): { accel: 'kvm' | 'tcg'; why?: string } {
   try {
     fs.closeSync(fs.openSync(dev, 'r+'));
-    return 'kvm';
-  } catch {
-    return 'tcg';
+  } catch (err) {
+    return { accel: 'tcg', why: `${dev}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` };
   }
+  const args = ['-accel', 'kvm', '-cpu', 'host', '-S', '-display', 'none', '-nodefaults', '-m', '16', '-qmp', 'stdio'];
+  const r = spawnSync(qemu, args, { input: KVM_PROBE_QMP, encoding: 'utf8', timeout: 10_000 });
+  if (r.status === 0 && /"status":/.test(r.stdout ?? '')) return { accel: 'kvm' };
+  const said = (r.stderr ?? '').split('\n').find((l) => l.trim()) ?? r.error?.message ?? `exit ${r.status ?? r.signal}`;
+  return { accel: 'tcg', why: `KVM unusable (${said.trim().slice(0, 200)})` };
 }
 
 /** The qemu binary on PATH, or E_NOT_FOUND saying what to install. */

@@ -100,10 +100,10 @@ export async function boot(o: BootOptions): Promise<BootReport> {
     const kernelBytes = await copyOut(files.kernel, kernel, MAX_KERNEL, o.signal);
     const initrdBytes = files.initrd ? await copyOut(files.initrd, initrd!, MAX_INITRD, o.signal) : 0;
     const msToKernel = ms();
-    const accel = pickAccel();
+    const { accel, why: noKvm } = pickAccel('/dev/kvm', qemu);
     const append = kernelCommandLine(files.rootPartition, !!o.readOnly, o.append);
     const args = qemuArgs({ kernel, initrd, append, memoryMiB: o.memoryMiB, cpus: o.cpus, socket: path.join(tmp, 'nbd.sock'), readOnly: !!o.readOnly, accel, extra: o.qemuArgs });
-    o.onStatus?.(`${accel === 'tcg' ? 'no KVM: emulating (TCG), slower; ' : ''}starting ${path.basename(qemu)} -append '${append}'`);
+    o.onStatus?.(`${accel === 'tcg' ? `no KVM (${noKvm}): emulating (TCG), slower; ` : ''}starting ${path.basename(qemu)} -append '${append}'`);
     const s = served;
     const counters = () => (s.counters ? { ...s.snapshot() } : { guestBytesRead: s.server.stats.bytesRead });
     const run = await runQemu(qemu, args, o, counters, ms);

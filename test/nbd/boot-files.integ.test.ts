@@ -17,6 +17,7 @@ import { CLI, vmdnOk } from '../helpers/cli.js';
 import { openDisk } from '../../src/container/open.js';
 import { copyOut, findBootFiles, MAX_KERNEL } from '../../src/nbd/boot-files.js';
 import { VmdnError } from '../../src/errors.js';
+import { startServe } from '../helpers/serve.js';
 
 const t = tmpDir('vmdn-boot-files-');
 after(() => t.cleanup());
@@ -154,6 +155,28 @@ describe('vmdn boot: refusals', () => {
     assert.deepEqual(r.left, []);
   });
 
+  it('--from ORIGIN --peer URL: what the boot reads (kernel, initrd) comes from the peer site, the origin serves the manifest', { skip: hasQemu ? false : 'qemu-system-x86_64 not installed', timeout: 120_000 }, async () => {
+    const origin = await startServe(store);
+    // site A pulled the image and serves its pull cache
+    const acache = path.join(t.dir, 'boot-acache');
+    vmdnOk(acache, ['pull', origin.url, 'fake', path.join(t.dir, 'fake-a.raw')]);
+    const peer = await startServe(acache);
+    const served = async (url: string) => ((await (await fetch(`${url}/stats`)).json()) as { objectRequests: number }).objectRequests;
+    try {
+      const [o0, p0] = [await served(origin.url), await served(peer.url)];
+      const r = boot(path.join(t.dir, 'boot-bcache'), ['fake', '--from', origin.url, '--peer', peer.url, '--no-fill', '--until', 'login:', '--timeout', '60']);
+      assert.equal(r.status, 6, r.stderr);
+      assert.match(r.stderr, /^qemu: .*kernel/m);
+      const [o, p] = [(await served(origin.url)) - o0, (await served(peer.url)) - p0];
+      assert.ok(o <= 2, `origin served ${o} objects`);
+      assert.ok(p >= 1, `peer served ${p} objects`);
+      assert.deepEqual(r.left, []);
+    } finally {
+      await peer.stop();
+      await origin.stop();
+    }
+  });
+
   it('usage errors before anything starts', () => {
     for (const args of [
       ['nokernel', '--overlay', path.join(t.dir, 'o.ovl'), '--readonly'],
@@ -164,6 +187,7 @@ describe('vmdn boot: refusals', () => {
       ['nokernel', '--cpus', '0'],
       ['nokernel', '--timeout', '-1'],
       ['nokernel', 'stray-argument'],
+      ['nokernel', '--peer', 'http://127.0.0.1:9'],
     ]) {
       const r = boot(store, args);
       assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);

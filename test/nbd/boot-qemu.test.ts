@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { findQemu, kernelCommandLine, pickAccel, qemuArgs, type QemuPlan } from '../../src/nbd/boot-qemu.js';
 import { compareVersions } from '../../src/nbd/boot-files.js';
 import { untilPattern } from '../../src/cli/commands/boot.js';
@@ -63,7 +64,37 @@ describe('vmdn boot: versions, accelerator, qemu binary, --until', () => {
   });
 
   it('TCG when the KVM device cannot be opened', () => {
-    assert.equal(pickAccel('/nonexistent/kvm'), 'tcg');
+    const r = pickAccel('/nonexistent/kvm');
+    assert.equal(r.accel, 'tcg');
+    assert.match(r.why!, /\/nonexistent\/kvm: ENOENT/);
+  });
+
+  it('KVM only if qemu can set up a KVM vCPU: a qemu that aborts (a nested host\'s /dev/kvm) means TCG, with its words', () => {
+    const t = tmpDir('vmdn-kvm-probe-');
+    try {
+      const dev = path.join(t.dir, 'kvm');
+      fs.writeFileSync(dev, '');
+      const script = (name: string, body: string) => {
+        const f = path.join(t.dir, name);
+        fs.writeFileSync(f, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+        return f;
+      };
+      const aborts = script('aborts', 'echo \'{"QMP": {}}\'; echo "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69" >&2; exit 134');
+      assert.deepEqual(pickAccel(dev, aborts), { accel: 'tcg', why: 'KVM unusable (qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69)' });
+      // a working one answers query-status on QMP after reading the probe's commands
+      const works = script('works', 'case "$*" in *"-accel kvm"*"-S"*) ;; *) exit 1;; esac; cat >/dev/null; echo \'{"return": {"status": "prelaunch", "running": false}}\'');
+      assert.deepEqual(pickAccel(dev, works), { accel: 'kvm' });
+      assert.equal(pickAccel(dev, path.join(t.dir, 'missing')).accel, 'tcg');
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  it('the real qemu: when the probe says KVM, a KVM machine really starts', { skip: spawnSync('qemu-system-x86_64', ['--version']).status === 0 ? false : 'no qemu-system-x86_64' }, () => {
+    const r = pickAccel();
+    if (r.accel === 'tcg') return;
+    const q = spawnSync('qemu-system-x86_64', ['-accel', 'kvm', '-cpu', 'host', '-display', 'none', '-nodefaults', '-m', '16', '-qmp', 'stdio'], { input: '{"execute":"qmp_capabilities"}\n{"execute":"cont"}\n{"execute":"quit"}\n', encoding: 'utf8', timeout: 10_000 });
+    assert.equal(q.status, 0, q.stderr);
   });
 
   it('finds qemu on PATH, or says what to install', () => {

@@ -9,6 +9,7 @@ import { printJson, safe, type GlobalOptions } from '../output.js';
 import { action, common } from '../program.js';
 import { openTrust, TRUST_HELP, trustOptions, type TrustOptions } from '../trust.js';
 import { readToken } from './net.js';
+import { collect, readPeerFile } from './peers.js';
 
 interface BootOptions extends GlobalOptions, TrustOptions {
   from?: string;
@@ -25,6 +26,8 @@ interface BootOptions extends GlobalOptions, TrustOptions {
   until?: string;
   timeout?: number;
   metrics?: string;
+  peer: string[];
+  peers?: string;
 }
 
 const intIn = (name: string, min: number, max: number) => (v: string) => {
@@ -56,6 +59,8 @@ export function registerBootCommands(program: Command): void {
     .option('--from <url>', 'boot the image from this origin or edge while it downloads: the guest\'s reads fetch what they touch')
     .option('--cache <dir>', 'with --from: object cache (default: the store)')
     .option('--token-file <file>', 'with --from: bearer token for the origin, needed for private images (else $VMDN_TOKEN)')
+    .option('--peer <url>', 'with --from: another site\'s vmdn edge or serve, asked for objects before the origin (repeatable; docs/p2p.md)', collect, [])
+    .option('--peers <file>', 'with --from: peer URLs, one per line, added to --peer')
     .option('--no-fill', 'with --from: fetch only what the guest reads, no background download of the rest')
     .option('--record-profile', 'record the order this boot first reads the image\'s objects (a boot profile), stored with the image when the run ends; vmdn push carries it, and later --from boots prefetch in its order')
     .option('--no-profile', 'with --from: ignore the origin\'s boot profile (the fill goes in disk order)')
@@ -87,12 +92,15 @@ Exit status: 0 when --until matched (or the VM powered off), 9 on --timeout, 6 i
 Examples:
   vmdn boot debian:12                                      boot it, console on this terminal
   vmdn boot debian:12 --from https://origin.example --cache ~/.cache/vmdn
+  vmdn boot debian:12 --from https://origin.example --peer http://site-b:8080   objects from a peer site first
   vmdn boot debian:12 --until 'login:' --timeout 300 --json    time a boot to the login prompt
   vmdn boot debian:12 --overlay debian.ovl -- -nic user        keep writes; user-mode network`)
     .addHelpText('after', TRUST_HELP)
     .action(action(async (image: string, extra: string[], o: BootOptions) => {
       checkServeOptions(o);
       if ((o.trust || o.trustDir) && !o.from) throw new VmdnError('E_USAGE', '--trust and --trust-dir go with --from URL');
+      if ((o.peer.length || o.peers) && !o.from) throw new VmdnError('E_USAGE', '--peer and --peers go with --from URL');
+      const peers = o.from ? [...o.peer, ...(o.peers ? readPeerFile(o.peers) : [])] : undefined;
       if (extra.length && !process.argv.includes('--')) throw new VmdnError('E_USAGE', `unexpected argument ${extra[0]}: qemu arguments go after --`);
       const until = o.until !== undefined ? untilPattern(o.until) : undefined;
       const metrics = o.metrics ? parseListen(o.metrics) : undefined;
@@ -103,7 +111,7 @@ Examples:
       const interactive = !o.json && !until && !!process.stdout.isTTY && !!process.stdin.isTTY;
       try {
         const r = await boot({
-          image, store: o.store, from: o.from, trust: o.from ? openTrust(o) : undefined, token: o.from ? readToken(o.tokenFile) : undefined, cache: o.cache, fill: o.fill, profile: o.profile, recordProfile: o.recordProfile, overlay: o.overlay, readOnly: o.readonly, metrics,
+          image, store: o.store, from: o.from, trust: o.from ? openTrust(o) : undefined, token: o.from ? readToken(o.tokenFile) : undefined, cache: o.cache, fill: o.fill, profile: o.profile, recordProfile: o.recordProfile, overlay: o.overlay, readOnly: o.readonly, metrics, peers,
           memoryMiB: o.memory, cpus: o.cpus, append: o.append, until, timeoutMs: o.timeout !== undefined ? o.timeout * 1000 : undefined,
           qemuArgs: extra, console: o.json ? process.stderr : interactive ? 'inherit' : process.stdout, signal: stop.signal,
           onStatus: (line) => process.stderr.write(`vmdn boot: ${safe(line)}\n`),
