@@ -124,13 +124,21 @@ export class Peers {
     plan(digests);
     const live = new Set(this.peers.filter((p) => p.stats.used));
     let busy = 0;
+    // idle lanes wait for the end of a batch in flight elsewhere: it may fail and come back to the queue
+    let ended: { promise: Promise<void>; resolve: () => void } | undefined;
+    const batchEnded = () => {
+      if (!ended) {
+        let resolve!: () => void;
+        ended = { promise: new Promise<void>((r) => (resolve = r)), resolve };
+      }
+      return ended.promise;
+    };
     const lane = async () => {
       for (;;) {
         const job = queue.shift();
         if (!job) {
-          // a batch in flight elsewhere may still fail and come back to the queue
           if (busy === 0) return;
-          await sleep(20, undefined, { signal: o.signal });
+          await batchEnded();
           continue;
         }
         busy++;
@@ -154,6 +162,9 @@ export class Peers {
           }
         } finally {
           busy--;
+          const e = ended;
+          ended = undefined;
+          e?.resolve();
         }
       }
     };
