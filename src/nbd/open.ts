@@ -47,7 +47,7 @@ const READ_AHEAD_BYTES = 4 << 20;
  * fall back to buffers of their own. Read-ahead is larger there: the workers keep
  * decoding while the client writes what it got.
  */
-const SLAB = { bytes: 64 << 20, cacheBytes: 16 << 20, aheadBytes: 16 << 20 };
+const SLAB = { bytes: 80 << 20, cacheBytes: 8 << 20, aheadBytes: 16 << 20 };
 
 export async function openStoredDevice(
   store: ReadableStore & { names: ImageNames },
