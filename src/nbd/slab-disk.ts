@@ -156,8 +156,12 @@ export class SlabDisk implements Disk {
       return;
     }
     this.lastEnd = Math.max(this.lastEnd, end);
-    // chunks the reads went past (a late request may still want those just behind)
-    for (const [d, e] of [...this.ahead]) if (e.end <= this.lastEnd - window) this.dropAhead(d, e);
+    // chunks the reads went past (a late request may still want those just behind); the map
+    // holds them in disk order, so the first one not past ends the walk
+    for (const [d, e] of this.ahead) {
+      if (e.end > this.lastEnd - window) break;
+      this.dropAhead(d, e);
+    }
     if (this.aheadEnd >= this.lastEnd + window / 2) return;
     const chunks = this.manifest.chunks;
     const from = Math.max(this.lastEnd, this.aheadEnd);
