@@ -20,14 +20,14 @@ export class AllocationMap {
   private readonly starts: Float64Array;
   private readonly ends: Float64Array;
 
-  private constructor(runs: Array<[number, number]>, readonly size: number) {
+  private constructor(runs: Array<[number, number]>, readonly size: number, minHole = 0) {
     runs.sort((a, b) => a[0] - b[0]);
     const s: number[] = [];
     const e: number[] = [];
     for (const [o, l] of runs) {
       if (l <= 0) continue;
       const end = Math.min(size, o + l);
-      if (s.length > 0 && o <= e[e.length - 1]!) e[e.length - 1] = Math.max(e[e.length - 1]!, end);
+      if (s.length > 0 && o < e[e.length - 1]! + Math.max(1, minHole)) e[e.length - 1] = Math.max(e[e.length - 1]!, end);
       else {
         s.push(o);
         e.push(end);
@@ -41,10 +41,17 @@ export class AllocationMap {
     return new AllocationMap([[0, size]], size);
   }
 
-  static ofManifest(m: Manifest): AllocationMap {
+  /**
+   * With `minHole`, gaps shorter than that count as data (they read as zeros all the same):
+   * a client that asks block status one extent at a time (qemu's NBD client sets REQ_ONE)
+   * makes a round trip per extent, and then a read per data run. On the corpus image base,
+   * 2,464 of its 2,478 holes are 4 KiB gaps between files: 9,370 block status requests and
+   * 2,577 reads for 521 MB, where the zeros they spare are 4.5 MB.
+   */
+  static ofManifest(m: Manifest, minHole = 0): AllocationMap {
     const runs: Array<[number, number]> = m.chunks.map((c) => [c[0], c[1]]);
     for (const f of m.filesystems ?? []) runs.push([f.offset, f.length]);
-    return new AllocationMap(runs, m.virtualSize);
+    return new AllocationMap(runs, m.virtualSize, minHole);
   }
 
   /** Index of the first data run ending after `offset`. */

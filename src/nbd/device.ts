@@ -17,6 +17,19 @@ interface PieceReader {
   readPieces(offset: number, length: number): Promise<Uint8Array[]>;
 }
 
+/** Pieces of a read, valid until `release` is called (once: after the socket took them). */
+export interface Lease {
+  pieces: Uint8Array[];
+  release(): void;
+}
+
+/** A base whose views are held until released (SlabDisk: they are slots of a shared slab that are reused). */
+interface LeaseReader {
+  readLeased(offset: number, length: number): Promise<Lease>;
+}
+
+const noRelease = () => {};
+
 export class BlockDevice {
   readonly size: number;
   /** Overlay writes one at a time: two partial writes to one block must not both start from the old bytes. */
@@ -116,12 +129,28 @@ export class BlockDevice {
    */
   async readPieces(offset: number, length: number): Promise<Uint8Array[]> {
     this.checkRange(offset, length);
-    const ov = this.overlay;
     const pieces = (this.base as Partial<PieceReader>).readPieces;
-    const touchesOverlay = ov !== null && ov.writtenBlocks > 0 && ov.find(Math.floor(offset / OVERLAY_BLOCK), Math.ceil((offset + length) / OVERLAY_BLOCK), true) * OVERLAY_BLOCK < offset + length;
-    if (!pieces || touchesOverlay) return [await this.read(offset, length)];
+    if (!pieces || this.touchesOverlay(offset, length)) return [await this.read(offset, length)];
     this.onBaseRead?.(offset, length);
     return pieces.call(this.base, offset, length);
+  }
+
+  /**
+   * readPieces() for a caller that says when it is done with the pieces
+   * (`release`, once the socket took them): a base that reuses its buffers
+   * (SlabDisk) lends them until then, without a copy.
+   */
+  async readLeased(offset: number, length: number): Promise<Lease> {
+    this.checkRange(offset, length);
+    const leased = (this.base as Partial<LeaseReader>).readLeased;
+    if (!leased || this.touchesOverlay(offset, length)) return { pieces: await this.readPieces(offset, length), release: noRelease };
+    this.onBaseRead?.(offset, length);
+    return leased.call(this.base, offset, length);
+  }
+
+  private touchesOverlay(offset: number, length: number): boolean {
+    const ov = this.overlay;
+    return ov !== null && ov.writtenBlocks > 0 && ov.find(Math.floor(offset / OVERLAY_BLOCK), Math.ceil((offset + length) / OVERLAY_BLOCK), true) * OVERLAY_BLOCK < offset + length;
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {

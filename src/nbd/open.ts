@@ -12,6 +12,10 @@ import type { ImageRef } from '../store/image-name.js';
 import type { Disk } from '../container/disk.js';
 import { resolveImage } from '../images/names.js';
 import { ManifestDisk } from '../images/manifest-disk.js';
+import { LocalStore } from '../store/local/local-store.js';
+import { Slab } from '../store/local/slab.js';
+import { SlabReads } from '../store/local/slab-reads.js';
+import { SlabDisk } from './slab-disk.js';
 import type { Manifest } from '../model/manifest.js';
 import { AllocationMap } from './allocation.js';
 import { RebuiltDisk, type RebuiltStats } from './rebuilt.js';
@@ -37,6 +41,13 @@ export interface OpenedDevice {
 export const CHUNK_CACHE_ENTRIES = 32;
 /** Chunk bytes decoded ahead of a client reading in order (ManifestDisk.readAhead). */
 const READ_AHEAD_BYTES = 4 << 20;
+/**
+ * A local store's chunks image is served from a slab (SlabDisk): its size bounds the
+ * decoded chunks in memory (cache, read-ahead, replies on their way); past it, reads
+ * fall back to buffers of their own. Read-ahead is larger there: the workers keep
+ * decoding while the client writes what it got.
+ */
+const SLAB = { bytes: 80 << 20, cacheBytes: 8 << 20, aheadBytes: 16 << 20 };
 
 export async function openStoredDevice(
   store: ReadableStore & { names: ImageNames },
@@ -55,6 +66,9 @@ export async function openStoredDevice(
  * one, like its overlay) with big files' content read from their chunks.
  */
 export async function openBase(manifest: Manifest, store: ReadableStore): Promise<{ disk: Disk; stats?: RebuiltStats }> {
+  if (!manifest.filesystems?.length && store instanceof LocalStore && store.canCopyTo && process.env.VMDN_NBD_SLAB !== '0') {
+    return { disk: new SlabDisk(manifest, new SlabReads(store, new Slab(SLAB.bytes)), SLAB) };
+  }
   if (!manifest.filesystems?.length) return { disk: new ManifestDisk(manifest, store, CHUNK_CACHE_ENTRIES, READ_AHEAD_BYTES) };
   removeStaleOverlays();
   const work = fs.mkdtempSync(path.join(os.tmpdir(), `${TMP_PREFIX}${process.pid}-`));
@@ -83,7 +97,7 @@ export async function openBase(manifest: Manifest, store: ReadableStore): Promis
 /** A base disk with the overlay the options ask for (a temporary one, the user's file, or none). */
 export async function deviceOver(base: Disk, digest: string, image: Manifest, opts: { overlay?: string; readOnly?: boolean }): Promise<OpenedDevice> {
   if (opts.readOnly) {
-    return { device: new BlockDevice(base, null, AllocationMap.ofManifest(image)), manifest: digest, image, temporaryOverlay: false, close: () => base.close() };
+    return { device: new BlockDevice(base, null, AllocationMap.ofManifest(image, MIN_HOLE)), manifest: digest, image, temporaryOverlay: false, close: () => base.close() };
   }
   if (!opts.overlay) removeStaleOverlays();
   const tmp = opts.overlay ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), `${TMP_PREFIX}${process.pid}-`));
@@ -96,7 +110,7 @@ export async function deviceOver(base: Disk, digest: string, image: Manifest, op
     throw err;
   }
   return {
-    device: new BlockDevice(base, overlay, AllocationMap.ofManifest(image)),
+    device: new BlockDevice(base, overlay, AllocationMap.ofManifest(image, MIN_HOLE)),
     manifest: digest,
     image,
     overlay: file,
@@ -113,6 +127,8 @@ export async function deviceOver(base: Disk, digest: string, image: Manifest, op
 }
 
 const TMP_PREFIX = 'vmdn-nbd-';
+/** Holes shorter than this are reported (and sent) as data: see AllocationMap.ofManifest. */
+const MIN_HOLE = 64 << 10;
 
 /**
  * Temporary overlays of servers that were killed (SIGKILL leaves no chance to

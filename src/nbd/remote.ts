@@ -72,7 +72,10 @@ export async function openRemoteDevice(url: string, ref: ImageRef, cache: LocalS
     counters.profileObjects = profile?.order.length ?? 0;
     // files/packages images: their filesystems' metadata is built first; what it reads comes in batches first
     await demand.warm((manifest.filesystems ?? []).flatMap((f, i) => metadataInputs(f, trees[i]!)));
-    const base = await openBase(manifest, demand);
+    // every object already in the cache: the cache is a local store like any other, read as
+    // `vmdn nbd NAME` reads one (for a chunks image, through the slab: no per-object buffers)
+    const complete = cached === objects.size && !manifest.filesystems?.length;
+    const base = await openBase(manifest, complete ? cache : demand);
     try {
       opened = { ...(await deviceOver(base.disk, digest, manifest, o)), rebuilt: base.stats };
     } catch (err) {

@@ -8,7 +8,7 @@
  * NBD_REPLY_FLAG_DONE. A READ's chunks all go in one write call.
  */
 import type { Socket } from 'node:net';
-import type { BlockDevice } from './device.js';
+import type { BlockDevice, Lease } from './device.js';
 import type { Run } from './allocation.js';
 import { writeAll } from './socket-io.js';
 import {
@@ -56,9 +56,14 @@ export async function structuredRead(sock: Socket, handle: Uint8Array, dev: Bloc
   if (df || covered !== length) runs = [{ offset, length, data: true }];
   // every data run read at once, then the whole reply in one write: a chunk per write cost a
   // syscall (and a wake-up of the client) per run, most of them small hole chunks
-  const reads = runs.map((r) => (r.data ? dev.readPieces(r.offset, r.length) : null));
+  const reads = runs.map((r) => (r.data ? dev.readLeased(r.offset, r.length) : null));
   // a later run's failure waits, handled, until its turn (an unhandled rejection would end the process)
   for (const p of reads) p?.catch(() => undefined);
+  // the leased pieces stay held until the socket took them (the base reuses their memory after)
+  const leases: Lease[] = [];
+  const release = () => {
+    for (const l of leases) l.release();
+  };
   const parts: Uint8Array[] = [];
   let sent = 0;
   for (let i = 0; i < runs.length; i++) {
@@ -68,18 +73,21 @@ export async function structuredRead(sock: Socket, handle: Uint8Array, dev: Bloc
       parts.push(...chunkParts(handle, REPLY_TYPE.OFFSET_HOLE, done, [HoleChunk.write({ offset: BigInt(r.offset), length: r.length })]));
       continue;
     }
-    let data: Uint8Array[];
+    let lease: Lease;
     try {
-      data = await reads[i]!;
+      lease = await reads[i]!;
     } catch (err) {
-      // the chunks before the failed run still go out (the caller's ERROR chunk ends the reply)
-      await writeAll(sock, parts);
+      // the later runs' leases are let go as they come; the chunks before the failed run still go out
+      // (the caller's ERROR chunk ends the reply)
+      for (const p of reads.slice(i + 1)) p?.then((l) => l.release(), () => undefined);
+      await writeAll(sock, parts, release);
       throw err;
     }
-    parts.push(...chunkParts(handle, REPLY_TYPE.OFFSET_DATA, done, [offsetBytes(r.offset), ...data]));
+    leases.push(lease);
+    parts.push(...chunkParts(handle, REPLY_TYPE.OFFSET_DATA, done, [offsetBytes(r.offset), ...lease.pieces]));
     sent += r.length;
   }
-  await writeAll(sock, parts);
+  await writeAll(sock, parts, release);
   return sent;
 }
 

@@ -127,10 +127,10 @@ export class NbdServer {
     const knownFlags = CMD_FLAG_FUA | CMD_FLAG_NO_HOLE | (structured ? CMD_FLAG_DF : 0) | (allocation ? CMD_FLAG_REQ_ONE : 0);
     const inflight = new Set<Promise<void>>();
     const maxInFlight = this.opts.maxInFlight ?? 8;
-    const reply = (handle: Uint8Array, error: number, data: Uint8Array[] = []) => {
+    const reply = (handle: Uint8Array, error: number, data: Uint8Array[] = [], written?: () => void) => {
       if (error) this.stats.errors++;
       const head = SimpleReply.write({ magic: SIMPLE_REPLY_MAGIC, error, handle });
-      return writeAll(sock, [head, ...data]);
+      return writeAll(sock, [head, ...data], written);
     };
     /** A READ's failure: with structured replies it must be an error chunk. */
     const readError = (handle: Uint8Array, error: number, message?: string) => {
@@ -177,8 +177,8 @@ export class NbdServer {
             } else {
               await this.budget.acquire(length);
               await spawn(length, () =>
-                this.device.readPieces(offset, length).then(
-                  (data) => ((this.stats.bytesRead += length), reply(handle, 0, data)),
+                this.device.readLeased(offset, length).then(
+                  (lease) => ((this.stats.bytesRead += length), reply(handle, 0, lease.pieces, lease.release)),
                   (err) => reply(handle, errnoOf(err)),
                 ),
               );

@@ -70,13 +70,23 @@ export class SocketReader {
   }
 }
 
-/** Queue `parts` on the socket and resolve once the kernel took them (or the socket is gone). */
-export function writeAll(sock: Socket, parts: Uint8Array[]): Promise<void> {
-  if (sock.destroyed || !sock.writable) return Promise.resolve();
+/**
+ * Queue `parts` on the socket and resolve once the kernel took them (or the socket is gone).
+ * `written` is called once no part is referenced any more: the kernel copied them all, or
+ * the socket was destroyed (resolving says only that the socket's buffer has room again).
+ */
+export function writeAll(sock: Socket, parts: Uint8Array[], written?: () => void): Promise<void> {
+  if (sock.destroyed || !sock.writable || parts.length === 0) {
+    written?.();
+    return Promise.resolve();
+  }
   let ok = true;
   // corked, the parts leave in one writev, not one syscall (and packet) each
   if (parts.length > 1) sock.cork();
-  for (const p of parts) ok = sock.write(p) && ok;
+  // a write's callback runs after it completed or failed (destroyed sockets fail pending writes), and
+  // the corked parts complete together: the last one's callback says all are done
+  const last = parts.length - 1;
+  for (let i = 0; i <= last; i++) ok = (i === last && written ? sock.write(parts[i]!, () => written()) : sock.write(parts[i]!)) && ok;
   if (parts.length > 1) sock.uncork();
   return ok ? Promise.resolve() : drainOf(sock);
 }

@@ -44,4 +44,45 @@ describe('writeAll', () => {
       t.cleanup();
     }
   });
+
+  it('says its parts are written only once the kernel took them all, or the socket is gone', async () => {
+    const t = tmpDir();
+    const server = net.createServer();
+    server.listen(`${t.dir}/s`);
+    await once(server, 'listening');
+    const client = net.connect(`${t.dir}/s`);
+    const [sock] = (await once(server, 'connection')) as [net.Socket];
+    try {
+      client.pause();
+      const big = prng(7, 4 << 20); // more than the socket buffers hold
+      let written = 0;
+      void writeAll(sock, [Buffer.from('head'), big], () => written++);
+      let lost = 0;
+      void writeAll(sock, [prng(8, 1 << 20)], () => lost++);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(written, 0, 'called while the bytes still wait in user space');
+      let n = 0;
+      const first = new Promise<void>((resolve) =>
+        client.on('data', (b: Buffer) => {
+          if ((n += b.length) >= big.length + 4) resolve();
+        }),
+      );
+      client.resume();
+      await first;
+      client.pause();
+      await new Promise((r) => setImmediate(r));
+      assert.equal(written, 1);
+      sock.destroy(); // a reply still queued is let go too (its slots must not leak)
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(lost, 1);
+      let empty = 0;
+      void writeAll(sock, [Buffer.from('x')], () => empty++);
+      assert.equal(empty, 1, 'a gone socket lets go at once');
+    } finally {
+      client.destroy();
+      sock.destroy();
+      server.close();
+      t.cleanup();
+    }
+  });
 });

@@ -23,6 +23,7 @@ import { VmdnError, asVmdnError } from '../../errors.js';
 import { sha256 } from '../digest.js';
 import { gcEvery } from '../../util/gc.js';
 import { asBuffer } from '../../container/writer-file.js';
+import { decodeIntoSlab, type SlabItem } from './slab-decode.js';
 
 export type { Placed };
 
@@ -74,7 +75,9 @@ export type CodecRequest =
   /** `copy` for many objects in one message, into `outPath` or `fd`: see read-runs.ts. Fails whole on the first bad object. */
   | { op: 'copyRuns'; id: number; items: RunItem[]; source: string; outPath?: string; fd?: number }
   /** `get` for many objects: their bytes in one buffer, each object's place in it or its error (read-runs.ts). */
-  | { op: 'getMany'; id: number; items: Placed[]; source: string };
+  | { op: 'getMany'; id: number; items: Placed[]; source: string }
+  /** `get` for many objects, each decoded into its slot of a shared slab (slab-decode.ts): nothing moved back. */
+  | { op: 'getInto'; id: number; items: SlabItem[]; slab: SharedArrayBuffer; source: string };
 
 export interface AcceptItem {
   digest: string;
@@ -193,6 +196,13 @@ async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: A
     });
     collect(data.length);
     return { id: req.id, ok: true, data, places: outcomes, transfer: [data.buffer as ArrayBuffer] };
+  }
+  if (req.op === 'getInto') {
+    const places = decodeIntoSlab(req.items, req.slab, req.source, (err) => {
+      const e = asVmdnError(err);
+      return { error: { code: e.code, message: e.message, data: e.data } };
+    });
+    return { id: req.id, ok: true, places };
   }
   if (req.op === 'get') {
     // decoded straight into the buffer that is moved to the caller: no copy, no pooled slice

@@ -1,0 +1,113 @@
+/**
+ * Reads of a local store's objects into a shared slab (slab.ts): the codec
+ * workers decode and verify each object straight into a slot the caller
+ * holds, so nothing is allocated per object and nothing moves back between
+ * threads but a few numbers. For a reader that passes the bytes on and lets
+ * go (an NBD server). An object that gets no slot (slab full) or that is not
+ * where the index said (repacked since) is read through the store's own get,
+ * verified the same way.
+ */
+import { CodecPool } from './codec-pool.js';
+import { objectPath, type Placed } from './codec-worker.js';
+import { packPath } from './pack-file.js';
+import type { LocalReads } from './local-reads.js';
+import type { IndexedObject } from './sqlite-index.js';
+import { Slab, SlabSlot } from './slab.js';
+import type { SlabItem } from './slab-decode.js';
+import { VmdnError, type ErrorCode } from '../../errors.js';
+
+/** Objects per worker message: a 2 MiB read of ~36 KiB objects still keeps both workers busy. */
+const BATCH = 16;
+
+/** One object being read: its slot (null: a plain buffer from the store), and its bytes once decoded and verified. */
+export interface SlabRead {
+  slot: SlabSlot | null;
+  ready: Promise<Uint8Array>;
+}
+
+function deferred(): { p: Promise<Uint8Array>; resolve: (b: Uint8Array) => void; reject: (e: unknown) => void } {
+  let resolve!: (b: Uint8Array) => void;
+  let reject!: (e: unknown) => void;
+  const p = new Promise<Uint8Array>((a, b) => ((resolve = a), (reject = b)));
+  // read-ahead may never look at a failure: whoever awaits `p` still sees it
+  p.catch(() => undefined);
+  return { p, resolve, reject };
+}
+
+export class SlabReads {
+  private readonly pool: CodecPool;
+
+  constructor(private readonly store: LocalReads, readonly slab: Slab, workers = 2) {
+    this.pool = new CodecPool(workers);
+  }
+
+  private placeOf(digest: string, row: IndexedObject | undefined): Placed {
+    if (row?.pack !== undefined) return { digest, objPath: packPath(this.store.packsDir, row.pack), packOffset: row.offset!, storedSize: row.storedSize };
+    return { digest, objPath: objectPath(this.store.objectsDir, digest) };
+  }
+
+  /**
+   * Start reading each object (`size`: its length by the manifest; any other is refused).
+   * Each SlabRead's slot has one holder, the caller, who unrefs it when done.
+   */
+  read(items: Array<{ digest: string; size: number }>): SlabRead[] {
+    const out: SlabRead[] = [];
+    const slotted: Array<{ item: SlabItem; slot: SlabSlot; d: ReturnType<typeof deferred> }> = [];
+    const plain: Array<{ digest: string; size: number; d: ReturnType<typeof deferred> }> = [];
+    for (const { digest, size } of items) {
+      const d = deferred();
+      const slot = this.slab.alloc(size);
+      out.push({ slot, ready: d.p });
+      if (!slot) plain.push({ digest, size, d });
+      // the worker's own hold: the caller may drop its slot before the worker is done writing into it
+      else slotted.push({ item: { digest, objPath: '', at: slot.at, size }, slot: slot.ref(), d });
+    }
+    if (slotted.length) {
+      const rows = this.store.index.statPlaces(slotted.map((s) => s.item.digest));
+      for (const s of slotted) Object.assign(s.item, this.placeOf(s.item.digest, rows.get(s.item.digest)));
+      const per = Math.min(BATCH, Math.ceil(slotted.length / this.pool.size));
+      for (let i = 0; i < slotted.length; i += per) this.decode(slotted.slice(i, i + per));
+    }
+    if (plain.length) this.viaStore(plain);
+    return out;
+  }
+
+  private decode(batch: Array<{ item: SlabItem; slot: SlabSlot; d: ReturnType<typeof deferred> }>): void {
+    this.pool.run({ op: 'getInto', items: batch.map((b) => b.item), slab: this.slab.buffer, source: this.store.dir }).then(
+      (r) => {
+        const again: typeof batch = [];
+        r.places!.forEach((p, i) => {
+          const b = batch[i]!;
+          if (!('error' in p)) b.d.resolve(b.slot.view);
+          else if (p.error.code === 'E_NOT_FOUND') again.push(b);
+          else b.d.reject(new VmdnError(p.error.code as ErrorCode, p.error.message, p.error.data));
+        });
+        for (const b of batch) b.slot.unref();
+        // not where the index said: repacked meanwhile (the store's get looks again)
+        if (again.length) this.viaStore(again.map((b) => ({ digest: b.item.digest, size: b.item.size, d: b.d })));
+      },
+      (err) => {
+        for (const b of batch) {
+          b.slot.unref();
+          b.d.reject(err);
+        }
+      },
+    );
+  }
+
+  private viaStore(items: Array<{ digest: string; size: number; d: ReturnType<typeof deferred> }>): void {
+    const all = this.store.getMany(items.map((i) => i.digest));
+    items.forEach(({ digest, size, d }, k) => {
+      all.then((r) => {
+        const x = r[k]!;
+        if (x instanceof Error) d.reject(x);
+        else if (x.length !== size) d.reject(new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} has ${x.length} bytes, the manifest says ${size}`, { digest }));
+        else d.resolve(x);
+      }, d.reject);
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+}
