@@ -40,6 +40,7 @@ export class LocalStore extends LocalReads implements PrunableStore, ImageStore,
     this.packs = new PackWriter(this.packsDir);
     // a row is committed only after the pack bytes it points at are durable
     this.index.beforeCommit = () => this.packs.sync();
+    this.index.beforeCommitBehind = () => this.packs.syncBehind();
   }
 
   static async open(dir: string, opts: LocalStoreOptions = {}): Promise<LocalStore> {
@@ -242,6 +243,7 @@ export class LocalStore extends LocalReads implements PrunableStore, ImageStore,
   async close(): Promise<void> {
     // leases still held (a caller that closes mid-write) go now, not when the process exits
     this.leases.releaseAll();
+    await this.index.settled();
     await this.pool?.close();
     this.pool = null;
     try {

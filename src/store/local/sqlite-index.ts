@@ -12,6 +12,9 @@
  * A commit per row was a third of a pull's main-thread time; lagging rows
  * only widen the window the paragraph above already allows. Every other
  * query flushes the queue first, so readers in this process never see it.
+ * Those queued flushes make the bytes durable off the event loop
+ * (beforeCommitBehind) and commit only the rows queued before it started;
+ * one runs at a time, and rows queued meanwhile wait for the next.
  *
  * Every write transaction is IMMEDIATE: a deferred one that read first cannot
  * upgrade once another process has committed (SQLITE_BUSY at once, no busy
@@ -67,6 +70,10 @@ export class StoreIndex {
   private readonly pending = new Map<Digest, IndexedObject>();
   /** Run before object rows are committed: makes the bytes they point at durable (PackWriter.sync). */
   beforeCommit: (() => void) | undefined;
+  /** beforeCommit off the event loop (PackWriter.syncBehind), for the queue's own flushes; without it they call beforeCommit. */
+  beforeCommitBehind: (() => Promise<void>) | undefined;
+  /** The queued flush running (its rows are still queued, and visible, until it commits them). */
+  private behind: Promise<void> | undefined;
   private flushTimer: NodeJS.Timeout | undefined;
   /** A failed background flush, rethrown by the next call (a timer has no caller to tell). */
   private flushError: unknown;
@@ -238,14 +245,46 @@ export class StoreIndex {
   /** Queue an object's row; a packed one's bytes are made durable (beforeCommit) before the row is committed. */
   addObject(o: IndexedObject): void {
     this.pending.set(o.digest, { digest: o.digest, size: o.size, storedSize: o.storedSize, pack: o.pack, offset: o.offset });
-    if (this.pending.size >= ROW_BATCH) this.flush();
-    else this.flushTimer ??= setTimeout(() => {
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.behind || this.pending.size === 0) return; // the running flush schedules the next when it ends
+    if (this.pending.size >= ROW_BATCH) return this.flushBehind();
+    this.flushTimer ??= setTimeout(() => this.flushBehind(), ROW_DELAY_MS);
+  }
+
+  /** Commit the rows queued now once beforeCommitBehind made their bytes durable; a failure is rethrown by the next flush(). */
+  private flushBehind(): void {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    if (!this.beforeCommitBehind) {
       try {
         this.flush();
       } catch (err) {
         this.flushError = err;
       }
-    }, ROW_DELAY_MS);
+      return;
+    }
+    const rows = [...this.pending.values()];
+    const durable = this.beforeCommitBehind();
+    this.behind = durable.then(() => {
+      // a flush() meanwhile may have committed them (or a newer row replaced one): only what is still queued as it was
+      const still = rows.filter((o) => this.pending.get(o.digest) === o);
+      if (!still.length || !this.db.open) return;
+      this.insertRows(still);
+      for (const o of still) if (this.pending.get(o.digest) === o) this.pending.delete(o.digest);
+    }).catch((err: unknown) => {
+      this.flushError ??= err;
+    }).finally(() => {
+      this.behind = undefined;
+      if (this.flushError === undefined) this.scheduleFlush();
+    });
+  }
+
+  /** Resolves once no queued flush runs (close waits for it: its fdatasyncs use the packs' descriptors). */
+  async settled(): Promise<void> {
+    while (this.behind) await this.behind;
   }
   deleteObject(digest: Digest): void {
     this.flush();
