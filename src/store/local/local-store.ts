@@ -13,9 +13,11 @@ import { writeAtomic } from './codec-worker.js';
 import { sha256, assertDigest, type Digest } from '../digest.js';
 import { PackWriter } from './pack-writer.js';
 import { closePacks } from './pack-reader.js';
+import { packPath } from './pack-file.js';
+import { readStretches, type PackedFrame } from './stretch-reads.js';
 import { LocalReads, statOf, type LocalStoreOptions } from './local-reads.js';
 import { StoreLeases } from './lease.js';
-import type { BootProfiles, ImageStore, ObjectStat, PrunableStore, PutResult, ReadOptions, SideRecords, StoreTotals } from '../types.js';
+import type { BootProfiles, EncodedMany, ImageStore, ObjectStat, PrunableStore, PutResult, ReadOptions, SideRecords, StoreTotals } from '../types.js';
 import { LocalNames } from './local-names.js';
 import { DirRecords } from './side-records.js';
 import { asVmdnError, VmdnError, type ErrorCode } from '../../errors.js';
@@ -23,7 +25,7 @@ import { isProcessAlive } from '../../util/process.js';
 
 export type { LocalStoreOptions };
 
-export class LocalStore extends LocalReads implements PrunableStore, ImageStore, SideRecords, StoreTotals, BootProfiles {
+export class LocalStore extends LocalReads implements EncodedMany, PrunableStore, ImageStore, SideRecords, StoreTotals, BootProfiles {
   readonly names: LocalNames;
   private readonly records: DirRecords;
   private readonly inflight = new Map<Digest, Promise<PutResult>>();
@@ -197,6 +199,31 @@ export class LocalStore extends LocalReads implements PrunableStore, ImageStore,
       results.push({ ...stat, added: true });
     }
     return results;
+  }
+
+  /**
+   * Stored bytes of many objects, unverified, for a server to send as they are
+   * (EncodedMany): one index query, one read per stretch of adjacent pack
+   * entries. Loose objects, and packed ones whose pack moved meanwhile, are
+   * read one by one as getEncoded does; undefined for one not held.
+   */
+  async encodedMany(digests: Digest[]): Promise<Array<Uint8Array | undefined>> {
+    const rows = this.index.statPlaces(digests);
+    const frames: PackedFrame[] = [];
+    for (const d of digests) {
+      const r = rows.get(d);
+      if (r?.pack !== undefined) frames.push({ digest: d, path: packPath(this.packsDir, r.pack), offset: r.offset!, length: r.storedSize });
+    }
+    const read = new Map(readStretches(frames, this.dir).map((b, i) => [frames[i]!.digest, b]));
+    return Promise.all(digests.map(async (d) => {
+      const b = read.get(d);
+      if (b instanceof Uint8Array) return b;
+      if (!rows.has(d)) return undefined;
+      return this.getEncoded(d).catch((err: unknown) => {
+        if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') return undefined;
+        throw err;
+      });
+    }));
   }
 
   /** Drop an object's row; a loose file goes too, a packed entry becomes garbage (gc's repack reclaims it). */
