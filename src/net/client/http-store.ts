@@ -13,11 +13,8 @@ import { formatImageRef, type ImageRef } from '../../store/image-name.js';
 import type { ObjectStat, ReadableStore, ReadOptions } from '../../store/types.js';
 import { VmdnError, type ErrorCode, ERROR_CODES } from '../../errors.js';
 import { objectUrlPath, parseJson, profilePath, refPath } from '../wire/http-api.js';
-import { BATCH_PATH, BatchParser } from '../wire/batch.js';
 import type { RecordCheck } from './trust.js';
 
-/** Received batch bytes waiting for `accept` before the response is paused (bounds memory). */
-const BATCH_PENDING_BYTES = 16 << 20;
 /** The most an object's answer can be: its encoded form at the object bound. */
 export const MAX_OBJECT_BODY = maxEncodedSize(MAX_OBJECT_SIZE);
 /** Default bound of any other answer: JSON (a push's missing list of 100000 digests is 6.7 MB). */
@@ -28,11 +25,8 @@ const SMALL_BODY = 64 << 10;
 import type { BatchResult } from '../../store/cache/caching-store.js';
 export type { BatchResult };
 
-/** One object of a batch response, as it arrived (not yet verified). */
-export interface BatchRecord {
-  digest: Digest;
-  encoded: Buffer;
-}
+import { exchangeBatch, type BatchHost, type BatchRecord } from './batch-fetch.js';
+export type { BatchRecord };
 
 export interface HttpStoreOptions {
   /** Attempts per request on connection errors / 5xx before E_UNREACHABLE. */
@@ -274,101 +268,22 @@ export class HttpStore implements ReadableStore {
   /**
    * fetchBatch handing records over in groups of about `groupBytes` (what a
    * few socket reads brought), so the receiver pays its per-call cost (a
-   * worker message) per group, not per object. `accept` resolves to one entry
+   * worker message) per group, not per object; a group's records are views of
+   * one buffer of their own (batch-fetch.ts). `accept` resolves to one entry
    * per record: undefined when it was kept, else the error (E_CORRUPT_OBJECT:
    * refetched past caches; any other stops the batch).
    */
   async fetchBatchGroups(digests: Digest[], accept: (records: BatchRecord[]) => Promise<unknown[]>, o: { signal?: AbortSignal; groupBytes: number }): Promise<BatchResult | undefined> {
     if (!this.batches) return undefined;
-    const signal = o.signal;
-    const wanted = new Set(digests);
-    const corrupt: Digest[] = [];
-    const pending = new Set<Promise<void>>();
-    let pendingBytes = 0;
-    let fatal: { err: unknown } | undefined;
-    const body = Buffer.from(JSON.stringify({ digests }));
-    const mod = this.base.startsWith('https:') ? https : http;
-    this.stats.requests++;
-    let moved = body.length;
-    // parsed records are no longer `wanted`: whatever way the response ends, each must reach `accept`
-    let sendRest = () => {};
-    const status = await new Promise<number>((resolve) => {
-      const req = mod.request(this.base + BATCH_PATH, { method: 'POST', agent: this.agent, signal, headers: { 'content-type': 'application/json', 'content-length': body.length } }, (res) => {
-        if (res.statusCode !== 200) {
-          res.resume();
-          res.on('close', () => resolve(res.statusCode ?? 0));
-          return;
-        }
-        let group: BatchRecord[] = [];
-        let groupBytes = 0;
-        const send = () => {
-          if (!group.length) return;
-          const records = group;
-          const size = groupBytes;
-          group = [];
-          groupBytes = 0;
-          const p: Promise<void> = Promise.resolve().then(() => accept(records)).then((errs) => {
-            records.forEach((r, i) => {
-              const err = errs[i];
-              if (err === undefined) return;
-              if (err instanceof VmdnError && err.code === 'E_CORRUPT_OBJECT') {
-                this.stats.corrupt++;
-                corrupt.push(r.digest);
-              } else fatal ??= { err };
-            });
-          }, (err) => {
-            fatal ??= { err };
-          }).finally(() => {
-            pending.delete(p);
-            pendingBytes -= size;
-            if (pendingBytes < BATCH_PENDING_BYTES / 2) res.resume();
-          });
-          pending.add(p);
-        };
-        sendRest = send;
-        const parser = new BatchParser(wanted, (digest, encoded) => {
-          this.stats.objectsFetched++;
-          this.stats.bytesFetched += encoded.length;
-          pendingBytes += encoded.length;
-          groupBytes += encoded.length;
-          group.push({ digest, encoded });
-        });
-        res.on('data', (chunk: Buffer) => {
-          moved += chunk.length;
-          try {
-            parser.push(chunk);
-          } catch {
-            req.destroy(); // a confused server: take the rest one by one
-          }
-          // a paused response brings nothing more: what it holds goes now, or nothing would resume it
-          if (groupBytes >= o.groupBytes || pendingBytes >= BATCH_PENDING_BYTES) send();
-          if (pendingBytes >= BATCH_PENDING_BYTES) res.pause();
-        });
-        res.on('error', () => {});
-        res.on('close', () => {
-          // records parsed before a cut are intact (verified by accept): keep them
-          send();
-          resolve(res.complete && parser.atBoundary ? 200 : 0);
-        });
-      });
-      req.setTimeout(this.o.timeoutMs, () => req.destroy());
-      // what did not come within the deadline is fetched one by one
-      const disarm = this.deadline(req, () => moved);
-      req.on('close', disarm);
-      req.on('error', () => resolve(0));
-      req.end(body);
-    });
-    sendRest();
-    while (pending.size) await Promise.all([...pending]);
-    signal?.throwIfAborted();
-    if (fatal) throw fatal.err;
+    const host: BatchHost = { base: this.base, agent: this.agent, stats: this.stats, timeoutMs: this.o.timeoutMs, deadline: (req, moved) => this.deadline(req, moved) };
+    const { status, missing, corrupt } = await exchangeBatch(host, digests, accept, o);
     if (status === 400 || status === 404 || status === 405 || status === 501) {
       this.batches = false;
       return undefined;
     }
     // the exchange failed (cut, timeout, refused), as opposed to the server lacking what is missing: peers.ts drops such a peer
     if (status !== 200) this.batchesFailed++;
-    return { missing: [...wanted], corrupt };
+    return { missing, corrupt };
   }
 
   async has(digest: Digest): Promise<boolean> {

@@ -152,7 +152,7 @@ export async function serveBatch(res: http.ServerResponse, digests: Digest[], so
 
 /**
  * Incremental reader of a batch body. Each record's bytes land in a buffer
- * of their own (movable to a worker without a copy). Throws on a record the
+ * `alloc` gives (by default one of their own, movable to a worker without a copy). Throws on a record the
  * request did not ask for, a repeated one, or an impossible length.
  */
 export class BatchParser {
@@ -162,7 +162,8 @@ export class BatchParser {
   private bodyLen = 0;
   private digest = '';
 
-  constructor(private readonly wanted: Set<Digest>, private readonly onRecord: (digest: Digest, encoded: Buffer) => void) {}
+  /** `alloc` gives each record's buffer (exactly its length); by default one of its own. */
+  constructor(private readonly wanted: Set<Digest>, private readonly onRecord: (digest: Digest, encoded: Buffer) => void, private readonly alloc: (length: number) => Buffer = (n) => Buffer.allocUnsafeSlow(n)) {}
 
   /** True between records: a body may end here. */
   get atBoundary(): boolean {
@@ -183,7 +184,7 @@ export class BatchParser {
         const len = this.head.readUInt32BE(32);
         if (!this.wanted.has(this.digest)) throw new Error(`batch answered ${this.digest.slice(0, 12)}, not asked for (or twice)`);
         if (len > MAX_OBJECT_SIZE) throw new Error(`batch record of ${len} bytes`);
-        this.body = Buffer.allocUnsafeSlow(len);
+        this.body = this.alloc(len);
         this.bodyLen = 0;
       }
       if (this.body.length === 0) {

@@ -151,20 +151,27 @@ export class LocalStore extends LocalReads implements EncodedMany, PrunableStore
    * Into packs the bytes are appended before the worker verifies them (they are
    * moved there): a refused object's bytes are garbage no row points at. Loose,
    * they are written only once verified.
+   * With `whole`, the items' buffers hold nothing but these items' bytes (a
+   * batch group's arena): each is moved to the worker once, items sharing it.
    */
-  async acceptEncodedMany(items: Array<{ digest: Digest; encoded: Uint8Array; offsets?: number[] }>, o: { source: string; outPath?: string }): Promise<Array<PutResult | VmdnError>> {
+  async acceptEncodedMany(items: Array<{ digest: Digest; encoded: Uint8Array; offsets?: number[] }>, o: { source: string; outPath?: string; whole?: boolean }): Promise<Array<PutResult | VmdnError>> {
     for (const it of items) assertDigest(it.digest);
     const pool = this.codec();
     if (!pool && o.outPath) throw new VmdnError('E_INTERNAL', 'acceptEncoded into a file needs codec workers');
     const storedSizes = items.map((it) => it.encoded.length);
-    const places = this.opts.loose ? [] : items.map((it) => this.packs.append(it.digest, it.encoded));
+    const places = this.opts.loose ? [] : this.packs.appendMany(items.map((it) => ({ digest: it.digest, frame: it.encoded })));
     const kept = this.opts.loose ? items.map((it) => new Uint8Array(it.encoded)) : [];
     let outcomes: Array<{ size: number } | VmdnError>;
     if (pool) {
       const transfer: ArrayBuffer[] = [];
       const sent = items.map((it) => {
         const e = it.encoded;
-        // a small Buffer may be a slice of Node's shared pool: that one is copied, not moved
+        // `whole`: the items' buffers hold nothing else (a batch group's arena), each moves once;
+        // otherwise a small Buffer may be a slice of Node's shared pool: that one is copied, not moved
+        if (o.whole && e.buffer instanceof ArrayBuffer) {
+          if (!transfer.includes(e.buffer)) transfer.push(e.buffer);
+          return { digest: it.digest, encoded: e, offsets: it.offsets };
+        }
         const owns = e.byteOffset === 0 && e.byteLength === e.buffer.byteLength && e.buffer instanceof ArrayBuffer && !transfer.includes(e.buffer);
         const encoded = owns ? e : new Uint8Array(e);
         transfer.push(encoded.buffer as ArrayBuffer);
