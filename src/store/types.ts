@@ -196,7 +196,10 @@ export function hasEncodedFiles(s: unknown): s is EncodedFiles {
  * held. A local store reads adjacent pack entries with one read.
  */
 export interface EncodedMany {
-  encodedMany(digests: Digest[]): Promise<Array<Uint8Array | undefined>>;
+  /** statMany, each entry also saying where the object is (opaque), so encodedMany need not look again. */
+  statPlaced(digests: Iterable<Digest>): Promise<Map<Digest, ObjectStat>>;
+  /** `placed`: statPlaced's answer for these digests, if the caller has it. */
+  encodedMany(digests: Digest[], placed?: Map<Digest, ObjectStat>): Promise<Array<Uint8Array | undefined>>;
 }
 
 export function hasEncodedMany(s: unknown): s is EncodedMany {

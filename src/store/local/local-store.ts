@@ -17,6 +17,7 @@ import { packPath } from './pack-file.js';
 import { readStretches, type PackedFrame } from './stretch-reads.js';
 import { LocalReads, statOf, type LocalStoreOptions } from './local-reads.js';
 import { StoreLeases } from './lease.js';
+import type { IndexedObject } from './sqlite-index.js';
 import type { BootProfiles, EncodedMany, ImageStore, ObjectStat, PrunableStore, PutResult, ReadOptions, SideRecords, StoreTotals } from '../types.js';
 import { LocalNames } from './local-names.js';
 import { DirRecords } from './side-records.js';
@@ -208,14 +209,19 @@ export class LocalStore extends LocalReads implements EncodedMany, PrunableStore
     return results;
   }
 
+  /** statMany with each object's place (EncodedMany): a server's batch looks its objects up once. */
+  async statPlaced(digests: Iterable<Digest>): Promise<Map<Digest, ObjectStat>> {
+    return this.index.statPlaces(digests);
+  }
+
   /**
    * Stored bytes of many objects, unverified, for a server to send as they are
    * (EncodedMany): one index query, one read per stretch of adjacent pack
    * entries. Loose objects, and packed ones whose pack moved meanwhile, are
    * read one by one as getEncoded does; undefined for one not held.
    */
-  async encodedMany(digests: Digest[]): Promise<Array<Uint8Array | undefined>> {
-    const rows = this.index.statPlaces(digests);
+  async encodedMany(digests: Digest[], placed?: Map<Digest, ObjectStat>): Promise<Array<Uint8Array | undefined>> {
+    const rows = (placed as Map<Digest, IndexedObject> | undefined) ?? this.index.statPlaces(digests);
     const frames: PackedFrame[] = [];
     for (const d of digests) {
       const r = rows.get(d);

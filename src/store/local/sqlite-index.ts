@@ -36,8 +36,13 @@ import { asVmdnError, VmdnError } from '../../errors.js';
 const SCHEMA_VERSION = 3;
 /** Queued object rows that force a flush without waiting for the timer. */
 const ROW_BATCH = 1024;
-/** Longest a queued row waits; short enough that another process sees it promptly. */
-const ROW_DELAY_MS = 50;
+/**
+ * Longest a queued row waits; short enough that another process sees it
+ * promptly. Each flush costs a pack fdatasync and a commit that rewrites the
+ * index pages it touches (and, every few, a WAL checkpoint with two fsyncs):
+ * at 50 ms they were a sixth of a loopback pull's main-thread time.
+ */
+const ROW_DELAY_MS = 200;
 /** SQLite's own wait for a lock another process holds, per attempt. */
 const BUSY_TIMEOUT_MS = 15_000;
 /** Attempts of a write transaction that stays busy beyond the busy timeout. */
