@@ -190,6 +190,22 @@ export function hasEncodedFiles(s: unknown): s is EncodedFiles {
   return typeof (s as EncodedFiles).encodedFile === 'function';
 }
 
+/**
+ * Optional capability: many objects' stored bytes at once, unverified (a
+ * server sends them as stored; its client verifies), undefined for one not
+ * held. A local store reads adjacent pack entries with one read.
+ */
+export interface EncodedMany {
+  /** statMany, each entry also saying where the object is (opaque), so encodedMany need not look again. */
+  statPlaced(digests: Iterable<Digest>): Promise<Map<Digest, ObjectStat>>;
+  /** `placed`: statPlaced's answer for these digests, if the caller has it. */
+  encodedMany(digests: Digest[], placed?: Map<Digest, ObjectStat>): Promise<Array<Uint8Array | undefined>>;
+}
+
+export function hasEncodedMany(s: unknown): s is EncodedMany {
+  return typeof (s as EncodedMany).encodedMany === 'function';
+}
+
 /** Optional capability: counts and bytes of everything a store holds. */
 export interface StoreTotals {
   totals(): Promise<{ objects: number; size: number; stored: number }>;

@@ -5,7 +5,8 @@ import http from 'node:http';
 import path from 'node:path';
 import { BatchParser } from '../../src/net/wire/batch.js';
 import { closeServer, listen } from '../../src/net/wire/http-api.js';
-import { HttpStore } from '../../src/net/client/http-store.js';
+import { HttpStore, type BatchRecord } from '../../src/net/client/http-store.js';
+import { fromArenas } from '../../src/net/client/batch-fetch.js';
 import { Origin } from '../../src/net/server/origin.js';
 import { Edge } from '../../src/net/server/edge.js';
 import { LocalStore } from '../../src/store/local/local-store.js';
@@ -91,6 +92,35 @@ describe('object batches', () => {
     const r = await fetch(`${edge.url}/v1/objects/pack`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
     assert.equal(r.status, 404);
     assert.equal(((await r.json()) as { error: { code: string } }).error.code, 'E_NOT_FOUND');
+  });
+
+  it('groups are cut from arenas: the records of a group share one buffer of their own, a record larger than the arena gets one alone', async () => {
+    const hs = new HttpStore(origin.url);
+    try {
+      const groups: BatchRecord[][] = [];
+      const r = await hs.fetchBatchGroups(digests, async (records) => {
+        groups.push(records);
+        return records.map(() => undefined);
+      }, { groupBytes: 50_000 });
+      assert.deepEqual(r, { missing: [], corrupt: [] });
+      assert.deepEqual(groups.map((g) => g.map((x) => digests.indexOf(x.digest))), [[0, 1], [2], [3], [4]]);
+      for (const g of groups) {
+        assert.ok(fromArenas(g));
+        assert.ok(g.every((x) => x.encoded.buffer === g[0]!.encoded.buffer), 'one buffer per group');
+        for (const x of g) assert.equal(sha256(decodeObject(x.digest, x.encoded)), x.digest);
+      }
+      assert.notEqual(groups[0]![0]!.encoded.buffer, groups[1]![0]!.encoded.buffer);
+      // one record per call (no arena): buffers of their own, not to be taken for a group's
+      const single: BatchRecord[][] = [];
+      await hs.fetchBatchGroups(digests, async (records) => {
+        single.push(records);
+        return records.map(() => undefined);
+      }, { groupBytes: 0 });
+      assert.equal(single.length, digests.length);
+      assert.ok(single.every((g) => !fromArenas(g)));
+    } finally {
+      await hs.close();
+    }
   });
 
   it('a server without batches answers 404: the client stops asking', async () => {

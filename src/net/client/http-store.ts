@@ -7,32 +7,25 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import { armDeadline, errorText, exchangeOnce, remoteError, SMALL_BODY, type Reply } from './http-exchange.js';
 import { decodeObject, MAX_OBJECT_SIZE, maxEncodedSize } from '../../store/codec.js';
 import { isDigest, type Digest } from '../../store/digest.js';
 import { formatImageRef, type ImageRef } from '../../store/image-name.js';
 import type { ObjectStat, ReadableStore, ReadOptions } from '../../store/types.js';
-import { VmdnError, type ErrorCode, ERROR_CODES } from '../../errors.js';
+import { VmdnError } from '../../errors.js';
 import { objectUrlPath, parseJson, profilePath, refPath } from '../wire/http-api.js';
-import { BATCH_PATH, BatchParser } from '../wire/batch.js';
 import type { RecordCheck } from './trust.js';
 
-/** Received batch bytes waiting for `accept` before the response is paused (bounds memory). */
-const BATCH_PENDING_BYTES = 16 << 20;
 /** The most an object's answer can be: its encoded form at the object bound. */
 export const MAX_OBJECT_BODY = maxEncodedSize(MAX_OBJECT_SIZE);
 /** Default bound of any other answer: JSON (a push's missing list of 100000 digests is 6.7 MB). */
 export const MAX_JSON_BODY = 16 << 20;
-/** A name lookup's answer, and what is kept of an error page. */
-const SMALL_BODY = 64 << 10;
 
 import type { BatchResult } from '../../store/cache/caching-store.js';
 export type { BatchResult };
 
-/** One object of a batch response, as it arrived (not yet verified). */
-export interface BatchRecord {
-  digest: Digest;
-  encoded: Buffer;
-}
+import { exchangeBatch, type BatchHost, type BatchRecord } from './batch-fetch.js';
+export type { BatchRecord };
 
 export interface HttpStoreOptions {
   /** Attempts per request on connection errors / 5xx before E_UNREACHABLE. */
@@ -70,11 +63,7 @@ export interface HttpStoreStats {
   corrupt: number;
 }
 
-export interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-}
+export type { Reply };
 
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
@@ -111,88 +100,9 @@ export class HttpStore implements ReadableStore {
     this.agent = new Agent({ keepAlive: true, maxSockets: this.o.connections, keepAliveMsecs: 10_000 });
   }
 
-  /**
-   * Arm the overall deadline of one attempt on `req`: `moved()` is the bytes
-   * it has carried so far, each of which extends it by 1/minBytesPerSecond s.
-   * Returns the disarm function.
-   */
-  private deadline(req: http.ClientRequest, moved: () => number): () => void {
-    const started = Date.now();
-    const until = () => started + this.o.deadlineMs + (moved() * 1000) / this.o.minBytesPerSecond;
-    let timer: NodeJS.Timeout;
-    const arm = () => {
-      timer = setTimeout(() => {
-        if (Date.now() < until()) return arm();
-        const s = ((Date.now() - started) / 1000).toFixed(1);
-        req.destroy(Object.assign(new Error(`timed out: ${moved()} bytes in ${s} s, slower than ${this.o.minBytesPerSecond} bytes/s after ${this.o.deadlineMs} ms`), { code: 'ETIMEDOUT' }));
-      }, Math.max(10, until() - Date.now()));
-    };
-    arm();
-    return () => clearTimeout(timer);
-  }
-
-  /**
-   * One HTTP exchange, no retries. The answer is held to `maxBody` bytes (an
-   * error answer's body to its first SMALL_BODY), the attempt to the deadline;
-   * redirects are refused: objects and names live at the URL given.
-   */
+  /** One HTTP exchange, no retries (http-exchange.ts). */
   private once(method: string, path: string, headers: http.OutgoingHttpHeaders, body: Uint8Array | undefined, maxBody: number, signal?: AbortSignal): Promise<Reply> {
-    const mod = this.base.startsWith('https:') ? https : http;
-    return new Promise((resolve, reject) => {
-      let moved = body?.length ?? 0;
-      let disarm = () => {};
-      const fail = (err: Error) => {
-        disarm();
-        req.destroy();
-        reject(err);
-      };
-      const req = mod.request(this.base + path, { method, headers, agent: this.agent, signal }, (res) => {
-        const status = res.statusCode ?? 0;
-        const what = `${method} ${this.base}${path}`;
-        if (status >= 300 && status < 400) {
-          const to = res.headers.location ? ` to ${String(res.headers.location).slice(0, 200)}` : '';
-          return fail(new VmdnError('E_UNREACHABLE', `${what}: HTTP ${status} redirect${to}; vmdn does not follow redirects, give the server's final URL`, { url: this.base, status }));
-        }
-        const isError = status >= 400;
-        const limit = isError ? SMALL_BODY : maxBody;
-        const tooLarge = (n: number) => new VmdnError('E_UNREACHABLE', `${what}: answer of ${n} bytes or more, larger than this request can return (${limit})`, { url: this.base, limit });
-        const declared = Number(res.headers['content-length'] ?? 0);
-        if (!isError && method !== 'HEAD' && declared > limit) return fail(tooLarge(declared));
-        const parts: Buffer[] = [];
-        let n = 0;
-        res.on('data', (b: Buffer) => {
-          moved += b.length;
-          if (n + b.length > limit) {
-            if (!isError) return fail(tooLarge(n + b.length));
-            // an error page is only read for its message: keep its start
-            parts.push(b.subarray(0, limit - n));
-            disarm();
-            req.destroy();
-            return resolve({ status, headers: res.headers, body: Buffer.concat(parts) });
-          }
-          n += b.length;
-          parts.push(b);
-        });
-        res.on('error', reject);
-        res.on('end', () => {
-          disarm();
-          const buf = Buffer.concat(parts);
-          const want = res.headers['content-length'];
-          // a cut connection can look like a short but complete body
-          if (method !== 'HEAD' && want !== undefined && Number(want) !== buf.length && status !== 304) {
-            reject(Object.assign(new Error(`short body: ${buf.length} of ${want} bytes`), { code: 'ECONNRESET' }));
-          } else resolve({ status, headers: res.headers, body: buf });
-        });
-      });
-      disarm = this.deadline(req, () => moved);
-      req.setTimeout(this.o.timeoutMs, () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
-      req.on('error', (err) => {
-        disarm();
-        reject(err);
-      });
-      req.on('close', disarm);
-      req.end(body);
-    });
+    return exchangeOnce({ base: this.base, agent: this.agent, ...this.o }, method, path, headers, body, maxBody, signal);
   }
 
   /** A request with retries on connection failures and 5xx; 4xx answers become typed errors. */
@@ -274,101 +184,22 @@ export class HttpStore implements ReadableStore {
   /**
    * fetchBatch handing records over in groups of about `groupBytes` (what a
    * few socket reads brought), so the receiver pays its per-call cost (a
-   * worker message) per group, not per object. `accept` resolves to one entry
+   * worker message) per group, not per object; a group's records are views of
+   * one buffer of their own (batch-fetch.ts). `accept` resolves to one entry
    * per record: undefined when it was kept, else the error (E_CORRUPT_OBJECT:
    * refetched past caches; any other stops the batch).
    */
   async fetchBatchGroups(digests: Digest[], accept: (records: BatchRecord[]) => Promise<unknown[]>, o: { signal?: AbortSignal; groupBytes: number }): Promise<BatchResult | undefined> {
     if (!this.batches) return undefined;
-    const signal = o.signal;
-    const wanted = new Set(digests);
-    const corrupt: Digest[] = [];
-    const pending = new Set<Promise<void>>();
-    let pendingBytes = 0;
-    let fatal: { err: unknown } | undefined;
-    const body = Buffer.from(JSON.stringify({ digests }));
-    const mod = this.base.startsWith('https:') ? https : http;
-    this.stats.requests++;
-    let moved = body.length;
-    // parsed records are no longer `wanted`: whatever way the response ends, each must reach `accept`
-    let sendRest = () => {};
-    const status = await new Promise<number>((resolve) => {
-      const req = mod.request(this.base + BATCH_PATH, { method: 'POST', agent: this.agent, signal, headers: { 'content-type': 'application/json', 'content-length': body.length } }, (res) => {
-        if (res.statusCode !== 200) {
-          res.resume();
-          res.on('close', () => resolve(res.statusCode ?? 0));
-          return;
-        }
-        let group: BatchRecord[] = [];
-        let groupBytes = 0;
-        const send = () => {
-          if (!group.length) return;
-          const records = group;
-          const size = groupBytes;
-          group = [];
-          groupBytes = 0;
-          const p: Promise<void> = Promise.resolve().then(() => accept(records)).then((errs) => {
-            records.forEach((r, i) => {
-              const err = errs[i];
-              if (err === undefined) return;
-              if (err instanceof VmdnError && err.code === 'E_CORRUPT_OBJECT') {
-                this.stats.corrupt++;
-                corrupt.push(r.digest);
-              } else fatal ??= { err };
-            });
-          }, (err) => {
-            fatal ??= { err };
-          }).finally(() => {
-            pending.delete(p);
-            pendingBytes -= size;
-            if (pendingBytes < BATCH_PENDING_BYTES / 2) res.resume();
-          });
-          pending.add(p);
-        };
-        sendRest = send;
-        const parser = new BatchParser(wanted, (digest, encoded) => {
-          this.stats.objectsFetched++;
-          this.stats.bytesFetched += encoded.length;
-          pendingBytes += encoded.length;
-          groupBytes += encoded.length;
-          group.push({ digest, encoded });
-        });
-        res.on('data', (chunk: Buffer) => {
-          moved += chunk.length;
-          try {
-            parser.push(chunk);
-          } catch {
-            req.destroy(); // a confused server: take the rest one by one
-          }
-          // a paused response brings nothing more: what it holds goes now, or nothing would resume it
-          if (groupBytes >= o.groupBytes || pendingBytes >= BATCH_PENDING_BYTES) send();
-          if (pendingBytes >= BATCH_PENDING_BYTES) res.pause();
-        });
-        res.on('error', () => {});
-        res.on('close', () => {
-          // records parsed before a cut are intact (verified by accept): keep them
-          send();
-          resolve(res.complete && parser.atBoundary ? 200 : 0);
-        });
-      });
-      req.setTimeout(this.o.timeoutMs, () => req.destroy());
-      // what did not come within the deadline is fetched one by one
-      const disarm = this.deadline(req, () => moved);
-      req.on('close', disarm);
-      req.on('error', () => resolve(0));
-      req.end(body);
-    });
-    sendRest();
-    while (pending.size) await Promise.all([...pending]);
-    signal?.throwIfAborted();
-    if (fatal) throw fatal.err;
+    const host: BatchHost = { base: this.base, agent: this.agent, stats: this.stats, timeoutMs: this.o.timeoutMs, deadline: (req, moved) => armDeadline(req, moved, this.o) };
+    const { status, missing, corrupt } = await exchangeBatch(host, digests, accept, o);
     if (status === 400 || status === 404 || status === 405 || status === 501) {
       this.batches = false;
       return undefined;
     }
     // the exchange failed (cut, timeout, refused), as opposed to the server lacking what is missing: peers.ts drops such a peer
     if (status !== 200) this.batchesFailed++;
-    return { missing: [...wanted], corrupt };
+    return { missing, corrupt };
   }
 
   async has(digest: Digest): Promise<boolean> {
@@ -457,26 +288,4 @@ export class HttpStore implements ReadableStore {
   async close(): Promise<void> {
     this.agent.destroy();
   }
-}
-
-function errorText(r: Reply): string {
-  try {
-    return `: ${String((parseJson(r.body.toString('utf8')) as { error: { message: string } }).error.message).slice(0, 500)}`;
-  } catch {
-    return '';
-  }
-}
-
-/** Rebuild the server's typed error (its code travels in the JSON body). */
-function remoteError(r: Reply, what: string): VmdnError {
-  let code: ErrorCode = r.status === 404 ? 'E_NOT_FOUND' : r.status === 401 || r.status === 403 ? 'E_AUTH' : 'E_USAGE';
-  let message = `${what}: HTTP ${r.status}`;
-  try {
-    const e = (parseJson(r.body.toString('utf8')) as { error: { code: unknown; message: unknown } }).error;
-    if (typeof e.code === 'string' && Object.hasOwn(ERROR_CODES, e.code)) code = e.code as ErrorCode;
-    if (typeof e.message === 'string') message = `${what}: ${e.message.slice(0, 500)}`;
-  } catch {
-    /* not one of ours (e.g. a proxy's HTML page) */
-  }
-  return new VmdnError(code, message, { status: r.status });
 }

@@ -15,6 +15,8 @@ import type { Manifest } from '../../model/manifest.js';
 import { throttle, type OnProgress } from '../../util/progress.js';
 import { VmdnError } from '../../errors.js';
 import type { BatchRecord, HttpStore } from './http-store.js';
+import { fromArenas } from './batch-fetch.js';
+import { WriteBehind } from './write-behind.js';
 import type { Peers } from './peers.js';
 
 /** Where the image's objects go: a file other threads may write at any offset (DiskWriter.directTarget). */
@@ -85,8 +87,11 @@ export async function pullObjects(fetch: Digest[], held: Digest[], w: ObjectWork
   const progress = throttle(w.onProgress);
   let done = 0;
   const total = place ? place.total : fetch.length;
+  const behind = place && new WriteBehind(place.target);
   const placed = (d: Digest) => {
-    done += place ? place.lengths.get(d)! * place.offsets.get(d)!.length : 1;
+    const bytes = place ? place.lengths.get(d)! * place.offsets.get(d)!.length : 1;
+    done += bytes;
+    behind?.placed(bytes);
     progress?.({ phase: 'fetch', done, total, unit: place ? 'bytes' : 'objects' });
   };
   const keep = async (d: Digest, encoded: Buffer) => {
@@ -97,7 +102,8 @@ export async function pullObjects(fetch: Digest[], held: Digest[], w: ObjectWork
   };
   const keepFrom = (source: string) => async (records: BatchRecord[]): Promise<unknown[]> => {
     const items = records.map((r) => ({ digest: r.digest, encoded: r.encoded, offsets: place?.offsets.get(r.digest) }));
-    const results = await w.cache.acceptEncodedMany(items, { source, outPath: place?.target });
+    // a batch group's records are views of one buffer of their own (batch-fetch.ts): moved to the worker whole
+    const results = await w.cache.acceptEncodedMany(items, { source, outPath: place?.target, whole: fromArenas(records) });
     return results.map((r, i) => {
       if (r instanceof Error) return r;
       const d = items[i]!.digest;
@@ -149,10 +155,14 @@ export async function pullObjects(fetch: Digest[], held: Digest[], w: ObjectWork
     await drain(refetch, w.concurrency, single(true), stop, w.signal);
     await drain(singles, w.concurrency, download, stop, w.signal);
   };
-  await Promise.all([
-    downloads(),
-    place ? drain(held.filter((d) => place.offsets.has(d)), COPY_CONCURRENCY, copy, stop, w.signal) : undefined,
-  ]);
+  try {
+    await Promise.all([
+      downloads(),
+      place ? drain(held.filter((d) => place.offsets.has(d)), COPY_CONCURRENCY, copy, stop, w.signal) : undefined,
+    ]);
+  } finally {
+    await behind?.close();
+  }
   if (stop.failed) throw stop.failed.err;
 }
 

@@ -7,7 +7,7 @@
 import http from 'node:http';
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { asWriter, hasBootProfiles, hasEncodedFiles, hasSideRecords, presentIn, type EncodedFiles, type ImageStore, type StoreTotals, type WriterLease } from '../../store/types.js';
+import { asWriter, hasBootProfiles, hasEncodedFiles, hasEncodedMany, type EncodedMany, type ObjectStat, hasSideRecords, presentIn, type EncodedFiles, type ImageStore, type StoreTotals, type WriterLease } from '../../store/types.js';
 import { nameImage } from '../../images/names.js';
 import { assertDigest, type Digest } from '../../store/digest.js';
 import { formatImageRef } from '../../store/image-name.js';
@@ -197,9 +197,22 @@ export class Origin<S extends OriginStore = OriginStore> {
     }
   }
 
+  /** A window of a batch from a store that reads many at once (EncodedMany); what the principal may not see stays out. */
+  private async encodedMany(store: EncodedMany, ds: Digest[], have: Map<Digest, ObjectStat>): Promise<Array<Uint8Array | undefined>> {
+    const got = await store.encodedMany(ds.filter((d) => have.has(d)), have);
+    let i = 0;
+    return ds.map((d) => {
+      if (!have.has(d)) return undefined;
+      const bytes = got[i++];
+      if (bytes) this.opts.onObjectRequest?.(d, 'POST');
+      return bytes;
+    });
+  }
+
   private async batch(req: http.IncomingMessage, res: http.ServerResponse, p: Principal): Promise<void> {
     const digests = await readBatchRequest(req);
-    const have = await this.store.statMany(digests);
+    const many = hasEncodedMany(this.store) ? this.store : undefined;
+    const have = many ? await many.statPlaced(digests) : await this.store.statMany(digests);
     const seen = await this.visibility.objects(p, have.keys());
     for (const d of have.keys()) if (!seen.has(d)) have.delete(d);
     const sent = await serveBatch(res, digests, async (d) => {
@@ -207,7 +220,7 @@ export class Origin<S extends OriginStore = OriginStore> {
       const bytes = await this.encoded(d);
       if (bytes) this.opts.onObjectRequest?.(d, 'POST');
       return bytes;
-    }, { budget: this.batchBudget, sizeOf: (d) => have.get(d)?.storedSize });
+    }, { budget: this.batchBudget, sizeOf: (d) => have.get(d)?.storedSize }, many ? (ds) => this.encodedMany(many, ds, have) : undefined);
     this.stats.objectRequests += sent.objects;
     this.stats.objectBytesServed += sent.bytes;
   }

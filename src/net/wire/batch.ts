@@ -21,10 +21,12 @@ export const BATCH_PATH = '/v1/objects/batch';
 export const BATCH_CONTENT_TYPE = 'application/vnd.vmdn.objects';
 export const MAX_BATCH = 1024;
 const RECORD_HEAD = 36;
-/** Objects a server prepares ahead of the one it writes (an edge's upstream fetches overlap). */
+/** Objects in a window when their sizes are unknown (an edge's upstream fetches overlap within one). */
 const LOOKAHEAD = 16;
-/** Records gathered into one socket write. */
+/** Stored bytes of a window: its records go in one socket write. */
 const WRITE_GROUP = 1 << 20;
+/** Windows read ahead of the one being written (the one written included). */
+const WINDOWS_AHEAD = 2;
 
 /** Stored bytes all of a server's batches may hold at once (read, not yet taken by the socket). */
 export const BATCH_BUDGET = 32 << 20;
@@ -80,65 +82,69 @@ export interface BatchLimits {
 
 /**
  * Answer a batch: `source` gives each object's stored bytes, or undefined
- * when this server cannot have it (left out). A failure after the header
+ * when this server cannot have it (left out); `many`, when given, gives a
+ * window's at once instead (a local store reads adjacent pack entries with one
+ * read). Objects go in windows of about WRITE_GROUP stored bytes, each one
+ * socket write, the next windows read meanwhile. A failure after the header
  * went out cuts the body; the client takes the rest one by one.
  */
-export async function serveBatch(res: http.ServerResponse, digests: Digest[], source: (d: Digest) => Promise<Uint8Array | undefined>, limits?: BatchLimits): Promise<{ objects: number; bytes: number }> {
+export async function serveBatch(res: http.ServerResponse, digests: Digest[], source: (d: Digest) => Promise<Uint8Array | undefined>, limits?: BatchLimits, many?: (ds: Digest[]) => Promise<Array<Uint8Array | undefined>>): Promise<{ objects: number; bytes: number }> {
   res.writeHead(200, { 'content-type': BATCH_CONTENT_TYPE, 'cache-control': NO_STORE });
-  const ahead: Array<{ p: Promise<Uint8Array | undefined>; held: Promise<number> }> = [];
+  const read = many ?? ((ds: Digest[]) => Promise.all(ds.map(source)));
+  const ahead: Array<{ ds: Digest[]; p: Promise<Array<Uint8Array | undefined>>; held: Promise<number> }> = [];
   let next = 0;
   const fill = () => {
-    while (next < digests.length && ahead.length < LOOKAHEAD) {
-      const d = digests[next++]!;
-      const held = limits ? limits.budget.acquire(limits.sizeOf(d) ?? 0) : Promise.resolve(0);
-      const p = held.then(() => source(d));
+    while (next < digests.length && ahead.length < WINDOWS_AHEAD) {
+      // without sizes (no limits) a window is LOOKAHEAD objects
+      const ds: Digest[] = [];
+      let size = 0;
+      while (next < digests.length && (ds.length === 0 || (limits ? size < WRITE_GROUP : ds.length < LOOKAHEAD))) {
+        const d = digests[next++]!;
+        ds.push(d);
+        size += limits?.sizeOf(d) ?? 0;
+      }
+      const held = limits ? limits.budget.acquire(size) : Promise.resolve(0);
+      const p = held.then(() => read(ds));
       p.catch(() => {}); // surfaced when awaited in order
-      ahead.push({ p, held });
+      ahead.push({ ds, p, held });
     }
   };
   let objects = 0;
   let bytes = 0;
-  let group: Uint8Array[] = [];
-  let groupBytes = 0;
-  let groupHeld = 0;
+  let held = 0;
   const release = (n: number) => {
     if (n) limits!.budget.release(n);
   };
-  const flush = async () => {
-    res.cork();
-    let ok = true;
-    for (const b of group) ok = res.write(b);
-    res.uncork();
-    group = [];
-    groupBytes = 0;
-    // uncork() may already have flushed and emitted 'drain' (Node 26 does, synchronously): wait only if still needed
-    if (!ok && res.writableNeedDrain && !res.destroyed) await drained(res);
-    // taken by the socket (or never to be): what the group held is free again
-    release(groupHeld);
-    groupHeld = 0;
-  };
   try {
-    for (let i = 0; i < digests.length && !res.destroyed; i++) {
-      fill();
-      const a = ahead.shift()!;
-      groupHeld += await a.held;
-      const enc = await a.p;
-      if (!enc) continue;
-      const head = Buffer.allocUnsafe(RECORD_HEAD);
-      head.write(digests[i]!, 0, 32, 'hex');
-      head.writeUInt32BE(enc.length, 32);
-      group.push(head, enc);
-      groupBytes += RECORD_HEAD + enc.length;
-      objects++;
-      bytes += enc.length;
-      if (groupBytes >= WRITE_GROUP) await flush();
+    while (!res.destroyed && (fill(), ahead.length)) {
+      const w = ahead.shift()!;
+      held = await w.held;
+      const encs = await w.p;
+      const heads = Buffer.allocUnsafe(RECORD_HEAD * w.ds.length);
+      res.cork();
+      let ok = true;
+      encs.forEach((enc, i) => {
+        if (!enc) return;
+        const head = heads.subarray(RECORD_HEAD * i, RECORD_HEAD * (i + 1));
+        head.write(w.ds[i]!, 0, 32, 'hex');
+        head.writeUInt32BE(enc.length, 32);
+        res.write(head);
+        ok = res.write(enc);
+        objects++;
+        bytes += enc.length;
+      });
+      res.uncork();
+      // uncork() may already have flushed and emitted 'drain' (Node 26 does, synchronously): wait only if still needed
+      if (!ok && res.writableNeedDrain && !res.destroyed) await drained(res);
+      // taken by the socket (or never to be): what the window held is free again
+      release(held);
+      held = 0;
     }
-    await flush();
     res.end();
   } catch (err) {
     res.destroy(err as Error);
   } finally {
-    release(groupHeld);
+    release(held);
     for (const a of ahead) void a.held.then(release);
   }
   return { objects, bytes };
@@ -146,7 +152,7 @@ export async function serveBatch(res: http.ServerResponse, digests: Digest[], so
 
 /**
  * Incremental reader of a batch body. Each record's bytes land in a buffer
- * of their own (movable to a worker without a copy). Throws on a record the
+ * `alloc` gives (by default one of their own, movable to a worker without a copy). Throws on a record the
  * request did not ask for, a repeated one, or an impossible length.
  */
 export class BatchParser {
@@ -156,7 +162,8 @@ export class BatchParser {
   private bodyLen = 0;
   private digest = '';
 
-  constructor(private readonly wanted: Set<Digest>, private readonly onRecord: (digest: Digest, encoded: Buffer) => void) {}
+  /** `alloc` gives each record's buffer (exactly its length); by default one of its own. */
+  constructor(private readonly wanted: Set<Digest>, private readonly onRecord: (digest: Digest, encoded: Buffer) => void, private readonly alloc: (length: number) => Buffer = (n) => Buffer.allocUnsafeSlow(n)) {}
 
   /** True between records: a body may end here. */
   get atBoundary(): boolean {
@@ -177,7 +184,7 @@ export class BatchParser {
         const len = this.head.readUInt32BE(32);
         if (!this.wanted.has(this.digest)) throw new Error(`batch answered ${this.digest.slice(0, 12)}, not asked for (or twice)`);
         if (len > MAX_OBJECT_SIZE) throw new Error(`batch record of ${len} bytes`);
-        this.body = Buffer.allocUnsafeSlow(len);
+        this.body = this.alloc(len);
         this.bodyLen = 0;
       }
       if (this.body.length === 0) {

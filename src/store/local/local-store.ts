@@ -13,9 +13,12 @@ import { writeAtomic } from './codec-worker.js';
 import { sha256, assertDigest, type Digest } from '../digest.js';
 import { PackWriter } from './pack-writer.js';
 import { closePacks } from './pack-reader.js';
+import { packPath } from './pack-file.js';
+import { readStretches, type PackedFrame } from './stretch-reads.js';
 import { LocalReads, statOf, type LocalStoreOptions } from './local-reads.js';
 import { StoreLeases } from './lease.js';
-import type { BootProfiles, ImageStore, ObjectStat, PrunableStore, PutResult, ReadOptions, SideRecords, StoreTotals } from '../types.js';
+import type { IndexedObject } from './sqlite-index.js';
+import type { BootProfiles, EncodedMany, ImageStore, ObjectStat, PrunableStore, PutResult, ReadOptions, SideRecords, StoreTotals } from '../types.js';
 import { LocalNames } from './local-names.js';
 import { DirRecords } from './side-records.js';
 import { asVmdnError, VmdnError, type ErrorCode } from '../../errors.js';
@@ -23,7 +26,7 @@ import { isProcessAlive } from '../../util/process.js';
 
 export type { LocalStoreOptions };
 
-export class LocalStore extends LocalReads implements PrunableStore, ImageStore, SideRecords, StoreTotals, BootProfiles {
+export class LocalStore extends LocalReads implements EncodedMany, PrunableStore, ImageStore, SideRecords, StoreTotals, BootProfiles {
   readonly names: LocalNames;
   private readonly records: DirRecords;
   private readonly inflight = new Map<Digest, Promise<PutResult>>();
@@ -40,6 +43,7 @@ export class LocalStore extends LocalReads implements PrunableStore, ImageStore,
     this.packs = new PackWriter(this.packsDir);
     // a row is committed only after the pack bytes it points at are durable
     this.index.beforeCommit = () => this.packs.sync();
+    this.index.beforeCommitBehind = () => this.packs.syncBehind();
   }
 
   static async open(dir: string, opts: LocalStoreOptions = {}): Promise<LocalStore> {
@@ -148,20 +152,27 @@ export class LocalStore extends LocalReads implements PrunableStore, ImageStore,
    * Into packs the bytes are appended before the worker verifies them (they are
    * moved there): a refused object's bytes are garbage no row points at. Loose,
    * they are written only once verified.
+   * With `whole`, the items' buffers hold nothing but these items' bytes (a
+   * batch group's arena): each is moved to the worker once, items sharing it.
    */
-  async acceptEncodedMany(items: Array<{ digest: Digest; encoded: Uint8Array; offsets?: number[] }>, o: { source: string; outPath?: string }): Promise<Array<PutResult | VmdnError>> {
+  async acceptEncodedMany(items: Array<{ digest: Digest; encoded: Uint8Array; offsets?: number[] }>, o: { source: string; outPath?: string; whole?: boolean }): Promise<Array<PutResult | VmdnError>> {
     for (const it of items) assertDigest(it.digest);
     const pool = this.codec();
     if (!pool && o.outPath) throw new VmdnError('E_INTERNAL', 'acceptEncoded into a file needs codec workers');
     const storedSizes = items.map((it) => it.encoded.length);
-    const places = this.opts.loose ? [] : items.map((it) => this.packs.append(it.digest, it.encoded));
+    const places = this.opts.loose ? [] : this.packs.appendMany(items.map((it) => ({ digest: it.digest, frame: it.encoded })));
     const kept = this.opts.loose ? items.map((it) => new Uint8Array(it.encoded)) : [];
     let outcomes: Array<{ size: number } | VmdnError>;
     if (pool) {
       const transfer: ArrayBuffer[] = [];
       const sent = items.map((it) => {
         const e = it.encoded;
-        // a small Buffer may be a slice of Node's shared pool: that one is copied, not moved
+        // `whole`: the items' buffers hold nothing else (a batch group's arena), each moves once;
+        // otherwise a small Buffer may be a slice of Node's shared pool: that one is copied, not moved
+        if (o.whole && e.buffer instanceof ArrayBuffer) {
+          if (!transfer.includes(e.buffer)) transfer.push(e.buffer);
+          return { digest: it.digest, encoded: e, offsets: it.offsets };
+        }
         const owns = e.byteOffset === 0 && e.byteLength === e.buffer.byteLength && e.buffer instanceof ArrayBuffer && !transfer.includes(e.buffer);
         const encoded = owns ? e : new Uint8Array(e);
         transfer.push(encoded.buffer as ArrayBuffer);
@@ -196,6 +207,36 @@ export class LocalStore extends LocalReads implements PrunableStore, ImageStore,
       results.push({ ...stat, added: true });
     }
     return results;
+  }
+
+  /** statMany with each object's place (EncodedMany): a server's batch looks its objects up once. */
+  async statPlaced(digests: Iterable<Digest>): Promise<Map<Digest, ObjectStat>> {
+    return this.index.statPlaces(digests);
+  }
+
+  /**
+   * Stored bytes of many objects, unverified, for a server to send as they are
+   * (EncodedMany): one index query, one read per stretch of adjacent pack
+   * entries. Loose objects, and packed ones whose pack moved meanwhile, are
+   * read one by one as getEncoded does; undefined for one not held.
+   */
+  async encodedMany(digests: Digest[], placed?: Map<Digest, ObjectStat>): Promise<Array<Uint8Array | undefined>> {
+    const rows = (placed as Map<Digest, IndexedObject> | undefined) ?? this.index.statPlaces(digests);
+    const frames: PackedFrame[] = [];
+    for (const d of digests) {
+      const r = rows.get(d);
+      if (r?.pack !== undefined) frames.push({ digest: d, path: packPath(this.packsDir, r.pack), offset: r.offset!, length: r.storedSize });
+    }
+    const read = new Map(readStretches(frames, this.dir).map((b, i) => [frames[i]!.digest, b]));
+    return Promise.all(digests.map(async (d) => {
+      const b = read.get(d);
+      if (b instanceof Uint8Array) return b;
+      if (!rows.has(d)) return undefined;
+      return this.getEncoded(d).catch((err: unknown) => {
+        if (err instanceof VmdnError && err.code === 'E_NOT_FOUND') return undefined;
+        throw err;
+      });
+    }));
   }
 
   /** Drop an object's row; a loose file goes too, a packed entry becomes garbage (gc's repack reclaims it). */
@@ -242,6 +283,7 @@ export class LocalStore extends LocalReads implements PrunableStore, ImageStore,
   async close(): Promise<void> {
     // leases still held (a caller that closes mid-write) go now, not when the process exits
     this.leases.releaseAll();
+    await this.index.settled();
     await this.pool?.close();
     this.pool = null;
     try {

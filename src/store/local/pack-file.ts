@@ -44,6 +44,17 @@ export function writingMarker(packsDir: string, id: string): string {
   return `${packsDir}/${id}.writing`;
 }
 
+/**
+ * PackEntry.write into `b` (ENTRY_HEADER bytes, zero-filled by the caller) without the
+ * struct's per-field work: a pull writes one per object.
+ */
+export function writeEntryHeader(b: Buffer, digest: string, length: number): void {
+  b.writeUInt32LE(PACK_MAGIC, 0);
+  b[4] = PACK_VERSION;
+  b.writeUInt32LE(length, 8);
+  b.write(digest, 16, 32, 'hex');
+}
+
 export function entryHeader(digest: string, length: number): Buffer {
   const b = Buffer.alloc(ENTRY_HEADER);
   PackEntry.write({ magic: PACK_MAGIC, version: PACK_VERSION, length, digest: Buffer.from(digest, 'hex') }, b);

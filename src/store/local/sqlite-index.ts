@@ -32,6 +32,8 @@ export class StoreIndex {
   private readonly queue: ObjectRowQueue;
   /** Run before object rows are committed: makes the bytes they point at durable (PackWriter.sync). */
   beforeCommit: (() => void) | undefined;
+  /** beforeCommit off the event loop (PackWriter.syncBehind), for the queue's own flushes; without it they call beforeCommit. */
+  beforeCommitBehind: (() => Promise<void>) | undefined;
 
   constructor(file: string) {
     this.db = openIndexDatabase(file);
@@ -39,10 +41,20 @@ export class StoreIndex {
     const insert = this.db.transaction((rows: IndexedObject[]) => {
       for (const o of rows) this.st.addObject.run(key(o.digest), o.size, o.storedSize, o.pack ?? null, o.offset ?? null);
     });
+    const insertRows = (rows: IndexedObject[]) => retryBusy(() => insert.immediate(rows));
     this.queue = new ObjectRowQueue((rows) => {
       this.beforeCommit?.();
-      retryBusy(() => insert.immediate(rows));
-    });
+      insertRows(rows);
+    }, () => (this.beforeCommitBehind && this.db.open ? {
+      durable: this.beforeCommitBehind(),
+      // a close while the sync ran: the rows stay uncommitted, as a kill would leave them
+      insert: (rows) => (this.db.open ? insertRows(rows) : undefined),
+    } : undefined));
+  }
+
+  /** Resolves once no queued flush runs behind. */
+  settled(): Promise<void> {
+    return this.queue.settled();
   }
 
   /** Run `fn` in an IMMEDIATE transaction, retried while the database stays busy. */
