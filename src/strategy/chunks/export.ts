@@ -58,6 +58,8 @@ export async function assembleChunks(manifest: Manifest, store: ReadableStore, w
 /** Bytes of chunks handed to a worker per message (~32 objects of the corpus: per-message costs vanish, the run buffer stays in cache). */
 const BATCH_BYTES = 1 << 20;
 const BATCH_ITEMS = 64;
+/** Bytes placed between two background syncs of the output (DiskWriter.syncAhead). */
+const SYNC_AHEAD_BYTES = 32 << 20;
 
 /**
  * Fast path: workers decode, verify and pwrite the objects into the output
@@ -87,6 +89,7 @@ async function assembleDirect(manifest: Manifest, store: CopyToFile, writer: Dis
     }
     return copyRuns.call(store, items, { outPath: target });
   };
+  let synced = 0;
   // batches: a few in flight per worker keep both busy; single objects: enough to hide the round trips
   const concurrency = Math.max(1, opts.readAhead ?? (store.copyRuns ? 6 : 32));
   const worker = async () => {
@@ -94,6 +97,10 @@ async function assembleDirect(manifest: Manifest, store: CopyToFile, writer: Dis
       signal?.throwIfAborted();
       const n = store.copyRuns ? await batch(store.copyRuns) : await one();
       done += n; // not `done += await`: that reads `done` before the wait, losing the other lanes' bytes
+      if (done - synced >= SYNC_AHEAD_BYTES) {
+        synced = done;
+        writer.syncAhead?.();
+      }
       progress?.({ phase: 'export', done, total, unit: 'bytes' });
     }
   };
