@@ -22,6 +22,7 @@ import { copyRuns, decodeToScratch, readMany, readPlaced, writeSparseSync, type 
 import { VmdnError, asVmdnError } from '../../errors.js';
 import { sha256 } from '../digest.js';
 import { gcEvery } from '../../util/gc.js';
+import { unpackRunTable, type RunTable } from './run-table.js';
 import { asBuffer } from '../../container/writer-file.js';
 
 export type { Placed };
@@ -73,6 +74,8 @@ export type CodecRequest =
   | { op: 'release'; id: number; outPath: string }
   /** `copy` for many objects in one message, into `outPath` or `fd`: see read-runs.ts. Fails whole on the first bad object. */
   | { op: 'copyRuns'; id: number; items: RunItem[]; source: string; outPath?: string; fd?: number }
+  /** copyRuns with the items as flat data (run-table.ts): what LocalStore.copyAll sends. */
+  | ({ op: 'copyTable'; id: number; source: string; outPath?: string; fd?: number } & RunTable)
   /** `get` for many objects: their bytes in one buffer, each object's place in it or its error (read-runs.ts). */
   | { op: 'getMany'; id: number; items: Placed[]; source: string };
 
@@ -185,6 +188,9 @@ async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: A
   }
   if (req.op === 'copyRuns') {
     return { id: req.id, ok: true, size: copyRuns(req.fd ?? target(req.outPath!), req.items, req.source) };
+  }
+  if (req.op === 'copyTable') {
+    return { id: req.id, ok: true, size: copyRuns(req.fd ?? target(req.outPath!), unpackRunTable(req), req.source) };
   }
   if (req.op === 'getMany') {
     const { data, outcomes } = readMany(req.items, req.source, (err) => {
