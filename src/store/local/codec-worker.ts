@@ -12,7 +12,8 @@
  * 2-core machine.
  */
 import { parentPort, threadId } from 'node:worker_threads';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { createRequire } from 'node:module';
 import fs from 'node:fs/promises';
 import fsSync from 'node:fs';
 import path from 'node:path';
@@ -109,6 +110,8 @@ export async function writeAtomic(finalPath: string, tmpDir: string, bytes: Uint
   }
 }
 
+// loaded at the first put that asks (an import's): a worker that only reads (export, nbd) starts without it
+let sqlite: typeof Database | undefined;
 let indexed: { file: string; db: Database.Database; stmt: Database.Statement<[Buffer]> } | undefined;
 
 /** Whether the store index `file` holds `digest` (committed rows; false when it cannot tell). */
@@ -117,7 +120,8 @@ function isIndexed(file: string, digest: string): boolean {
     if (indexed?.file !== file) {
       indexed?.db.close();
       indexed = undefined;
-      const db = new Database(file, { readonly: true, fileMustExist: true, timeout: 1000 });
+      sqlite ??= createRequire(import.meta.url)('better-sqlite3') as typeof Database;
+      const db = new sqlite(file, { readonly: true, fileMustExist: true, timeout: 1000 });
       indexed = { file, db, stmt: db.prepare<[Buffer]>('SELECT 1 FROM objects WHERE digest = ?') };
     }
     return indexed.stmt.get(Buffer.from(digest, 'hex')) !== undefined;

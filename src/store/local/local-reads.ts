@@ -107,10 +107,13 @@ export abstract class LocalReads {
   async get(digest: Digest, opts: ReadOptions = {}): Promise<Uint8Array> {
     assertDigest(digest);
     opts.signal?.throwIfAborted();
+    // the first read (an image's manifest, as a rule) starts the workers but is decoded here: it
+    // does not wait ~0.1 s for them to boot, and the caller parses it while they do
+    const booting = this.pool === null;
     const pool = this.codec();
     try {
       return await this.again([digest], async (place) => {
-        if (pool) return (await pool.run({ op: 'get', ...place(digest), source: this.dir })).data!;
+        if (pool && !booting) return (await pool.run({ op: 'get', ...place(digest), source: this.dir })).data!;
         return decodeObject(digest, await this.readEncoded(place(digest)), this.dir);
       });
     } catch (err) {
