@@ -35,6 +35,13 @@ export interface DiskWriter {
    * moving the bytes through the main thread.
    */
   readonly directTarget?: string;
+  /**
+   * Set with directTarget: start writing what the other threads have put into
+   * the file so far to disk, in the background (finish() waits for it). Called
+   * as the data arrives, it overlaps the disk's work with the decoding, instead
+   * of leaving all of it to finish()'s fsync.
+   */
+  syncAhead?(): void;
   /** Write data at a virtual offset. Callers write in ascending offset order. */
   write(offset: number, data: Uint8Array): Promise<void>;
   /** Finish the file (metadata, truncation) and atomically move it into place. */

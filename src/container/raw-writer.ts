@@ -32,6 +32,9 @@ class RawWriter implements DiskWriter {
   private readonly out: Batcher;
   private writtenEnd = 0;
   private readonly life: WriterLife;
+  /** The background fdatasync of syncAhead(), and the first error one met (a failed fsync reports its error once only). */
+  private ahead: Promise<void> | undefined;
+  private aheadError: unknown;
 
   constructor(
     private readonly file: TempFile,
@@ -44,6 +47,29 @@ class RawWriter implements DiskWriter {
 
   get directTarget(): string {
     return this.file.tmpPath;
+  }
+
+  /**
+   * One fdatasync at a time, on libuv's thread pool: the disk writes back what
+   * the workers have written while they decode the rest. A call while one runs
+   * does nothing; the next one after it takes up what came meanwhile.
+   */
+  syncAhead(): void {
+    if (this.ahead) return;
+    this.ahead = this.file.fh.datasync().then(
+      () => {
+        this.ahead = undefined;
+      },
+      (err: unknown) => {
+        this.ahead = undefined;
+        this.aheadError ??= err;
+      },
+    );
+  }
+
+  private async settleAhead(): Promise<void> {
+    await this.ahead;
+    if (this.aheadError !== undefined) throw this.aheadError;
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
@@ -78,6 +104,7 @@ class RawWriter implements DiskWriter {
 
   async finish(): Promise<void> {
     await this.life.finish(async () => {
+      await this.settleAhead();
       await this.out.drain();
       const t = this.trailer;
       await this.file.fh.truncate(t ? t.at : this.virtualSize);
@@ -86,6 +113,9 @@ class RawWriter implements DiskWriter {
   }
 
   async abort(): Promise<void> {
-    await this.life.abort(() => this.out.settle());
+    await this.life.abort(async () => {
+      await this.ahead;
+      await this.out.settle();
+    });
   }
 }

@@ -7,7 +7,8 @@
  */
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
-import tar from 'tar-stream';
+import type tar from 'tar-stream';
+import { createRequire } from 'node:module';
 import { VmdnError } from '../errors.js';
 import { drained } from '../util/drain.js';
 
@@ -80,7 +81,8 @@ async function* guarded(body: AsyncIterable<Buffer>, what: string): AsyncGenerat
  */
 export async function* readTar(source: AsyncIterable<Uint8Array>, what: string): AsyncGenerator<DebEntry> {
   // latin1 keeps every byte of a name as one char, as image paths are keyed
-  const extract = tar.extract({ filenameEncoding: 'latin1' } as Parameters<typeof tar.extract>[0]);
+  // loaded at the first .deb read: every vmdn command's start paid for it otherwise
+  const extract = (createRequire(import.meta.url)('tar-stream') as typeof tar).extract({ filenameEncoding: 'latin1' } as Parameters<typeof tar.extract>[0]);
   const feed = (async () => {
     for await (const b of source) {
       if (extract.destroyed) break; // the reader stopped: stop reading the source too

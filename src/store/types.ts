@@ -56,6 +56,15 @@ export interface CopyToFile {
   releaseTarget(outPath: string): Promise<void>;
   /** Many objects per call (`length`: each refused before it is written unless it has that size); resolves to the bytes placed. */
   copyRuns?(items: Array<{ digest: Digest; offset: number; length: number }>, to: { outPath?: string; fd?: number }): Promise<number>;
+  /**
+   * copyRuns for all of an image's chunks at once (best in output order), batched and spread over the
+   * workers by the store; `onBatch` is told the bytes of each batch as it lands. Fails whole on the first bad object.
+   */
+  copyAll?(
+    items: Array<{ digest: Digest; offset: number; length: number }>,
+    to: { outPath?: string; fd?: number },
+    opts?: { signal?: AbortSignal; onBatch?: (bytes: number) => void },
+  ): Promise<number>;
 }
 
 /** Optional capability: read objects ahead into the OS page cache, so the codec workers that need them later do not wait on the disk. */

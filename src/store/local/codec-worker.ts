@@ -12,7 +12,8 @@
  * 2-core machine.
  */
 import { parentPort, threadId } from 'node:worker_threads';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { createRequire } from 'node:module';
 import fs from 'node:fs/promises';
 import fsSync from 'node:fs';
 import path from 'node:path';
@@ -22,6 +23,7 @@ import { copyRuns, decodeToScratch, readMany, readPlaced, writeSparseSync, type 
 import { VmdnError, asVmdnError } from '../../errors.js';
 import { sha256 } from '../digest.js';
 import { gcEvery } from '../../util/gc.js';
+import { unpackRunTable, type RunTable } from './run-table.js';
 import { asBuffer } from '../../container/writer-file.js';
 import { decodeIntoSlab, type SlabItem } from './slab-decode.js';
 
@@ -74,6 +76,8 @@ export type CodecRequest =
   | { op: 'release'; id: number; outPath: string }
   /** `copy` for many objects in one message, into `outPath` or `fd`: see read-runs.ts. Fails whole on the first bad object. */
   | { op: 'copyRuns'; id: number; items: RunItem[]; source: string; outPath?: string; fd?: number }
+  /** copyRuns with the items as flat data (run-table.ts): what LocalStore.copyAll sends. */
+  | ({ op: 'copyTable'; id: number; source: string; outPath?: string; fd?: number } & RunTable)
   /** `get` for many objects: their bytes in one buffer, each object's place in it or its error (read-runs.ts). */
   | { op: 'getMany'; id: number; items: Placed[]; source: string }
   /** `get` for many objects, each decoded into its slot of a shared slab (slab-decode.ts): nothing moved back. */
@@ -109,6 +113,8 @@ export async function writeAtomic(finalPath: string, tmpDir: string, bytes: Uint
   }
 }
 
+// loaded at the first put that asks (an import's): a worker that only reads (export, nbd) starts without it
+let sqlite: typeof Database | undefined;
 let indexed: { file: string; db: Database.Database; stmt: Database.Statement<[Buffer]> } | undefined;
 
 /** Whether the store index `file` holds `digest` (committed rows; false when it cannot tell). */
@@ -117,7 +123,8 @@ function isIndexed(file: string, digest: string): boolean {
     if (indexed?.file !== file) {
       indexed?.db.close();
       indexed = undefined;
-      const db = new Database(file, { readonly: true, fileMustExist: true, timeout: 1000 });
+      sqlite ??= createRequire(import.meta.url)('better-sqlite3') as typeof Database;
+      const db = new sqlite(file, { readonly: true, fileMustExist: true, timeout: 1000 });
       indexed = { file, db, stmt: db.prepare<[Buffer]>('SELECT 1 FROM objects WHERE digest = ?') };
     }
     return indexed.stmt.get(Buffer.from(digest, 'hex')) !== undefined;
@@ -188,6 +195,9 @@ async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: A
   }
   if (req.op === 'copyRuns') {
     return { id: req.id, ok: true, size: copyRuns(req.fd ?? target(req.outPath!), req.items, req.source) };
+  }
+  if (req.op === 'copyTable') {
+    return { id: req.id, ok: true, size: copyRuns(req.fd ?? target(req.outPath!), unpackRunTable(req), req.source) };
   }
   if (req.op === 'getMany') {
     const { data, outcomes } = readMany(req.items, req.source, (err) => {

@@ -14,6 +14,7 @@ import { StoreIndex, type IndexedObject } from './sqlite-index.js';
 import { preadInto } from './pack-reader.js';
 import { packPath } from './pack-file.js';
 import { prefetchPlaces } from './prefetch.js';
+import { copyAll, type CopyAllOptions, type CopyItem } from './copy-all.js';
 import type { LeaseOptions } from './lease.js';
 import type { ObjectStat, ReadOptions } from '../types.js';
 import { asVmdnError, VmdnError, type ErrorCode } from '../../errors.js';
@@ -106,10 +107,13 @@ export abstract class LocalReads {
   async get(digest: Digest, opts: ReadOptions = {}): Promise<Uint8Array> {
     assertDigest(digest);
     opts.signal?.throwIfAborted();
+    // the first read (an image's manifest, as a rule) starts the workers but is decoded here: it
+    // does not wait ~0.1 s for them to boot, and the caller parses it while they do
+    const booting = this.pool === null;
     const pool = this.codec();
     try {
       return await this.again([digest], async (place) => {
-        if (pool) return (await pool.run({ op: 'get', ...place(digest), source: this.dir })).data!;
+        if (pool && !booting) return (await pool.run({ op: 'get', ...place(digest), source: this.dir })).data!;
         return decodeObject(digest, await this.readEncoded(place(digest)), this.dir);
       });
     } catch (err) {
@@ -190,6 +194,13 @@ export abstract class LocalReads {
       const sent = items.map((it) => ({ ...place(it.digest), offset: it.offset, length: it.length }));
       return (await pool.run({ op: 'copyRuns', items: sent, source: this.dir, ...to })).size!;
     });
+  }
+
+  /** copyRuns for a whole image, batched and scheduled here (copy-all.ts): the fast path of a raw export. */
+  async copyAll(items: CopyItem[], to: { outPath?: string; fd?: number }, opts: CopyAllOptions = {}): Promise<number> {
+    const pool = this.codec();
+    if (!pool) throw new VmdnError('E_INTERNAL', 'copying into a file needs codec workers');
+    return copyAll(this, pool, items, to, opts);
   }
 
   private async copy(digest: Digest, to: { outPath?: string; fd?: number; offset: number; length?: number }): Promise<number> {

@@ -109,6 +109,21 @@ export class StoreIndex {
     if (ask.length) for (const r of this.st.places.all(JSON.stringify(ask))) out.set(r.digest.toString('hex'), fromRow(r));
     return out;
   }
+  /**
+   * Where each of `digests` is, in order (queued rows included, no flush): its pack, offset and stored size,
+   * or `undefined` when it is not indexed (a loose file of an older store, or no object). One query for a
+   * whole image's chunks, repeats and all.
+   */
+  placesInOrder(digests: readonly Digest[]): Array<{ pack?: string; offset?: number; storedSize: number } | undefined> {
+    const rows = this.st.placesInOrder.all(JSON.stringify(digests));
+    return digests.map((d, i) => {
+      const q = this.queue.get(d);
+      if (q) return { pack: q.pack, offset: q.offset, storedSize: q.storedSize };
+      const [pack, offset, storedSize] = rows[i]!;
+      if (storedSize === null) return undefined;
+      return pack === null ? { storedSize } : { pack, offset: offset!, storedSize };
+    });
+  }
   /** Per pack: its indexed objects' count and stored bytes (gc's repack decides by these). */
   packUse(): Map<string, { objects: number; bytes: number }> {
     this.flush();

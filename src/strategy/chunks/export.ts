@@ -58,11 +58,14 @@ export async function assembleChunks(manifest: Manifest, store: ReadableStore, w
 /** Bytes of chunks handed to a worker per message (~32 objects of the corpus: per-message costs vanish, the run buffer stays in cache). */
 const BATCH_BYTES = 1 << 20;
 const BATCH_ITEMS = 64;
+/** Bytes placed between two background syncs of the output (DiskWriter.syncAhead). */
+const SYNC_AHEAD_BYTES = 32 << 20;
 
 /**
  * Fast path: workers decode, verify and pwrite the objects into the output
- * file themselves, in any order; the main thread only schedules (a batch of
- * consecutive chunks per message when the store can: see read-runs.ts).
+ * file themselves, in any order; the main thread only schedules: the store
+ * the whole image when it can (copyAll), else a batch of consecutive chunks
+ * per message (copyRuns, see read-runs.ts), else one object per message.
  */
 async function assembleDirect(manifest: Manifest, store: CopyToFile, writer: DiskWriter, target: string, opts: AssembleOptions): Promise<{ bytesWritten: number }> {
   const { signal } = opts;
@@ -70,6 +73,30 @@ async function assembleDirect(manifest: Manifest, store: CopyToFile, writer: Dis
   const chunks = manifest.chunks;
   const total = chunks.reduce((n, c) => n + c[1], 0);
   let done = 0;
+  let synced = 0;
+  const placed = (n: number) => {
+    done += n;
+    progress?.({ phase: 'export', done, total, unit: 'bytes' });
+    if (done - synced >= SYNC_AHEAD_BYTES) {
+      synced = done;
+      writer.syncAhead?.();
+    }
+  };
+  try {
+    if (store.copyAll) await store.copyAll(chunks.map(([offset, length, digest]) => ({ digest, offset, length })), { outPath: target }, { signal, onBatch: placed });
+    else await copyInLanes(chunks, store, target, placed, opts);
+    await store.releaseTarget(target);
+    await writer.finish();
+  } catch (err) {
+    await store.releaseTarget(target).catch(() => {});
+    await writer.abort().catch(() => {});
+    throw err;
+  }
+  return { bytesWritten: done };
+}
+
+/** Stores without copyAll: batches (copyRuns) or single objects, a few messages in flight. */
+async function copyInLanes(chunks: Manifest['chunks'], store: CopyToFile, target: string, placed: (n: number) => void, opts: AssembleOptions): Promise<void> {
   let next = 0;
   const one = async () => {
     const [offset, length, digest] = chunks[next++]!;
@@ -89,22 +116,11 @@ async function assembleDirect(manifest: Manifest, store: CopyToFile, writer: Dis
   };
   // batches: a few in flight per worker keep both busy; single objects: enough to hide the round trips
   const concurrency = Math.max(1, opts.readAhead ?? (store.copyRuns ? 6 : 32));
-  const worker = async () => {
+  const lane = async () => {
     while (next < chunks.length) {
-      signal?.throwIfAborted();
-      const n = store.copyRuns ? await batch(store.copyRuns) : await one();
-      done += n; // not `done += await`: that reads `done` before the wait, losing the other lanes' bytes
-      progress?.({ phase: 'export', done, total, unit: 'bytes' });
+      opts.signal?.throwIfAborted();
+      placed(store.copyRuns ? await batch(store.copyRuns) : await one());
     }
   };
-  try {
-    await Promise.all(Array.from({ length: concurrency }, worker));
-    await store.releaseTarget(target);
-    await writer.finish();
-  } catch (err) {
-    await store.releaseTarget(target).catch(() => {});
-    await writer.abort().catch(() => {});
-    throw err;
-  }
-  return { bytesWritten: done };
+  await Promise.all(Array.from({ length: concurrency }, lane));
 }
