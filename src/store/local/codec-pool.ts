@@ -17,17 +17,32 @@ export class CodecPool {
   private readonly load: number[] = [];
   private readonly pending = new Map<number, Pending & { worker: number }>();
   private nextId = 1;
+  private closed = false;
 
   constructor(size = Math.max(1, Math.min(4, os.availableParallelism()))) {
-    const url = new URL('./codec-worker.js', import.meta.url);
     for (let i = 0; i < size; i++) {
-      const w = new Worker(url);
-      w.unref();
-      w.on('message', (res: CodecResponse) => this.settle(res));
-      w.on('error', (err) => this.failWorker(i, err));
-      this.workers.push(w);
+      this.workers.push(this.spawn(i));
       this.load.push(0);
     }
+  }
+
+  /**
+   * Worker `i`. Its requests fail only once it has exited (its thread no longer runs, so it
+   * writes into no caller's memory: slab-reads.ts frees slots on failure), and a worker that
+   * died is replaced: requests sent to a dead one would wait forever.
+   */
+  private spawn(i: number): Worker {
+    const w = new Worker(new URL('./codec-worker.js', import.meta.url));
+    w.unref();
+    let failure: Error | undefined;
+    w.on('message', (res: CodecResponse) => this.settle(res));
+    w.on('error', (err) => (failure = err));
+    w.on('exit', (code) => {
+      if (this.workers[i] !== w) return;
+      this.failWorker(i, failure ?? new Error(this.closed ? 'codec pool closed' : `exited with code ${code}`));
+      if (!this.closed) this.workers[i] = this.spawn(i);
+    });
+    return w;
   }
 
   get size(): number {
@@ -35,6 +50,7 @@ export class CodecPool {
   }
 
   run(req: DistributiveOmit<CodecRequest, 'id'>, transfer: ArrayBuffer[] = []): Promise<CodecResponse & { ok: true }> {
+    if (this.closed) return Promise.reject(new VmdnError('E_INTERNAL', 'codec pool closed'));
     const id = this.nextId++;
     // least-loaded worker keeps both cores busy even when object sizes vary
     let w = 0;
@@ -73,12 +89,16 @@ export class CodecPool {
     for (const [id, p] of this.pending) {
       if (p.worker !== index) continue;
       this.pending.delete(id);
+      this.load[index]!--;
       p.reject(new VmdnError('E_INTERNAL', `codec worker failed: ${err.message}`, {}, { cause: err }));
     }
   }
 
+  /** Stops the workers; requests still pending fail once their worker has exited (they never settled before). */
   async close(): Promise<void> {
+    this.closed = true;
     await Promise.all(this.workers.map((w) => w.terminate()));
+    for (let i = 0; i < this.workers.length; i++) this.failWorker(i, new Error('codec pool closed'));
     this.workers.length = 0;
   }
 }
