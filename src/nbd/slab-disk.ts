@@ -114,7 +114,14 @@ export class SlabDisk implements Disk {
       if (!m) byDigest.set(d, (m = { digest: d, size: l, end: o + l, at: [] })), missing.push(m);
       m.at.push(k);
     });
-    const got = missing.length ? this.reads.read(missing) : [];
+    let got: SlabRead[] = [];
+    try {
+      if (missing.length) got = this.reads.read(missing);
+    } catch (err) {
+      // the holds taken above for the caller would never be let go
+      for (const e of out) e?.read.slot?.unref();
+      throw err;
+    }
     missing.forEach((m, j) => {
       const e: Entry = { read: got[j]!, size: m.size, end: m.end };
       this.cacheEntry(m.digest, e);
@@ -197,9 +204,13 @@ export class SlabDisk implements Disk {
     const idx: number[] = [];
     for (let i = Math.max(0, lastAtOrBefore(this.starts, offset)); i < chunks.length && chunks[i]![0] < end; i++) if (chunks[i]![0] + chunks[i]![1] > offset) idx.push(i);
     const got = this.entries(idx);
-    this.readAhead(offset, length);
     const held: SlabSlot[] = [];
     for (const e of got) if (e.read.slot) held.push(e.read.slot);
+    try {
+      this.readAhead(offset, length);
+    } catch {
+      // reading ahead is a guess: its failure is not this read's (nor may it leak this read's holds)
+    }
     let released = false;
     const release = () => {
       if (released) return;
@@ -242,6 +253,19 @@ export class SlabDisk implements Disk {
     } finally {
       lease.release();
     }
+  }
+
+  /**
+   * The slab's accounting: with no read in flight and no reply on its way, every hold is
+   * the cache's or the read-ahead's, one per entry (`holds === cacheSlots + aheadSlots`).
+   */
+  slabStats(): { bytes: number; used: number; slots: number; holds: number; cacheSlots: number; aheadSlots: number } {
+    const slab = this.reads.slab;
+    let cacheSlots = 0;
+    let aheadSlots = 0;
+    for (const e of this.cache.values()) if (e.read.slot) cacheSlots++;
+    for (const e of this.ahead.values()) if (e.read.slot) aheadSlots++;
+    return { bytes: slab.buffer.byteLength, used: slab.used, slots: slab.slots, holds: slab.holds, cacheSlots, aheadSlots };
   }
 
   async close(): Promise<void> {

@@ -63,8 +63,19 @@ export class SlabReads {
       else slotted.push({ item: { digest, objPath: '', at: slot.at, size }, slot: slot.ref(), d });
     }
     if (slotted.length) {
-      const rows = this.store.index.statPlaces(slotted.map((s) => s.item.digest));
-      for (const s of slotted) Object.assign(s.item, this.placeOf(s.item.digest, rows.get(s.item.digest)));
+      let rows: Map<string, IndexedObject>;
+      try {
+        rows = this.store.index.statPlaces(slotted.map((s) => s.item.digest));
+      } catch (err) {
+        // (an index closed under us): each read fails, and the worker's holds taken above go,
+        // or those slots would never come back; the caller lets go of its own as for any failure
+        for (const s of slotted) {
+          s.slot.unref();
+          s.d.reject(err);
+        }
+        slotted.length = 0;
+      }
+      for (const s of slotted) Object.assign(s.item, this.placeOf(s.item.digest, rows!.get(s.item.digest)));
       const per = Math.min(BATCH, Math.ceil(slotted.length / this.pool.size));
       for (let i = 0; i < slotted.length; i += per) this.decode(slotted.slice(i, i + per));
     }

@@ -33,12 +33,14 @@ export class SlabSlot {
   ref(): this {
     if (this.refs <= 0) throw new VmdnError('E_INTERNAL', 'slab slot used after it was freed');
     this.refs++;
+    this.slab.holds++;
     return this;
   }
 
   /** A holder lets go; the last one gives the slot back to the slab. */
   unref(): void {
     if (this.refs <= 0) throw new VmdnError('E_INTERNAL', 'slab slot released twice');
+    this.slab.holds--;
     if (--this.refs === 0) this.slab.free(this.at, this.units);
   }
 }
@@ -48,6 +50,9 @@ export class Slab {
   /** Free extents [at, units) in units, sorted by offset, neighbours merged. */
   private readonly freeList: Array<{ at: number; units: number }>;
   private usedUnits = 0;
+  /** Live slots, and the holds on them all (every holder counts once): for tests and checks that nothing leaks. */
+  slots = 0;
+  holds = 0;
 
   constructor(readonly bytes: number) {
     const units = Math.floor(bytes / UNIT);
@@ -73,6 +78,8 @@ export class Slab {
         f.units -= units;
       }
       this.usedUnits += units;
+      this.slots++;
+      this.holds++;
       return new SlabSlot(this, at * UNIT, size, units);
     }
     return null;
@@ -82,6 +89,7 @@ export class Slab {
   free(atBytes: number, units: number): void {
     const at = atBytes / UNIT;
     this.usedUnits -= units;
+    this.slots--;
     const list = this.freeList;
     let lo = 0;
     let hi = list.length;
