@@ -49,6 +49,18 @@ const READ_AHEAD_BYTES = 4 << 20;
  */
 const SLAB = { bytes: 80 << 20, cacheBytes: 8 << 20, aheadBytes: 16 << 20 };
 
+/**
+ * The slab's sizes; `VMDN_NBD_SLAB_MIB=N` (a test and tuning knob) sets the slab to N MiB, and
+ * the cache and read-ahead shrink with it (a tenth, a fifth), so a tiny slab reuses its slots
+ * constantly rather than being filled by the cache alone.
+ */
+export function slabSizes(env = process.env): typeof SLAB {
+  const mib = Number(env.VMDN_NBD_SLAB_MIB);
+  if (!env.VMDN_NBD_SLAB_MIB || !Number.isFinite(mib) || mib <= 0) return SLAB;
+  const bytes = Math.round(mib * 2 ** 20);
+  return { bytes, cacheBytes: Math.min(SLAB.cacheBytes, Math.floor(bytes / 10)), aheadBytes: Math.min(SLAB.aheadBytes, Math.floor(bytes / 5)) };
+}
+
 export async function openStoredDevice(
   store: ReadableStore & { names: ImageNames },
   ref: ImageRef,
@@ -67,7 +79,8 @@ export async function openStoredDevice(
  */
 export async function openBase(manifest: Manifest, store: ReadableStore): Promise<{ disk: Disk; stats?: RebuiltStats }> {
   if (!manifest.filesystems?.length && store instanceof LocalStore && store.canCopyTo && process.env.VMDN_NBD_SLAB !== '0') {
-    return { disk: new SlabDisk(manifest, new SlabReads(store, new Slab(SLAB.bytes)), SLAB) };
+    const sizes = slabSizes();
+    return { disk: new SlabDisk(manifest, new SlabReads(store, new Slab(sizes.bytes)), sizes) };
   }
   if (!manifest.filesystems?.length) return { disk: new ManifestDisk(manifest, store, CHUNK_CACHE_ENTRIES, READ_AHEAD_BYTES) };
   removeStaleOverlays();
