@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { Slab } from '../../src/store/local/slab.js';
 import type { SlabRead, SlabReads } from '../../src/store/local/slab-reads.js';
 import { SlabDisk } from '../../src/nbd/slab-disk.js';
+import { slabSizes } from '../../src/nbd/open.js';
 import type { Manifest } from '../../src/model/manifest.js';
 
 const CHUNK = 8192;
@@ -93,5 +94,15 @@ describe('SlabDisk', () => {
     a.release();
     b.release();
     await disk.close();
+  });
+});
+
+describe('slabSizes', () => {
+  it('VMDN_NBD_SLAB_MIB sets the slab, the cache and read-ahead shrink with it; nonsense is ignored', () => {
+    const base = slabSizes({});
+    assert.deepEqual(base, { bytes: 80 << 20, cacheBytes: 8 << 20, aheadBytes: 16 << 20 });
+    assert.deepEqual(slabSizes({ VMDN_NBD_SLAB_MIB: '1' }), { bytes: 1 << 20, cacheBytes: Math.floor((1 << 20) / 10), aheadBytes: Math.floor((1 << 20) / 5) });
+    assert.deepEqual(slabSizes({ VMDN_NBD_SLAB_MIB: '800' }), { bytes: 800 << 20, cacheBytes: 8 << 20, aheadBytes: 16 << 20 });
+    for (const v of ['0', '-3', 'x', '']) assert.deepEqual(slabSizes({ VMDN_NBD_SLAB_MIB: v }), base, v);
   });
 });
