@@ -18,6 +18,8 @@ export class CodecPool {
   private readonly pending = new Map<number, Pending & { worker: number }>();
   private nextId = 1;
   private closed = false;
+  /** Why a worker could not even start: every request fails with it. */
+  private broken: Error | undefined;
 
   constructor(size = Math.max(1, Math.min(4, os.availableParallelism()))) {
     for (let i = 0; i < size; i++) {
@@ -35,12 +37,17 @@ export class CodecPool {
     const w = new Worker(new URL('./codec-worker.js', import.meta.url));
     w.unref();
     let failure: Error | undefined;
+    let online = false;
+    w.on('online', () => (online = true));
     w.on('message', (res: CodecResponse) => this.settle(res));
     w.on('error', (err) => (failure = err));
     w.on('exit', (code) => {
       if (this.workers[i] !== w) return;
-      this.failWorker(i, failure ?? new Error(this.closed ? 'codec pool closed' : `exited with code ${code}`));
-      if (!this.closed) this.workers[i] = this.spawn(i);
+      const err = failure ?? new Error(this.closed ? 'codec pool closed' : `exited with code ${code}`);
+      // one that never started would fail again at once: no respawning in a loop, the pool is broken
+      if (!online) this.broken ??= err;
+      this.failWorker(i, err);
+      if (!this.closed && online) this.workers[i] = this.spawn(i);
     });
     return w;
   }
@@ -50,7 +57,7 @@ export class CodecPool {
   }
 
   run(req: DistributiveOmit<CodecRequest, 'id'>, transfer: ArrayBuffer[] = []): Promise<CodecResponse & { ok: true }> {
-    if (this.closed) return Promise.reject(new VmdnError('E_INTERNAL', 'codec pool closed'));
+    if (this.closed || this.broken) return Promise.reject(new VmdnError('E_INTERNAL', this.broken ? `codec worker failed: ${this.broken.message}` : 'codec pool closed'));
     const id = this.nextId++;
     // least-loaded worker keeps both cores busy even when object sizes vary
     let w = 0;
