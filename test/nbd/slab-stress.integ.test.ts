@@ -18,7 +18,6 @@
 import { it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -29,7 +28,6 @@ import { SlabDisk } from '../../src/nbd/slab-disk.js';
 import { BlockDevice } from '../../src/nbd/device.js';
 import { AllocationMap } from '../../src/nbd/allocation.js';
 import { NbdServer } from '../../src/nbd/server.js';
-import { SocketReader } from '../../src/nbd/socket-io.js';
 import { importImageFile } from '../../src/images/import.js';
 import { resolveImage } from '../../src/images/names.js';
 import { parseImageRef } from '../../src/store/image-name.js';
@@ -38,7 +36,8 @@ import type { Manifest } from '../../src/model/manifest.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { prng, writeRaw } from '../helpers/images.js';
 import { mulberry32, seedFrom } from '../helpers/rng.js';
-import { CMD, CMD_FLAG_DF, goData, hasQemuTools, OPT, option, request } from './raw-client.js';
+import { CMD, hasQemuTools, request } from './raw-client.js';
+import { Client, type Tally } from './checked-client.js';
 
 const SEED = seedFrom('VMDN_SLAB_STRESS_SEED');
 const KiB = 1024;
@@ -46,7 +45,6 @@ const MiB = 1024 * KiB;
 const SIZE = 12 * MiB + 4096;
 /** ~16 slots of the image's chunks (~130 KiB on average here): every read reuses slots others just let go. */
 const SLAB_BYTES = 2 * MiB;
-const EIO = 5;
 
 let t: ReturnType<typeof tmpDir>;
 let rawFile: string;
@@ -135,140 +133,8 @@ after(async () => {
 });
 
 const overlapsBad = (o: number, l: number) => bad.some(([s, e]) => o < e && o + l > s);
+const open = (structured: boolean) => Client.open(sock, structured, { image, isBad: overlapsBad });
 
-interface Tally {
-  replies: number;
-  bytes: number;
-  failed: number;
-  wrong: string[];
-}
-
-/** A client connection: handshake (structured replies or not), then requests by handle, each reply checked. */
-class Client {
-  private readonly r: SocketReader;
-  private constructor(readonly sock: net.Socket, readonly structured: boolean) {
-    this.r = new SocketReader(sock);
-  }
-
-  static async open(structured: boolean): Promise<Client> {
-    const s = await new Promise<net.Socket>((resolve, reject) => {
-      const c = net.connect(sock);
-      c.once('connect', () => resolve(c));
-      c.once('error', reject);
-    });
-    s.on('error', () => undefined);
-    const c = new Client(s, structured);
-    await c.r.read(18);
-    s.write(Buffer.from([0, 0, 0, 3]));
-    if (structured) {
-      s.write(option(OPT.STRUCTURED_REPLY));
-      await c.optReply();
-    }
-    s.write(option(OPT.GO, goData('')));
-    while ((await c.optReply()) !== 1); // info replies, then ACK
-    return c;
-  }
-
-  private async optReply(): Promise<number> {
-    const h = await this.r.read(20);
-    await this.r.read(h.readUInt32BE(16));
-    const type = h.readUInt32BE(12);
-    if (type !== 1 && type !== 3) throw new Error(`option refused: ${type}`);
-    return type;
-  }
-
-  /** Read `reqs` with up to `window` in flight; every reply's bytes are checked against the image. */
-  async run(reqs: Array<{ offset: number; length: number; df?: boolean }>, window: number, tally: Tally, pauseEvery = 0): Promise<void> {
-    const pending = new Map<bigint, { offset: number; length: number; covered: number }>();
-    let next = 0;
-    let handle = 1n;
-    let steps = 0;
-    const send = () => {
-      while (next < reqs.length && pending.size < window) {
-        const q = reqs[next++]!;
-        const h = handle++;
-        pending.set(h, { ...q, covered: 0 });
-        this.sock.write(request(CMD.READ, q.offset, q.length, { handle: Number(h), flags: q.df && this.structured ? CMD_FLAG_DF : 0 }));
-      }
-    };
-    send();
-    while (pending.size > 0) {
-      if (pauseEvery && ++steps % pauseEvery === 0) {
-        // replies pile up in the socket while other clients' reads reuse the slab
-        this.sock.pause();
-        await new Promise((r) => setTimeout(r, 150));
-      }
-      const done = this.structured ? await this.chunk(pending, tally) : await this.simple(pending, tally);
-      if (done !== null) {
-        pending.delete(done);
-        tally.replies++;
-        send();
-      }
-    }
-  }
-
-  private check(q: { offset: number; length: number }, at: number, got: Buffer, tally: Tally): void {
-    if (at < q.offset || at + got.length > q.offset + q.length) tally.wrong.push(`chunk ${at}+${got.length} outside read ${q.offset}+${q.length}`);
-    else if (!got.equals(image.subarray(at, at + got.length))) {
-      let i = 0;
-      while (got[i] === image[at + i]) i++;
-      tally.wrong.push(`wrong bytes at ${at + i} in read ${q.offset}+${q.length}`);
-    }
-    tally.bytes += got.length;
-  }
-
-  private async simple(pending: Map<bigint, { offset: number; length: number; covered: number }>, tally: Tally): Promise<bigint> {
-    const h = await this.r.read(16);
-    if (h.readUInt32BE(0) !== 0x67446698) throw new Error('bad simple reply magic');
-    const handle = h.readBigUInt64BE(8);
-    const q = pending.get(handle);
-    if (!q) throw new Error(`reply to unknown handle ${handle}`);
-    const error = h.readUInt32BE(4);
-    if (error) {
-      tally.failed++;
-      if (error !== EIO || !overlapsBad(q.offset, q.length)) tally.wrong.push(`error ${error} for read ${q.offset}+${q.length}`);
-      return handle;
-    }
-    if (overlapsBad(q.offset, q.length)) tally.wrong.push(`read ${q.offset}+${q.length} over the damaged object succeeded`);
-    this.check(q, q.offset, Buffer.from(await this.r.read(q.length)), tally);
-    return handle;
-  }
-
-  /** One structured chunk; the handle when it ended its reply. */
-  private async chunk(pending: Map<bigint, { offset: number; length: number; covered: number; failed?: boolean }>, tally: Tally): Promise<bigint | null> {
-    const h = await this.r.read(20);
-    if (h.readUInt32BE(0) !== 0x668e33ef) throw new Error('bad structured reply magic');
-    const flags = h.readUInt16BE(4);
-    const type = h.readUInt16BE(6);
-    const handle = h.readBigUInt64BE(8);
-    const data = Buffer.from(await this.r.read(h.readUInt32BE(16)));
-    const q = pending.get(handle);
-    if (!q) throw new Error(`chunk for unknown handle ${handle}`);
-    if (type === 1) {
-      const at = Number(data.readBigUInt64BE(0));
-      this.check(q, at, data.subarray(8), tally);
-      q.covered += data.length - 8;
-    } else if (type === 2) {
-      const at = Number(data.readBigUInt64BE(0));
-      const length = data.readUInt32BE(8);
-      if (!image.subarray(at, at + length).every((b) => b === 0)) tally.wrong.push(`hole chunk ${at}+${length} over data`);
-      q.covered += length;
-    } else if (type === 2 ** 15 + 1) {
-      q.failed = true;
-      tally.failed++;
-      if (data.readUInt32BE(0) !== EIO || !overlapsBad(q.offset, q.length)) tally.wrong.push(`error ${data.readUInt32BE(0)} for read ${q.offset}+${q.length}`);
-    } else if (type !== 0) tally.wrong.push(`chunk type ${type}`);
-    if (!(flags & 1)) return null;
-    if (!q.failed && q.covered !== q.length) tally.wrong.push(`read ${q.offset}+${q.length}: ${q.covered} bytes answered`);
-    if (!q.failed && overlapsBad(q.offset, q.length)) tally.wrong.push(`read ${q.offset}+${q.length} over the damaged object succeeded`);
-    return handle;
-  }
-
-  close(): void {
-    this.sock.write(request(CMD.DISC, 0, 0));
-    this.sock.end();
-  }
-}
 
 function randomReads(rnd: () => number, n: number): Array<{ offset: number; length: number; df?: boolean }> {
   const out = [];
@@ -303,7 +169,7 @@ it('many clients reading at random through a tiny slab get the image\'s bytes, e
   const rnd = mulberry32(SEED);
   const tally: Tally = { replies: 0, bytes: 0, failed: 0, wrong: [] };
   const readers = Array.from({ length: 8 }, async (_, i) => {
-    const c = await Client.open(i < 6);
+    const c = await open(i < 6);
     // two of them stop reading now and then, big replies queued on their sockets
     await c.run(randomReads(rnd, 60), 12, tally, i === 4 || i === 7 ? 7 : 0);
     c.close();
@@ -311,7 +177,7 @@ it('many clients reading at random through a tiny slab get the image\'s bytes, e
   // clients that go away mid-reply: big reads in flight, a little read, then the socket destroyed
   const quitters = Array.from({ length: 3 }, async (_, i) => {
     for (let round = 0; round < 6; round++) {
-      const c = await Client.open(i !== 1);
+      const c = await open(i !== 1);
       for (const q of randomReads(rnd, 10)) c.sock.write(request(CMD.READ, q.offset, Math.max(q.length, Math.min(2 * MiB, SIZE - q.offset)), { handle: 1 }));
       await new Promise((r) => setTimeout(r, Math.floor(rnd() * 30)));
       c.sock.destroy();
@@ -340,7 +206,7 @@ it('qemu-img compare of the export through the tiny slab', { timeout: 120_000, s
 
 it('closing the server and the disk with reads in flight leaves no slot held', { timeout: 60_000 }, async () => {
   const rnd = mulberry32(SEED + 1);
-  const clients = await Promise.all(Array.from({ length: 4 }, (_, i) => Client.open(i % 2 === 0)));
+  const clients = await Promise.all(Array.from({ length: 4 }, (_, i) => open(i % 2 === 0)));
   for (const c of clients) for (const q of randomReads(rnd, 12)) c.sock.write(request(CMD.READ, q.offset, Math.max(q.length, Math.min(2 * MiB, SIZE - q.offset))));
   // closed while workers decode for them: holds beyond the cache's and read-ahead's
   for (let i = 0; i < 2000; i++) {
