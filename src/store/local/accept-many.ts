@@ -22,12 +22,23 @@ export type PackPlace = { pack: string; offset: number };
 /** An object's verification: its decoded size, or why it was refused. */
 export type VerifyOutcome = { size: number } | VmdnError;
 
-export function storedSize(it: AcceptedItem): number {
-  return it.encoded.length;
+/*
+ * Arrays built by push, not Array.prototype.map: map's results came in two elements kinds, and
+ * appendMany and indexVerified were deoptimised on the second ("wrong map") and compiled again.
+ */
+
+/** Each item's stored (encoded) size. */
+export function storedSizesOf(items: AcceptedItem[]): number[] {
+  const out: number[] = [];
+  for (const it of items) out.push(it.encoded.length);
+  return out;
 }
 
-export function packFrame(it: AcceptedItem): { digest: string; frame: Uint8Array } {
-  return { digest: it.digest, frame: it.encoded };
+/** The items as pack entries (PackWriter.appendMany). */
+export function packFrames(items: AcceptedItem[]): Array<{ digest: string; frame: Uint8Array }> {
+  const out: Array<{ digest: string; frame: Uint8Array }> = [];
+  for (const it of items) out.push({ digest: it.digest, frame: it.encoded });
+  return out;
 }
 
 /** Decode and verify on this thread (a store without workers). */

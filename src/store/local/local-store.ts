@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { CodecPool } from './codec-pool.js';
 import { encodeObject, ZSTD_LEVEL } from '../codec.js';
 import { writeAtomic } from './codec-worker.js';
-import { packFrame, storedSize, verifyHere, verifyInWorker, type AcceptedItem, type PackPlace, type VerifyOutcome } from './accept-many.js';
+import { packFrames, storedSizesOf, verifyHere, verifyInWorker, type AcceptedItem, type PackPlace, type VerifyOutcome } from './accept-many.js';
 import { sha256, assertDigest, type Digest } from '../digest.js';
 import { PackWriter } from './pack-writer.js';
 import { closePacks } from './pack-reader.js';
@@ -162,8 +162,8 @@ export class LocalStore extends LocalReads implements EncodedMany, PrunableStore
     if (!pool && o.outPath) throw new VmdnError('E_INTERNAL', 'acceptEncoded into a file needs codec workers');
     if (this.opts.loose) return this.acceptLoose(items, o, pool);
     // read before the bytes move to a worker (a moved buffer reads as empty here)
-    const storedSizes = items.map(storedSize);
-    const places = this.packs.appendMany(items.map(packFrame));
+    const storedSizes = storedSizesOf(items);
+    const places = this.packs.appendMany(packFrames(items));
     const outcomes = pool ? await verifyInWorker(pool, items, o) : verifyHere(items, o.source);
     return this.indexVerified(items, outcomes, storedSizes, places);
   }
