@@ -50,6 +50,25 @@ describe('LocalStore on disk', () => {
     }
   });
 
+  it('storedBytes sums the stored sizes statMany gives, of indexed objects only', async () => {
+    const t = tmpDir();
+    const store = await LocalStore.open(t.dir, { workers: 0 });
+    try {
+      const a = await store.put(prng(23, 40_000));
+      const b = await store.put(Buffer.alloc(70_000, 3));
+      const absent = sha256(Buffer.from('not stored'));
+      const stats = await store.statMany([a.digest, b.digest, absent]);
+      const sum = [...stats.values()].reduce((n, s) => n + s.storedSize, 0);
+      assert.ok(a.storedSize !== b.storedSize);
+      assert.equal(await store.storedBytes([a.digest, b.digest, absent]), sum);
+      assert.equal(await store.storedBytes([b.digest]), b.storedSize);
+      assert.equal(await store.storedBytes([]), 0);
+    } finally {
+      await store.close();
+      t.cleanup();
+    }
+  });
+
   it('copyToFd with a length refuses an object of another size before writing', async () => {
     const t = tmpDir();
     const store = await LocalStore.open(t.dir, { workers: 1 });

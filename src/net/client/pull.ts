@@ -164,9 +164,8 @@ async function pullLeased(o: PullOptions): Promise<PullResult> {
       throw err;
     }
     const tWrite = lap();
-    // one query for every object's stored size, not one per object
-    let imageStoredBytes = 0;
-    for (const st of (await o.cache.statMany(chunks)).values()) imageStoredBytes += st.storedSize;
+    // one query summing every object's stored size, not a row per object
+    const imageStoredBytes = await o.cache.storedBytes(chunks);
     const p2p = peers && p2pStats(peers.stats(), remote.stats.objectsFetched, remote.stats.bytesFetched);
     return {
       ref: formatImageRef(o.ref), manifest: digest, out: o.out, format, virtualSize: manifest.virtualSize,

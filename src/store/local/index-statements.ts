@@ -54,6 +54,8 @@ export function prepareStatements(d: Database.Database) {
       FROM json_each(?) j LEFT JOIN objects o ON o.digest = unhex(j.value) ORDER BY j.key`).raw(),
     places: d.prepare<[string], Row>('SELECT o.digest, o.size, o.stored_size, o.pack, o.pack_offset FROM json_each(?) j JOIN objects o ON o.digest = unhex(j.value)'),
     statMany: d.prepare<[string], { digest: Buffer; size: number; stored_size: number }>('SELECT o.digest, o.size, o.stored_size FROM json_each(?) j JOIN objects o ON o.digest = unhex(j.value)'),
+    // statMany's sum without a row read back per object: ~20 ms instead of ~90 for a whole image's chunks
+    storedBytes: d.prepare<[string], { n: number }>('SELECT total(o.stored_size) AS n FROM json_each(?) j JOIN objects o ON o.digest = unhex(j.value)'),
     hasRefs: d.prepare<[number], { n: number }>('SELECT count(*) AS n FROM manifest_refs WHERE manifest_id = ?'),
     liveDigests: d.prepare<[], { digest: Buffer }>(`SELECT o.digest FROM objects o WHERE o.id IN (${live}) UNION SELECT manifest FROM images
       UNION SELECT p.profile FROM profiles p JOIN images i ON i.manifest = p.manifest`),

@@ -91,6 +91,11 @@ export abstract class LocalReads {
     return this.index.totals();
   }
 
+  /** The sum of statMany's stored sizes, without a row per object (a pull's summary of a whole image). */
+  async storedBytes(digests: Iterable<Digest>): Promise<number> {
+    return this.index.storedBytes(digests);
+  }
+
   async statMany(digests: Iterable<Digest>): Promise<Map<Digest, ObjectStat>> {
     return this.index.statMany(digests);
   }

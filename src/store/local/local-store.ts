@@ -8,8 +8,9 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { CodecPool } from './codec-pool.js';
-import { decodeObject, encodeObject, ZSTD_LEVEL } from '../codec.js';
+import { encodeObject, ZSTD_LEVEL } from '../codec.js';
 import { writeAtomic } from './codec-worker.js';
+import { packFrames, storedSizesOf, verifyHere, verifyInWorker, type AcceptedItem, type PackPlace, type VerifyOutcome } from './accept-many.js';
 import { sha256, assertDigest, type Digest } from '../digest.js';
 import { PackWriter } from './pack-writer.js';
 import { closePacks } from './pack-reader.js';
@@ -21,7 +22,7 @@ import type { IndexedObject } from './sqlite-index.js';
 import type { BootProfiles, EncodedMany, ImageStore, ObjectStat, PrunableStore, PutResult, ReadOptions, SideRecords, StoreTotals } from '../types.js';
 import { LocalNames } from './local-names.js';
 import { DirRecords } from './side-records.js';
-import { asVmdnError, VmdnError, type ErrorCode } from '../../errors.js';
+import { asVmdnError, VmdnError } from '../../errors.js';
 import { isProcessAlive } from '../../util/process.js';
 
 export type { LocalStoreOptions };
@@ -155,54 +156,53 @@ export class LocalStore extends LocalReads implements EncodedMany, PrunableStore
    * With `whole`, the items' buffers hold nothing but these items' bytes (a
    * batch group's arena): each is moved to the worker once, items sharing it.
    */
-  async acceptEncodedMany(items: Array<{ digest: Digest; encoded: Uint8Array; offsets?: number[] }>, o: { source: string; outPath?: string; whole?: boolean }): Promise<Array<PutResult | VmdnError>> {
+  async acceptEncodedMany(items: AcceptedItem[], o: { source: string; outPath?: string; whole?: boolean }): Promise<Array<PutResult | VmdnError>> {
     for (const it of items) assertDigest(it.digest);
     const pool = this.codec();
     if (!pool && o.outPath) throw new VmdnError('E_INTERNAL', 'acceptEncoded into a file needs codec workers');
-    const storedSizes = items.map((it) => it.encoded.length);
-    const places = this.opts.loose ? [] : this.packs.appendMany(items.map((it) => ({ digest: it.digest, frame: it.encoded })));
-    const kept = this.opts.loose ? items.map((it) => new Uint8Array(it.encoded)) : [];
-    let outcomes: Array<{ size: number } | VmdnError>;
-    if (pool) {
-      const transfer: ArrayBuffer[] = [];
-      const sent = items.map((it) => {
-        const e = it.encoded;
-        // `whole`: the items' buffers hold nothing else (a batch group's arena), each moves once;
-        // otherwise a small Buffer may be a slice of Node's shared pool: that one is copied, not moved
-        if (o.whole && e.buffer instanceof ArrayBuffer) {
-          if (!transfer.includes(e.buffer)) transfer.push(e.buffer);
-          return { digest: it.digest, encoded: e, offsets: it.offsets };
-        }
-        const owns = e.byteOffset === 0 && e.byteLength === e.buffer.byteLength && e.buffer instanceof ArrayBuffer && !transfer.includes(e.buffer);
-        const encoded = owns ? e : new Uint8Array(e);
-        transfer.push(encoded.buffer as ArrayBuffer);
-        return { digest: it.digest, encoded, offsets: it.offsets };
-      });
-      const r = await pool.run({ op: 'acceptMany', items: sent, source: o.source, outPath: o.outPath }, transfer);
-      outcomes = r.outcomes!.map((out) => ('error' in out ? new VmdnError(out.error.code as ErrorCode, out.error.message, out.error.data) : out));
-    } else {
-      outcomes = items.map((it) => {
-        try {
-          return { size: decodeObject(it.digest, it.encoded, o.source).length };
-        } catch (err) {
-          return asVmdnError(err);
-        }
-      });
-    }
+    if (this.opts.loose) return this.acceptLoose(items, o, pool);
+    // read before the bytes move to a worker (a moved buffer reads as empty here)
+    const storedSizes = storedSizesOf(items);
+    const places = this.packs.appendMany(packFrames(items));
+    const outcomes = pool ? await verifyInWorker(pool, items, o) : verifyHere(items, o.source);
+    return this.indexVerified(items, outcomes, storedSizes, places);
+  }
+
+  /** Index what the workers verified (bytes already in packs at `places`); synchronous, one row shape. */
+  private indexVerified(items: AcceptedItem[], outcomes: VerifyOutcome[], storedSizes: number[], places: PackPlace[]): Array<PutResult | VmdnError> {
     const results: Array<PutResult | VmdnError> = [];
     for (let i = 0; i < items.length; i++) {
       const out = outcomes[i]!;
-      if (out instanceof Error) {
+      if (out instanceof VmdnError) {
         results.push(out);
         continue;
       }
       const digest = items[i]!.digest;
-      const at = this.opts.loose ? await this.writeLoose(digest, kept[i]!).catch((e: unknown) => asVmdnError(e)) : places[i]!;
+      const at = places[i]!;
+      this.index.addObject({ digest, size: out.size, storedSize: storedSizes[i]!, pack: at.pack, offset: at.offset });
+      results.push({ digest, size: out.size, storedSize: storedSizes[i]!, added: true });
+    }
+    return results;
+  }
+
+  /** acceptEncodedMany into loose files: each written only once verified. */
+  private async acceptLoose(items: AcceptedItem[], o: { source: string; outPath?: string; whole?: boolean }, pool: CodecPool | null): Promise<Array<PutResult | VmdnError>> {
+    const kept = items.map((it) => new Uint8Array(it.encoded));
+    const outcomes = pool ? await verifyInWorker(pool, items, o) : verifyHere(items, o.source);
+    const results: Array<PutResult | VmdnError> = [];
+    for (let i = 0; i < items.length; i++) {
+      const out = outcomes[i]!;
+      if (out instanceof VmdnError) {
+        results.push(out);
+        continue;
+      }
+      const digest = items[i]!.digest;
+      const at = await this.writeLoose(digest, kept[i]!).catch((e: unknown) => asVmdnError(e));
       if (at instanceof Error) {
         results.push(at);
         continue;
       }
-      const stat = { digest, size: out.size, storedSize: storedSizes[i]! };
+      const stat = { digest, size: out.size, storedSize: kept[i]!.length };
       this.index.addObject({ ...stat, ...at });
       results.push({ ...stat, added: true });
     }
@@ -294,4 +294,3 @@ export class LocalStore extends LocalReads implements EncodedMany, PrunableStore
     }
   }
 }
-

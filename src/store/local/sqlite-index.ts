@@ -178,6 +178,12 @@ export class StoreIndex {
       return [digest, { digest, size: r.size, storedSize: r.stored_size }];
     }));
   }
+  /** The stored bytes of those of `digests` that are indexed (each counted once per time it is listed), in one query. */
+  storedBytes(digests: Iterable<Digest>): number {
+    this.flush();
+    const list = [...digests];
+    return list.length === 0 ? 0 : this.st.storedBytes.get(JSON.stringify(list))!.n;
+  }
   getImage(name: string, tag: string): ImageRow | undefined {
     this.flush();
     const r = this.st.getImage.get(name, tag);
