@@ -8,8 +8,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { once } from 'node:events';
-import { tmpDir } from '../helpers/tmp.js';
+import { unixPair } from './unix-pair.js';
 import { MemDisk } from '../helpers/memdisk.js';
 import { BlockDevice } from '../../src/nbd/device.js';
 import { AllocationMap } from '../../src/nbd/allocation.js';
@@ -34,12 +33,7 @@ class FailingDisk extends MemDisk {
 }
 
 async function pair(): Promise<{ sock: net.Socket; client: net.Socket; writes: () => number; close: () => void }> {
-  const t = tmpDir();
-  const server = net.createServer();
-  server.listen(`${t.dir}/s`);
-  await once(server, 'listening');
-  const client = net.connect(`${t.dir}/s`);
-  const [sock] = (await once(server, 'connection')) as [net.Socket];
+  const { sock, client, close } = await unixPair();
   // every hand-off of queued bytes to the handle (one writev or write syscall each)
   let n = 0;
   const s = sock as unknown as { _writev: (...a: unknown[]) => void; _write: (...a: unknown[]) => void };
@@ -47,7 +41,7 @@ async function pair(): Promise<{ sock: net.Socket; client: net.Socket; writes: (
   const w = s._write.bind(sock);
   s._writev = (...a) => (n++, wv(...a));
   s._write = (...a) => (n++, w(...a));
-  return { sock, client, writes: () => n, close: () => (client.destroy(), sock.destroy(), server.close(), t.cleanup()) };
+  return { sock, client, writes: () => n, close };
 }
 
 /** The structured chunks in `buf`: type, flags, payload. */

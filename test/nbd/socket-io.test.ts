@@ -1,19 +1,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import { once } from 'node:events';
 import { writeAll } from '../../src/nbd/socket-io.js';
-import { tmpDir } from '../helpers/tmp.js';
+import { unixPair } from './unix-pair.js';
 import { prng } from '../helpers/images.js';
 
 describe('writeAll', () => {
   it('replies waiting on a full socket share one drain wait, and all arrive in order', async () => {
-    const t = tmpDir();
-    const server = net.createServer();
-    server.listen(`${t.dir}/s`);
-    await once(server, 'listening');
-    const client = net.connect(`${t.dir}/s`);
-    const [sock] = (await once(server, 'connection')) as [net.Socket];
+    const { sock, client, close } = await unixPair();
     try {
       client.pause(); // a client that does not read yet: the kernel buffers fill
       const parts = Array.from({ length: 40 }, (_, i) => prng(60 + i, 256 << 10));
@@ -38,20 +31,12 @@ describe('writeAll', () => {
       assert.ok(Buffer.concat(got).equals(Buffer.concat(parts)));
       assert.equal(sock.listenerCount('drain'), base.drain);
     } finally {
-      client.destroy();
-      sock.destroy();
-      server.close();
-      t.cleanup();
+      close();
     }
   });
 
   it('says its parts are written only once the kernel took them all, or the socket is gone', async () => {
-    const t = tmpDir();
-    const server = net.createServer();
-    server.listen(`${t.dir}/s`);
-    await once(server, 'listening');
-    const client = net.connect(`${t.dir}/s`);
-    const [sock] = (await once(server, 'connection')) as [net.Socket];
+    const { sock, client, close } = await unixPair();
     try {
       client.pause();
       const big = prng(7, 4 << 20); // more than the socket buffers hold
@@ -79,10 +64,7 @@ describe('writeAll', () => {
       void writeAll(sock, [Buffer.from('x')], () => empty++);
       assert.equal(empty, 1, 'a gone socket lets go at once');
     } finally {
-      client.destroy();
-      sock.destroy();
-      server.close();
-      t.cleanup();
+      close();
     }
   });
 });
