@@ -180,7 +180,7 @@ export function renderOnDemand(r: OnDemandResult): string {
       const c = r.lazy.counters;
       if (c) L.push('', `Lazy run counters: demand ${c.demandObjects ?? 'n/a'} objects / ${mb(c.demandBytes)} MB, prefilled ${c.prefilledObjects ?? 'n/a'} / ${mb(c.prefilledBytes)} MB, origin sent ${mb(r.lazy.originBytes)} MB, fill done: ${c.fillDone ? 'yes' : 'no'}.`);
     }
-    L.push('', 'Both servers answer block-status queries (base:allocation), so qemu-img convert skips the holes; the page cache is dropped before each run, so vmdn reads its cache\'s object files cold (one file per chunk) where qemu-nbd reads one raw file.');
+    L.push('', 'Both servers answer block-status queries (base:allocation), so qemu-img convert skips the holes (vmdn reports holes under 64 KiB as data: qemu asks one extent at a time); the page cache is dropped before each run, so vmdn reads its cache\'s pack files cold and decodes and verifies every object, where qemu-nbd reads one raw file.');
   }
   L.push('', '### Boots (TCG, time to `login:` on the serial console)', '');
   const b = r.boots;
