@@ -64,4 +64,36 @@ describe('SlabReads', () => {
       t.cleanup();
     }
   });
+
+  it('reads at places looked up ahead, and a place gone stale falls back to the store and is forgotten', async () => {
+    const t = tmpDir();
+    const store = await LocalStore.open(t.dir, { workers: 1 });
+    try {
+      const data = Array.from({ length: 3 }, (_, i) => prng(200 + i, 20_000 + i));
+      const digests: string[] = [];
+      for (const d of data) digests.push((await store.put(d)).digest);
+      await store.close();
+      const again = await LocalStore.open(t.dir, { workers: 1 });
+      const r = new SlabReads(again, new Slab(4 * 40_000), 1);
+      try {
+        r.knowPlaces([...digests, digests[0]!]);
+        const places = (r as unknown as { places: Map<string, { objPath: string }> }).places;
+        assert.equal(places.size, 3, 'one place per object, repeats and all');
+        // as if a gc had moved object 1 since: its remembered pack is gone
+        places.set(digests[1]!, { ...places.get(digests[1]!)!, objPath: `${t.dir}/packs/gone.pack` });
+        const got = r.read(digests.map((digest, i) => ({ digest, size: data[i]!.length })));
+        const out = await Promise.all(got.map((g) => settle(g.ready)));
+        out.forEach((b, i) => assert.ok(Buffer.isBuffer(b) && b.equals(data[i]!), `object ${i}: ${String(b)}`));
+        assert.equal(places.has(digests[1]!), false, 'the stale place is forgotten');
+        assert.equal(places.has(digests[0]!), true);
+        for (const g of got) g.slot?.unref();
+        assert.equal(r.slab.used, 0);
+      } finally {
+        await r.close();
+        await again.close();
+      }
+    } finally {
+      t.cleanup();
+    }
+  });
 });
