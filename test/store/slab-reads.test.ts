@@ -3,7 +3,8 @@
  * back decoded into their slots, byte for byte; a damaged object is refused
  * (its hash checked in the worker) and only it; an object of another size
  * than asked is refused before it is decoded; with the slab full, reads fall
- * back to the store's own buffers, verified the same way.
+ * back to the store's own buffers, verified the same way; places looked up
+ * ahead, and the store's workers shared.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -74,7 +75,8 @@ describe('SlabReads', () => {
       for (const d of data) digests.push((await store.put(d)).digest);
       await store.close();
       const again = await LocalStore.open(t.dir, { workers: 1 });
-      const r = new SlabReads(again, new Slab(4 * 40_000), 1);
+      // no pool of its own: the store's workers decode
+      const r = new SlabReads(again, new Slab(4 * 40_000));
       try {
         r.knowPlaces([...digests, digests[0]!]);
         const places = (r as unknown as { places: Map<string, { objPath: string }> }).places;
@@ -88,6 +90,8 @@ describe('SlabReads', () => {
         assert.equal(places.has(digests[0]!), true);
         for (const g of got) g.slot?.unref();
         assert.equal(r.slab.used, 0);
+        await r.close();
+        assert.ok(Buffer.from(await again.get(digests[2]!)).equals(data[2]!), 'the store and its workers live on');
       } finally {
         await r.close();
         await again.close();

@@ -82,6 +82,11 @@ export abstract class LocalReads {
     }
   }
 
+  /** The store's codec workers, started if need be (null: the store runs without), for readers with requests of their own (slab-reads.ts). */
+  codecPool(): CodecPool | null {
+    return this.codec();
+  }
+
   protected codec(): CodecPool | null {
     if (this.pool === null && (this.opts.workers ?? 2) > 0) this.pool = new CodecPool(this.opts.workers ?? 2);
     return this.pool;

@@ -44,9 +44,21 @@ export class SlabReads {
    * read goes through the store's get, which looks again.
    */
   private readonly places = new Map<string, Placed>();
+  /** Decodes sent and not answered yet (close() waits for them when the pool is the store's). */
+  private readonly pending = new Set<Promise<unknown>>();
 
-  constructor(private readonly store: LocalReads, readonly slab: Slab, workers = 2) {
-    this.pool = new CodecPool(workers);
+  /** Whether `pool` is ours to close (not the store's). */
+  private readonly ownPool: boolean;
+
+  /**
+   * Reads decode in the store's own codec workers, unless `workers` asks for a pool of
+   * their own (tests that kill one): a second pool beside the store's idle one cost two
+   * more threads' start-up (~0.1 s of CPU each) and their memory, for nothing.
+   */
+  constructor(private readonly store: LocalReads, readonly slab: Slab, workers?: number) {
+    const shared = workers === undefined ? store.codecPool() : null;
+    this.ownPool = !shared;
+    this.pool = shared ?? new CodecPool(workers ?? 2);
   }
 
   private placeOf(digest: string, row: { pack?: string; offset?: number; storedSize: number } | undefined): Placed {
@@ -110,7 +122,7 @@ export class SlabReads {
   }
 
   private decode(batch: Array<{ item: SlabItem; slot: SlabSlot; d: ReturnType<typeof deferred> }>): void {
-    this.pool.run({ op: 'getInto', items: batch.map((b) => b.item), slab: this.slab.buffer, source: this.store.dir }).then(
+    const p = this.pool.run({ op: 'getInto', items: batch.map((b) => b.item), slab: this.slab.buffer, source: this.store.dir }).then(
       (r) => {
         const again: typeof batch = [];
         r.places!.forEach((p, i) => {
@@ -133,6 +145,8 @@ export class SlabReads {
         }
       },
     );
+    this.pending.add(p);
+    void p.finally(() => this.pending.delete(p));
   }
 
   private viaStore(items: Array<{ digest: string; size: number; d: ReturnType<typeof deferred> }>): void {
@@ -148,6 +162,8 @@ export class SlabReads {
   }
 
   async close(): Promise<void> {
-    await this.pool.close();
+    // the store's pool is the store's to close; what it still decodes for us lands first
+    if (this.ownPool) await this.pool.close();
+    else await Promise.all(this.pending);
   }
 }
