@@ -226,7 +226,8 @@ export class SlabDisk implements Disk {
       for (let k = 0; k < idx.length; k++) {
         const [o, l] = chunks[idx[k]!]!;
         if (o > at) zeros(o - at);
-        const data = await got[k]!.read.ready;
+        const r = got[k]!.read;
+        const data = r.data ?? (await r.ready);
         const s = Math.max(o, offset);
         const e = Math.min(o + l, end);
         parts.push(data.subarray(s - o, e - o));
