@@ -33,6 +33,8 @@ export interface OpenedDevice {
   temporaryOverlay: boolean;
   /** Files/packages images: how their filesystems' metadata was built before the first read. */
   rebuilt?: RebuiltStats;
+  /** The base is read through the slab (a chunks image whose objects are all in a local store). */
+  slab?: boolean;
   /** Flush and close the overlay (a temporary one is deleted). */
   close(): Promise<void>;
 }
@@ -68,7 +70,7 @@ export async function openStoredDevice(
 ): Promise<OpenedDevice> {
   const { digest, manifest } = await resolveImage(store, ref);
   const base = await openBase(manifest, store);
-  return { ...(await deviceOver(base.disk, digest, manifest, opts)), rebuilt: base.stats };
+  return { ...(await deviceOver(base.disk, digest, manifest, opts)), rebuilt: base.stats, slab: base.disk instanceof SlabDisk };
 }
 
 /**

@@ -25,6 +25,7 @@ import { loadProfile, type LoadedProfile } from './profile.js';
 import type { Digest } from '../store/digest.js';
 import type { Manifest } from '../model/manifest.js';
 import { deviceOver, openBase, type OpenedDevice } from './open.js';
+import { SlabDisk } from './slab-disk.js';
 
 export interface RemoteOptions {
   overlay?: string;
@@ -77,7 +78,7 @@ export async function openRemoteDevice(url: string, ref: ImageRef, cache: LocalS
     const complete = cached === objects.size && !manifest.filesystems?.length;
     const base = await openBase(manifest, complete ? cache : demand);
     try {
-      opened = { ...(await deviceOver(base.disk, digest, manifest, o)), rebuilt: base.stats };
+      opened = { ...(await deviceOver(base.disk, digest, manifest, o)), rebuilt: base.stats, slab: base.disk instanceof SlabDisk };
     } catch (err) {
       await base.disk.close();
       throw err;
