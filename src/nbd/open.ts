@@ -82,10 +82,7 @@ export async function openStoredDevice(
 export async function openBase(manifest: Manifest, store: ReadableStore): Promise<{ disk: Disk; stats?: RebuiltStats }> {
   if (!manifest.filesystems?.length && store instanceof LocalStore && store.canCopyTo && process.env.VMDN_NBD_SLAB !== '0') {
     const sizes = slabSizes();
-    const reads = new SlabReads(store, new Slab(sizes.bytes));
-    // every chunk's place in one query now, none per read later
-    reads.knowPlaces(manifest.chunks.map((c) => c[2]));
-    return { disk: new SlabDisk(manifest, reads, sizes) };
+    return { disk: new SlabDisk(manifest, new SlabReads(store, new Slab(sizes.bytes)), sizes) };
   }
   if (!manifest.filesystems?.length) return { disk: new ManifestDisk(manifest, store, CHUNK_CACHE_ENTRIES, READ_AHEAD_BYTES) };
   removeStaleOverlays();

@@ -97,6 +97,37 @@ describe('SlabDisk', () => {
   });
 });
 
+describe('SlabDisk places', () => {
+  it('looks the places of the chunks a reader in order gets to up a window at a time, before it reads them', async () => {
+    const n = 20_000; // more than one window (16,384 chunks)
+    const size = 512;
+    const chunks = Array.from({ length: n }, (_, i) => [i * size, size, digestOf(i)]);
+    const m = { virtualSize: n * size, chunks, source: { clusterSize: 65536 } } as unknown as Manifest;
+    const known = new Set<string>();
+    const lookups: number[] = [];
+    let unknownReads = 0;
+    const slab = new Slab(1 << 20);
+    const inner = fakeReads(slab, { reads: 0 });
+    const reads = Object.assign(Object.create(inner) as SlabReads, {
+      knowPlaces(digests: readonly string[]) {
+        lookups.push(digests.length);
+        for (const d of digests) known.add(d);
+      },
+      read(items: Array<{ digest: string; size: number }>) {
+        for (const it of items) if (!known.has(it.digest)) unknownReads++;
+        return inner.read(items);
+      },
+    });
+    const disk = new SlabDisk(m, reads, { cacheBytes: 16 * size, aheadBytes: 64 * size });
+    assert.deepEqual(lookups, [16_384], 'the first window at open');
+    for (let at = 0; at < m.virtualSize; at += 32 * size) (await disk.readLeased(at, 32 * size)).release();
+    assert.equal(lookups.length, 2, `then one more: ${lookups.join(', ')}`);
+    // the reads that start a window find it looked up; only requests outside the read-ahead may ask first
+    assert.ok(unknownReads <= 64, `${unknownReads} chunks read before their places were looked up`);
+    await disk.close();
+  });
+});
+
 describe('slabSizes', () => {
   it('VMDN_NBD_SLAB_MIB sets the slab, the cache and read-ahead shrink with it; nonsense is ignored', () => {
     const base = slabSizes({});

@@ -19,6 +19,9 @@ import { VmdnError, type ErrorCode } from '../../errors.js';
 /** Objects per worker message: a 2 MiB read of ~36 KiB objects still keeps both workers busy (32, not 16: half the messages, each ~2 ms of work). */
 const BATCH = 32;
 
+/** Places remembered at most (knowPlaces). */
+const MAX_PLACES = 1 << 16;
+
 /** One object being read: its slot (null: a plain buffer from the store), and its bytes once decoded and verified. */
 export interface SlabRead {
   slot: SlabSlot | null;
@@ -44,11 +47,12 @@ function deferred(read: SlabRead): { p: Promise<Uint8Array>; resolve: (b: Uint8A
 export class SlabReads {
   private readonly pool: CodecPool;
   /**
-   * Where objects are, looked up ahead (`knowPlaces`): one index query for a whole image
-   * at open, where a query per batch of reads cost the NBD server's main thread more than
-   * anything else it did (~0.1 s of its ~0.5 s CPU for base). A place gone stale (a gc
-   * moved the object) fails in the worker as E_NOT_FOUND: it is forgotten, and that
-   * read goes through the store's get, which looks again.
+   * Where objects are, looked up ahead (`knowPlaces`): one index query for thousands of an
+   * image's chunks, where a query per batch of reads cost the NBD server's main thread more
+   * than anything else it did (~0.1 s of its ~0.5 s CPU for base). At most MAX_PLACES
+   * (a huge image's would not fit in memory). A place gone stale (a gc moved the object)
+   * fails in the worker as E_NOT_FOUND: it is forgotten, and that read goes through the
+   * store's get, which looks again.
    */
   private readonly places = new Map<string, Placed>();
   /** Decodes sent and not answered yet (close() waits for them when the pool is the store's). */
@@ -77,6 +81,8 @@ export class SlabReads {
   knowPlaces(digests: readonly string[]): void {
     const want = [...new Set(digests)].filter((d) => !this.places.has(d));
     if (!want.length) return;
+    // the older ones go (a reader moves on): ~150 bytes each, so a few MB at most
+    if (this.places.size + want.length > MAX_PLACES) this.places.clear();
     const rows = this.store.index.placesInOrder(want);
     want.forEach((digest, i) => {
       const r = rows[i];
