@@ -154,6 +154,28 @@ describe('objects accepted from one shared buffer', () => {
   });
 });
 
+describe('objects accepted while the codec workers boot', () => {
+  it('are verified on the calling thread: a bad one refused, the others kept; then the workers take over', async () => {
+    const t = tmpDir();
+    const store = await LocalStore.open(t.dir, { workers: 2 });
+    try {
+      store.codecPool();
+      const objs = objects(3, 300);
+      objs[1]!.frame = encodeObject(prng(777, 20_001)); // damaged: other bytes under its name
+      // not moved: the workers are not up yet (a moved buffer would read as empty)
+      const frames = objs.map((o) => Buffer.from(o.frame));
+      const r = await store.acceptEncodedMany(objs.map((o, i) => ({ digest: o.digest, encoded: frames[i]! })), { source: 'test' });
+      assert.ok(frames.every((f, i) => f.length === objs[i]!.frame.length), 'verified here, not moved');
+      assert.ok(r[1] instanceof VmdnError && r[1].code === 'E_CORRUPT_OBJECT');
+      for (const i of [0, 2]) assert.ok(Buffer.from(await store.get(objs[i]!.digest)).equals(objs[i]!.data));
+      assert.equal(await store.has(objs[1]!.digest), false);
+    } finally {
+      await store.close();
+      t.cleanup();
+    }
+  });
+});
+
 describe('reads of many objects for a server', () => {
   it('encodedMany gives each object as stored: packed ones by stretch, loose ones, none for one not held', async () => {
     const t = tmpDir();

@@ -98,6 +98,8 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
 
 async function pullLeased(o: PullOptions): Promise<PullResult> {
   const t0 = Date.now();
+  // the workers boot (~0.15 s) while the name, the manifest and the index are looked up: the first batch finds them up
+  o.cache.codecPool();
   // one keep-alive connection per parallel download
   const remote = new HttpStore(o.url, { connections: o.concurrency ?? DEFAULT_CONCURRENCY, ...o.http });
   const store = await CachingStore.open(o.cache, remote);

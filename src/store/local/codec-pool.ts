@@ -15,6 +15,7 @@ type DistributiveOmit<T, K extends keyof any> = T extends unknown ? Omit<T, K> :
 export class CodecPool {
   private readonly workers: Worker[] = [];
   private readonly load: number[] = [];
+  private online = 0;
   private readonly pending = new Map<number, Pending & { worker: number }>();
   private nextId = 1;
   private closed = false;
@@ -38,7 +39,10 @@ export class CodecPool {
     w.unref();
     let failure: Error | undefined;
     let online = false;
-    w.on('online', () => (online = true));
+    w.on('online', () => {
+      online = true;
+      this.online++;
+    });
     w.on('message', (res: CodecResponse) => this.settle(res));
     w.on('error', (err) => (failure = err));
     w.on('exit', (code) => {
@@ -50,6 +54,11 @@ export class CodecPool {
       if (!this.closed && online) this.workers[i] = this.spawn(i);
     });
     return w;
+  }
+
+  /** Whether every worker has started (one spawned later to replace a dead one counts again). */
+  get ready(): boolean {
+    return this.online >= this.workers.length;
   }
 
   get size(): number {

@@ -164,7 +164,10 @@ export class LocalStore extends LocalReads implements EncodedMany, PrunableStore
     // read before the bytes move to a worker (a moved buffer reads as empty here)
     const storedSizes = storedSizesOf(items);
     const places = this.packs.appendMany(packFrames(items));
-    const outcomes = pool ? await verifyInWorker(pool, items, o) : verifyHere(items, o.source);
+    // while the workers boot, loose objects that need not be written into a file are verified here (a pull's
+    // manifest, before its first batch): ~0.15 s sooner. A batch group (`whole`) still moves to them.
+    const here = !pool || (!pool.ready && !o.outPath && !o.whole);
+    const outcomes = here ? verifyHere(items, o.source) : await verifyInWorker(pool, items, o);
     return this.indexVerified(items, outcomes, storedSizes, places);
   }
 
