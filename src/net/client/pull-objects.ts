@@ -102,7 +102,7 @@ export async function pullObjects(fetch: Digest[], held: Digest[], w: ObjectWork
   };
   const keepFrom = (source: string) => async (records: BatchRecord[]): Promise<unknown[]> => {
     const items = records.map((r) => ({ digest: r.digest, encoded: r.encoded, offsets: place?.offsets.get(r.digest) }));
-    // a batch group's records are views of one buffer of their own (batch-fetch.ts): moved to the worker whole
+    // a batch group's records are views of buffers no other group uses (batch-fetch.ts): moved to the worker whole
     const results = await w.cache.acceptEncodedMany(items, { source, outPath: place?.target, whole: fromArenas(records) });
     return results.map((r, i) => {
       if (r instanceof Error) return r;
