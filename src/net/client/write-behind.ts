@@ -9,8 +9,13 @@
  */
 import fs from 'node:fs/promises';
 
-/** Bytes placed between two writebacks: a few seconds' worth at 100 Mbit/s, a fraction of a second on loopback. */
-export const WRITE_BEHIND_BYTES = 64 << 20;
+/**
+ * Bytes placed between two writebacks: about a second's worth at 100 Mbit/s, a
+ * few hundredths on loopback. At 64 MiB a loopback pull of base still waited
+ * 60-125 ms at its end (the writeback running, then the final fsync); what is
+ * left unsynced at the end is about half of this.
+ */
+export const WRITE_BEHIND_BYTES = 16 << 20;
 
 export class WriteBehind {
   private fh: Promise<fs.FileHandle | undefined>;
