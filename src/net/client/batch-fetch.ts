@@ -45,6 +45,13 @@ export interface BatchHost {
   deadline(req: http.ClientRequest, moved: () => number): () => void;
 }
 
+export interface BatchOptions {
+  signal?: AbortSignal;
+  groupBytes: number;
+  /** Called once the response has ended (every record handed to `accept`), before `accept` has finished with them. */
+  onBody?: () => void;
+}
+
 export interface BatchExchange {
   /** The HTTP status; 0 when the exchange failed (refused, cut, timed out, a confused body). */
   status: number;
@@ -61,7 +68,7 @@ export interface BatchExchange {
  * exchange has ended). With groupBytes 0 every record is a group (and a
  * buffer) of its own.
  */
-export async function exchangeBatch(h: BatchHost, digests: Digest[], accept: (records: BatchRecord[]) => Promise<unknown[]>, o: { signal?: AbortSignal; groupBytes: number }): Promise<BatchExchange> {
+export async function exchangeBatch(h: BatchHost, digests: Digest[], accept: (records: BatchRecord[]) => Promise<unknown[]>, o: BatchOptions): Promise<BatchExchange> {
   const signal = o.signal;
   const wanted = new Set(digests);
   const corrupt: Digest[] = [];
@@ -155,6 +162,7 @@ export async function exchangeBatch(h: BatchHost, digests: Digest[], accept: (re
     req.end(body);
   });
   sendRest();
+  o.onBody?.();
   while (pending.size) await Promise.all([...pending]);
   signal?.throwIfAborted();
   if (fatal) throw fatal.err;

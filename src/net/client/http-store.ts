@@ -24,7 +24,7 @@ export const MAX_JSON_BODY = 16 << 20;
 import type { BatchResult } from '../../store/cache/caching-store.js';
 export type { BatchResult };
 
-import { exchangeBatch, type BatchHost, type BatchRecord } from './batch-fetch.js';
+import { exchangeBatch, type BatchHost, type BatchOptions, type BatchRecord } from './batch-fetch.js';
 export type { BatchRecord };
 
 export interface HttpStoreOptions {
@@ -189,7 +189,7 @@ export class HttpStore implements ReadableStore {
    * per record: undefined when it was kept, else the error (E_CORRUPT_OBJECT:
    * refetched past caches; any other stops the batch).
    */
-  async fetchBatchGroups(digests: Digest[], accept: (records: BatchRecord[]) => Promise<unknown[]>, o: { signal?: AbortSignal; groupBytes: number }): Promise<BatchResult | undefined> {
+  async fetchBatchGroups(digests: Digest[], accept: (records: BatchRecord[]) => Promise<unknown[]>, o: BatchOptions): Promise<BatchResult | undefined> {
     if (!this.batches) return undefined;
     const host: BatchHost = { base: this.base, agent: this.agent, stats: this.stats, timeoutMs: this.o.timeoutMs, deadline: (req, moved) => armDeadline(req, moved, this.o) };
     const { status, missing, corrupt } = await exchangeBatch(host, digests, accept, o);

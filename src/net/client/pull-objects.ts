@@ -64,6 +64,14 @@ const COPY_CONCURRENCY = 8;
 const BATCH_SIZE = 256;
 const BATCH_LANES = 3;
 /**
+ * Batches started and not yet done: a lane asks for its next batch as soon as
+ * its response has arrived, while the workers still verify it (up to this
+ * many). Waiting for them first left the server idle at every turn of every
+ * lane, and the workers idle while it answered. Each waiting batch holds at
+ * most BATCH_PENDING_BYTES (batch-fetch.ts), ~3 MiB for 256 chunks.
+ */
+const BATCHES_STARTED = BATCH_LANES + 2;
+/**
  * Bytes of a batch response handed to one codec worker in one message: a
  * message per object cost the workers a fifth of their time; 1 MiB is a few
  * dozen objects, arrives in a few ms on loopback, and still splits a batch
@@ -122,8 +130,8 @@ export async function pullObjects(fetch: Digest[], held: Digest[], w: ObjectWork
   // batches first; what they did not bring intact goes one by one, a bad copy past caches
   const singles: Digest[] = [];
   const refetch: Digest[] = [];
-  const batch = async (ds: Digest[]) => {
-    const r = await w.remote.fetchBatchGroups(ds, keepGroup, { signal: w.signal, groupBytes: GROUP_BYTES });
+  const batch = async (ds: Digest[], received: () => void) => {
+    const r = await w.remote.fetchBatchGroups(ds, keepGroup, { signal: w.signal, groupBytes: GROUP_BYTES, onBody: received });
     singles.push(...(r ? r.missing : ds));
     refetch.push(...(r?.corrupt ?? []));
   };
@@ -151,7 +159,7 @@ export async function pullObjects(fetch: Digest[], held: Digest[], w: ObjectWork
         return;
       }
     }
-    await drain(slices(fromOrigin, BATCH_SIZE), BATCH_LANES, batch, stop, w.signal);
+    await overlapped(slices(fromOrigin, BATCH_SIZE), batch, stop, w.signal);
     await drain(refetch, w.concurrency, single(true), stop, w.signal);
     await drain(singles, w.concurrency, download, stop, w.signal);
   };
@@ -172,6 +180,40 @@ function checkLength(d: Digest, got: number, want: number): void {
 
 interface Stop {
   failed?: { err: unknown };
+}
+
+/**
+ * Run `task` over `items` in BATCH_LANES lanes, each going on to its next item once `task` calls its
+ * `received` (or ends), with at most BATCHES_STARTED unfinished; until done or `stop` records a failure.
+ * Never rejects; resolves once every started task has ended.
+ */
+async function overlapped<T>(items: T[], task: (item: T, received: () => void) => Promise<void>, stop: Stop, signal?: AbortSignal): Promise<void> {
+  const started = new Set<Promise<void>>();
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length && !stop.failed) {
+      while (started.size >= BATCHES_STARTED) await Promise.race(started);
+      if (next >= items.length || stop.failed) break;
+      const item = items[next++]!;
+      let received!: () => void;
+      const arrived = new Promise<void>((resolve) => (received = resolve));
+      const run = (async () => {
+        try {
+          signal?.throwIfAborted();
+          await task(item, received);
+        } catch (err) {
+          stop.failed ??= { err };
+        } finally {
+          received();
+        }
+      })();
+      started.add(run);
+      void run.then(() => started.delete(run)); // run never rejects; removed only once added
+      await arrived;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(items.length, BATCH_LANES) }, lane));
+  while (started.size) await Promise.all([...started]);
 }
 
 /** Run `task` over `items` with `width` in flight until done or `stop` records a failure; never rejects. */
