@@ -150,6 +150,28 @@ describe('object batches', () => {
     assert.ok(p.atBoundary);
   });
 
+  it('onBody comes once the whole response has arrived, before accept has finished with it (a pull then asks for its next batch)', async () => {
+    const hs = new HttpStore(origin.url);
+    try {
+      let release = () => {};
+      const gate = new Promise<void>((res) => (release = res));
+      let bodied = false;
+      let seen = 0;
+      const done = hs.fetchBatchGroups(digests, async (records) => {
+        seen += records.length;
+        await gate;
+        return records.map(() => undefined);
+      }, { groupBytes: 50_000, onBody: () => (bodied = true) });
+      for (let i = 0; i < 200 && !bodied; i++) await new Promise((res) => setTimeout(res, 10));
+      assert.ok(bodied, 'told while accept still waits');
+      assert.equal(seen, digests.length, 'every record handed over first');
+      release();
+      assert.deepEqual(await done, { missing: [], corrupt: [] });
+    } finally {
+      await hs.close();
+    }
+  });
+
   it('a server without batches answers 404: the client stops asking', async () => {
     let hits = 0;
     const s = http.createServer((_req, res) => {
