@@ -33,6 +33,37 @@ export interface CopyItem {
   length: number;
 }
 
+/** An object to decode once, with the other places its data goes (a chunk repeated in the image). */
+interface UniqueItem extends CopyItem {
+  copies?: number[];
+}
+
+/**
+ * Each object once, at its first place, with its later places as copies: the corpus image has
+ * 604 repeated chunks (21.8 MB), each decoded and hashed again before. A repeat of another length
+ * stays an item of its own (decoding it fails the length check, as it must).
+ */
+export function dedupeItems(items: readonly CopyItem[]): UniqueItem[] {
+  const first = new Map<Digest, UniqueItem>();
+  const out: UniqueItem[] = [];
+  for (const it of items) {
+    const f = first.get(it.digest);
+    if (f !== undefined && f.length === it.length) {
+      (f.copies ??= []).push(it.offset);
+      continue;
+    }
+    const u: UniqueItem = { digest: it.digest, offset: it.offset, length: it.length };
+    if (f === undefined) first.set(it.digest, u);
+    out.push(u);
+  }
+  return out;
+}
+
+/** A batch's items with every copy as an item of its own (the per-batch retry path, copyRuns). */
+function expand(batch: readonly UniqueItem[]): CopyItem[] {
+  return batch.flatMap((it) => [{ digest: it.digest, offset: it.offset, length: it.length }, ...(it.copies ?? []).map((offset) => ({ digest: it.digest, offset, length: it.length }))]);
+}
+
 export interface CopyAllOptions {
   signal?: AbortSignal;
   /** Told the bytes each batch placed, as it lands (in no particular order). */
@@ -70,13 +101,14 @@ export function planBatches<T extends { length: number }>(items: readonly T[], b
 }
 
 /** One batch's items with their places by the index (one query for the batch), as a table for the worker. */
-function tableOf(store: CopyAllStore, batch: readonly CopyItem[]): RunTable {
+function tableOf(store: CopyAllStore, batch: readonly UniqueItem[]): RunTable {
   const rows = store.index.placesInOrder(batch.map((it) => it.digest));
   return packRunTable(batch.map((it, i): TableRow => {
     const r = rows[i];
-    if (r?.pack !== undefined) return { digest: it.digest, objPath: packPath(store.packsDir, r.pack), packOffset: r.offset!, storedSize: r.storedSize, offset: it.offset, length: it.length };
+    const copies = it.copies ? { copies: it.copies } : {};
+    if (r?.pack !== undefined) return { digest: it.digest, objPath: packPath(store.packsDir, r.pack), packOffset: r.offset!, storedSize: r.storedSize, offset: it.offset, length: it.length, ...copies };
     // not in a pack: a loose file, named by the digest (checked: it becomes a path)
-    return { digest: assertDigest(it.digest), objPath: objectPath(store.objectsDir, it.digest), offset: it.offset, length: it.length };
+    return { digest: assertDigest(it.digest), objPath: objectPath(store.objectsDir, it.digest), offset: it.offset, length: it.length, ...copies };
   }));
 }
 
@@ -92,7 +124,7 @@ export async function copyAll(store: CopyAllStore, pool: CodecPool, items: CopyI
       throw new VmdnError('E_INTERNAL', `bad object place ${it.offset}+${it.length}`, { digest: it.digest });
     }
   }
-  const batches = planBatches(items, opts.batchBytes);
+  const batches = planBatches(dedupeItems(items), opts.batchBytes);
   let next = 0;
   let total = 0;
   let failed: unknown;
@@ -107,7 +139,7 @@ export async function copyAll(store: CopyAllStore, pool: CodecPool, items: CopyI
         } catch (err) {
           // gone from where the index said (gc repacked it meanwhile): copyRuns looks the objects up again
           if (!(err instanceof VmdnError && err.code === 'E_NOT_FOUND')) throw err;
-          n = await store.copyRuns(batch, to);
+          n = await store.copyRuns(expand(batch), to);
         }
         total += n;
         opts.onBatch?.(n);
