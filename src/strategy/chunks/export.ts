@@ -4,7 +4,7 @@
  * the remote store) while writing strictly in order.
  */
 import type { DiskWriter } from '../../container/disk.js';
-import { canCopyToFile, canGetMany, type CopyToFile, type GetMany, type ReadableStore } from '../../store/types.js';
+import { canCopyToFile, canGetMany, canReadInOrder, type CopyToFile, type GetMany, type ReadInOrder, type ReadableStore } from '../../store/types.js';
 import type { Manifest } from '../../model/manifest.js';
 import { throttle, type OnProgress } from '../../util/progress.js';
 import { VmdnError } from '../../errors.js';
@@ -18,6 +18,7 @@ export interface AssembleOptions {
 
 export async function assembleChunks(manifest: Manifest, store: ReadableStore, writer: DiskWriter, opts: AssembleOptions = {}): Promise<{ bytesWritten: number }> {
   if (writer.directTarget && canCopyToFile(store)) return assembleDirect(manifest, store, writer, writer.directTarget, opts);
+  if (canReadInOrder(store)) return assembleInOrder(manifest, store, writer, opts);
   if (canGetMany(store)) return assembleBatched(manifest, store, writer, opts);
   const { signal } = opts;
   const readAhead = Math.max(1, opts.readAhead ?? 32);
@@ -48,6 +49,32 @@ export async function assembleChunks(manifest: Manifest, store: ReadableStore, w
       done += length;
       progress?.({ phase: 'export', done, total, unit: 'bytes' });
     }
+    await writer.finish();
+  } catch (err) {
+    await writer.abort().catch(() => {});
+    throw err;
+  }
+  return { bytesWritten: done };
+}
+
+/**
+ * Any writer from a store that reads in order into reused buffers (the local store,
+ * ordered-reads.ts): the writers copy what they keep, so a buffer is free again once
+ * write() has settled.
+ */
+async function assembleInOrder(manifest: Manifest, store: ReadableStore & ReadInOrder, writer: DiskWriter, opts: AssembleOptions): Promise<{ bytesWritten: number }> {
+  const progress = throttle(opts.onProgress);
+  const chunks = manifest.chunks;
+  const total = chunks.reduce((n, c) => n + c[1], 0);
+  let done = 0;
+  try {
+    await store.readInOrder(chunks.map(([, length, digest]) => ({ digest, length })), async (i, data) => {
+      const [offset, length, digest] = chunks[i]!;
+      if (data.length !== length) throw new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} has ${data.length} bytes, manifest says ${length}`, { digest });
+      await writer.write(offset, data);
+      done += length;
+      progress?.({ phase: 'export', done, total, unit: 'bytes' });
+    }, { signal: opts.signal });
     await writer.finish();
   } catch (err) {
     await writer.abort().catch(() => {});
