@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { LocalStore } from '../../src/store/local/local-store.js';
-import { planBatches, dedupeItems, COPY_BATCH_ITEMS } from '../../src/store/local/copy-all.js';
+import { planBatches, planCopies, COPY_BATCH_ITEMS } from '../../src/store/local/copy-all.js';
 import { packRunTable, unpackRunTable } from '../../src/store/local/run-table.js';
 import { VmdnError } from '../../src/errors.js';
 import { flipObjectByte } from '../helpers/object-bytes.js';
@@ -56,21 +56,20 @@ describe('LocalStore.copyAll', () => {
     assert.throws(() => unpackRunTable({ ...t, copies: Float64Array.from([0]) }), (e: VmdnError) => e.code === 'E_INTERNAL');
   });
 
-  it('keeps each object once, later places as copies; a repeat of another length stays an item', () => {
+  it('takes each object once, later places as copies; a repeat of another length stays an item; refuses a bad place', () => {
     const a = 'a'.repeat(64);
     const b = 'b'.repeat(64);
-    const u = dedupeItems([
+    const { firstOf, copies } = planCopies([
       { digest: a, offset: 0, length: 10 },
       { digest: b, offset: 10, length: 5 },
       { digest: a, offset: 100, length: 10 },
       { digest: a, offset: 200, length: 11 },
       { digest: a, offset: 300, length: 10 },
     ]);
-    assert.deepEqual(u, [
-      { digest: a, offset: 0, length: 10, copies: [100, 300] },
-      { digest: b, offset: 10, length: 5 },
-      { digest: a, offset: 200, length: 11 },
-    ]);
+    assert.deepEqual(Array.from(firstOf), [0, 1, 0, 3, 0]);
+    assert.deepEqual([...copies], [[0, [100, 300]]]);
+    assert.throws(() => planCopies([{ digest: a, offset: -1, length: 10 }]), (e: VmdnError) => e.code === 'E_INTERNAL');
+    assert.throws(() => planCopies([{ digest: a, offset: 0, length: 1.5 }]), (e: VmdnError) => e.code === 'E_INTERNAL');
   });
 
   it('cuts batches by decoded bytes and by count, in order, never an empty one', () => {
