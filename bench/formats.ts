@@ -75,7 +75,9 @@ async function objectRates(store: string, image: string): Promise<FormatsResult[
     const { manifest } = await resolveImage(s, { name: image, tag: 'latest' });
     const digests = [...new Set(manifest.chunks.map((c) => c[2]))];
     let t = process.hrtime.bigint();
-    const encoded = digests.map((d) => fs.readFileSync(s.objectPath(d)));
+    // through the store (a stretch of a pack, or a loose file of an older store)
+    const encoded: Uint8Array[] = [];
+    for (const d of digests) encoded.push(await s.getEncoded(d));
     const readSeconds = Number(process.hrtime.bigint() - t) / 1e9;
     t = process.hrtime.bigint();
     const data = digests.map((d, i) => decodeObject(d, encoded[i]!));

@@ -42,7 +42,11 @@ export interface DiskWriter {
    * of leaving all of it to finish()'s fsync.
    */
   syncAhead?(): void;
-  /** Write data at a virtual offset. Callers write in ascending offset order. */
+  /**
+   * Write data at a virtual offset. Callers write in ascending offset order, and may use `data`'s
+   * memory again once the returned promise settles (export reads into reused buffers): a writer
+   * that keeps bytes past that copies them.
+   */
   write(offset: number, data: Uint8Array): Promise<void>;
   /** Finish the file (metadata, truncation) and atomically move it into place. */
   finish(): Promise<void>;

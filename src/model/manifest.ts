@@ -115,9 +115,15 @@ export function validateManifest(m: Manifest, source = 'caller'): void {
   if (m.filesystems !== undefined) validateFilesystems(m, source);
   if (m.ovf !== undefined && !isDigest(m.ovf)) bad('bad ovf digest', source);
   let end = 0;
-  for (const c of m.chunks) {
+  // indexed, no destructuring: this loop runs once per export over ~15k chunks, before the copy
+  // starts, in code not yet optimized, where an iterator per entry made it 3x slower (~24 ms)
+  const chunks = m.chunks;
+  for (let i = 0; i < chunks.length; i++) {
+    const c = chunks[i];
     if (!Array.isArray(c) || c.length !== 3) bad('chunk entry is not [offset, length, digest]', source);
-    const [o, l, d] = c;
+    const o = c[0];
+    const l = c[1];
+    const d = c[2];
     if (!isSize(o) || !isSize(l) || l === 0 || l > MAX_CHUNK) bad(`chunk at ${o}: bad offset/length`, source);
     if (o < end) bad(`chunk at ${o} overlaps or is out of order`, source);
     if (o + l > m.virtualSize) bad(`chunk at ${o} extends past virtualSize`, source);

@@ -87,6 +87,18 @@ export interface HoldsLocally {
   holdsLocally(digest: Digest): boolean;
 }
 
+/**
+ * Optional capability: objects decoded into buffers the store reuses, handed to `each` in order
+ * (each call awaited before the next). `bytes` is valid only until `each` settles.
+ */
+export interface ReadInOrder {
+  readInOrder(items: Array<{ digest: Digest; length: number }>, each: (i: number, bytes: Uint8Array) => void | Promise<void>, opts?: ReadOptions): Promise<void>;
+}
+
+export function canReadInOrder(s: unknown): s is ReadInOrder {
+  return typeof (s as ReadInOrder).readInOrder === 'function';
+}
+
 export function canGetMany(s: unknown): s is GetMany {
   return typeof (s as GetMany).getMany === 'function';
 }

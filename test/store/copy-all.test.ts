@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { LocalStore } from '../../src/store/local/local-store.js';
-import { planBatches, COPY_BATCH_ITEMS } from '../../src/store/local/copy-all.js';
+import { planBatches, planCopies, COPY_BATCH_ITEMS } from '../../src/store/local/copy-all.js';
 import { packRunTable, unpackRunTable } from '../../src/store/local/run-table.js';
 import { VmdnError } from '../../src/errors.js';
 import { flipObjectByte } from '../helpers/object-bytes.js';
@@ -40,6 +40,36 @@ describe('LocalStore.copyAll', () => {
     assert.deepEqual(t.paths, ['/s/packs/1.pack', '/s/objects/bb/bbb']);
     assert.deepEqual(unpackRunTable(t), rows);
     assert.throws(() => unpackRunTable({ ...t, digests: t.digests.slice(1) }), (e: VmdnError) => e.code === 'E_INTERNAL');
+  });
+
+  it('carries a repeated object\'s other places in the table (decoded once)', () => {
+    const rows = [
+      { digest: 'a'.repeat(64), objPath: '/s/packs/1.pack', packOffset: 48, storedSize: 100, offset: 0, length: 300, copies: [9000, 20000] },
+      { digest: 'b'.repeat(64), objPath: '/s/objects/bb/bbb', offset: 300, length: 20 },
+      { digest: 'c'.repeat(64), objPath: '/s/packs/1.pack', packOffset: 196, storedSize: 7, offset: 4096, length: 5000, copies: [30000] },
+    ];
+    const t = packRunTable(rows);
+    assert.deepEqual(Array.from(t.copies!), [0, 9000, 0, 20000, 2, 30000]);
+    assert.deepEqual(unpackRunTable(t), rows);
+    assert.equal(packRunTable(rows.map(({ copies, ...r }) => r)).copies, undefined);
+    assert.throws(() => unpackRunTable({ ...t, copies: Float64Array.from([3, 0]) }), (e: VmdnError) => e.code === 'E_INTERNAL');
+    assert.throws(() => unpackRunTable({ ...t, copies: Float64Array.from([0]) }), (e: VmdnError) => e.code === 'E_INTERNAL');
+  });
+
+  it('takes each object once, later places as copies; a repeat of another length stays an item; refuses a bad place', () => {
+    const a = 'a'.repeat(64);
+    const b = 'b'.repeat(64);
+    const { firstOf, copies } = planCopies([
+      { digest: a, offset: 0, length: 10 },
+      { digest: b, offset: 10, length: 5 },
+      { digest: a, offset: 100, length: 10 },
+      { digest: a, offset: 200, length: 11 },
+      { digest: a, offset: 300, length: 10 },
+    ]);
+    assert.deepEqual(Array.from(firstOf), [0, 1, 0, 3, 0]);
+    assert.deepEqual([...copies], [[0, [100, 300]]]);
+    assert.throws(() => planCopies([{ digest: a, offset: -1, length: 10 }]), (e: VmdnError) => e.code === 'E_INTERNAL');
+    assert.throws(() => planCopies([{ digest: a, offset: 0, length: 1.5 }]), (e: VmdnError) => e.code === 'E_INTERNAL');
   });
 
   it('cuts batches by decoded bytes and by count, in order, never an empty one', () => {
@@ -105,6 +135,15 @@ describe('LocalStore.copyAll', () => {
       // nothing of the bad object was written where it belongs
       const at = items.find((it) => it.digest === bad)!;
       assert.ok(fs.readFileSync(out).subarray(at.offset, at.offset + at.length).equals(Buffer.alloc(at.length)));
+
+      // a repeated object that is bad: written at none of its places
+      const bad2 = digests[3]!;
+      flipObjectByte(store, bad2);
+      emptyFile(out, size);
+      await assert.rejects(store.copyAll(items.filter((it) => it.digest !== bad), { outPath: out }), (e: VmdnError) => e.code === 'E_CORRUPT_OBJECT' && e.data.digest === bad2);
+      const places = items.filter((it) => it.digest === bad2);
+      assert.equal(places.length, 2);
+      for (const p of places) assert.ok(fs.readFileSync(out).subarray(p.offset, p.offset + p.length).equals(Buffer.alloc(p.length)));
 
       const missing = 'ef'.repeat(32);
       await assert.rejects(store.copyAll([items[0]!, { digest: missing, offset: 0, length: 10 }], { outPath: out }), (e: VmdnError) => e.code === 'E_NOT_FOUND');

@@ -81,7 +81,7 @@ export type CodecRequest =
   /** `get` for many objects: their bytes in one buffer, each object's place in it or its error (read-runs.ts). */
   | { op: 'getMany'; id: number; items: Placed[]; source: string }
   /** `get` for many objects, each decoded into its slot of a shared slab (slab-decode.ts): nothing moved back. */
-  | { op: 'getInto'; id: number; items: SlabItem[]; slab: SharedArrayBuffer; source: string };
+  | { op: 'getInto'; id: number; items: SlabItem[]; slab: SharedArrayBuffer | ArrayBuffer; source: string };
 
 export interface AcceptItem {
   digest: string;
@@ -208,11 +208,13 @@ async function handle(req: CodecRequest): Promise<CodecResponse & { transfer?: A
     return { id: req.id, ok: true, data, places: outcomes, transfer: [data.buffer as ArrayBuffer] };
   }
   if (req.op === 'getInto') {
-    const places = decodeIntoSlab(req.items, req.slab, req.source, (err) => {
+    const places = decodeIntoSlab(req.items, req.slab as SharedArrayBuffer, req.source, (err) => {
       const e = asVmdnError(err);
       return { error: { code: e.code, message: e.message, data: e.data } };
     });
-    return { id: req.id, ok: true, places };
+    // a plain ArrayBuffer (moved here by ordered-reads.ts) goes back the same way, as `data`
+    if (req.slab instanceof SharedArrayBuffer) return { id: req.id, ok: true, places };
+    return { id: req.id, ok: true, places, data: new Uint8Array(req.slab), transfer: [req.slab] };
   }
   if (req.op === 'get') {
     // decoded straight into the buffer that is moved to the caller: no copy, no pooled slice

@@ -15,6 +15,7 @@ import { preadInto } from './pack-reader.js';
 import { packPath } from './pack-file.js';
 import { prefetchPlaces } from './prefetch.js';
 import { copyAll, type CopyAllOptions, type CopyItem } from './copy-all.js';
+import { readInOrder, type OrderedItem, type OrderedOptions } from './ordered-reads.js';
 import type { LeaseOptions } from './lease.js';
 import type { ObjectStat, ReadOptions } from '../types.js';
 import { asVmdnError, VmdnError, type ErrorCode } from '../../errors.js';
@@ -211,6 +212,16 @@ export abstract class LocalReads {
     const pool = this.codec();
     if (!pool) throw new VmdnError('E_INTERNAL', 'copying into a file needs codec workers');
     return copyAll(this, pool, items, to, opts);
+  }
+
+  /** An image's objects, decoded in the workers into reused buffers, to `each` in order (ordered-reads.ts): the read path of a non-raw export. */
+  async readInOrder(items: OrderedItem[], each: (i: number, bytes: Uint8Array) => void | Promise<void>, opts: OrderedOptions = {}): Promise<void> {
+    const pool = this.codec();
+    if (!pool) {
+      for (let i = 0; i < items.length; i++) await each(i, await this.get(items[i]!.digest, opts));
+      return;
+    }
+    return readInOrder(this, pool, items, each, opts);
   }
 
   private async copy(digest: Digest, to: { outPath?: string; fd?: number; offset: number; length?: number }): Promise<number> {

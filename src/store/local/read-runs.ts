@@ -32,6 +32,8 @@ export interface RunItem extends Placed {
   offset: number;
   /** Its size by the manifest: an object of any other size is refused before a byte of it is written. */
   length: number;
+  /** Other places of the same data (a repeated chunk: decoded and verified once, written at each). */
+  copies?: number[];
 }
 
 const MAX_ENCODED = maxEncodedSize(MAX_OBJECT_SIZE);
@@ -137,8 +139,12 @@ export function copyRuns(fd: number, items: RunItem[], source: string): number {
   let start = 0;
   let len = 0;
   let total = 0;
+  // repeated objects' other places, as (place in the run buffer, output offset, length): written from the run before it is reused
+  const again: number[] = [];
   const flush = () => {
     if (len > 0) writeSparseSync(fd, run, len, start);
+    for (let k = 0; k < again.length; k += 3) writeSparseSync(fd, run.subarray(again[k]!), again[k + 2]!, again[k + 1]!);
+    again.length = 0;
     len = 0;
   };
   for (let i = 0; i < items.length; i++) {
@@ -152,6 +158,10 @@ export function copyRuns(fd: number, items: RunItem[], source: string): number {
     if (it.length > run.length) run = Buffer.allocUnsafe(it.length);
     const encoded = readPlaced(items, i, source);
     decodeObjectInto(it.digest, encoded, run.subarray(len, len + it.length), source);
+    for (const to of it.copies ?? []) {
+      again.push(len, to, it.length);
+      total += it.length;
+    }
     len += it.length;
     total += it.length;
   }

@@ -17,6 +17,8 @@ export interface RunTable {
   digests: string;
   /** Per object: index into `paths`, offset in that pack (-1: the whole file, a loose object), stored size, output offset, length. */
   table: Float64Array;
+  /** Pairs (object's row, another output offset): where a repeated object's data goes again (decoded once). */
+  copies?: Float64Array;
 }
 
 const FIELDS = 5;
@@ -30,6 +32,8 @@ export interface TableRow {
   storedSize?: number;
   offset: number;
   length: number;
+  /** Other output offsets of the same data (a repeated chunk). */
+  copies?: number[];
 }
 
 export function packRunTable(rows: readonly TableRow[]): RunTable {
@@ -37,6 +41,7 @@ export function packRunTable(rows: readonly TableRow[]): RunTable {
   const index = new Map<string, number>();
   const table = new Float64Array(rows.length * FIELDS);
   const digests: string[] = [];
+  const copies: number[] = [];
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i]!;
     let p = index.get(r.objPath);
@@ -52,8 +57,9 @@ export function packRunTable(rows: readonly TableRow[]): RunTable {
     table[at + 3] = r.offset;
     table[at + 4] = r.length;
     digests.push(r.digest);
+    for (const c of r.copies ?? []) copies.push(i, c);
   }
-  return { paths, digests: digests.join(''), table };
+  return { paths, digests: digests.join(''), table, ...(copies.length ? { copies: Float64Array.from(copies) } : {}) };
 }
 
 /** The items of a table (worker side); a table that does not add up is an internal error. */
@@ -70,6 +76,13 @@ export function unpackRunTable(t: RunTable): RunItem[] {
     items[i] = packOffset < 0
       ? { digest, objPath, offset: t.table[at + 3]!, length: t.table[at + 4]! }
       : { digest, objPath, packOffset, storedSize: t.table[at + 2]!, offset: t.table[at + 3]!, length: t.table[at + 4]! };
+  }
+  const c = t.copies ?? [];
+  if (c.length % 2 !== 0) throw new VmdnError('E_INTERNAL', `bad run table: ${c.length} copy numbers`);
+  for (let k = 0; k < c.length; k += 2) {
+    const it = items[c[k]!];
+    if (it === undefined) throw new VmdnError('E_INTERNAL', `bad run table: a copy of row ${c[k]}`);
+    (it.copies ??= []).push(c[k + 1]!);
   }
   return items;
 }
