@@ -7,6 +7,7 @@
  *   BENCH_OD_BOOTS=0|1      boots on or off (default on, off in quick mode)
  *   BENCH_OD_PARTS          comma list of pulls,nbd,boots (default all)
  *   BENCH_OD_BOOT_TIMEOUT   seconds a boot may take to reach login: (default 300)
+ *   BENCH_OD_ROUNDS         rounds of the timed pulls and NBD reads, alternating vmdn and its anchor (default 3; the median is shown)
  *   BENCH_OD_WORKDIR        kept between runs: origin store, base.raw.zst, casync store, kernel (default /var/tmp/vmdn-odbench)
  *   BENCH_DROP_CACHES=0     keep the page cache between timed steps
  */

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEFAULT_LINK, inNs, parseRate, rateCommands, setupCommands, tbfArgs, teardownCommands } from '../../bench/netns.js';
-import { onDemandTargets, onDemandLimits, ratio, renderOnDemand, type OnDemandResult, type PullRun } from '../../bench/ondemand-report.js';
+import { medianRound, onDemandTargets, onDemandLimits, ratio, renderOnDemand, type OnDemandResult, type PullRun } from '../../bench/ondemand-report.js';
 import { onDemandOptsFromEnv } from '../../bench/ondemand.js';
 
 test('rates parse to bits per second; nonsense and absurd rates are refused', () => {
@@ -139,4 +139,23 @@ test('options from the environment: quick mode, links, boots, work dir', () => {
   const o = onDemandOptsFromEnv('/c', { BENCH_OD_QUICK: '1', BENCH_OD_LINKS: 'lo, 100mbit', BENCH_OD_BOOTS: '0', BENCH_OD_WORKDIR: '/w', BENCH_DROP_CACHES: '0' });
   assert.deepEqual(o, { corpusDir: '/c', workDir: '/w', quick: true, links: ['lo', '100mbit'], boots: false, dropCaches: false });
   assert.deepEqual(onDemandOptsFromEnv('/c', {}), { corpusDir: '/c', workDir: '/var/tmp/vmdn-odbench', quick: false, dropCaches: true });
+});
+
+test('repeated runs: the median round is shown with every round beside it; a failed round counts as the slowest', () => {
+  const m = medianRound([pull(3.1), pull(2.2), pull(2.6)]);
+  assert.equal(m.seconds, 2.6);
+  assert.deepEqual(m.runs, [3.1, 2.2, 2.6]);
+  // a failed round sorts last, however fast it failed: the median of 2 s, 4 s and a failure is 4 s
+  assert.equal(medianRound([pull(1, { error: 'exit 1' }), pull(2), pull(4)]).seconds, 4);
+  assert.equal(medianRound([pull(5), pull(1)]).seconds, 1, 'the lower middle of an even count');
+  assert.throws(() => medianRound([]), /no rounds/);
+  const r = result();
+  r.pulls[0]!.vmdn = medianRound([pull(4.2), pull(3.5), pull(3.9)]);
+  r.nbdWarm = { vmdn: { seconds: 2, identical: true }, qemuNbd: { seconds: 1, identical: true } };
+  const md = renderOnDemand(r);
+  assert.match(md, /\| lo \| vmdn pull \| 3\.9 \(median of 4\.2, 3\.5, 3\.9\) \|/);
+  const warm = onDemandTargets(r).find((t) => t.target.includes('page cache warm'));
+  assert.ok(warm, 'the warm NBD comparison is a target row');
+  assert.equal(warm!.met, false, '1 s against 2 s is 0.5x, under 0.7x');
+  assert.match(md, /qemu-nbd -r of the raw file, page cache warm/);
 });
