@@ -69,6 +69,30 @@ describe('LocalStore on disk', () => {
     }
   });
 
+  it('statMany asked about more digests than the store holds objects gives the same answer whether the store is small or not', async () => {
+    const t = tmpDir();
+    const store = await LocalStore.open(t.dir, { workers: 0 });
+    try {
+      // many more digests asked for than stored: the small-store path (the whole table read) answers
+      const held = [];
+      for (let i = 0; i < 3; i++) held.push(await store.put(prng(100 + i, 5_000)));
+      const asked = [...held.map((h) => h.digest), ...Array.from({ length: 1500 }, (_, i) => sha256(Buffer.from(`absent ${i}`)))];
+      const small = await store.statMany(asked);
+      assert.deepEqual([...small.keys()].sort(), held.map((h) => h.digest).sort());
+      for (const h of held) assert.deepEqual(small.get(h.digest), { digest: h.digest, size: 5_000, storedSize: h.storedSize });
+      assert.equal((await store.statMany(asked.slice(3))).size, 0);
+      // past the small-store bound (256 objects) the join answers: the same for what was asked
+      const more = [];
+      for (let i = 0; i < 300; i++) more.push((await store.put(Buffer.from(`object ${i}`))).digest);
+      const big = await store.statMany(asked);
+      assert.deepEqual(big, small);
+      assert.equal((await store.statMany([...asked, ...more])).size, 303);
+    } finally {
+      await store.close();
+      t.cleanup();
+    }
+  });
+
   it('copyToFd with a length refuses an object of another size before writing', async () => {
     const t = tmpDir();
     const store = await LocalStore.open(t.dir, { workers: 1 });

@@ -48,12 +48,13 @@ export function prepareStatements(d: Database.Database) {
     // set-based: a point query costs ~15 us through better-sqlite3 here, tens of thousands of them add up to seconds
     addRefs: d.prepare<[number, string]>(`INSERT OR IGNORE INTO manifest_refs (manifest_id, object_id)
       SELECT ?, o.id FROM json_each(?) j JOIN objects o ON o.digest = unhex(j.value)`),
-    present: d.prepare<[string], { digest: Buffer }>('SELECT o.digest FROM json_each(?) j JOIN objects o ON o.digest = unhex(j.value)'),
     // in input order, one row per digest (NULLs for one not indexed), and no digest read back: half statPlaces' cost for a whole image
     placesInOrder: d.prepare<[string], [string | null, number | null, number | null]>(`SELECT o.pack, o.pack_offset, o.stored_size
       FROM json_each(?) j LEFT JOIN objects o ON o.digest = unhex(j.value) ORDER BY j.key`).raw(),
     places: d.prepare<[string], Row>('SELECT o.digest, o.size, o.stored_size, o.pack, o.pack_offset FROM json_each(?) j JOIN objects o ON o.digest = unhex(j.value)'),
     statMany: d.prepare<[string], { digest: Buffer; size: number; stored_size: number }>('SELECT o.digest, o.size, o.stored_size FROM json_each(?) j JOIN objects o ON o.digest = unhex(j.value)'),
+    // a store of a few objects (a first pull's cache holds the manifest and its trees) read whole: see SqliteIndex.fewObjects
+    fewObjects: d.prepare<[number], { digest: Buffer; size: number; stored_size: number }>('SELECT digest, size, stored_size FROM objects LIMIT ?'),
     // statMany's sum without a row read back per object: ~20 ms instead of ~90 for a whole image's chunks
     storedBytes: d.prepare<[string], { n: number }>('SELECT total(o.stored_size) AS n FROM json_each(?) j JOIN objects o ON o.digest = unhex(j.value)'),
     hasRefs: d.prepare<[number], { n: number }>('SELECT count(*) AS n FROM manifest_refs WHERE manifest_id = ?'),
