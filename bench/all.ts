@@ -14,6 +14,7 @@
  * then the scale section (bench/scale.ts: S3 store vs local store on a real Ceph RGW, fan-out to 1-16 sites
  * with and without P2P on loopback and through one tc-limited namespace per site; BENCH_SCALE_* settings there;
  * `node dist/bench/scale-main.js` runs it alone into scale-latest.{json,md}).
+ *   BENCH_FORMATS_ROUNDS  rounds of each format's export and qemu-img convert, alternating (default 3; median shown)
  *   BENCH_SECTIONS  storage,net,inspect,files,formats,ondemand,portal,trust,scale (default all nine; files includes packages)
  */
 import { spawnSync } from 'node:child_process';
@@ -81,7 +82,7 @@ async function main(): Promise<void> {
     append('packages', p.result, p.markdown);
   }
   if (sections.has('formats')) {
-    const r = await benchFormats({ corpusDir: dir, workDir: process.env.BENCH_FORMATS_WORKDIR ?? '/var/tmp/vmdn-formatsbench', log: (s) => console.error(`[formats] ${s}`) });
+    const r = await benchFormats({ corpusDir: dir, workDir: process.env.BENCH_FORMATS_WORKDIR ?? '/var/tmp/vmdn-formatsbench', rounds: Number(process.env.BENCH_FORMATS_ROUNDS ?? 3), log: (s) => console.error(`[formats] ${s}`) });
     append('formats', r.result, r.markdown);
   }
   if (sections.has('portal')) {

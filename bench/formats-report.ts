@@ -10,6 +10,15 @@ export interface RunFigures {
   seconds: number;
   maxRssBytes: number;
   error?: string;
+  /** Every round's seconds, in the order run, when the command was repeated (the figures are the median round's). */
+  runs?: number[];
+}
+
+/** The median round (lower middle of an even count; a failed round sorts last), with every round's seconds. */
+export function medianFigures(rounds: RunFigures[]): RunFigures {
+  if (!rounds.length) throw new Error('medianFigures: no rounds');
+  const sorted = [...rounds].sort((a, b) => (a.ok ? a.seconds : Infinity) - (b.ok ? b.seconds : Infinity));
+  return { ...sorted[Math.floor((sorted.length - 1) / 2)]!, runs: rounds.map((r) => r.seconds) };
 }
 
 export interface FormatRow {
@@ -74,6 +83,11 @@ export function formatTargets(r: Pick<FormatsResult, 'casyncMake' | 'firstImport
 }
 
 const f = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+/** How the export timings were repeated, when they were. */
+const rounds = (r: FormatsResult) => {
+  const n = r.rows[0]?.export.runs?.length ?? 1;
+  return n > 1 ? `; the two alternate for ${n} rounds and each cell is the median round (every round under the table)` : '';
+};
 const MiB = (b: number) => f(b / 2 ** 20, 0);
 
 export function renderFormats(r: FormatsResult): string {
@@ -82,9 +96,9 @@ export function renderFormats(r: FormatsResult): string {
   const out = [
     `## Formats: import and export per container format (${r.image})`,
     '',
-    `One run. Load: ${r.load.start} at start, ${r.load.end} at end (shared machine: figures are noisy). ${r.pageCache}`,
+    `One run of the section. Load: ${r.load.start} at start, ${r.load.end} at end (shared machine: figures are noisy). ${r.pageCache}`,
     `Import: \`vmdn import\` of ${r.image} in each format into an empty store, against \`casync make\` of ${r.image}.raw (${f(r.casyncMake.seconds)} s); the qcow2/raw inputs are the corpus files, the others made by \`qemu-img convert\` beforehand (untimed).`,
-    `Export: \`vmdn export\` from a store holding ${r.image}.qcow2, against \`qemu-img convert -O FMT\` from the corpus qcow2. Growth: stored bytes the format's store holds that the qcow2 store lacks, over the qcow2 import's ${f(r.firstImportStoredBytes / 1e6, 1)} MB.`,
+    `Export: \`vmdn export\` from a store holding ${r.image}.qcow2, against \`qemu-img convert -O FMT\` from the corpus qcow2${rounds(r)}. Growth: stored bytes the format's store holds that the qcow2 store lacks, over the qcow2 import's ${f(r.firstImportStoredBytes / 1e6, 1)} MB.`,
     '',
     '| format | import s | casync/import (>= 1.0) | import RSS MiB | growth (<= 1 %) | export s | qemu-img s | export/qemu (<= 1.5) | export RSS MiB | all met |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|',
@@ -93,6 +107,9 @@ export function renderFormats(r: FormatsResult): string {
       const bad = (s: RunFigures) => (s.ok ? '' : ' (FAILED)');
       return `| ${row.format} | ${f(row.import.seconds)}${bad(row.import)} | ${f(x.importRatio)} | ${MiB(row.import.maxRssBytes)} | ${f(x.growthPercent, 3)} % | ${f(row.export.seconds)}${bad(row.export)} | ${f(row.qemuConvert.seconds)}${bad(row.qemuConvert)} | ${f(x.exportRatio)} | ${MiB(row.export.maxRssBytes)} | ${x.met ? 'yes' : 'no'} |`;
     }),
+    ...(r.rows.some((row) => (row.export.runs?.length ?? 1) > 1)
+      ? ['', `Rounds, export / qemu-img seconds: ${r.rows.map((row) => `${row.format} ${(row.export.runs ?? [row.export.seconds]).map((x) => f(x)).join(', ')} / ${(row.qemuConvert.runs ?? [row.qemuConvert.seconds]).map((x) => f(x)).join(', ')}`).join('; ')}.`]
+      : []),
     '',
     `SHA-256 (node crypto, one core, 256 MiB buffer): **${f(r.sha256MBps, 0)} MB/s**; CPU ${r.shaNi ? 'has' : 'lacks'} SHA extensions (sha_ni).`,
     `The image's ${o.count} distinct objects: ${f(o.storedBytes / 1e6, 0)} MB stored, ${f(o.dataBytes / 1e6, 0)} MB decoded. One core, warm cache: reading the files ${f(o.readSeconds)} s, zstd decode + SHA-256 verify ${f(o.decodeVerifySeconds)} s (of which SHA-256 ${f(o.hashSeconds)} s).`,

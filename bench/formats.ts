@@ -15,7 +15,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { timed, run, GNU_TIME, type Timed } from './measure.js';
 import { REPO } from './net-procs.js';
-import { renderFormats, parseStraceSummary, type Breakdown, type FormatRow, type FormatsResult, type RunFigures } from './formats-report.js';
+import { medianFigures, renderFormats, parseStraceSummary, type Breakdown, type FormatRow, type FormatsResult, type RunFigures } from './formats-report.js';
 import { LocalStore } from '../src/store/local/local-store.js';
 import { resolveImage } from '../src/images/names.js';
 import { decodeObject } from '../src/store/codec.js';
@@ -114,8 +114,9 @@ export async function breakdown(store: string, image: string, work: string): Pro
   return b;
 }
 
-export async function benchFormats(opts: { corpusDir: string; workDir: string; image?: string; log: (s: string) => void }): Promise<{ result: FormatsResult; markdown: string }> {
+export async function benchFormats(opts: { corpusDir: string; workDir: string; image?: string; rounds?: number; log: (s: string) => void }): Promise<{ result: FormatsResult; markdown: string }> {
   const image = opts.image ?? 'base';
+  const rounds = Math.max(1, Math.floor(opts.rounds ?? 3));
   const { workDir: work, log } = opts;
   fs.rmSync(work, { recursive: true, force: true });
   fs.mkdirSync(work, { recursive: true });
@@ -151,13 +152,20 @@ export async function benchFormats(opts: { corpusDir: string; workDir: string; i
       if (input.startsWith(work)) fs.rmSync(input);
       if (format !== 'qcow2') fs.rmSync(fStore, { recursive: true, force: true });
 
+      // export and qemu-img alternate for `rounds` rounds; each is shown by its median round
       const out = path.join(work, `out.${format}`);
-      const exp = await vmdn(['export', image, out, '--format', format, '--store', qStore]);
-      fs.rmSync(out, { force: true });
-      const q = await t('qemu-img', ['convert', '-f', 'qcow2', ...QEMU[format], corpusQcow2, out]);
-      fs.rmSync(out, { force: true });
-      rows.push({ format, import: figures(imp), growthBytes, export: figures(exp), qemuConvert: figures(q) });
-      log(`${format}: import ${imp.seconds} s, export ${exp.seconds} s, qemu-img ${q.seconds} s, growth ${growthBytes} B`);
+      const exps: RunFigures[] = [];
+      const qs: RunFigures[] = [];
+      for (let i = 0; i < rounds; i++) {
+        exps.push(figures(await vmdn(['export', image, out, '--format', format, '--store', qStore])));
+        fs.rmSync(out, { force: true });
+        qs.push(figures(await t('qemu-img', ['convert', '-f', 'qcow2', ...QEMU[format], corpusQcow2, out])));
+        fs.rmSync(out, { force: true });
+      }
+      const exp = medianFigures(exps);
+      const q = medianFigures(qs);
+      rows.push({ format, import: figures(imp), growthBytes, export: exp, qemuConvert: q });
+      log(`${format}: import ${imp.seconds} s, export ${exp.runs!.join('/')} s, qemu-img ${q.runs!.join('/')} s, growth ${growthBytes} B`);
     }
 
     log('SHA-256 and zstd rates, export breakdown');

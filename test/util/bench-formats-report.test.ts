@@ -1,7 +1,7 @@
 /** The formats benchmark's arithmetic: issue 14's per-format targets, and the strace summary parser. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatTargets, parseStraceSummary, renderFormats, type FormatRow, type FormatsResult } from '../../bench/formats-report.js';
+import { formatTargets, medianFigures, parseStraceSummary, renderFormats, type FormatRow, type FormatsResult } from '../../bench/formats-report.js';
 
 const run = (seconds: number, rss = 100e6, ok = true) => ({ cmd: 'x', ok, seconds, maxRssBytes: rss });
 const row = (format: string, imp: number, exp: number, qemu: number, growthBytes = 0, rss = 100e6): FormatRow => ({ format, import: run(imp, rss), growthBytes, export: run(exp, rss), qemuConvert: run(qemu) });
@@ -38,6 +38,25 @@ describe('bench formats targets', () => {
     assert.match(md, /^\| raw \| 5\.00 \| 2\.00 \|/m);
     assert.match(md, /\| vdi \|.*\| 1\.50 \|/);
     assert.match(md, /Floor on 2 cores, warm: \(read \+ decode \+ verify\) \/ 2 = 0\.40 s plus writing the output \(qemu-img's raw convert: 1\.00 s\); measured 3\.00 s/);
+  });
+
+  it('repeated rounds: the median round, a failed round sorted last, every round listed under the table', () => {
+    const m = medianFigures([run(2.5), run(1.9), run(2.1)]);
+    assert.equal(m.seconds, 2.1);
+    assert.deepEqual(m.runs, [2.5, 1.9, 2.1]);
+    assert.equal(medianFigures([run(0.1, 1, false), run(3), run(4)]).seconds, 4, 'a quick failure is not the median');
+    assert.throws(() => medianFigures([]), /no rounds/);
+    const r = row('raw', 5, 3, 1);
+    r.export = medianFigures([run(3.3), run(2.9), run(3.1)]);
+    r.qemuConvert = medianFigures([run(1.2), run(1.0), run(1.1)]);
+    const res: FormatsResult = {
+      image: 'base', load: { start: 'a', end: 'b' }, pageCache: 'warm', casyncMake: run(10), firstImportStoredBytes: 1e8, rows: [r], sha256MBps: 1500, shaNi: true,
+      objects: { count: 3, storedBytes: 1e6, dataBytes: 3e6, readSeconds: 0.2, decodeVerifySeconds: 0.6, hashSeconds: 0.3 },
+    };
+    const md = renderFormats(res);
+    assert.match(md, /alternate for 3 rounds/);
+    assert.match(md, /raw 3\.30, 2\.90, 3\.10 \/ 1\.20, 1\.00, 1\.10/);
+    assert.equal(formatTargets(res)[0]!.exportRatio, 3.1 / 1.1);
   });
 
   it('parses strace -c -f output, with and without an errors column, top by seconds', () => {
