@@ -40,13 +40,7 @@ export async function assembleChunks(manifest: Manifest, store: ReadableStore, w
     for (let i = 0; i < chunks.length; i++) {
       signal?.throwIfAborted();
       fill();
-      const data = await window.shift()!;
-      const [offset, length, digest] = chunks[i]!;
-      if (data.length !== length) {
-        throw new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} has ${data.length} bytes, manifest says ${length}`, { digest });
-      }
-      await writer.write(offset, data);
-      done += length;
+      done += await writeChunk(writer, chunks[i]!, await window.shift()!);
       progress?.({ phase: 'export', done, total, unit: 'bytes' });
     }
     await writer.finish();
@@ -117,13 +111,8 @@ async function assembleBatched(manifest: Manifest, store: ReadableStore & GetMan
       fill(); // the next batch is decoded while this one is written
       if (got.length !== Math.min(GET_ITEMS, chunks.length - i)) throw new VmdnError('E_INTERNAL', `getMany answered ${got.length} objects for a batch at chunk ${i}`);
       for (const data of got) {
-        const [offset, length, digest] = chunks[i++]!;
         if (data instanceof Error) throw data;
-        if (data.length !== length) {
-          throw new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} has ${data.length} bytes, manifest says ${length}`, { digest });
-        }
-        await writer.write(offset, data);
-        done += length;
+        done += await writeChunk(writer, chunks[i++]!, data);
       }
       progress?.({ phase: 'export', done, total, unit: 'bytes' });
     }
@@ -213,4 +202,13 @@ async function copyInLanes(chunks: Manifest['chunks'], store: CopyToFile, target
     }
   };
   await Promise.all(Array.from({ length: concurrency }, lane));
+}
+
+/** Write one chunk's bytes at its place, once its length is the manifest's: the bytes written. */
+async function writeChunk(writer: DiskWriter, [offset, length, digest]: readonly [number, number, string], data: Uint8Array): Promise<number> {
+  if (data.length !== length) {
+    throw new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} has ${data.length} bytes, manifest says ${length}`, { digest });
+  }
+  await writer.write(offset, data);
+  return length;
 }
