@@ -35,20 +35,16 @@ export async function assembleChunks(manifest: Manifest, store: ReadableStore, w
       next++;
     }
   };
-  let done = 0;
-  try {
+  return writeThrough(writer, async () => {
+    let done = 0;
     for (let i = 0; i < chunks.length; i++) {
       signal?.throwIfAborted();
       fill();
       done += await writeChunk(writer, chunks[i]!, await window.shift()!);
       progress?.({ phase: 'export', done, total, unit: 'bytes' });
     }
-    await writer.finish();
-  } catch (err) {
-    await writer.abort().catch(() => {});
-    throw err;
-  }
-  return { bytesWritten: done };
+    return done;
+  });
 }
 
 /**
@@ -60,21 +56,14 @@ async function assembleInOrder(manifest: Manifest, store: ReadableStore & ReadIn
   const progress = throttle(opts.onProgress);
   const chunks = manifest.chunks;
   const total = chunks.reduce((n, c) => n + c[1], 0);
-  let done = 0;
-  try {
+  return writeThrough(writer, async () => {
+    let done = 0;
     await store.readInOrder(copyItems(chunks), async (i, data) => {
-      const [offset, length, digest] = chunks[i]!;
-      if (data.length !== length) throw new VmdnError('E_CORRUPT_OBJECT', `object ${digest.slice(0, 12)} has ${data.length} bytes, manifest says ${length}`, { digest });
-      await writer.write(offset, data);
-      done += length;
+      done += await writeChunk(writer, chunks[i]!, data);
       progress?.({ phase: 'export', done, total, unit: 'bytes' });
     }, { signal: opts.signal });
-    await writer.finish();
-  } catch (err) {
-    await writer.abort().catch(() => {});
-    throw err;
-  }
-  return { bytesWritten: done };
+    return done;
+  });
 }
 
 /** Chunks per getMany call of assembleBatched (~2 MiB of the corpus's), and calls in flight ahead of the writer. */
@@ -102,8 +91,8 @@ async function assembleBatched(manifest: Manifest, store: ReadableStore & GetMan
       next += GET_ITEMS;
     }
   };
-  let done = 0;
-  try {
+  return writeThrough(writer, async () => {
+    let done = 0;
     for (let i = 0; i < chunks.length; ) {
       signal?.throwIfAborted();
       fill();
@@ -116,12 +105,8 @@ async function assembleBatched(manifest: Manifest, store: ReadableStore & GetMan
       }
       progress?.({ phase: 'export', done, total, unit: 'bytes' });
     }
-    await writer.finish();
-  } catch (err) {
-    await writer.abort().catch(() => {});
-    throw err;
-  }
-  return { bytesWritten: done };
+    return done;
+  });
 }
 
 /** Bytes of chunks handed to a worker per message (~32 objects of the corpus: per-message costs vanish, the run buffer stays in cache). */
@@ -211,4 +196,16 @@ async function writeChunk(writer: DiskWriter, [offset, length, digest]: readonly
   }
   await writer.write(offset, data);
   return length;
+}
+
+/** Run the copy, then finish the writer; on any failure abort it (a partial output is never left behind) and rethrow. */
+async function writeThrough(writer: DiskWriter, copy: () => Promise<number>): Promise<{ bytesWritten: number }> {
+  try {
+    const bytesWritten = await copy();
+    await writer.finish();
+    return { bytesWritten };
+  } catch (err) {
+    await writer.abort().catch(() => {});
+    throw err;
+  }
 }
